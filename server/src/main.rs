@@ -1,0 +1,5 @@
+//! `sluice`: the broker binary.
+
+fn main() {
+    println!("sluice {}", env!("CARGO_PKG_VERSION"));
+}
