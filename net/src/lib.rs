@@ -1,4 +1,32 @@
 //! sluice-net owns the Kafka wire protocol: frames, request and response headers,
 //! bounded request decoders that produce `kafka-protocol`'s structs, and a small client.
+//!
+//! Start reading at `request.rs` (`decode_request`), then `frame.rs` (`split_frame`)
+//! and `response.rs` (`encode_response`). `reader.rs` is the bounded cursor every
+//! decoder reads through; `wire.rs` maps field types to encodings and defines the
+//! `wire_struct!` table macro; `schema.rs` holds one table per request struct.
+//! Request structs are never decoded with `kafka-protocol`'s own decoders, which
+//! size allocations from untrusted counts.
 
 pub mod client;
+pub mod frame;
+#[cfg(test)]
+mod random;
+pub mod reader;
+pub mod request;
+pub mod response;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod wire;
+
+pub use frame::{FrameError, REQUEST_BYTES_MAX_DEFAULT, frame_size, split_frame};
+pub use reader::{ReadError, Reader};
+pub use request::{
+    DECODABLE_API_KEYS, DecodeError, Request, RequestBody, decodable_versions, decode_request,
+};
+pub use response::{EncodeError, encode_response};
+
+/// The `kafka-protocol` crate whose message structs this crate decodes into
+/// and encodes from; re-exported so callers use the same version.
+pub use kafka_protocol;

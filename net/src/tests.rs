@@ -1,0 +1,382 @@
+//! Codec tests across modules: a property test per request API over every
+//! version we decode (kafka-protocol's encoder is the oracle), the allocation
+//! bomb, header and error classification, and hand-written golden frames.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest};
+use proptest::prelude::*;
+
+use crate::reader::ReadError;
+use crate::request::{
+    DECODABLE_API_KEYS, DecodeError, RequestBody, check_round_trip, decodable_versions,
+    decode_request,
+};
+
+/// Records the largest single allocation made by the current thread, so a test
+/// can prove a decoder did not size a buffer from an untrusted count.
+struct LargestAllocation;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for LargestAllocation {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = LARGEST.try_with(|l| l.set(l.get().max(layout.size())));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = LARGEST.try_with(|l| l.set(l.get().max(new_size)));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: LargestAllocation = LargestAllocation;
+
+fn largest_allocation_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    LARGEST.with(|l| l.set(0));
+    let out = f();
+    (out, LARGEST.with(|l| l.get()))
+}
+
+fn check_all_versions(api_key: ApiKey, seed: u64) -> Result<(), TestCaseError> {
+    let (lo, hi) = decodable_versions(api_key).expect("decodable");
+    for version in lo..=hi {
+        let result = check_round_trip(api_key, version, seed.wrapping_add(version as u64));
+        prop_assert!(result.is_ok(), "{}", result.unwrap_err());
+    }
+    Ok(())
+}
+
+macro_rules! round_trip_tests {
+    ($($name:ident => $key:ident,)*) => {
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(24))]
+            $(
+                #[test]
+                fn $name(seed: u64) {
+                    // Proves our decoder agrees with kafka-protocol's encoder and decoder on random
+                    // requests of every version, and rejects every truncation of them.
+                    check_all_versions(ApiKey::$key, seed)?;
+                }
+            )*
+        }
+
+        #[test]
+        fn every_decodable_api_has_a_round_trip_test() {
+            // Proves the list above covers every api key `decode_request` accepts.
+            let tested = [$(ApiKey::$key,)*];
+            for key in DECODABLE_API_KEYS {
+                assert!(tested.contains(key), "{key:?} has no round-trip test");
+            }
+        }
+    };
+}
+
+round_trip_tests! {
+    produce_round_trips => Produce,
+    fetch_round_trips => Fetch,
+    list_offsets_round_trips => ListOffsets,
+    metadata_round_trips => Metadata,
+    offset_commit_round_trips => OffsetCommit,
+    offset_fetch_round_trips => OffsetFetch,
+    find_coordinator_round_trips => FindCoordinator,
+    join_group_round_trips => JoinGroup,
+    heartbeat_round_trips => Heartbeat,
+    leave_group_round_trips => LeaveGroup,
+    sync_group_round_trips => SyncGroup,
+    describe_groups_round_trips => DescribeGroups,
+    list_groups_round_trips => ListGroups,
+    sasl_handshake_round_trips => SaslHandshake,
+    api_versions_round_trips => ApiVersions,
+    create_topics_round_trips => CreateTopics,
+    delete_topics_round_trips => DeleteTopics,
+    delete_records_round_trips => DeleteRecords,
+    init_producer_id_round_trips => InitProducerId,
+    offset_for_leader_epoch_round_trips => OffsetForLeaderEpoch,
+    add_partitions_to_txn_round_trips => AddPartitionsToTxn,
+    add_offsets_to_txn_round_trips => AddOffsetsToTxn,
+    end_txn_round_trips => EndTxn,
+    txn_offset_commit_round_trips => TxnOffsetCommit,
+    describe_configs_round_trips => DescribeConfigs,
+    create_partitions_round_trips => CreatePartitions,
+    delete_groups_round_trips => DeleteGroups,
+    incremental_alter_configs_round_trips => IncrementalAlterConfigs,
+    offset_delete_round_trips => OffsetDelete,
+    sasl_authenticate_round_trips => SaslAuthenticate,
+    describe_cluster_round_trips => DescribeCluster,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #[test]
+    fn arbitrary_frames_never_panic(key in 0i16..80, version in -1i16..20, body in proptest::collection::vec(any::<u8>(), 0..64)) {
+        // Proves decode_request returns (Ok or Err) on arbitrary bodies behind any header.
+        let mut frame = BytesMut::new();
+        frame.put_i16(key);
+        frame.put_i16(version);
+        frame.put_i32(9);
+        frame.put_slice(&body);
+        let _ = decode_request(frame.freeze());
+    }
+}
+
+/// A frame: api key, version, correlation id, then `rest` verbatim.
+fn frame(api_key: i16, version: i16, correlation_id: i32, rest: &[u8]) -> Bytes {
+    let mut frame = BytesMut::new();
+    frame.put_i16(api_key);
+    frame.put_i16(version);
+    frame.put_i32(correlation_id);
+    frame.put_slice(rest);
+    frame.freeze()
+}
+
+#[test]
+fn produce_claiming_two_billion_topics_is_malformed_without_allocating() {
+    // Proves the allocation bomb (a tiny Produce whose topic count is i32::MAX) is rejected
+    // as Malformed and no allocation anywhere near the claimed size happens.
+    // v3, header v1: null client id, null transactional id, acks, timeout, topic count.
+    let bomb = frame(
+        0,
+        3,
+        77,
+        &[
+            0xff, 0xff, 0xff, 0xff, 0, 1, 0, 0, 0x75, 0x30, 0x7f, 0xff, 0xff, 0xff,
+        ],
+    );
+    let (result, largest) = largest_allocation_during(|| decode_request(bomb.clone()));
+    assert!(
+        matches!(
+            result,
+            Err(DecodeError::Malformed {
+                correlation_id: Some(77),
+                source: ReadError::CountTooLarge {
+                    count: 2147483647,
+                    ..
+                },
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(largest < 4096, "largest allocation {largest} bytes");
+    // The same in a flexible version: compact count u32::MAX - 1.
+    let bomb = frame(
+        0,
+        9,
+        78,
+        &[
+            0xff, 0xff, 0, 0, 1, 0, 0, 0x75, 0x30, 0xff, 0xff, 0xff, 0xff, 0x0f,
+        ],
+    );
+    let (result, largest) = largest_allocation_during(|| decode_request(bomb.clone()));
+    assert!(
+        matches!(
+            result,
+            Err(DecodeError::Malformed {
+                correlation_id: Some(78),
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(largest < 4096, "largest allocation {largest} bytes");
+    // The 12-byte version from the issue: a header and nothing but a huge count where
+    // the client id's length should be.
+    let bomb = frame(0, 3, 79, &[0x7f, 0xff, 0xff, 0xff]);
+    assert_eq!(bomb.len(), 12);
+    let (result, largest) = largest_allocation_during(|| decode_request(bomb.clone()));
+    assert!(
+        matches!(
+            result,
+            Err(DecodeError::Malformed {
+                correlation_id: Some(79),
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(largest < 4096, "largest allocation {largest} bytes");
+}
+
+#[test]
+fn nested_counts_are_bounded_too() {
+    // Proves a partition count deep inside Fetch is checked against the bytes left, not
+    // just the top-level topic count.
+    let mut rest = BytesMut::new();
+    rest.put_i16(-1); // client id
+    rest.put_i32(-1); // replica id
+    rest.put_i32(500); // max wait
+    rest.put_i32(1); // min bytes
+    rest.put_i32(1 << 20); // max bytes
+    rest.put_i8(0); // isolation level
+    rest.put_i32(1); // one topic
+    rest.put_i16(1);
+    rest.put_u8(b't');
+    rest.put_i32(0x1000_0000); // partitions claimed
+    rest.put_bytes(0, 64);
+    let f = frame(1, 4, 5, &rest);
+    let (result, largest) = largest_allocation_during(|| decode_request(f.clone()));
+    assert!(
+        matches!(
+            result,
+            Err(DecodeError::Malformed {
+                source: ReadError::CountTooLarge {
+                    count: 0x1000_0000,
+                    ..
+                },
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(largest < 4096, "largest allocation {largest} bytes");
+}
+
+#[test]
+fn header_errors_carry_what_the_server_needs_to_answer() {
+    // Proves unknown keys, unsupported versions and short frames are told apart, with the
+    // correlation id whenever the frame had one.
+    assert_eq!(
+        decode_request(frame(9999, 0, 3, &[])),
+        Err(DecodeError::UnknownApiKey {
+            api_key: 9999,
+            correlation_id: 3
+        })
+    );
+    assert_eq!(
+        decode_request(frame(-1, 0, 3, &[])),
+        Err(DecodeError::UnknownApiKey {
+            api_key: -1,
+            correlation_id: 3
+        })
+    );
+    // Known to Kafka, not decoded by us (ElectLeaders).
+    assert_eq!(
+        decode_request(frame(43, 0, 4, &[])),
+        Err(DecodeError::UnknownApiKey {
+            api_key: 43,
+            correlation_id: 4
+        })
+    );
+    assert_eq!(
+        decode_request(frame(18, 99, 5, &[1, 2, 3])),
+        Err(DecodeError::UnsupportedVersion {
+            api_key: ApiKey::ApiVersions,
+            api_version: 99,
+            correlation_id: 5
+        })
+    );
+    assert_eq!(
+        decode_request(frame(0, 2, 6, &[])),
+        Err(DecodeError::UnsupportedVersion {
+            api_key: ApiKey::Produce,
+            api_version: 2,
+            correlation_id: 6
+        })
+    );
+    assert!(matches!(
+        decode_request(Bytes::from_static(&[0, 18, 0])),
+        Err(DecodeError::Malformed {
+            correlation_id: None,
+            ..
+        })
+    ));
+    assert!(matches!(
+        decode_request(Bytes::from_static(&[0, 18, 0, 3, 0, 0])),
+        Err(DecodeError::Malformed {
+            correlation_id: None,
+            api_key: Some(18),
+            api_version: Some(3),
+            ..
+        })
+    ));
+    // Garbage after a valid ApiVersions v0 header and body.
+    assert!(matches!(
+        decode_request(frame(18, 0, 7, &[0, 1, b'c', 0xde, 0xad])),
+        Err(DecodeError::Malformed {
+            correlation_id: Some(7),
+            source: ReadError::TrailingBytes { count: 2 },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn golden_api_versions_v3_from_the_spec() {
+    // Proves a hand-assembled ApiVersions v3 request (header v2, compact strings, as librdkafka
+    // sends it) decodes to the expected fields.
+    let rest: &[u8] = &[
+        0x00, 0x07, b'r', b'd', b'k', b'a', b'f', b'k',
+        b'a', // client id (non-compact even in header v2)
+        0x00, // header tagged fields
+        0x0b, b'l', b'i', b'b', b'r', b'd', b'k', b'a', b'f', b'k',
+        b'a', // client software name
+        0x06, b'2', b'.', b'0', b'.', b'2', // client software version
+        0x00, // body tagged fields
+    ];
+    let req = decode_request(frame(18, 3, 1, rest)).unwrap();
+    assert_eq!(req.header.client_id.as_deref(), Some("rdkafka"));
+    let RequestBody::ApiVersions(body) = req.body else {
+        panic!("wrong body")
+    };
+    let expected = ApiVersionsRequest::default()
+        .with_client_software_name("librdkafka".into())
+        .with_client_software_version("2.0.2".into());
+    assert_eq!(body, expected);
+}
+
+#[test]
+fn golden_metadata_v1_null_topics_means_all() {
+    // Proves Metadata v1 with a null topic array (all topics) decodes to None, and v0's empty
+    // array stays an empty list.
+    let req = decode_request(frame(3, 1, 2, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff])).unwrap();
+    assert_eq!(req.header.client_id, None);
+    assert_eq!(
+        req.body,
+        RequestBody::Metadata(MetadataRequest::default().with_topics(None))
+    );
+    let req = decode_request(frame(3, 0, 2, &[0, 0, 0, 0, 0, 0])).unwrap();
+    assert_eq!(req.header.client_id.as_deref(), Some(""));
+    assert_eq!(
+        req.body,
+        RequestBody::Metadata(MetadataRequest::default().with_topics(Some(vec![])))
+    );
+}
+
+#[test]
+fn produce_records_are_a_slice_of_the_frame() {
+    // Proves the record batch bytes of a Produce request are not copied out of the frame.
+    let mut rest = BytesMut::new();
+    rest.put_i16(-1); // client id
+    rest.put_i16(-1); // transactional id
+    rest.put_i16(-1); // acks
+    rest.put_i32(30_000);
+    rest.put_i32(1);
+    rest.put_i16(1);
+    rest.put_u8(b't');
+    rest.put_i32(1);
+    rest.put_i32(0); // partition
+    rest.put_i32(5);
+    rest.put_slice(b"batch");
+    let f = frame(0, 7, 11, &rest);
+    let req = decode_request(f.clone()).unwrap();
+    let RequestBody::Produce(ProduceRequest {
+        ref topic_data,
+        acks: -1,
+        ..
+    }) = req.body
+    else {
+        panic!("{req:?}")
+    };
+    let records = topic_data[0].partition_data[0].records.as_ref().unwrap();
+    assert_eq!(&records[..], b"batch");
+    assert_eq!(records.as_ptr(), f[f.len() - 5..].as_ptr());
+}
