@@ -1,5 +1,18 @@
-//! `sluice`: the broker binary.
+//! `sluice`: the broker binary. Parses flags (each also a `SLUICE_*` variable), installs
+//! the log subscriber (`RUST_LOG` filters, default info), and runs the shards until
+//! SIGINT or SIGTERM, then exits 0 after every log is closed cleanly.
 
-fn main() {
-    println!("sluice {}", env!("CARGO_PKG_VERSION"));
+use clap::Parser;
+use sluice_server::config::BrokerArgs;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = BrokerArgs::parse();
+    sluice_server::shard::run(args)
 }

@@ -1,0 +1,64 @@
+//! ApiVersions: the APIs and version ranges this broker advertises. Only what fully works
+//! is listed, each range clipped to what net can decode. A request above our ApiVersions
+//! range gets the v0 fallback: error UNSUPPORTED_VERSION (35) and our ranges in a v0 body,
+//! so old and new clients can both negotiate.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, api_versions_response::ApiVersion};
+use sluice_net::decodable_versions;
+
+use crate::connection::Outcome;
+
+/// What the handlers implement: `(api, min, max)`. Produce advertises min 0 as clients
+/// expect, while v0-v2 (not decodable) are refused.
+const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The advertised range of `key`: our range intersected with net's decodable range.
+pub fn advertised_range(key: ApiKey) -> Option<(i16, i16)> {
+    let (_, lo, hi) = IMPLEMENTED.iter().find(|(k, _, _)| *k == key)?;
+    let (dlo, dhi) = decodable_versions(key)?;
+    let hi = (*hi).min(dhi);
+    // Produce keeps min 0 in the advertisement even though v0-v2 are not decodable.
+    let lo = if key == ApiKey::Produce {
+        *lo
+    } else {
+        (*lo).max(dlo)
+    };
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// Whether a decoded request at `version` is one we serve.
+pub fn advertised(key: ApiKey, version: i16) -> bool {
+    advertised_range(key).is_some_and(|(lo, hi)| (lo..=hi).contains(&version))
+}
+
+fn api_keys() -> Vec<ApiVersion> {
+    IMPLEMENTED
+        .iter()
+        .filter_map(|(k, _, _)| {
+            let (lo, hi) = advertised_range(*k)?;
+            Some(
+                ApiVersion::default()
+                    .with_api_key(*k as i16)
+                    .with_min_version(lo)
+                    .with_max_version(hi),
+            )
+        })
+        .collect()
+}
+
+pub fn response() -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_api_keys(api_keys())
+}
+
+/// The v0 fallback for an ApiVersions request above our maximum version.
+pub fn unsupported_version(correlation_id: i32) -> Outcome {
+    let body = ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(api_keys());
+    super::respond(correlation_id, ApiKey::ApiVersions, 0, &body)
+}

@@ -1,0 +1,53 @@
+//! Request handlers, one module per Kafka API. `dispatch` routes a decoded request to its
+//! handler and encodes the response; an API we decode but do not advertise closes the
+//! connection, as Kafka does for requests it cannot serve.
+
+pub mod api_versions;
+pub mod metadata;
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::Encodable;
+use sluice_net::{Request, RequestBody, encode_response};
+use tracing::{debug, error};
+
+use crate::connection::Outcome;
+use crate::shard::Shard;
+
+/// Encodes `body` as the response to a request.
+pub fn respond<R: Encodable>(
+    correlation_id: i32,
+    api_key: ApiKey,
+    api_version: i16,
+    body: &R,
+) -> Outcome {
+    match encode_response(correlation_id, api_key, api_version, body) {
+        Ok(frame) => Outcome::Respond(frame),
+        Err(e) => {
+            error!(error = %e, "response not encodable; closing connection");
+            Outcome::Close
+        }
+    }
+}
+
+pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: u64) -> Outcome {
+    let cid = req.header.correlation_id;
+    let v = req.api_version;
+    let key = req.api_key;
+    if !api_versions::advertised(key, v) {
+        debug!(?key, v, conn, "request for an api we do not serve; closing");
+        return Outcome::Close;
+    }
+    match req.body {
+        RequestBody::ApiVersions(_) => respond(cid, key, v, &api_versions::response()),
+        RequestBody::Metadata(r) => {
+            let resp = metadata::handle(&shard, r, v).await;
+            respond(cid, key, v, &resp)
+        }
+        RequestBody::DescribeCluster(_) => {
+            respond(cid, key, v, &metadata::describe_cluster(&shard))
+        }
+        _ => Outcome::Close,
+    }
+}

@@ -1,0 +1,14 @@
+//! sluice-server: the broker. Start reading at `shard.rs` (one pinned executor per core,
+//! the cross-core `ShardRequest`s of `shard_request.rs`, shard 0's metadata duties), then
+//! `connection.rs` (framing, pipelining) and `handlers/` (one module per Kafka API).
+//! Topic metadata lives in `topic_table.rs` (in memory, per shard) and `topic_store.rs`
+//! (on disk). `kafka_errors.rs` maps engine and net errors to Kafka error codes.
+
+pub mod config;
+pub mod connection;
+pub mod handlers;
+pub mod partition;
+pub mod shard;
+pub mod shard_request;
+pub mod topic_store;
+pub mod topic_table;

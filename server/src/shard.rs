@@ -1,0 +1,792 @@
+//! A shard: one pinned glommio executor and everything it owns — its partitions, its
+//! read-only copy of the topic table, its client connections. This file starts the
+//! shards, routes `ShardRequest`s between them over the channel mesh, and runs the
+//! controller duties of shard 0 (the only writer of topic metadata and producer ids).
+//! Nothing here is shared between shards except immutable `Arc`s.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::channels::oneshot;
+use glommio::net::TcpListener;
+use glommio::sync::{CancellationToken, Semaphore};
+use glommio::{LocalExecutorBuilder, Placement};
+use kafka_protocol::ResponseError;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{BrokerArgs, validate_topic_config};
+use crate::connection;
+use crate::partition::{AppendSignal, PartitionSet};
+use crate::shard_request::*;
+use crate::topic_store::{
+    FileTopicStore, ProducerIdBlocks, TopicRecord, TopicStore, load_or_create_cluster_id,
+};
+use crate::topic_table::{PARTITIONS_MAX, ShardId, TopicTable, valid_topic_name};
+
+/// Capacity of each mesh channel; a full channel makes the sender wait (backpressure).
+const MESH_CHANNEL_CAPACITY: usize = 1024;
+
+/// A cross-core call that got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("shard {0:?} is not reachable")]
+    Unreachable(ShardId),
+    #[error("shard {0:?} dropped the request")]
+    Dropped(ShardId),
+}
+
+/// Everything one shard owns. Lives in an `Rc` on its own executor.
+pub struct Shard {
+    pub id: ShardId,
+    pub args: Arc<BrokerArgs>,
+    pub cluster_id: Arc<str>,
+    table: RefCell<Arc<TopicTable>>,
+    mesh: Senders<ShardRequest>,
+    pub partitions: PartitionSet,
+    pub appends: Rc<AppendSignal>,
+    pub shutdown: CancellationToken,
+    shutdown_reply: RefCell<Option<Reply<()>>>,
+    next_conn: Cell<u64>,
+    controller: Option<Controller>,
+}
+
+/// Shard 0's extra state: the writer side of topic metadata and producer ids.
+struct Controller {
+    store: Arc<dyn TopicStore + Sync>,
+    records: RefCell<Vec<TopicRecord>>,
+    producer_ids: Rc<RefCell<ProducerIdBlocks>>,
+    /// Serializes metadata mutations: one at a time, across their awaits.
+    lock: Semaphore,
+}
+
+impl Shard {
+    pub fn table(&self) -> Arc<TopicTable> {
+        self.table.borrow().clone()
+    }
+
+    pub fn shard_count(&self) -> u16 {
+        self.table.borrow().shard_count()
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        let n = self.next_conn.get();
+        self.next_conn.set(n + 1);
+        // Unique across shards: the shard id is in the low bits.
+        n * u64::from(self.shard_count()) + u64::from(self.id.0)
+    }
+
+    /// Sends a request to shard `to` (or handles it here when `to` is this shard) and
+    /// waits for its reply.
+    pub async fn ask<T: Send + 'static>(
+        self: &Rc<Self>,
+        to: ShardId,
+        make: impl FnOnce(Reply<T>) -> ShardRequest,
+    ) -> Result<T, CallError> {
+        let (tx, rx) = oneshot::shared::<T>();
+        let req = make(tx);
+        if to == self.id {
+            let me = self.clone();
+            glommio::spawn_local(async move { me.handle(req).await }).detach();
+        } else if self.mesh.send_to(to.index(), req).await.is_err() {
+            return Err(CallError::Unreachable(to));
+        }
+        rx.await.map_err(|_| CallError::Dropped(to))
+    }
+
+    /// Handles one request addressed to this shard, replying through its handle.
+    async fn handle(self: Rc<Self>, req: ShardRequest) {
+        // A failed reply send means the asker went away (connection closed); nothing to do.
+        match req {
+            ShardRequest::Produce {
+                tp,
+                records,
+                acks,
+                reply,
+            } => {
+                let r = self
+                    .partitions
+                    .produce(&tp, records, acks, &self.appends)
+                    .await;
+                let _ = reply.send(r);
+            }
+            ShardRequest::Fetch {
+                parts,
+                wait_until,
+                reply,
+            } => {
+                let r = self
+                    .partitions
+                    .fetch(&parts, wait_until, &self.appends)
+                    .await;
+                let _ = reply.send(r);
+            }
+            ShardRequest::ListOffsets {
+                tp,
+                timestamp,
+                reply,
+            } => {
+                let r = self.partitions.list_offsets(&tp, timestamp).await;
+                let _ = reply.send(r);
+            }
+            ShardRequest::EpochEnd {
+                tp,
+                leader_epoch,
+                reply,
+            } => {
+                let r = self.partitions.epoch_end(&tp, leader_epoch);
+                let _ = reply.send(r);
+            }
+            ShardRequest::CreateTopics {
+                topics,
+                validate_only,
+                reply,
+            } => {
+                let r = self.create_topics(topics, validate_only).await;
+                let _ = reply.send(r);
+            }
+            ShardRequest::DeleteTopics { names, reply } => {
+                let r = self.delete_topics(names).await;
+                let _ = reply.send(r);
+            }
+            ShardRequest::CreatePartitions {
+                topics,
+                validate_only,
+                reply,
+            } => {
+                let r = self.create_partitions(topics, validate_only).await;
+                let _ = reply.send(r);
+            }
+            ShardRequest::AlterConfigs {
+                changes,
+                validate_only,
+                reply,
+            } => {
+                let r = self.alter_configs(changes, validate_only).await;
+                let _ = reply.send(r);
+            }
+            ShardRequest::AllocateProducerId { reply } => {
+                let r = self.allocate_producer_id().await;
+                let _ = reply.send(r);
+            }
+            ShardRequest::OpenPartitions {
+                topic,
+                partitions,
+                configs,
+                reply,
+            } => {
+                let mut result = Ok(());
+                for p in partitions {
+                    if let Err(e) = self
+                        .partitions
+                        .open(&self.args, topic.clone(), p, &configs)
+                        .await
+                    {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                let _ = reply.send(result);
+            }
+            ShardRequest::ClosePartitions {
+                topic,
+                partitions,
+                delete,
+                reply,
+            } => {
+                for p in partitions {
+                    self.partitions
+                        .close(&self.args, topic.clone(), p, delete)
+                        .await;
+                }
+                let _ = reply.send(());
+            }
+            ShardRequest::SetConfig {
+                topic,
+                configs,
+                reply,
+            } => {
+                self.partitions.set_config(&self.args, &topic, &configs);
+                let _ = reply.send(());
+            }
+            ShardRequest::TableUpdate { table, reply } => {
+                *self.table.borrow_mut() = table;
+                let _ = reply.send(());
+            }
+            ShardRequest::Shutdown { reply } => {
+                *self.shutdown_reply.borrow_mut() = Some(reply);
+                self.shutdown.cancel();
+            }
+        }
+    }
+
+    fn controller(&self) -> &Controller {
+        self.controller
+            .as_ref()
+            .expect("metadata mutations are only sent to shard 0")
+    }
+
+    /// Installs `table` here and on every other shard; returns once all have it.
+    async fn publish(self: &Rc<Self>, table: TopicTable) {
+        let table = Arc::new(table);
+        *self.table.borrow_mut() = table.clone();
+        for s in 0..self.shard_count() {
+            let to = ShardId(s);
+            if to == self.id {
+                continue;
+            }
+            let t = table.clone();
+            if let Err(e) = self
+                .ask(to, |reply| ShardRequest::TableUpdate { table: t, reply })
+                .await
+            {
+                warn!(shard = self.id.0, error = %e, "table update not delivered");
+            }
+        }
+    }
+
+    /// Persists the controller's records through the store, off the reactor thread.
+    async fn persist(&self, records: Vec<TopicRecord>) -> Result<(), String> {
+        let store = self.controller().store.clone();
+        glommio::executor()
+            .spawn_blocking(move || store.save(&records))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Opens every partition of `topic` numbered in `range` on its owning shard.
+    async fn open_on_owners(
+        self: &Rc<Self>,
+        table: &TopicTable,
+        topic: &str,
+        range: std::ops::Range<i32>,
+    ) -> Result<(), String> {
+        let meta = table.get(topic).expect("topic in table").clone();
+        let mut by_owner: BTreeMap<ShardId, Vec<i32>> = BTreeMap::new();
+        for p in range {
+            by_owner
+                .entry(meta.owner(p).expect("partition placed"))
+                .or_default()
+                .push(p);
+        }
+        for (owner, parts) in by_owner {
+            let name = meta.name.clone();
+            let configs = meta.configs.clone();
+            self.ask(owner, |reply| ShardRequest::OpenPartitions {
+                topic: name,
+                partitions: parts,
+                configs,
+                reply,
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+        }
+        Ok(())
+    }
+
+    async fn create_topics(
+        self: &Rc<Self>,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<TopicOutcome> {
+        let ctl = self.controller();
+        let _permit = ctl.lock.acquire_permit(1).await;
+        let mut table = TopicTable::clone(&self.table());
+        let mut records = ctl.records.borrow().clone();
+        let mut outcomes = Vec::with_capacity(topics.len());
+        let mut created = Vec::new();
+        for t in &topics {
+            let dup = topics.iter().filter(|o| o.name == t.name).count() > 1;
+            let outcome = if dup {
+                fail(
+                    ResponseError::InvalidRequest,
+                    "topic named twice in one request",
+                )
+            } else if !valid_topic_name(&t.name) {
+                fail(ResponseError::InvalidTopicException, "illegal topic name")
+            } else if table.get(&t.name).is_some() {
+                fail(ResponseError::TopicAlreadyExists, "topic already exists")
+            } else if !(1..=PARTITIONS_MAX).contains(&t.partitions) {
+                fail(
+                    ResponseError::InvalidPartitions,
+                    &format!("partition count must be in 1..={PARTITIONS_MAX}"),
+                )
+            } else if let Some(msg) = t
+                .configs
+                .iter()
+                .find_map(|(k, v)| validate_topic_config(k, v).err())
+            {
+                fail(ResponseError::InvalidConfig, &msg)
+            } else {
+                if !validate_only {
+                    let id = uuid::Uuid::from_u128(rand::random::<u128>());
+                    table = table.with_topic(&t.name, id, t.partitions as usize, t.configs.clone());
+                    records.push(TopicRecord {
+                        name: t.name.clone(),
+                        id,
+                        partitions: t.partitions,
+                        configs: t.configs.clone(),
+                    });
+                    created.push(t.name.clone());
+                }
+                TopicOutcome::default()
+            };
+            outcomes.push(outcome);
+        }
+        if created.is_empty() {
+            return outcomes;
+        }
+        if let Err(msg) = self.persist(records.clone()).await {
+            error!(error = %msg, "topic metadata not persisted");
+            for (t, o) in topics.iter().zip(outcomes.iter_mut()) {
+                if created.contains(&t.name) {
+                    *o = fail(ResponseError::KafkaStorageError, &msg);
+                }
+            }
+            return outcomes;
+        }
+        *ctl.records.borrow_mut() = records;
+        for name in &created {
+            let count = table.get(name).expect("created").partition_count();
+            if let Err(msg) = self.open_on_owners(&table, name, 0..count).await {
+                error!(topic = %name, error = %msg, "partitions not opened");
+                if let Some(i) = topics.iter().position(|t| &t.name == name) {
+                    outcomes[i] = fail(ResponseError::KafkaStorageError, &msg);
+                }
+            }
+            info!(topic = %name, partitions = count, "created topic");
+        }
+        self.publish(table).await;
+        outcomes
+    }
+
+    async fn delete_topics(self: &Rc<Self>, names: Vec<String>) -> Vec<TopicOutcome> {
+        let ctl = self.controller();
+        let _permit = ctl.lock.acquire_permit(1).await;
+        let mut table = TopicTable::clone(&self.table());
+        let mut records = ctl.records.borrow().clone();
+        let mut outcomes = Vec::with_capacity(names.len());
+        let mut deleted = Vec::new();
+        for name in &names {
+            match table.get(name) {
+                None => outcomes.push(fail(
+                    ResponseError::UnknownTopicOrPartition,
+                    "no such topic",
+                )),
+                Some(meta) => {
+                    deleted.push(meta.clone());
+                    table = table.without_topic(name);
+                    records.retain(|r| &r.name != name);
+                    outcomes.push(TopicOutcome::default());
+                }
+            }
+        }
+        if deleted.is_empty() {
+            return outcomes;
+        }
+        if let Err(msg) = self.persist(records.clone()).await {
+            error!(error = %msg, "topic metadata not persisted");
+            return names
+                .iter()
+                .map(|_| fail(ResponseError::KafkaStorageError, &msg))
+                .collect();
+        }
+        *ctl.records.borrow_mut() = records;
+        self.publish(table).await;
+        for meta in deleted {
+            let mut by_owner: BTreeMap<ShardId, Vec<i32>> = BTreeMap::new();
+            for (p, owner) in meta.owners.iter().enumerate() {
+                by_owner.entry(*owner).or_default().push(p as i32);
+            }
+            for (owner, parts) in by_owner {
+                let topic = meta.name.clone();
+                let _ = self
+                    .ask(owner, |reply| ShardRequest::ClosePartitions {
+                        topic,
+                        partitions: parts,
+                        delete: true,
+                        reply,
+                    })
+                    .await;
+            }
+            info!(topic = %meta.name, "deleted topic");
+        }
+        outcomes
+    }
+
+    async fn create_partitions(
+        self: &Rc<Self>,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> Vec<TopicOutcome> {
+        let ctl = self.controller();
+        let _permit = ctl.lock.acquire_permit(1).await;
+        let mut table = TopicTable::clone(&self.table());
+        let mut records = ctl.records.borrow().clone();
+        let mut outcomes = Vec::with_capacity(topics.len());
+        let mut grown = Vec::new();
+        for (name, count) in &topics {
+            let outcome = match table.get(name) {
+                None => fail(ResponseError::UnknownTopicOrPartition, "no such topic"),
+                Some(meta) if *count <= meta.partition_count() => fail(
+                    ResponseError::InvalidPartitions,
+                    &format!(
+                        "topic has {} partitions; the count can only grow",
+                        meta.partition_count()
+                    ),
+                ),
+                Some(_) if *count > PARTITIONS_MAX => fail(
+                    ResponseError::InvalidPartitions,
+                    &format!("partition count must be at most {PARTITIONS_MAX}"),
+                ),
+                Some(meta) => {
+                    if !validate_only {
+                        let old = meta.partition_count();
+                        table = table.with_more_partitions(name, (*count - old) as usize);
+                        if let Some(r) = records.iter_mut().find(|r| &r.name == name) {
+                            r.partitions = *count;
+                        }
+                        grown.push((name.clone(), old, *count));
+                    }
+                    TopicOutcome::default()
+                }
+            };
+            outcomes.push(outcome);
+        }
+        if grown.is_empty() {
+            return outcomes;
+        }
+        if let Err(msg) = self.persist(records.clone()).await {
+            return topics
+                .iter()
+                .map(|_| fail(ResponseError::KafkaStorageError, &msg))
+                .collect();
+        }
+        *ctl.records.borrow_mut() = records;
+        for (name, old, new) in &grown {
+            if let Err(msg) = self.open_on_owners(&table, name, *old..*new).await {
+                error!(topic = %name, error = %msg, "new partitions not opened");
+            }
+        }
+        self.publish(table).await;
+        outcomes
+    }
+
+    async fn alter_configs(
+        self: &Rc<Self>,
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+    ) -> Vec<TopicOutcome> {
+        let ctl = self.controller();
+        let _permit = ctl.lock.acquire_permit(1).await;
+        let mut table = TopicTable::clone(&self.table());
+        let mut records = ctl.records.borrow().clone();
+        let mut outcomes = Vec::with_capacity(changes.len());
+        let mut altered = Vec::new();
+        for ch in &changes {
+            let Some(meta) = table.get(&ch.topic) else {
+                outcomes.push(fail(
+                    ResponseError::UnknownTopicOrPartition,
+                    "no such topic",
+                ));
+                continue;
+            };
+            let mut configs = meta.configs.clone();
+            let mut bad = None;
+            for (k, v) in &ch.ops {
+                match v {
+                    Some(v) => match validate_topic_config(k, v) {
+                        Ok(()) => {
+                            configs.insert(k.clone(), v.clone());
+                        }
+                        Err(m) => bad = Some(m),
+                    },
+                    None => {
+                        if let Err(m) = validate_topic_config(k, "0")
+                            && m.starts_with("unknown")
+                        {
+                            bad = Some(m);
+                        }
+                        configs.remove(k);
+                    }
+                }
+            }
+            if let Some(m) = bad {
+                outcomes.push(fail(ResponseError::InvalidConfig, &m));
+                continue;
+            }
+            if !validate_only {
+                table = table.with_configs(&ch.topic, configs.clone());
+                if let Some(r) = records.iter_mut().find(|r| r.name == ch.topic) {
+                    r.configs = configs;
+                }
+                altered.push(ch.topic.clone());
+            }
+            outcomes.push(TopicOutcome::default());
+        }
+        if altered.is_empty() {
+            return outcomes;
+        }
+        if let Err(msg) = self.persist(records.clone()).await {
+            return changes
+                .iter()
+                .map(|_| fail(ResponseError::KafkaStorageError, &msg))
+                .collect();
+        }
+        *ctl.records.borrow_mut() = records;
+        for name in &altered {
+            let meta = table.get(name).expect("altered").clone();
+            let mut owners: Vec<ShardId> = meta.owners.clone();
+            owners.sort();
+            owners.dedup();
+            for owner in owners {
+                let topic = meta.name.clone();
+                let configs = meta.configs.clone();
+                let _ = self
+                    .ask(owner, |reply| ShardRequest::SetConfig {
+                        topic,
+                        configs,
+                        reply,
+                    })
+                    .await;
+            }
+        }
+        self.publish(table).await;
+        outcomes
+    }
+
+    async fn allocate_producer_id(&self) -> Result<i64, String> {
+        let ctl = self.controller();
+        let _permit = ctl.lock.acquire_permit(1).await;
+        let blocks = ctl.producer_ids.clone();
+        if let Some(id) = blocks.borrow_mut().next_id() {
+            return Ok(id);
+        }
+        // Reserve the next block on a blocking thread: it fsyncs.
+        let path_blocks = blocks.borrow().clone();
+        let reserved = glommio::executor()
+            .spawn_blocking(move || {
+                let mut b = path_blocks;
+                b.reserve_block().map(|_| b)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        *blocks.borrow_mut() = reserved;
+        blocks
+            .borrow_mut()
+            .next_id()
+            .ok_or_else(|| "producer id block empty after reserve".to_string())
+    }
+}
+
+fn fail(error: ResponseError, message: &str) -> TopicOutcome {
+    TopicOutcome {
+        error: Some(error),
+        message: Some(message.to_string()),
+    }
+}
+
+/// The CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `set` is plain data that sched_getaffinity fills; size is passed with it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+                .filter(|c| libc::CPU_ISSET(*c, &set))
+                .collect();
+            if !cpus.is_empty() {
+                return cpus;
+            }
+        }
+    }
+    (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+}
+
+/// Loads metadata, starts one pinned executor per shard, and waits for them all to exit
+/// (after SIGINT/SIGTERM). Returns an error only for startup failures.
+pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
+    args.validate().map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&args.data_dir)?;
+    let cpus = allowed_cpus();
+    let shard_count = args.cores.unwrap_or(cpus.len()).clamp(1, 256);
+    let store: Arc<dyn TopicStore + Sync> = Arc::new(FileTopicStore::new(&args.data_dir));
+    let records = store.load()?;
+    let mut table = TopicTable::new(shard_count as u16);
+    for r in &records {
+        table = table.with_topic(&r.name, r.id, r.partitions as usize, r.configs.clone());
+    }
+    let table = Arc::new(table);
+    let producer_ids = ProducerIdBlocks::open(&args.data_dir)?;
+    let cluster_id: Arc<str> = Arc::from(load_or_create_cluster_id(&args.data_dir)?);
+    info!(
+        shards = shard_count,
+        topics = records.len(),
+        listen = %args.listen,
+        data_dir = %args.data_dir.display(),
+        "starting sluice"
+    );
+
+    // Signals must be blocked before any executor thread exists so that only shard 0's
+    // signalfd sees them.
+    glommio::signal::block(&[libc::SIGINT, libc::SIGTERM])
+        .map_err(|e| anyhow::anyhow!("blocking signals: {e}"))?;
+
+    let args = Arc::new(args);
+    let mesh = MeshBuilder::<ShardRequest, _>::full(shard_count, MESH_CHANNEL_CAPACITY);
+    let mut controller_parts = Some((store, records, producer_ids));
+    let mut handles = Vec::new();
+    for s in 0..shard_count {
+        let cpu = cpus[s % cpus.len()];
+        let args = args.clone();
+        let mesh = mesh.clone();
+        let table = table.clone();
+        let cluster_id = cluster_id.clone();
+        let ctl = if s == 0 {
+            controller_parts.take()
+        } else {
+            None
+        };
+        let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("shard-{s}"))
+            .spawn(move || async move {
+                shard_main(ShardId(s as u16), args, cluster_id, mesh, table, ctl).await
+            })
+            .map_err(|e| anyhow::anyhow!("starting shard {s}: {e}"))?;
+        handles.push(h);
+    }
+    let mut failed = None;
+    for (s, h) in handles.into_iter().enumerate() {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(anyhow::anyhow!("shard {s}: {e}")),
+            Err(e) => failed = Some(anyhow::anyhow!("shard {s} thread: {e}")),
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => {
+            info!("sluice stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+type ControllerParts = (
+    Arc<dyn TopicStore + Sync>,
+    Vec<TopicRecord>,
+    ProducerIdBlocks,
+);
+
+async fn shard_main(
+    id: ShardId,
+    args: Arc<BrokerArgs>,
+    cluster_id: Arc<str>,
+    mesh: MeshBuilder<ShardRequest, glommio::channels::channel_mesh::Full>,
+    table: Arc<TopicTable>,
+    ctl: Option<ControllerParts>,
+) -> Result<(), String> {
+    let (senders, mut receivers) = mesh.join().await.map_err(|e| e.to_string())?;
+    let controller = ctl.map(|(store, records, producer_ids)| Controller {
+        store,
+        records: RefCell::new(records),
+        producer_ids: Rc::new(RefCell::new(producer_ids)),
+        lock: Semaphore::new(1),
+    });
+    let shard = Rc::new(Shard {
+        id,
+        args: args.clone(),
+        cluster_id,
+        table: RefCell::new(table.clone()),
+        mesh: senders,
+        partitions: PartitionSet::new(&args),
+        appends: Rc::new(AppendSignal::default()),
+        shutdown: CancellationToken::new(),
+        shutdown_reply: RefCell::new(None),
+        next_conn: Cell::new(0),
+        controller,
+    });
+
+    // Open the partitions this shard owns before taking any connection.
+    for meta in table.topics() {
+        for (p, owner) in meta.owners.iter().enumerate() {
+            if *owner == id {
+                shard
+                    .partitions
+                    .open(&args, meta.name.clone(), p as i32, &meta.configs)
+                    .await?;
+            }
+        }
+    }
+
+    for (peer, rx) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(req) = rx.recv().await {
+                let s = shard.clone();
+                glommio::spawn_local(async move { s.handle(req).await }).detach();
+            }
+            debug!(shard = shard.id.0, peer, "mesh receiver closed");
+        })
+        .detach();
+    }
+
+    let listener =
+        TcpListener::bind(args.listen).map_err(|e| format!("bind {}: {e}", args.listen))?;
+    info!(shard = id.0, listen = %args.listen, "accepting connections");
+
+    if id.0 == 0 {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            let signals = match glommio::signal::Signals::new(&[libc::SIGINT, libc::SIGTERM]) {
+                Ok(s) => s,
+                Err(e) => {
+                    error!(error = %e, "cannot watch signals");
+                    return;
+                }
+            };
+            if let Ok(sig) = signals.recv().await {
+                info!(signal = sig, "shutting down");
+            }
+            shard.shutdown.cancel();
+        })
+        .detach();
+    }
+
+    let accept_loop = {
+        let shard = shard.clone();
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        let conn = shard.next_conn_id();
+                        let s = shard.clone();
+                        glommio::spawn_local(connection::serve(s, stream, conn)).detach();
+                    }
+                    Err(e) => {
+                        warn!(shard = shard.id.0, error = %e, "accept failed");
+                        glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }
+    };
+    futures_lite::future::or(accept_loop, shard.shutdown.cancelled()).await;
+
+    // Stop: shard 0 first tells every other shard and waits until each has closed its logs.
+    if id.0 == 0 {
+        for s in 1..shard.shard_count() {
+            let _ = shard
+                .ask(ShardId(s), |reply| ShardRequest::Shutdown { reply })
+                .await;
+        }
+    }
+    shard.partitions.close_all().await;
+    info!(shard = id.0, "shard stopped");
+    if let Some(reply) = shard.shutdown_reply.borrow_mut().take() {
+        let _ = reply.send(());
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Every cross-core operation, as one typed enum sent over glommio's channel mesh. Each
+//! variant carries its own reply handle (a cross-core oneshot). A shard never shares its
+//! state; it answers these messages. If a message is dropped (the destination shard is
+//! shutting down), the reply handle is dropped with it and the asking side sees
+//! `CallError::Dropped`, which handlers turn into a retriable Kafka error.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use glommio::channels::oneshot::SharedSender;
+use kafka_protocol::ResponseError;
+
+use crate::topic_table::{TopicPartition, TopicTable};
+
+pub type Reply<T> = SharedSender<T>;
+
+/// What the client asked the Produce to wait for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acks {
+    /// acks=0: no response at all.
+    None,
+    /// acks=1: after the leader's append.
+    Leader,
+    /// acks=all (-1): after the append is durable.
+    All,
+}
+
+/// Outcome of appending one partition's records.
+#[derive(Clone, Debug, Default)]
+pub struct ProducePartitionResult {
+    pub error: Option<ResponseError>,
+    pub error_message: Option<String>,
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+/// One partition of a Fetch, as the owning shard needs it.
+#[derive(Clone, Debug)]
+pub struct FetchPart {
+    pub tp: TopicPartition,
+    pub fetch_offset: i64,
+    pub partition_max_bytes: i32,
+    /// The consumer's view of the leader epoch, -1 if unknown.
+    pub current_leader_epoch: i32,
+}
+
+/// What a shard read for one `FetchPart`.
+#[derive(Clone, Debug, Default)]
+pub struct FetchPartResult {
+    pub error: Option<ResponseError>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Option<Bytes>,
+}
+
+impl FetchPartResult {
+    pub fn bytes(&self) -> usize {
+        self.records.as_ref().map_or(0, |r| r.len())
+    }
+}
+
+/// Result of a ListOffsets lookup: `(timestamp, offset)` or an error.
+pub type ListOffsetResult = Result<(i64, i64, i32), ResponseError>;
+
+/// Result of an OffsetForLeaderEpoch lookup: `(leader epoch, end offset)`.
+pub type EpochEndResult = Result<(i32, i64), ResponseError>;
+
+/// A topic to create, as shard 0 receives it.
+#[derive(Clone, Debug)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A per-topic outcome of an admin operation.
+#[derive(Clone, Debug, Default)]
+pub struct TopicOutcome {
+    pub error: Option<ResponseError>,
+    pub message: Option<String>,
+}
+
+/// One topic's config change for IncrementalAlterConfigs.
+#[derive(Clone, Debug)]
+pub struct ConfigChange {
+    pub topic: String,
+    /// `(name, Some(value))` sets, `(name, None)` deletes the override.
+    pub ops: Vec<(String, Option<String>)>,
+}
+
+pub enum ShardRequest {
+    /// Append `records` to a partition this shard owns. Dropped: the producer gets a
+    /// retriable error and resends.
+    Produce {
+        tp: TopicPartition,
+        records: Bytes,
+        acks: Acks,
+        reply: Reply<ProducePartitionResult>,
+    },
+    /// Read partitions this shard owns. With `wait_until`, first wait until one of them has
+    /// data past its fetch offset or the deadline passes. Dropped: the fetch answers empty.
+    Fetch {
+        parts: Vec<FetchPart>,
+        wait_until: Option<Instant>,
+        reply: Reply<Vec<FetchPartResult>>,
+    },
+    /// ListOffsets for one partition: -2 earliest, -1 latest, -3 max timestamp, else by time.
+    ListOffsets {
+        tp: TopicPartition,
+        timestamp: i64,
+        reply: Reply<ListOffsetResult>,
+    },
+    /// OffsetForLeaderEpoch for one partition.
+    EpochEnd {
+        tp: TopicPartition,
+        leader_epoch: i32,
+        reply: Reply<EpochEndResult>,
+    },
+    /// To shard 0: create topics (or only validate). Dropped: clients retry the admin call.
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+        reply: Reply<Vec<TopicOutcome>>,
+    },
+    /// To shard 0: delete topics by name.
+    DeleteTopics {
+        names: Vec<String>,
+        reply: Reply<Vec<TopicOutcome>>,
+    },
+    /// To shard 0: grow topics to `count` partitions each.
+    CreatePartitions {
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+        reply: Reply<Vec<TopicOutcome>>,
+    },
+    /// To shard 0: change topic config overrides.
+    AlterConfigs {
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+        reply: Reply<Vec<TopicOutcome>>,
+    },
+    /// To shard 0: hand out a producer id that was never handed out before.
+    AllocateProducerId { reply: Reply<Result<i64, String>> },
+    /// To an owner: open (creating if needed) these partitions of a topic.
+    OpenPartitions {
+        topic: Arc<str>,
+        partitions: Vec<i32>,
+        configs: BTreeMap<String, String>,
+        reply: Reply<Result<(), String>>,
+    },
+    /// To an owner: close these partitions and, with `delete`, remove their files.
+    ClosePartitions {
+        topic: Arc<str>,
+        partitions: Vec<i32>,
+        delete: bool,
+        reply: Reply<()>,
+    },
+    /// To an owner: apply new config overrides to the open partitions of a topic.
+    SetConfig {
+        topic: Arc<str>,
+        configs: BTreeMap<String, String>,
+        reply: Reply<()>,
+    },
+    /// From shard 0 to all: replace the read-only topic table.
+    TableUpdate {
+        table: Arc<TopicTable>,
+        reply: Reply<()>,
+    },
+    /// From shard 0 to all: stop accepting, close every log cleanly, then exit.
+    Shutdown { reply: Reply<()> },
+}

@@ -1,0 +1,266 @@
+//! Shared helpers for the integration tests: start the real `sluice` binary on a free
+//! 127.0.0.1 port with `--cores 2` and a temporary data directory, stop it by PID when
+//! the guard drops, and speak raw Kafka requests over a std `TcpStream` using
+//! kafka-protocol's client-side encoders and decoders.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// A running broker; killed (SIGKILL if SIGTERM is not enough) when dropped.
+pub struct Broker {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn spawn(dir: &Path, addr: SocketAddr, extra: &[String]) -> Child {
+    let log = std::fs::File::create(dir.join("broker.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--cores")
+        .arg("2")
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start sluice");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("sluice did not start listening on {addr}");
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        Broker::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = spawn(dir.path(), addr, &extra);
+        Broker {
+            addr,
+            dir,
+            child: Some(child),
+            extra,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status (clean shutdown).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on the PID of the child this guard started.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the broker with SIGKILL (a crash).
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the broker again on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or crash first");
+        self.child = Some(spawn(self.dir.path(), self.addr, &self.extra));
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    pub fn connect(&self) -> Conn {
+        Conn::connect(self.addr)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A raw Kafka connection.
+pub struct Conn {
+    pub stream: TcpStream,
+    next_correlation_id: i32,
+}
+
+impl Conn {
+    pub fn connect(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn {
+            stream,
+            next_correlation_id: 1,
+        }
+    }
+
+    /// Encodes a request frame (size prefix included).
+    pub fn frame<Req: Encodable>(
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        body: &Req,
+    ) -> Bytes {
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("sluice-test")));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        header
+            .encode(&mut buf, api_key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let size = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        buf.freeze()
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads one response frame: `Ok(None)` when the broker closed the connection.
+    pub fn read_frame(&mut self) -> std::io::Result<Option<Bytes>> {
+        let mut size = [0u8; 4];
+        match self.stream.read_exact(&mut size) {
+            Ok(()) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::UnexpectedEof
+                    || e.kind() == std::io::ErrorKind::ConnectionReset =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+        let size = i32::from_be_bytes(size);
+        assert!((0..=256 << 20).contains(&size), "response size {size}");
+        let mut body = vec![0u8; size as usize];
+        self.stream.read_exact(&mut body)?;
+        Ok(Some(Bytes::from(body)))
+    }
+
+    /// Whether the broker closes this connection within `timeout` (reads return EOF).
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        let mut b = [0u8; 1024];
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.stream.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+        }
+    }
+
+    pub fn parse<Resp: Decodable>(
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        frame: Bytes,
+    ) -> Resp {
+        let mut frame = frame;
+        let header =
+            ResponseHeader::decode(&mut frame, api_key.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, correlation_id);
+        let resp = Resp::decode(&mut frame, version).unwrap();
+        assert_eq!(
+            frame.remaining(),
+            0,
+            "trailing bytes in {api_key:?} v{version} response"
+        );
+        resp
+    }
+
+    /// Sends one request and reads its response.
+    pub fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Resp {
+        let cid = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let frame = Self::frame(api_key, version, cid, body);
+        self.send_raw(&frame).unwrap();
+        let resp = self
+            .read_frame()
+            .unwrap()
+            .expect("broker closed the connection");
+        Self::parse(api_key, version, cid, resp)
+    }
+}
+
+/// Path of kcat; the test script installs it (scripts/install-test-deps.sh).
+pub fn kcat() -> &'static str {
+    for p in ["/usr/bin/kcat", "/usr/local/bin/kcat", "/usr/bin/kafkacat"] {
+        if Path::new(p).exists() {
+            return p;
+        }
+    }
+    panic!("kcat is not installed: run scripts/install-test-deps.sh");
+}
