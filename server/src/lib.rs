@@ -7,6 +7,7 @@
 pub mod config;
 pub mod connection;
 pub mod handlers;
+pub mod kafka_errors;
 pub mod partition;
 pub mod shard;
 pub mod shard_request;

@@ -13,7 +13,13 @@ use crate::connection::Outcome;
 /// expect, while v0-v2 (not decodable) are refused.
 const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 0, 12),
+    (ApiKey::InitProducerId, 0, 5),
     (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
 ];
 

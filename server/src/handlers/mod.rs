@@ -2,6 +2,7 @@
 //! handler and encodes the response; an API we decode but do not advertise closes the
 //! connection, as Kafka does for requests it cannot serve.
 
+pub mod admin;
 pub mod api_versions;
 pub mod metadata;
 
@@ -47,6 +48,27 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: u64) -> Outcome {
         }
         RequestBody::DescribeCluster(_) => {
             respond(cid, key, v, &metadata::describe_cluster(&shard))
+        }
+        RequestBody::CreateTopics(r) => {
+            respond(cid, key, v, &admin::create_topics(&shard, r, v).await)
+        }
+        RequestBody::DeleteTopics(r) => {
+            respond(cid, key, v, &admin::delete_topics(&shard, r, v).await)
+        }
+        RequestBody::CreatePartitions(r) => {
+            respond(cid, key, v, &admin::create_partitions(&shard, r).await)
+        }
+        RequestBody::DescribeConfigs(r) => {
+            respond(cid, key, v, &admin::describe_configs(&shard, r))
+        }
+        RequestBody::IncrementalAlterConfigs(r) => respond(
+            cid,
+            key,
+            v,
+            &admin::incremental_alter_configs(&shard, r).await,
+        ),
+        RequestBody::InitProducerId(r) => {
+            respond(cid, key, v, &admin::init_producer_id(&shard, r).await)
         }
         _ => Outcome::Close,
     }
