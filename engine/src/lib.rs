@@ -1,6 +1,108 @@
 //! sluice-engine owns the partition log: segments of Kafka RecordBatch v2 bytes on
 //! O_DIRECT files, their offset and time indexes, recovery after an unclean stop,
-//! retention and compaction. It knows nothing of the network.
+//! retention, idempotent-producer state and leader epochs. It knows nothing of the
+//! network. Everything is single-shard (`Rc` inside, `!Send`), used from one glommio
+//! `LocalExecutor`.
+//!
+//! Start reading at `log.rs` (`Log`: open, append, read, flush, recovery, retention),
+//! then `batch.rs` (the 61-byte header view) and `disk.rs` (the only door to files).
+//! Byte layouts of every file are in `FORMAT.md`.
+
+pub mod batch;
+mod checkpoint;
+pub mod disk;
+mod error;
+mod event;
+pub mod leader_epoch;
+mod log;
+pub mod offset_index;
+pub mod producer_state;
+pub mod read_cache;
+pub mod segment;
+pub mod sim_disk;
+pub mod time_index;
+
+pub use error::{AppendError, DeleteRecordsError, FlushError, LogIoError, OpenError, ReadError};
+pub use event::{Event, EventListener};
+pub use log::{AppendInfo, Log, ReadResult, RetentionOutcome};
+pub use read_cache::ReadCache;
+
+/// A Kafka offset (position of a record in a partition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Offset(pub i64);
+
+/// A partition leader epoch, stamped into every batch the leader appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LeaderEpoch(pub i32);
+
+/// `message.timestamp.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// `cleanup.policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    Delete,
+    Compact,
+    CompactDelete,
+}
+
+/// A record timestamp and the offset it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub timestamp_ms: i64,
+    pub offset: Offset,
+}
+
+/// Per-partition log settings; Kafka topic config names in comments, Kafka defaults in
+/// `Default` (except `flush_interval_ms`, see there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes` (1 GiB). Capped at i32::MAX like Kafka.
+    pub segment_bytes_max: u64,
+    /// `segment.ms` (7 days).
+    pub segment_ms: i64,
+    /// `retention.ms` (7 days, -1 = unlimited).
+    pub retention_ms: i64,
+    /// `retention.bytes` (-1 = unlimited).
+    pub retention_bytes: i64,
+    /// `max.message.bytes` (1048588): the largest batch accepted.
+    pub max_message_bytes: u32,
+    /// `message.timestamp.type`.
+    pub timestamp_type: TimestampType,
+    /// `index.interval.bytes` (4096).
+    pub index_interval_bytes: u32,
+    /// `cleanup.policy`; compaction itself is not implemented yet, so `Compact` only
+    /// disables deletion by retention.
+    pub cleanup_policy: CleanupPolicy,
+    /// `flush.ms`-like: how often unflushed appends are written and fdatasync'ed when
+    /// nobody waits for them (acks=1). Kafka leaves this to the page cache; with O_DIRECT
+    /// there is none, so the default is 100 ms. Also flushed past
+    /// `flush_bytes_pending_max` of unflushed data.
+    pub flush_interval_ms: u64,
+    /// Unflushed bytes that trigger a background flush (4 MiB).
+    pub flush_bytes_pending_max: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes_max: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            max_message_bytes: 1_048_588,
+            timestamp_type: TimestampType::CreateTime,
+            index_interval_bytes: 4096,
+            cleanup_policy: CleanupPolicy::Delete,
+            flush_interval_ms: 100,
+            flush_bytes_pending_max: 4 << 20,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

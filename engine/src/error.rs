@@ -1,0 +1,137 @@
+//! Error enums, one per operation of `Log`. Each variant maps to one Kafka error code in
+//! the server (`CorruptMessage` -> CORRUPT_MESSAGE, `OffsetOutOfRange` ->
+//! OFFSET_OUT_OF_RANGE, `LogFailed` -> KAFKA_STORAGE_ERROR, ...).
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::Offset;
+use crate::batch::BatchError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("i/o on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    /// A segment below the recovery point (or any segment after a clean stop) does not
+    /// verify: the partition must go offline rather than serve or drop data.
+    #[error("segment {segment:?} corrupt at byte {position}: {reason}")]
+    Corrupt {
+        segment: Offset,
+        position: u64,
+        reason: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// CORRUPT_MESSAGE (2): bad length, magic or CRC.
+    #[error("corrupt batch: {0}")]
+    CorruptMessage(BatchError),
+    /// MESSAGE_TOO_LARGE (10): larger than max.message.bytes.
+    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
+    MessageTooLarge { size: usize, max: u32 },
+    /// INVALID_RECORD (87): header fields that contradict each other.
+    #[error("invalid record batch: {0}")]
+    InvalidRecord(String),
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER (45).
+    #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    /// INVALID_PRODUCER_EPOCH (47).
+    #[error("producer {producer_id}: epoch {got} is older than {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        current: i16,
+        got: i16,
+    },
+    /// KAFKA_STORAGE_ERROR (56): an earlier write or fsync failed; the log takes no writes.
+    #[error("log failed: {0}")]
+    LogFailed(String),
+    /// The log was closed or deleted.
+    #[error("log is closed")]
+    Closed,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FlushError {
+    /// KAFKA_STORAGE_ERROR: a write or fsync failed (now or earlier); never retried.
+    #[error("log failed: {0}")]
+    LogFailed(String),
+    #[error("log is closed")]
+    Closed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("offset {requested:?} outside [{log_start:?}, {log_end:?}]")]
+    OffsetOutOfRange {
+        requested: Offset,
+        log_start: Offset,
+        log_end: Offset,
+    },
+    /// A stored batch fails its CRC or offset checks: the partition must go offline.
+    #[error("segment {segment:?} corrupt at byte {position}: {reason}")]
+    Corrupt {
+        segment: Offset,
+        position: u64,
+        reason: String,
+    },
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("log is closed")]
+    Closed,
+}
+
+/// Errors of maintenance operations: truncate_to, enforce_retention, close, delete.
+#[derive(Debug, thiserror::Error)]
+pub enum LogIoError {
+    #[error("log failed: {0}")]
+    LogFailed(String),
+    #[error("segment {segment:?} corrupt at byte {position}: {reason}")]
+    Corrupt {
+        segment: Offset,
+        position: u64,
+        reason: String,
+    },
+    #[error("log is closed")]
+    Closed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteRecordsError {
+    /// OFFSET_OUT_OF_RANGE: beyond the log end offset.
+    #[error("offset {requested:?} beyond log end offset {log_end:?}")]
+    OffsetOutOfRange { requested: Offset, log_end: Offset },
+    #[error(transparent)]
+    Log(#[from] LogIoError),
+}
+
+impl From<FlushError> for LogIoError {
+    fn from(e: FlushError) -> Self {
+        match e {
+            FlushError::LogFailed(s) => LogIoError::LogFailed(s),
+            FlushError::Closed => LogIoError::Closed,
+        }
+    }
+}
+
+impl From<ReadError> for LogIoError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Corrupt {
+                segment,
+                position,
+                reason,
+            } => LogIoError::Corrupt {
+                segment,
+                position,
+                reason,
+            },
+            ReadError::Closed => LogIoError::Closed,
+            other => LogIoError::LogFailed(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! `SimDisk`: an in-memory `Disk` for crash and fault tests. Every file keeps the bytes
+//! that reads see and, separately, the bytes the last `fdatasync` made durable plus the
+//! writes since then. `crash_image` builds the disk a power cut would leave behind:
+//! durable bytes, plus any subset of the later writes, some of them torn at 512-byte
+//! sector granularity. Faults (disk full, failing fsync) are injected here too.
+//! Directory operations and whole-file replacement are modelled as immediately durable.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::disk::{Disk, DiskFile, IoFuture, align_up};
+
+/// Sector size of the simulated device: the unit a torn write tears at.
+pub const SIM_SECTOR_BYTES: u64 = 512;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Write { pos: u64, data: Vec<u8> },
+    Truncate { len: u64 },
+}
+
+#[derive(Clone, Debug, Default)]
+struct SimFile {
+    current: Vec<u8>,
+    durable: Vec<u8>,
+    since_sync: Vec<Op>,
+}
+
+fn apply(buf: &mut Vec<u8>, op: &Op) {
+    match op {
+        Op::Write { pos, data } => {
+            let end = *pos as usize + data.len();
+            if buf.len() < end {
+                buf.resize(end, 0);
+            }
+            buf[*pos as usize..end].copy_from_slice(data);
+        }
+        Op::Truncate { len } => buf.resize(*len as usize, 0),
+    }
+}
+
+#[derive(Default)]
+struct SimState {
+    files: BTreeMap<PathBuf, SimFile>,
+    /// Total bytes all files may hold; a write past it fails with ENOSPC.
+    space_bytes_max: Option<u64>,
+    /// When set, every fdatasync fails with EIO.
+    fail_fsync: bool,
+    fsync_count: u64,
+}
+
+/// The simulated disk; clones share the same state.
+#[derive(Clone, Default)]
+pub struct SimDisk {
+    state: Rc<RefCell<SimState>>,
+}
+
+/// A small deterministic PRNG (splitmix64) so crash images replay from a seed.
+pub struct SimRng(u64);
+
+impl SimRng {
+    pub fn new(seed: u64) -> Self {
+        SimRng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+impl SimDisk {
+    pub fn new() -> Self {
+        SimDisk::default()
+    }
+
+    /// Limits the bytes all files together may hold (None: unlimited).
+    pub fn set_space_bytes_max(&self, max: Option<u64>) {
+        self.state.borrow_mut().space_bytes_max = max;
+    }
+
+    /// Makes every later fdatasync fail (or succeed again).
+    pub fn set_fail_fsync(&self, fail: bool) {
+        self.state.borrow_mut().fail_fsync = fail;
+    }
+
+    pub fn fsync_count(&self) -> u64 {
+        self.state.borrow().fsync_count
+    }
+
+    /// Paths of all files, for tests that corrupt them.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.state.borrow().files.keys().cloned().collect()
+    }
+
+    /// Current (visible) contents of a file.
+    pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
+        self.state
+            .borrow()
+            .files
+            .get(path)
+            .map(|f| f.current.clone())
+    }
+
+    /// Overwrites bytes of a file as if the medium changed them (durably).
+    pub fn corrupt(&self, path: &Path, pos: u64, xor: u8) {
+        let mut st = self.state.borrow_mut();
+        if let Some(f) = st.files.get_mut(path) {
+            for buf in [&mut f.current, &mut f.durable] {
+                if let Some(b) = buf.get_mut(pos as usize) {
+                    *b ^= xor;
+                }
+            }
+        }
+    }
+
+    /// The disk after a power cut: for each file its durable bytes, then each write since
+    /// the last fdatasync either lost, applied, or torn (a random subset of its sectors).
+    pub fn crash_image(&self, rng: &mut SimRng) -> SimDisk {
+        let st = self.state.borrow();
+        let mut files = BTreeMap::new();
+        for (path, f) in &st.files {
+            let mut img = f.durable.clone();
+            for op in &f.since_sync {
+                match rng.below(3) {
+                    0 => {}
+                    1 => apply(&mut img, op),
+                    _ => match op {
+                        Op::Write { pos, data } => {
+                            let mut at = 0usize;
+                            while at < data.len() {
+                                let n = (SIM_SECTOR_BYTES as usize).min(data.len() - at);
+                                if rng.below(2) == 0 {
+                                    let sector = Op::Write {
+                                        pos: pos + at as u64,
+                                        data: data[at..at + n].to_vec(),
+                                    };
+                                    apply(&mut img, &sector);
+                                }
+                                at += n;
+                            }
+                        }
+                        Op::Truncate { .. } => {}
+                    },
+                }
+            }
+            files.insert(
+                path.clone(),
+                SimFile {
+                    current: img.clone(),
+                    durable: img,
+                    since_sync: Vec::new(),
+                },
+            );
+        }
+        SimDisk {
+            state: Rc::new(RefCell::new(SimState {
+                files,
+                ..SimState::default()
+            })),
+        }
+    }
+
+    fn used_bytes(st: &SimState) -> u64 {
+        st.files.values().map(|f| f.current.len() as u64).sum()
+    }
+}
+
+struct SimFileHandle {
+    disk: SimDisk,
+    path: PathBuf,
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
+}
+
+impl Disk for SimDisk {
+    fn open(&self, path: &Path, create: bool) -> IoFuture<'_, Rc<dyn DiskFile>> {
+        let path = path.to_path_buf();
+        Box::pin(async move {
+            let mut st = self.state.borrow_mut();
+            if !st.files.contains_key(&path) {
+                if !create {
+                    return Err(not_found(&path));
+                }
+                st.files.insert(path.clone(), SimFile::default());
+            }
+            let f: Rc<dyn DiskFile> = Rc::new(SimFileHandle {
+                disk: self.clone(),
+                path,
+            });
+            Ok(f)
+        })
+    }
+    fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let st = self.state.borrow();
+        Ok(st
+            .files
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .collect())
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.state.borrow_mut().files.remove(path);
+        Ok(())
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.state
+            .borrow_mut()
+            .files
+            .retain(|p, _| !p.starts_with(path));
+        Ok(())
+    }
+    fn sync_dir(&self, _dir: &Path) -> IoFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn write_file_atomic<'a>(&'a self, path: &'a Path, data: &'a [u8]) -> IoFuture<'a, ()> {
+        Box::pin(async move {
+            let mut st = self.state.borrow_mut();
+            if st.fail_fsync {
+                return Err(io::Error::other("injected fsync failure"));
+            }
+            let old = st
+                .files
+                .get(path)
+                .map(|f| f.current.len() as u64)
+                .unwrap_or(0);
+            if let Some(max) = st.space_bytes_max
+                && Self::used_bytes(&st) - old + data.len() as u64 > max
+            {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            st.files.insert(
+                path.to_path_buf(),
+                SimFile {
+                    current: data.to_vec(),
+                    durable: data.to_vec(),
+                    since_sync: Vec::new(),
+                },
+            );
+            Ok(())
+        })
+    }
+    fn read_file(&self, path: &Path) -> IoFuture<'_, Option<Vec<u8>>> {
+        let r = self
+            .state
+            .borrow()
+            .files
+            .get(path)
+            .map(|f| f.current.clone());
+        Box::pin(async move { Ok(r) })
+    }
+}
+
+impl DiskFile for SimFileHandle {
+    fn alignment(&self) -> u64 {
+        SIM_SECTOR_BYTES
+    }
+    fn write_at(&self, pos: u64, parts: Vec<Bytes>) -> IoFuture<'_, ()> {
+        Box::pin(async move {
+            assert_eq!(pos % SIM_SECTOR_BYTES, 0);
+            let mut data: Vec<u8> = Vec::new();
+            for p in &parts {
+                data.extend_from_slice(p);
+            }
+            data.resize(align_up(data.len() as u64, SIM_SECTOR_BYTES) as usize, 0);
+            let mut st = self.disk.state.borrow_mut();
+            let used = SimDisk::used_bytes(&st);
+            let space = st.space_bytes_max;
+            let f = st
+                .files
+                .get_mut(&self.path)
+                .ok_or_else(|| not_found(&self.path))?;
+            let grow = (pos + data.len() as u64).saturating_sub(f.current.len() as u64);
+            if let Some(max) = space
+                && used + grow > max
+            {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let op = Op::Write { pos, data };
+            apply(&mut f.current, &op);
+            f.since_sync.push(op);
+            Ok(())
+        })
+    }
+    fn read_at(&self, pos: u64, len: usize) -> IoFuture<'_, Bytes> {
+        let r = {
+            let st = self.disk.state.borrow();
+            st.files.get(&self.path).map(|f| {
+                let start = (pos as usize).min(f.current.len());
+                let end = (pos as usize).saturating_add(len).min(f.current.len());
+                Bytes::copy_from_slice(&f.current[start..end])
+            })
+        };
+        let path = self.path.clone();
+        Box::pin(async move { r.ok_or_else(|| not_found(&path)) })
+    }
+    fn fdatasync(&self) -> IoFuture<'_, ()> {
+        Box::pin(async move {
+            let mut st = self.disk.state.borrow_mut();
+            st.fsync_count += 1;
+            if st.fail_fsync {
+                return Err(io::Error::other("injected fsync failure"));
+            }
+            let f = st
+                .files
+                .get_mut(&self.path)
+                .ok_or_else(|| not_found(&self.path))?;
+            let ops = std::mem::take(&mut f.since_sync);
+            for op in &ops {
+                apply(&mut f.durable, op);
+            }
+            Ok(())
+        })
+    }
+    fn truncate(&self, len: u64) -> IoFuture<'_, ()> {
+        Box::pin(async move {
+            let mut st = self.disk.state.borrow_mut();
+            let f = st
+                .files
+                .get_mut(&self.path)
+                .ok_or_else(|| not_found(&self.path))?;
+            let op = Op::Truncate { len };
+            apply(&mut f.current, &op);
+            f.since_sync.push(op);
+            Ok(())
+        })
+    }
+    fn size(&self) -> IoFuture<'_, u64> {
+        let r = self
+            .disk
+            .state
+            .borrow()
+            .files
+            .get(&self.path)
+            .map(|f| f.current.len() as u64);
+        let path = self.path.clone();
+        Box::pin(async move { r.ok_or_else(|| not_found(&path)) })
+    }
+}
