@@ -501,6 +501,18 @@ pub fn set_first_timestamp(batch: &mut [u8], first_timestamp: i64) {
         .copy_from_slice(&(first_timestamp + span).to_be_bytes());
 }
 
+/// Sets the codec bits of the attributes and the batch length to match a record section that
+/// was replaced after encoding (load generators compress pre-built records themselves). Call
+/// [`update_crc`] afterwards.
+pub fn set_compression_and_length(batch: &mut [u8], compression: Compression) {
+    assert!(batch.len() >= BATCH_HEADER_BYTES);
+    let attributes = i16::from_be_bytes([batch[ATTRIBUTES_OFFSET], batch[ATTRIBUTES_OFFSET + 1]]);
+    let attributes = (attributes & !0x7) | compression as i16;
+    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    let length = i32::try_from(batch.len() - BATCH_LOG_OVERHEAD).expect("batch below 2 GiB");
+    batch[8..12].copy_from_slice(&length.to_be_bytes());
+}
+
 /// Recomputes the CRC32C over attributes..end after header fields were patched.
 pub fn update_crc(batch: &mut [u8]) {
     assert!(batch.len() >= BATCH_HEADER_BYTES);
