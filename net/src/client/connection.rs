@@ -275,6 +275,17 @@ impl Connection {
         Ok(frame.decode::<R::Response>()?)
     }
 
+    /// Sends a request the broker will not answer (Produce with acks=0).
+    pub async fn send_unanswered<R: Request>(&mut self, request: &R) -> Result<Sent, SendError> {
+        let api = api_key_of::<R>();
+        let version = self
+            .writer
+            .versions
+            .version(api)
+            .ok_or(SendError::UnsupportedApi { api })?;
+        self.writer.send_version(request, version, false).await
+    }
+
     async fn call_frame<R: Request>(
         &mut self,
         request: &R,
