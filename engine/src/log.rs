@@ -185,6 +185,15 @@ impl Log {
         }
         bases.sort();
         snapshots.sort();
+        // Index files whose segment is gone (a deletion cut short by a crash).
+        for name in &names {
+            let orphan = parse_name(name, "index").or_else(|| parse_name(name, "timeindex"));
+            if let Some(b) = orphan
+                && bases.binary_search(&b).is_err()
+            {
+                disk.remove_file(&dir.join(name)).map_err(io_err(dir))?;
+            }
+        }
         let meta_path = dir.join(META_FILE);
         let meta_file = disk
             .read_file(&meta_path)
@@ -1340,6 +1349,10 @@ impl Log {
         }
         let (position, new_end) =
             cut.unwrap_or((end, self.state.borrow().segments[&seg_base].next_offset));
+        if new_end < lso {
+            // The batch holding `offset` also holds the log start offset: nothing is left.
+            return self.truncate_fully(offset).await;
+        }
         // Recompute the segment's max timestamp: the time index covers everything before
         // the last kept offset-index entry; scan the rest.
         let (index_pos, mut max_ts) = {
@@ -1408,6 +1421,9 @@ impl Log {
             removed
         };
         self.cache.remove_from(self.cache_id, new_end);
+        // The checkpoint goes first: with the recovery point at or below the cut, a crash
+        // in the middle of the file operations below is repaired by the recovery scan.
+        self.persist_meta().await?;
         file.truncate(position)
             .await
             .map_err(|e| LogIoError::from(self.fail("truncate segment", e)))?;
@@ -1440,13 +1456,13 @@ impl Log {
             removed
         };
         self.cache.remove_log(self.cache_id);
+        self.persist_meta().await?;
         self.delete_segment_files(&removed);
         self.after_truncation().await
     }
 
     /// Persists checkpoints after a truncation and rebuilds producer state.
     async fn after_truncation(&self) -> Result<(), LogIoError> {
-        self.persist_meta().await?;
         let epochs = {
             let mut st = self.state.borrow_mut();
             std::mem::take(&mut st.epochs_dirty).then(|| st.epochs.encode())

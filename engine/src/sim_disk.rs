@@ -14,6 +14,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::disk::{Disk, DiskFile, IoFuture, align_up};
+use crate::event::Event;
 
 /// Sector size of the simulated device: the unit a torn write tears at.
 pub const SIM_SECTOR_BYTES: u64 = 512;
@@ -51,6 +52,8 @@ struct SimState {
     space_bytes_max: Option<u64>,
     /// When set, every fdatasync fails with EIO.
     fail_fsync: bool,
+    /// When set, fdatasync waits (its writes stay unsynced) until released.
+    hold_fsync: bool,
     fsync_count: u64,
 }
 
@@ -58,6 +61,7 @@ struct SimState {
 #[derive(Clone, Default)]
 pub struct SimDisk {
     state: Rc<RefCell<SimState>>,
+    released: Event,
 }
 
 /// A small deterministic PRNG (splitmix64) so crash images replay from a seed.
@@ -93,6 +97,15 @@ impl SimDisk {
     /// Makes every later fdatasync fail (or succeed again).
     pub fn set_fail_fsync(&self, fail: bool) {
         self.state.borrow_mut().fail_fsync = fail;
+    }
+
+    /// While held, every fdatasync blocks with its writes not yet durable: a crash image
+    /// taken then contains writes in flight, torn or lost.
+    pub fn set_hold_fsync(&self, hold: bool) {
+        self.state.borrow_mut().hold_fsync = hold;
+        if !hold {
+            self.released.notify();
+        }
     }
 
     pub fn fsync_count(&self) -> u64 {
@@ -169,6 +182,7 @@ impl SimDisk {
                 files,
                 ..SimState::default()
             })),
+            released: Event::new(),
         }
     }
 
@@ -316,6 +330,13 @@ impl DiskFile for SimFileHandle {
     }
     fn fdatasync(&self) -> IoFuture<'_, ()> {
         Box::pin(async move {
+            loop {
+                let listener = self.disk.released.listen();
+                if !self.disk.state.borrow().hold_fsync {
+                    break;
+                }
+                listener.await;
+            }
             let mut st = self.disk.state.borrow_mut();
             st.fsync_count += 1;
             if st.fail_fsync {
