@@ -24,6 +24,12 @@ const PIPELINE_MAX: usize = 64;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Per-connection state shared by the requests of one connection.
+pub struct ConnState {
+    pub id: u64,
+    pub fetch_sessions: std::cell::RefCell<handlers::fetch::FetchSessions>,
+}
+
 /// What a handler produced for one request.
 pub enum Outcome {
     /// An encoded response frame, size prefix included.
@@ -41,6 +47,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
         .unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let span = debug_span!("conn", shard = shard.id.0, conn, peer = %peer);
+    let state = Rc::new(ConnState {
+        id: conn,
+        fetch_sessions: Default::default(),
+    });
     async move {
         debug!("connection opened");
         let (mut rd, mut wr) = futures_lite::io::split(stream);
@@ -80,7 +90,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
                         let s = shard.clone();
                         let cid = req.header.correlation_id;
                         glommio::spawn_local(
-                            handlers::dispatch(s, req, conn)
+                            handlers::dispatch(s, req, state.clone())
                                 .instrument(debug_span!("req", correlation_id = cid)),
                         )
                         .detach()

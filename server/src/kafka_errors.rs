@@ -2,6 +2,7 @@
 //! engine append and read errors in `append_error` / `read_error`.
 
 use kafka_protocol::ResponseError;
+use sluice_engine::{AppendError, FlushError, ReadError};
 
 use crate::shard::CallError;
 
@@ -9,5 +10,35 @@ use crate::shard::CallError;
 pub fn call_error(e: &CallError) -> ResponseError {
     match e {
         CallError::Unreachable(_) | CallError::Dropped(_) => ResponseError::NotLeaderOrFollower,
+    }
+}
+
+/// Engine append failures.
+pub fn append_error(e: &AppendError) -> ResponseError {
+    match e {
+        AppendError::CorruptMessage(_) => ResponseError::CorruptMessage,
+        AppendError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        AppendError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        AppendError::LogFailed(_) => ResponseError::KafkaStorageError,
+        AppendError::Closed => ResponseError::NotLeaderOrFollower,
+    }
+}
+
+/// Engine flush failures (acks=all).
+pub fn flush_error(e: &FlushError) -> ResponseError {
+    match e {
+        FlushError::LogFailed(_) => ResponseError::KafkaStorageError,
+        FlushError::Closed => ResponseError::NotLeaderOrFollower,
+    }
+}
+
+/// Engine read failures.
+pub fn read_error(e: &ReadError) -> ResponseError {
+    match e {
+        ReadError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        ReadError::Corrupt { .. } | ReadError::Io(_) => ResponseError::KafkaStorageError,
+        ReadError::Closed => ResponseError::NotLeaderOrFollower,
     }
 }

@@ -12,8 +12,12 @@ use crate::connection::Outcome;
 /// What the handlers implement: `(api, min, max)`. Produce advertises min 0 as clients
 /// expect, while v0-v2 (not decodable) are refused.
 const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),

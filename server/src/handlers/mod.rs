@@ -4,7 +4,10 @@
 
 pub mod admin;
 pub mod api_versions;
+pub mod fetch;
 pub mod metadata;
+pub mod offsets;
+pub mod produce;
 
 use std::rc::Rc;
 
@@ -13,7 +16,7 @@ use kafka_protocol::protocol::Encodable;
 use sluice_net::{Request, RequestBody, encode_response};
 use tracing::{debug, error};
 
-use crate::connection::Outcome;
+use crate::connection::{ConnState, Outcome};
 use crate::shard::Shard;
 
 /// Encodes `body` as the response to a request.
@@ -32,12 +35,12 @@ pub fn respond<R: Encodable>(
     }
 }
 
-pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: u64) -> Outcome {
+pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Outcome {
     let cid = req.header.correlation_id;
     let v = req.api_version;
     let key = req.api_key;
     if !api_versions::advertised(key, v) {
-        debug!(?key, v, conn, "request for an api we do not serve; closing");
+        debug!(?key, v, conn = conn.id, "request for an api we do not serve; closing");
         return Outcome::Close;
     }
     match req.body {
@@ -49,6 +52,23 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: u64) -> Outcome {
         RequestBody::DescribeCluster(_) => {
             respond(cid, key, v, &metadata::describe_cluster(&shard))
         }
+        RequestBody::Produce(r) => match produce::handle(&shard, r, v).await {
+            Some(resp) => respond(cid, key, v, &resp),
+            None => Outcome::Silent,
+        },
+        RequestBody::Fetch(r) => {
+            let resp = fetch::handle(&shard, &conn.fetch_sessions, r, v).await;
+            respond(cid, key, v, &resp)
+        }
+        RequestBody::ListOffsets(r) => {
+            respond(cid, key, v, &offsets::list_offsets(&shard, r, v).await)
+        }
+        RequestBody::OffsetForLeaderEpoch(r) => respond(
+            cid,
+            key,
+            v,
+            &offsets::offset_for_leader_epoch(&shard, r).await,
+        ),
         RequestBody::CreateTopics(r) => {
             respond(cid, key, v, &admin::create_topics(&shard, r, v).await)
         }

@@ -1,0 +1,339 @@
+//! Fetch: resolves the requested partitions (by name, or by topic id from v13), applies
+//! the connection's incremental fetch session (KIP-227), reads every partition from its
+//! owning shard (split per owner, joined in request order), and long-polls: while fewer
+//! than min_bytes are available and max_wait_ms has not passed, it waits for an append on
+//! any owner, then reads again. The response is cut to max_bytes, always keeping the
+//! first non-empty partition so a consumer can make progress.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use glommio::channels::local_channel;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use crate::kafka_errors::call_error;
+use crate::shard::Shard;
+use crate::shard_request::{FetchPart, FetchPartResult, ShardRequest};
+use crate::topic_table::{ShardId, TopicPartition};
+
+/// Fetch sessions one connection may hold; beyond this a full fetch gets no session.
+const SESSIONS_PER_CONNECTION_MAX: usize = 16;
+/// Partitions one session may track.
+const SESSION_PARTITIONS_MAX: usize = 100_000;
+/// Longest long poll honoured, whatever max_wait_ms asks.
+const MAX_WAIT_MS_MAX: i32 = 30_000;
+
+/// One partition a fetch reads, resolved against the topic table.
+#[derive(Clone, Debug)]
+struct Want {
+    topic: Arc<str>,
+    topic_id: Uuid,
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: i32,
+    current_leader_epoch: i32,
+    owner: ShardId,
+    /// What the session last sent for this partition: (high watermark, log start offset).
+    last_sent: Option<(i64, i64)>,
+}
+
+struct Session {
+    next_epoch: i32,
+    wants: Vec<Want>,
+}
+
+/// The incremental fetch sessions of one connection.
+#[derive(Default)]
+pub struct FetchSessions {
+    sessions: HashMap<i32, Session>,
+}
+
+/// A partition answered with an error without being read (unknown topic, bad partition).
+struct Rejected {
+    topic: Option<Arc<str>>,
+    topic_id: Uuid,
+    partition: i32,
+    error: ResponseError,
+}
+
+fn next_session_id(sessions: &FetchSessions) -> i32 {
+    loop {
+        let id = rand::random::<i32>() & i32::MAX;
+        if id != 0 && !sessions.sessions.contains_key(&id) {
+            return id;
+        }
+    }
+}
+
+/// Reads `wants` once on their owners; with `wait_until`, owners first wait for an append.
+async fn read_round(shard: &Rc<Shard>, parts: &[FetchPart], owners: &[ShardId], wait_until: Option<Instant>) -> Vec<FetchPartResult> {
+    let mut by_owner: BTreeMap<ShardId, Vec<usize>> = BTreeMap::new();
+    for (i, o) in owners.iter().enumerate() {
+        by_owner.entry(*o).or_default().push(i);
+    }
+    let mut tasks = Vec::new();
+    for (owner, idx) in by_owner {
+        let sub: Vec<FetchPart> = idx.iter().map(|i| parts[*i].clone()).collect();
+        let shard = shard.clone();
+        let n = sub.len();
+        tasks.push((
+            idx,
+            glommio::spawn_local(async move {
+                match shard
+                    .ask(owner, |reply| ShardRequest::Fetch { parts: sub, wait_until, reply })
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => (0..n)
+                        .map(|_| FetchPartResult {
+                            error: Some(call_error(&e)),
+                            high_watermark: -1,
+                            log_start_offset: -1,
+                            records: None,
+                        })
+                        .collect(),
+                }
+            }),
+        ));
+    }
+    let mut out = vec![FetchPartResult::default(); parts.len()];
+    for (idx, task) in tasks {
+        for (i, r) in idx.into_iter().zip(task.await) {
+            out[i] = r;
+        }
+    }
+    out
+}
+
+/// Waits until any owner reports an append past what was seen, or the deadline.
+async fn wait_any(shard: &Rc<Shard>, parts: &[FetchPart], owners: &[ShardId], deadline: Instant) {
+    let mut by_owner: BTreeMap<ShardId, Vec<FetchPart>> = BTreeMap::new();
+    for (p, o) in parts.iter().zip(owners) {
+        by_owner.entry(*o).or_default().push(p.clone());
+    }
+    let (tx, rx) = local_channel::new_bounded::<()>(by_owner.len().max(1));
+    let tx = Rc::new(tx);
+    // Dropped at return: remote waits then end at their deadline or next append.
+    let mut _tasks = Vec::new();
+    for (owner, sub) in by_owner {
+        let shard = shard.clone();
+        let tx = tx.clone();
+        _tasks.push(glommio::spawn_local(async move {
+            let _ = shard
+                .ask(owner, |reply| ShardRequest::Fetch { parts: sub, wait_until: Some(deadline), reply })
+                .await;
+            let _ = tx.try_send(());
+        }));
+    }
+    let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
+    futures_lite::future::or(async { let _ = rx.recv().await; }, timeout).await;
+}
+
+pub async fn handle(shard: &Rc<Shard>, sessions: &std::cell::RefCell<FetchSessions>, req: FetchRequest, version: i16) -> FetchResponse {
+    let table = shard.table();
+    let by_id = version >= 13;
+    let mut rejected = Vec::new();
+    let mut requested = Vec::new();
+    for t in &req.topics {
+        let meta = if by_id { table.get_by_id(&t.topic_id) } else { table.get(&t.topic.0) };
+        for p in &t.partitions {
+            let owner = meta.and_then(|m| m.owner(p.partition));
+            match (meta, owner) {
+                (Some(m), Some(owner)) => requested.push(Want {
+                    topic: m.name.clone(),
+                    topic_id: m.id,
+                    partition: p.partition,
+                    fetch_offset: p.fetch_offset,
+                    partition_max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: p.current_leader_epoch,
+                    owner,
+                    last_sent: None,
+                }),
+                _ => rejected.push(Rejected {
+                    topic: if by_id { None } else { Some(Arc::from(t.topic.0.as_str())) },
+                    topic_id: t.topic_id,
+                    partition: p.partition,
+                    error: if meta.is_none() && by_id {
+                        ResponseError::UnknownTopicId
+                    } else {
+                        ResponseError::UnknownTopicOrPartition
+                    },
+                }),
+            }
+        }
+    }
+
+    // Fetch sessions (v7+): decide what to read and whether the answer is incremental.
+    let mut session_id = 0;
+    let mut incremental = false;
+    let wants: Vec<Want> = if version < 7 || req.session_epoch == -1 {
+        if req.session_id != 0 {
+            sessions.borrow_mut().sessions.remove(&req.session_id);
+        }
+        requested
+    } else if req.session_epoch == 0 {
+        let mut s = sessions.borrow_mut();
+        if req.session_id != 0 {
+            s.sessions.remove(&req.session_id);
+        }
+        if s.sessions.len() < SESSIONS_PER_CONNECTION_MAX && requested.len() <= SESSION_PARTITIONS_MAX {
+            session_id = next_session_id(&s);
+            s.sessions.insert(session_id, Session { next_epoch: 1, wants: requested.clone() });
+        }
+        requested
+    } else {
+        let mut s = sessions.borrow_mut();
+        let Some(session) = s.sessions.get_mut(&req.session_id) else {
+            return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        };
+        if session.next_epoch != req.session_epoch {
+            return FetchResponse::default()
+                .with_error_code(ResponseError::InvalidFetchSessionEpoch.code())
+                .with_session_id(req.session_id);
+        }
+        for f in &req.forgotten_topics_data {
+            let name: Option<Arc<str>> = if by_id {
+                table.get_by_id(&f.topic_id).map(|m| m.name.clone())
+            } else {
+                Some(Arc::from(f.topic.0.as_str()))
+            };
+            if let Some(name) = name {
+                session.wants.retain(|w| !(w.topic == name && f.partitions.contains(&w.partition)));
+            }
+        }
+        for r in requested {
+            let len = session.wants.len();
+            match session.wants.iter_mut().find(|w| w.topic == r.topic && w.partition == r.partition) {
+                Some(w) => {
+                    w.fetch_offset = r.fetch_offset;
+                    w.partition_max_bytes = r.partition_max_bytes;
+                    w.current_leader_epoch = r.current_leader_epoch;
+                    w.owner = r.owner;
+                }
+                None if len < SESSION_PARTITIONS_MAX => session.wants.push(r),
+                None => {}
+            }
+        }
+        // Owners and ids may have changed (topic deleted or recreated) since the session began.
+        session.wants.retain_mut(|w| match table.get(&w.topic) {
+            Some(m) if m.id == w.topic_id => match m.owner(w.partition) {
+                Some(o) => {
+                    w.owner = o;
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        });
+        session.next_epoch = if session.next_epoch == i32::MAX { 1 } else { session.next_epoch + 1 };
+        session_id = req.session_id;
+        incremental = true;
+        session.wants.clone()
+    };
+
+    let mut parts: Vec<FetchPart> = wants
+        .iter()
+        .map(|w| FetchPart {
+            tp: TopicPartition { topic: w.topic.clone(), partition: w.partition },
+            fetch_offset: w.fetch_offset,
+            partition_max_bytes: w.partition_max_bytes,
+            current_leader_epoch: w.current_leader_epoch,
+            wait_past_offset: w.fetch_offset,
+        })
+        .collect();
+    let owners: Vec<ShardId> = wants.iter().map(|w| w.owner).collect();
+    let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
+    let deadline = Instant::now() + max_wait;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let mut results = read_round(shard, &parts, &owners, None).await;
+    loop {
+        let total: usize = results.iter().map(|r| r.bytes()).sum();
+        let any_error = results.iter().any(|r| r.error.is_some());
+        if parts.is_empty() || total >= min_bytes.max(1) || any_error || Instant::now() >= deadline {
+            break;
+        }
+        for (p, r) in parts.iter_mut().zip(&results) {
+            p.wait_past_offset = r.high_watermark.max(p.fetch_offset);
+        }
+        wait_any(shard, &parts, &owners, deadline).await;
+        results = read_round(shard, &parts, &owners, None).await;
+    }
+
+    // Cut to max_bytes, keeping at least the first non-empty partition.
+    let max_bytes = req.max_bytes.max(0) as usize;
+    let mut total = 0usize;
+    for r in results.iter_mut() {
+        let n = r.bytes();
+        if n == 0 {
+            continue;
+        }
+        if total > 0 && total + n > max_bytes {
+            r.records = Some(Bytes::new());
+        } else {
+            total += n;
+        }
+    }
+
+    // Build the response in request (or session) order, grouping partitions by topic.
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut push = |topic: Option<&Arc<str>>, topic_id: Uuid, pd: PartitionData| {
+        let name = TopicName(StrBytes::from_string(topic.map(|t| t.to_string()).unwrap_or_default()));
+        match topics.last_mut() {
+            Some(last) if last.topic == name && last.topic_id == topic_id => last.partitions.push(pd),
+            _ => topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(name)
+                    .with_topic_id(topic_id)
+                    .with_partitions(vec![pd]),
+            ),
+        }
+    };
+    let mut sent = Vec::with_capacity(wants.len());
+    for (w, r) in wants.iter().zip(results) {
+        let changed = r.error.is_some()
+            || r.bytes() > 0
+            || w.last_sent != Some((r.high_watermark, r.log_start_offset));
+        sent.push((r.high_watermark, r.log_start_offset));
+        if incremental && !changed {
+            continue;
+        }
+        let pd = PartitionData::default()
+            .with_partition_index(w.partition)
+            .with_error_code(r.error.map_or(0, |e| e.code()))
+            .with_high_watermark(r.high_watermark)
+            .with_last_stable_offset(r.high_watermark)
+            .with_log_start_offset(r.log_start_offset)
+            .with_aborted_transactions(None)
+            .with_preferred_read_replica(BrokerId(-1))
+            .with_records(Some(r.records.unwrap_or_default()));
+        push(Some(&w.topic), w.topic_id, pd);
+    }
+    for r in &rejected {
+        let pd = PartitionData::default()
+            .with_partition_index(r.partition)
+            .with_error_code(r.error.code())
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_preferred_read_replica(BrokerId(-1))
+            .with_records(Some(Bytes::new()));
+        push(r.topic.as_ref(), r.topic_id, pd);
+    }
+    if session_id != 0
+        && let Some(s) = sessions.borrow_mut().sessions.get_mut(&session_id)
+    {
+        for w in s.wants.iter_mut() {
+            if let Some(pos) = wants.iter().position(|x| x.topic == w.topic && x.partition == w.partition) {
+                w.last_sent = Some(sent[pos]);
+            }
+        }
+    }
+    FetchResponse::default().with_session_id(session_id).with_responses(topics)
+}

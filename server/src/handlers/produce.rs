@@ -1,0 +1,130 @@
+//! Produce: splits the request per owning shard (one `ShardRequest::Produce` per
+//! partition, all in flight at once) and joins the replies in request order. The
+//! records of each partition travel as the request's own `Bytes`: no copy on the way to
+//! the engine. acks=0 sends no response; acks=1 answers after the append; acks=all after
+//! the engine's group commit made the batch durable.
+
+use std::rc::Rc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::kafka_errors::call_error;
+use crate::shard::Shard;
+use crate::shard_request::{Acks, ProducePartitionResult, ShardRequest};
+use crate::topic_table::{TopicPartition, valid_topic_name};
+
+fn failed(error: ResponseError) -> ProducePartitionResult {
+    ProducePartitionResult {
+        error: Some(error),
+        error_message: None,
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+    }
+}
+
+/// Handles a Produce; `None` when acks=0 (no response is sent).
+pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    let acks = match req.acks {
+        0 => Some(Acks::None),
+        1 => Some(Acks::Leader),
+        -1 => Some(Acks::All),
+        _ => None,
+    };
+    let transactional = req.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty());
+    let by_id = version >= 13;
+
+    // Auto-create unknown topics named in the request.
+    if shard.args.auto_create_topics_enable && !by_id {
+        let table = shard.table();
+        let mut missing: Vec<String> = req
+            .topic_data
+            .iter()
+            .map(|t| t.name.0.to_string())
+            .filter(|n| valid_topic_name(n) && table.get(n).is_none())
+            .collect();
+        missing.sort();
+        missing.dedup();
+        super::metadata::auto_create(shard, missing).await;
+    }
+    let table = shard.table();
+
+    // One task per partition, all in flight before any is awaited.
+    let mut pending = Vec::new();
+    for t in &req.topic_data {
+        let meta = if by_id { table.get_by_id(&t.topic_id) } else { table.get(&t.name.0) }.cloned();
+        for p in &t.partition_data {
+            let early = if acks.is_none() {
+                Some(ResponseError::InvalidRequiredAcks)
+            } else if transactional {
+                Some(ResponseError::TransactionalIdAuthorizationFailed)
+            } else if meta.is_none() {
+                Some(if by_id { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition })
+            } else if meta.as_ref().and_then(|m| m.owner(p.index)).is_none() {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else if p.records.as_ref().is_none_or(|r| r.is_empty()) {
+                Some(ResponseError::CorruptMessage)
+            } else {
+                None
+            };
+            let task = match (early, &meta, acks) {
+                (None, Some(meta), Some(acks)) => {
+                    let owner = meta.owner(p.index).expect("checked above");
+                    let tp = TopicPartition { topic: meta.name.clone(), partition: p.index };
+                    let records = p.records.clone().expect("checked above");
+                    let shard = shard.clone();
+                    glommio::spawn_local(async move {
+                        match shard
+                            .ask(owner, |reply| ShardRequest::Produce { tp, records, acks, reply })
+                            .await
+                        {
+                            Ok(r) => r,
+                            Err(e) => failed(call_error(&e)),
+                        }
+                    })
+                }
+                (error, _, _) => {
+                    let r = failed(error.unwrap_or(ResponseError::UnknownServerError));
+                    glommio::spawn_local(async move { r })
+                }
+            };
+            pending.push(task);
+        }
+    }
+    let mut results = Vec::with_capacity(pending.len());
+    for task in pending {
+        results.push(task.await);
+    }
+    if acks == Some(Acks::None) {
+        return None;
+    }
+    let mut results = results.into_iter();
+    let responses = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            let partition_responses = t
+                .partition_data
+                .iter()
+                .map(|p| {
+                    let r = results.next().expect("one result per partition");
+                    PartitionProduceResponse::default()
+                        .with_index(p.index)
+                        .with_error_code(r.error.map_or(0, |e| e.code()))
+                        .with_base_offset(r.base_offset)
+                        .with_log_append_time_ms(r.log_append_time_ms)
+                        .with_log_start_offset(r.log_start_offset)
+                        .with_error_message(r.error_message.map(StrBytes::from_string))
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_topic_id(t.topic_id)
+                .with_partition_responses(partition_responses)
+        })
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses))
+}
