@@ -28,6 +28,9 @@ const READ_CHUNK: usize = 64 * 1024;
 pub struct ConnState {
     pub id: u64,
     pub fetch_sessions: std::cell::RefCell<handlers::fetch::FetchSessions>,
+    /// Held while a Produce enqueues its appends, so pipelined Produce requests reach
+    /// the owning shards in request order.
+    pub produce_gate: glommio::sync::Semaphore,
 }
 
 /// What a handler produced for one request.
@@ -50,6 +53,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
     let state = Rc::new(ConnState {
         id: conn,
         fetch_sessions: Default::default(),
+        produce_gate: glommio::sync::Semaphore::new(1),
     });
     async move {
         debug!("connection opened");

@@ -38,6 +38,18 @@ pub enum CallError {
     Dropped(ShardId),
 }
 
+/// The reply to a request already enqueued by `Shard::send`.
+pub struct PendingReply<T: Send> {
+    rx: oneshot::SharedReceiver<T>,
+    from: ShardId,
+}
+
+impl<T: Send> PendingReply<T> {
+    pub async fn wait(self) -> Result<T, CallError> {
+        self.rx.await.map_err(|_| CallError::Dropped(self.from))
+    }
+}
+
 /// Everything one shard owns. Lives in an `Rc` on its own executor.
 pub struct Shard {
     pub id: ShardId,
@@ -85,6 +97,17 @@ impl Shard {
         to: ShardId,
         make: impl FnOnce(Reply<T>) -> ShardRequest,
     ) -> Result<T, CallError> {
+        self.send(to, make).await?.wait().await
+    }
+
+    /// Enqueues a request for shard `to` and returns the pending reply. Requests sent one
+    /// after another from one task reach the destination's handlers in that order, and
+    /// each handler starts in arrival order, which keeps pipelined produces ordered.
+    pub async fn send<T: Send + 'static>(
+        self: &Rc<Self>,
+        to: ShardId,
+        make: impl FnOnce(Reply<T>) -> ShardRequest,
+    ) -> Result<PendingReply<T>, CallError> {
         let (tx, rx) = oneshot::shared::<T>();
         let req = make(tx);
         if to == self.id {
@@ -93,7 +116,7 @@ impl Shard {
         } else if self.mesh.send_to(to.index(), req).await.is_err() {
             return Err(CallError::Unreachable(to));
         }
-        rx.await.map_err(|_| CallError::Dropped(to))
+        Ok(PendingReply { rx, from: to })
     }
 
     /// Handles one request addressed to this shard, replying through its handle.

@@ -52,7 +52,7 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
         RequestBody::DescribeCluster(_) => {
             respond(cid, key, v, &metadata::describe_cluster(&shard))
         }
-        RequestBody::Produce(r) => match produce::handle(&shard, r, v).await {
+        RequestBody::Produce(r) => match produce::handle(&shard, &conn, r, v).await {
             Some(resp) => respond(cid, key, v, &resp),
             None => Outcome::Silent,
         },

@@ -11,6 +11,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::connection::ConnState;
 use crate::kafka_errors::call_error;
 use crate::shard::Shard;
 use crate::shard_request::{Acks, ProducePartitionResult, ShardRequest};
@@ -27,7 +28,7 @@ fn failed(error: ResponseError) -> ProducePartitionResult {
 }
 
 /// Handles a Produce; `None` when acks=0 (no response is sent).
-pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+pub async fn handle(shard: &Rc<Shard>, conn: &ConnState, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = match req.acks {
         0 => Some(Acks::None),
         1 => Some(Acks::Leader),
@@ -52,7 +53,9 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Opt
     }
     let table = shard.table();
 
-    // One task per partition, all in flight before any is awaited.
+    // Enqueue every partition's append, in request order, before awaiting any reply.
+    // The connection's produce gate keeps pipelined Produce requests in request order.
+    let gate = conn.produce_gate.acquire_permit(1).await;
     let mut pending = Vec::new();
     for t in &req.topic_data {
         let meta = if by_id { table.get_by_id(&t.topic_id) } else { table.get(&t.name.0) }.cloned();
@@ -70,33 +73,29 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Opt
             } else {
                 None
             };
-            let task = match (early, &meta, acks) {
+            let reply = match (early, &meta, acks) {
                 (None, Some(meta), Some(acks)) => {
+                    let acks = acks;
                     let owner = meta.owner(p.index).expect("checked above");
                     let tp = TopicPartition { topic: meta.name.clone(), partition: p.index };
                     let records = p.records.clone().expect("checked above");
-                    let shard = shard.clone();
-                    glommio::spawn_local(async move {
-                        match shard
-                            .ask(owner, |reply| ShardRequest::Produce { tp, records, acks, reply })
-                            .await
-                        {
-                            Ok(r) => r,
-                            Err(e) => failed(call_error(&e)),
-                        }
-                    })
+                    shard
+                        .send(owner, |reply| ShardRequest::Produce { tp, records, acks, reply })
+                        .await
+                        .map_err(|e| call_error(&e))
                 }
-                (error, _, _) => {
-                    let r = failed(error.unwrap_or(ResponseError::UnknownServerError));
-                    glommio::spawn_local(async move { r })
-                }
+                (error, _, _) => Err(error.unwrap_or(ResponseError::UnknownServerError)),
             };
-            pending.push(task);
+            pending.push(reply);
         }
     }
+    drop(gate);
     let mut results = Vec::with_capacity(pending.len());
-    for task in pending {
-        results.push(task.await);
+    for reply in pending {
+        results.push(match reply {
+            Ok(fut) => fut.wait().await.unwrap_or_else(|e| failed(call_error(&e))),
+            Err(e) => failed(e),
+        });
     }
     if acks == Some(Acks::None) {
         return None;
