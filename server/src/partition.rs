@@ -177,7 +177,11 @@ impl PartitionSet {
         let Some(log) = self.logs.borrow_mut().remove(&tp) else {
             return;
         };
-        let result = if delete { log.delete().await } else { log.close().await };
+        let result = if delete {
+            log.delete().await
+        } else {
+            log.close().await
+        };
         if let Err(e) = result {
             warn!(partition = %tp, error = %e, "closing partition failed");
         }
@@ -204,7 +208,12 @@ impl PartitionSet {
 
     /// Deletes old segments by retention.ms / retention.bytes and rolls by segment.ms.
     pub async fn enforce_retention(&self) {
-        let logs: Vec<_> = self.logs.borrow().iter().map(|(t, l)| (t.clone(), l.clone())).collect();
+        let logs: Vec<_> = self
+            .logs
+            .borrow()
+            .iter()
+            .map(|(t, l)| (t.clone(), l.clone()))
+            .collect();
         let now = now_ms();
         for (tp, log) in logs {
             match log.enforce_retention(now).await {
@@ -232,10 +241,16 @@ impl PartitionSet {
             log_start_offset: -1,
         };
         let Some(log) = self.get(tp) else {
-            return fail(ResponseError::NotLeaderOrFollower, format!("{tp} is not on this shard"));
+            return fail(
+                ResponseError::NotLeaderOrFollower,
+                format!("{tp} is not on this shard"),
+            );
         };
         let Some(batches) = split_batches(&records) else {
-            return fail(ResponseError::CorruptMessage, "records are not whole record batches".into());
+            return fail(
+                ResponseError::CorruptMessage,
+                "records are not whole record batches".into(),
+            );
         };
         let now = now_ms();
         let mut first = None;
@@ -335,7 +350,8 @@ impl PartitionSet {
                     1 => r.batches.into_iter().next().expect("one batch"),
                     // The response field is one buffer: several batches are joined (one copy).
                     _ => {
-                        let mut buf = bytes::BytesMut::with_capacity(r.batches.iter().map(|b| b.len()).sum());
+                        let mut buf =
+                            bytes::BytesMut::with_capacity(r.batches.iter().map(|b| b.len()).sum());
                         for b in &r.batches {
                             buf.extend_from_slice(b);
                         }

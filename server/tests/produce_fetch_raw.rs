@@ -12,7 +12,9 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -37,12 +39,18 @@ fn produce_req(topic: &str, parts: Vec<(i32, Bytes)>, acks: i16) -> ProduceReque
         .with_acks(acks)
         .with_timeout_ms(10_000)
         .with_topic_data(vec![
-            TopicProduceData::default().with_name(name(topic)).with_partition_data(
-                parts
-                    .into_iter()
-                    .map(|(p, b)| PartitionProduceData::default().with_index(p).with_records(Some(b)))
-                    .collect(),
-            ),
+            TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(
+                    parts
+                        .into_iter()
+                        .map(|(p, b)| {
+                            PartitionProduceData::default()
+                                .with_index(p)
+                                .with_records(Some(b))
+                        })
+                        .collect(),
+                ),
         ])
 }
 
@@ -54,17 +62,19 @@ fn fetch_req(topic: &str, parts: &[(i32, i64)], max_wait_ms: i32) -> FetchReques
         .with_max_bytes(50 << 20)
         .with_session_epoch(-1)
         .with_topics(vec![
-            FetchTopic::default().with_topic(name(topic)).with_partitions(
-                parts
-                    .iter()
-                    .map(|(p, o)| {
-                        FetchPartition::default()
-                            .with_partition(*p)
-                            .with_fetch_offset(*o)
-                            .with_partition_max_bytes(1 << 20)
-                    })
-                    .collect(),
-            ),
+            FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(
+                    parts
+                        .iter()
+                        .map(|(p, o)| {
+                            FetchPartition::default()
+                                .with_partition(*p)
+                                .with_fetch_offset(*o)
+                                .with_partition_max_bytes(1 << 20)
+                        })
+                        .collect(),
+                ),
         ])
 }
 
@@ -78,9 +88,13 @@ fn produce_and_fetch_span_both_shards() {
     create(&mut conn, "spread", 4);
     let parts: Vec<(i32, Bytes)> = (0..4)
         .map(|p| {
-            let recs: Vec<(String, String, i64)> =
-                (0..3).map(|i| (format!("k{p}-{i}"), format!("v{p}-{i}"), 1_000 + i)).collect();
-            let refs: Vec<(&str, &str, i64)> = recs.iter().map(|(k, v, t)| (k.as_str(), v.as_str(), *t)).collect();
+            let recs: Vec<(String, String, i64)> = (0..3)
+                .map(|i| (format!("k{p}-{i}"), format!("v{p}-{i}"), 1_000 + i))
+                .collect();
+            let refs: Vec<(&str, &str, i64)> = recs
+                .iter()
+                .map(|(k, v, t)| (k.as_str(), v.as_str(), *t))
+                .collect();
             (p, batch(&refs, None))
         })
         .collect();
@@ -93,12 +107,25 @@ fn produce_and_fetch_span_both_shards() {
         assert_eq!(r.error_code, 0, "{r:?}");
         assert_eq!(r.base_offset, 0);
     }
-    assert_eq!(pr[4].error_code, ResponseError::UnknownTopicOrPartition.code());
+    assert_eq!(
+        pr[4].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
     // Second batch goes after the first.
-    let resp: ProduceResponse = conn.call(ApiKey::Produce, 9, &produce_req("spread", parts.clone(), 1));
-    assert!(resp.responses[0].partition_responses.iter().all(|r| r.base_offset == 3));
+    let resp: ProduceResponse =
+        conn.call(ApiKey::Produce, 9, &produce_req("spread", parts.clone(), 1));
+    assert!(
+        resp.responses[0]
+            .partition_responses
+            .iter()
+            .all(|r| r.base_offset == 3)
+    );
 
-    let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &fetch_req("spread", &[(0, 0), (1, 0), (2, 0), (3, 0)], 0));
+    let resp: FetchResponse = conn.call(
+        ApiKey::Fetch,
+        12,
+        &fetch_req("spread", &[(0, 0), (1, 0), (2, 0), (3, 0)], 0),
+    );
     assert_eq!(resp.error_code, 0);
     let got = &resp.responses[0].partitions;
     assert_eq!(got.len(), 4);
@@ -116,7 +143,11 @@ fn produce_and_fetch_span_both_shards() {
     }
 
     // Fetch from the middle and past the end.
-    let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &fetch_req("spread", &[(1, 3), (2, 99)], 0));
+    let resp: FetchResponse = conn.call(
+        ApiKey::Fetch,
+        12,
+        &fetch_req("spread", &[(1, 3), (2, 99)], 0),
+    );
     let got = &resp.responses[0].partitions;
     assert_eq!(decode_records(got[0].records.as_ref().unwrap())[0].0, 3);
     assert_eq!(got[1].error_code, ResponseError::OffsetOutOfRange.code());
@@ -131,7 +162,11 @@ fn list_offsets_and_leader_epochs() {
     let mut conn = broker.connect();
     create(&mut conn, "times", 1);
     for (k, ts) in [("a", 1_000), ("b", 2_000), ("c", 3_000)] {
-        let resp: ProduceResponse = conn.call(ApiKey::Produce, 9, &produce_req("times", vec![(0, batch(&[(k, k, ts)], None))], -1));
+        let resp: ProduceResponse = conn.call(
+            ApiKey::Produce,
+            9,
+            &produce_req("times", vec![(0, batch(&[(k, k, ts)], None))], -1),
+        );
         assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
     }
     let lo = |ts: i64| {
@@ -140,7 +175,11 @@ fn list_offsets_and_leader_epochs() {
             .with_topics(vec![
                 ListOffsetsTopic::default()
                     .with_name(name("times"))
-                    .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(ts)]),
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(ts),
+                    ]),
             ])
     };
     let mut ask = |ts: i64| -> (i16, i64, i64) {
@@ -155,11 +194,18 @@ fn list_offsets_and_leader_epochs() {
     assert_eq!(ask(2_000), (0, 1, 2_000));
     assert_eq!(ask(9_999).1, -1);
 
-    let req = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
-        OffsetForLeaderTopic::default().with_topic(name("times")).with_partitions(vec![
-            OffsetForLeaderPartition::default().with_partition(0).with_leader_epoch(0).with_current_leader_epoch(0),
-        ]),
-    ]);
+    let req = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(name("times"))
+                .with_partitions(vec![
+                    OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_leader_epoch(0)
+                        .with_current_leader_epoch(0),
+                ]),
+        ]);
     let resp: OffsetForLeaderEpochResponse = conn.call(ApiKey::OffsetForLeaderEpoch, 4, &req);
     let p = &resp.topics[0].partitions[0];
     assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, 0, 3));
@@ -178,12 +224,20 @@ fn long_poll_wakes_on_produce() {
         std::thread::sleep(Duration::from_millis(300));
         let mut c = Conn::connect(addr);
         let sent = Instant::now();
-        let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce_req("poll", vec![(1, batch(&[("k", "late", 5)], None))], 1));
+        let resp: ProduceResponse = c.call(
+            ApiKey::Produce,
+            9,
+            &produce_req("poll", vec![(1, batch(&[("k", "late", 5)], None))], 1),
+        );
         assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
         sent
     });
     let started = Instant::now();
-    let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &fetch_req("poll", &[(0, 0), (1, 0)], 20_000));
+    let resp: FetchResponse = conn.call(
+        ApiKey::Fetch,
+        12,
+        &fetch_req("poll", &[(0, 0), (1, 0)], 20_000),
+    );
     let returned = Instant::now();
     let sent = producer.join().unwrap();
     let recs: Vec<_> = resp.responses[0]
@@ -216,7 +270,11 @@ fn incremental_fetch_session_sends_only_changes() {
     assert_eq!(resp.responses[0].partitions.len(), 2);
     let sid = resp.session_id;
 
-    let resp: ProduceResponse = conn.call(ApiKey::Produce, 9, &produce_req("sess", vec![(1, batch(&[("k", "v", 5)], None))], 1));
+    let resp: ProduceResponse = conn.call(
+        ApiKey::Produce,
+        9,
+        &produce_req("sess", vec![(1, batch(&[("k", "v", 5)], None))], 1),
+    );
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
     let inc = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -227,11 +285,18 @@ fn incremental_fetch_session_sends_only_changes() {
     let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &inc);
     assert_eq!(resp.error_code, 0);
     assert_eq!(resp.responses.len(), 1);
-    assert_eq!(resp.responses[0].partitions.len(), 1, "only the changed partition");
+    assert_eq!(
+        resp.responses[0].partitions.len(),
+        1,
+        "only the changed partition"
+    );
     assert_eq!(resp.responses[0].partitions[0].partition_index, 1);
 
     let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &inc);
-    assert_eq!(resp.error_code, ResponseError::InvalidFetchSessionEpoch.code());
+    assert_eq!(
+        resp.error_code,
+        ResponseError::InvalidFetchSessionEpoch.code()
+    );
 }
 
 #[test]
@@ -241,16 +306,27 @@ fn acks_zero_sends_no_response() {
     let broker = Broker::start();
     let mut conn = broker.connect();
     create(&mut conn, "fire", 1);
-    let f = Conn::frame(ApiKey::Produce, 9, 500, &produce_req("fire", vec![(0, batch(&[("k", "v", 1)], None))], 0));
+    let f = Conn::frame(
+        ApiKey::Produce,
+        9,
+        500,
+        &produce_req("fire", vec![(0, batch(&[("k", "v", 1)], None))], 0),
+    );
     conn.send_raw(&f).unwrap();
     let resp: ListOffsetsResponse = conn.call(
         ApiKey::ListOffsets,
         7,
-        &ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(name("fire"))
-                .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)]),
-        ]),
+        &ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(name("fire"))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-1),
+                    ]),
+            ]),
     );
     assert_eq!(resp.topics[0].partitions[0].offset, 1);
 }

@@ -73,7 +73,12 @@ fn next_session_id(sessions: &FetchSessions) -> i32 {
 }
 
 /// Reads `wants` once on their owners; with `wait_until`, owners first wait for an append.
-async fn read_round(shard: &Rc<Shard>, parts: &[FetchPart], owners: &[ShardId], wait_until: Option<Instant>) -> Vec<FetchPartResult> {
+async fn read_round(
+    shard: &Rc<Shard>,
+    parts: &[FetchPart],
+    owners: &[ShardId],
+    wait_until: Option<Instant>,
+) -> Vec<FetchPartResult> {
     let mut by_owner: BTreeMap<ShardId, Vec<usize>> = BTreeMap::new();
     for (i, o) in owners.iter().enumerate() {
         by_owner.entry(*o).or_default().push(i);
@@ -87,7 +92,11 @@ async fn read_round(shard: &Rc<Shard>, parts: &[FetchPart], owners: &[ShardId], 
             idx,
             glommio::spawn_local(async move {
                 match shard
-                    .ask(owner, |reply| ShardRequest::Fetch { parts: sub, wait_until, reply })
+                    .ask(owner, |reply| ShardRequest::Fetch {
+                        parts: sub,
+                        wait_until,
+                        reply,
+                    })
                     .await
                 {
                     Ok(r) => r,
@@ -127,22 +136,41 @@ async fn wait_any(shard: &Rc<Shard>, parts: &[FetchPart], owners: &[ShardId], de
         let tx = tx.clone();
         _tasks.push(glommio::spawn_local(async move {
             let _ = shard
-                .ask(owner, |reply| ShardRequest::Fetch { parts: sub, wait_until: Some(deadline), reply })
+                .ask(owner, |reply| ShardRequest::Fetch {
+                    parts: sub,
+                    wait_until: Some(deadline),
+                    reply,
+                })
                 .await;
             let _ = tx.try_send(());
         }));
     }
     let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
-    futures_lite::future::or(async { let _ = rx.recv().await; }, timeout).await;
+    futures_lite::future::or(
+        async {
+            let _ = rx.recv().await;
+        },
+        timeout,
+    )
+    .await;
 }
 
-pub async fn handle(shard: &Rc<Shard>, sessions: &std::cell::RefCell<FetchSessions>, req: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    sessions: &std::cell::RefCell<FetchSessions>,
+    req: FetchRequest,
+    version: i16,
+) -> FetchResponse {
     let table = shard.table();
     let by_id = version >= 13;
     let mut rejected = Vec::new();
     let mut requested = Vec::new();
     for t in &req.topics {
-        let meta = if by_id { table.get_by_id(&t.topic_id) } else { table.get(&t.topic.0) };
+        let meta = if by_id {
+            table.get_by_id(&t.topic_id)
+        } else {
+            table.get(&t.topic.0)
+        };
         for p in &t.partitions {
             let owner = meta.and_then(|m| m.owner(p.partition));
             match (meta, owner) {
@@ -157,7 +185,11 @@ pub async fn handle(shard: &Rc<Shard>, sessions: &std::cell::RefCell<FetchSessio
                     last_sent: None,
                 }),
                 _ => rejected.push(Rejected {
-                    topic: if by_id { None } else { Some(Arc::from(t.topic.0.as_str())) },
+                    topic: if by_id {
+                        None
+                    } else {
+                        Some(Arc::from(t.topic.0.as_str()))
+                    },
                     topic_id: t.topic_id,
                     partition: p.partition,
                     error: if meta.is_none() && by_id {
@@ -183,15 +215,24 @@ pub async fn handle(shard: &Rc<Shard>, sessions: &std::cell::RefCell<FetchSessio
         if req.session_id != 0 {
             s.sessions.remove(&req.session_id);
         }
-        if s.sessions.len() < SESSIONS_PER_CONNECTION_MAX && requested.len() <= SESSION_PARTITIONS_MAX {
+        if s.sessions.len() < SESSIONS_PER_CONNECTION_MAX
+            && requested.len() <= SESSION_PARTITIONS_MAX
+        {
             session_id = next_session_id(&s);
-            s.sessions.insert(session_id, Session { next_epoch: 1, wants: requested.clone() });
+            s.sessions.insert(
+                session_id,
+                Session {
+                    next_epoch: 1,
+                    wants: requested.clone(),
+                },
+            );
         }
         requested
     } else {
         let mut s = sessions.borrow_mut();
         let Some(session) = s.sessions.get_mut(&req.session_id) else {
-            return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+            return FetchResponse::default()
+                .with_error_code(ResponseError::FetchSessionIdNotFound.code());
         };
         if session.next_epoch != req.session_epoch {
             return FetchResponse::default()
@@ -205,12 +246,18 @@ pub async fn handle(shard: &Rc<Shard>, sessions: &std::cell::RefCell<FetchSessio
                 Some(Arc::from(f.topic.0.as_str()))
             };
             if let Some(name) = name {
-                session.wants.retain(|w| !(w.topic == name && f.partitions.contains(&w.partition)));
+                session
+                    .wants
+                    .retain(|w| !(w.topic == name && f.partitions.contains(&w.partition)));
             }
         }
         for r in requested {
             let len = session.wants.len();
-            match session.wants.iter_mut().find(|w| w.topic == r.topic && w.partition == r.partition) {
+            match session
+                .wants
+                .iter_mut()
+                .find(|w| w.topic == r.topic && w.partition == r.partition)
+            {
                 Some(w) => {
                     w.fetch_offset = r.fetch_offset;
                     w.partition_max_bytes = r.partition_max_bytes;
@@ -232,7 +279,11 @@ pub async fn handle(shard: &Rc<Shard>, sessions: &std::cell::RefCell<FetchSessio
             },
             _ => false,
         });
-        session.next_epoch = if session.next_epoch == i32::MAX { 1 } else { session.next_epoch + 1 };
+        session.next_epoch = if session.next_epoch == i32::MAX {
+            1
+        } else {
+            session.next_epoch + 1
+        };
         session_id = req.session_id;
         incremental = true;
         session.wants.clone()
@@ -241,7 +292,10 @@ pub async fn handle(shard: &Rc<Shard>, sessions: &std::cell::RefCell<FetchSessio
     let mut parts: Vec<FetchPart> = wants
         .iter()
         .map(|w| FetchPart {
-            tp: TopicPartition { topic: w.topic.clone(), partition: w.partition },
+            tp: TopicPartition {
+                topic: w.topic.clone(),
+                partition: w.partition,
+            },
             fetch_offset: w.fetch_offset,
             partition_max_bytes: w.partition_max_bytes,
             current_leader_epoch: w.current_leader_epoch,
@@ -256,7 +310,8 @@ pub async fn handle(shard: &Rc<Shard>, sessions: &std::cell::RefCell<FetchSessio
     loop {
         let total: usize = results.iter().map(|r| r.bytes()).sum();
         let any_error = results.iter().any(|r| r.error.is_some());
-        if parts.is_empty() || total >= min_bytes.max(1) || any_error || Instant::now() >= deadline {
+        if parts.is_empty() || total >= min_bytes.max(1) || any_error || Instant::now() >= deadline
+        {
             break;
         }
         for (p, r) in parts.iter_mut().zip(&results) {
@@ -284,9 +339,13 @@ pub async fn handle(shard: &Rc<Shard>, sessions: &std::cell::RefCell<FetchSessio
     // Build the response in request (or session) order, grouping partitions by topic.
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut push = |topic: Option<&Arc<str>>, topic_id: Uuid, pd: PartitionData| {
-        let name = TopicName(StrBytes::from_string(topic.map(|t| t.to_string()).unwrap_or_default()));
+        let name = TopicName(StrBytes::from_string(
+            topic.map(|t| t.to_string()).unwrap_or_default(),
+        ));
         match topics.last_mut() {
-            Some(last) if last.topic == name && last.topic_id == topic_id => last.partitions.push(pd),
+            Some(last) if last.topic == name && last.topic_id == topic_id => {
+                last.partitions.push(pd)
+            }
             _ => topics.push(
                 FetchableTopicResponse::default()
                     .with_topic(name)
@@ -330,10 +389,15 @@ pub async fn handle(shard: &Rc<Shard>, sessions: &std::cell::RefCell<FetchSessio
         && let Some(s) = sessions.borrow_mut().sessions.get_mut(&session_id)
     {
         for w in s.wants.iter_mut() {
-            if let Some(pos) = wants.iter().position(|x| x.topic == w.topic && x.partition == w.partition) {
+            if let Some(pos) = wants
+                .iter()
+                .position(|x| x.topic == w.topic && x.partition == w.partition)
+            {
                 w.last_sent = Some(sent[pos]);
             }
         }
     }
-    FetchResponse::default().with_session_id(session_id).with_responses(topics)
+    FetchResponse::default()
+        .with_session_id(session_id)
+        .with_responses(topics)
 }

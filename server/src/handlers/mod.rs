@@ -40,7 +40,12 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
     let v = req.api_version;
     let key = req.api_key;
     if !api_versions::advertised(key, v) {
-        debug!(?key, v, conn = conn.id, "request for an api we do not serve; closing");
+        debug!(
+            ?key,
+            v,
+            conn = conn.id,
+            "request for an api we do not serve; closing"
+        );
         return Outcome::Close;
     }
     match req.body {

@@ -5,10 +5,15 @@
 use std::rc::Rc;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
-use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
 use kafka_protocol::messages::{
-    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
 };
 
 use crate::kafka_errors::call_error;
@@ -16,7 +21,11 @@ use crate::shard::Shard;
 use crate::shard_request::{EpochEndResult, ListOffsetResult, ShardRequest};
 use crate::topic_table::TopicPartition;
 
-pub async fn list_offsets(shard: &Rc<Shard>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub async fn list_offsets(
+    shard: &Rc<Shard>,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let table = shard.table();
     let mut pending = Vec::new();
     for t in &req.topics {
@@ -25,17 +34,26 @@ pub async fn list_offsets(shard: &Rc<Shard>, req: ListOffsetsRequest, version: i
             let owner = meta.as_ref().and_then(|m| m.owner(p.partition_index));
             let task = match (owner, &meta) {
                 (Some(owner), Some(meta)) => {
-                    let tp = TopicPartition { topic: meta.name.clone(), partition: p.partition_index };
+                    let tp = TopicPartition {
+                        topic: meta.name.clone(),
+                        partition: p.partition_index,
+                    };
                     let timestamp = p.timestamp;
                     let shard = shard.clone();
                     glommio::spawn_local(async move {
                         shard
-                            .ask(owner, |reply| ShardRequest::ListOffsets { tp, timestamp, reply })
+                            .ask(owner, |reply| ShardRequest::ListOffsets {
+                                tp,
+                                timestamp,
+                                reply,
+                            })
                             .await
                             .unwrap_or_else(|e| Err(call_error(&e)))
                     })
                 }
-                _ => glommio::spawn_local(async { ListOffsetResult::Err(ResponseError::UnknownTopicOrPartition) }),
+                _ => glommio::spawn_local(async {
+                    ListOffsetResult::Err(ResponseError::UnknownTopicOrPartition)
+                }),
             };
             pending.push(task);
         }
@@ -53,7 +71,8 @@ pub async fn list_offsets(shard: &Rc<Shard>, req: ListOffsetsRequest, version: i
                 .partitions
                 .iter()
                 .map(|p| {
-                    let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let base = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
                     match results.next().expect("one result per partition") {
                         // Max timestamp (-3) needs v7; older versions get the error Kafka gives.
                         Ok(_) if p.timestamp == -3 && version < 7 => base
@@ -64,17 +83,26 @@ pub async fn list_offsets(shard: &Rc<Shard>, req: ListOffsetsRequest, version: i
                             .with_timestamp(ts)
                             .with_offset(off)
                             .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
-                        Err(e) => base.with_error_code(e.code()).with_timestamp(-1).with_offset(-1).with_leader_epoch(-1),
+                        Err(e) => base
+                            .with_error_code(e.code())
+                            .with_timestamp(-1)
+                            .with_offset(-1)
+                            .with_leader_epoch(-1),
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(t.name.clone()).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-pub async fn offset_for_leader_epoch(shard: &Rc<Shard>, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub async fn offset_for_leader_epoch(
+    shard: &Rc<Shard>,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
     let table = shard.table();
     let mut pending = Vec::new();
     for t in &req.topics {
@@ -83,17 +111,26 @@ pub async fn offset_for_leader_epoch(shard: &Rc<Shard>, req: OffsetForLeaderEpoc
             let owner = meta.as_ref().and_then(|m| m.owner(p.partition));
             let task = match (owner, &meta) {
                 (Some(owner), Some(meta)) => {
-                    let tp = TopicPartition { topic: meta.name.clone(), partition: p.partition };
+                    let tp = TopicPartition {
+                        topic: meta.name.clone(),
+                        partition: p.partition,
+                    };
                     let leader_epoch = p.leader_epoch;
                     let shard = shard.clone();
                     glommio::spawn_local(async move {
                         shard
-                            .ask(owner, |reply| ShardRequest::EpochEnd { tp, leader_epoch, reply })
+                            .ask(owner, |reply| ShardRequest::EpochEnd {
+                                tp,
+                                leader_epoch,
+                                reply,
+                            })
                             .await
                             .unwrap_or_else(|e| Err(call_error(&e)))
                     })
                 }
-                _ => glommio::spawn_local(async { EpochEndResult::Err(ResponseError::UnknownTopicOrPartition) }),
+                _ => glommio::spawn_local(async {
+                    EpochEndResult::Err(ResponseError::UnknownTopicOrPartition)
+                }),
             };
             pending.push(task);
         }
@@ -114,11 +151,16 @@ pub async fn offset_for_leader_epoch(shard: &Rc<Shard>, req: OffsetForLeaderEpoc
                     let base = EpochEndOffset::default().with_partition(p.partition);
                     match results.next().expect("one result per partition") {
                         Ok((epoch, end)) => base.with_leader_epoch(epoch).with_end_offset(end),
-                        Err(e) => base.with_error_code(e.code()).with_leader_epoch(-1).with_end_offset(-1),
+                        Err(e) => base
+                            .with_error_code(e.code())
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1),
                     }
                 })
                 .collect();
-            OffsetForLeaderTopicResult::default().with_topic(t.topic.clone()).with_partitions(partitions)
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic.clone())
+                .with_partitions(partitions)
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)

@@ -28,14 +28,22 @@ fn failed(error: ResponseError) -> ProducePartitionResult {
 }
 
 /// Handles a Produce; `None` when acks=0 (no response is sent).
-pub async fn handle(shard: &Rc<Shard>, conn: &ConnState, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    conn: &ConnState,
+    req: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
     let acks = match req.acks {
         0 => Some(Acks::None),
         1 => Some(Acks::Leader),
         -1 => Some(Acks::All),
         _ => None,
     };
-    let transactional = req.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty());
+    let transactional = req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !t.0.is_empty());
     let by_id = version >= 13;
 
     // Auto-create unknown topics named in the request.
@@ -58,14 +66,23 @@ pub async fn handle(shard: &Rc<Shard>, conn: &ConnState, req: ProduceRequest, ve
     let gate = conn.produce_gate.acquire_permit(1).await;
     let mut pending = Vec::new();
     for t in &req.topic_data {
-        let meta = if by_id { table.get_by_id(&t.topic_id) } else { table.get(&t.name.0) }.cloned();
+        let meta = if by_id {
+            table.get_by_id(&t.topic_id)
+        } else {
+            table.get(&t.name.0)
+        }
+        .cloned();
         for p in &t.partition_data {
             let early = if acks.is_none() {
                 Some(ResponseError::InvalidRequiredAcks)
             } else if transactional {
                 Some(ResponseError::TransactionalIdAuthorizationFailed)
             } else if meta.is_none() {
-                Some(if by_id { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition })
+                Some(if by_id {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                })
             } else if meta.as_ref().and_then(|m| m.owner(p.index)).is_none() {
                 Some(ResponseError::UnknownTopicOrPartition)
             } else if p.records.as_ref().is_none_or(|r| r.is_empty()) {
@@ -77,10 +94,18 @@ pub async fn handle(shard: &Rc<Shard>, conn: &ConnState, req: ProduceRequest, ve
                 (None, Some(meta), Some(acks)) => {
                     let acks = acks;
                     let owner = meta.owner(p.index).expect("checked above");
-                    let tp = TopicPartition { topic: meta.name.clone(), partition: p.index };
+                    let tp = TopicPartition {
+                        topic: meta.name.clone(),
+                        partition: p.index,
+                    };
                     let records = p.records.clone().expect("checked above");
                     shard
-                        .send(owner, |reply| ShardRequest::Produce { tp, records, acks, reply })
+                        .send(owner, |reply| ShardRequest::Produce {
+                            tp,
+                            records,
+                            acks,
+                            reply,
+                        })
                         .await
                         .map_err(|e| call_error(&e))
                 }
