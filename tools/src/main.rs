@@ -2,6 +2,7 @@
 //! parses the command line and dispatches; each command family lives in its own module.
 
 mod admin;
+mod segment;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,9 @@ enum Command {
     Produce(admin::ProduceArgs),
     /// Print records (kcat -C style); exits at the end of the log unless --follow.
     Consume(admin::ConsumeArgs),
+    /// Offline inspection of segment files: dump one, verify a partition directory.
+    #[command(subcommand)]
+    Segment(segment::SegmentCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +39,6 @@ fn main() -> anyhow::Result<()> {
         Command::Topic(command) => admin::topic(cli.broker, command),
         Command::Produce(args) => admin::produce(cli.broker, args),
         Command::Consume(args) => admin::consume(cli.broker, args),
+        Command::Segment(command) => segment::run(command),
     }
 }
