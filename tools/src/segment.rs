@@ -41,8 +41,14 @@ pub fn run(command: SegmentCommand) -> anyhow::Result<()> {
 enum End {
     Clean,
     /// Only zero bytes after the last batch: O_DIRECT padding left by an unclean stop.
-    Padding { position: u64, bytes: u64 },
-    Bad { position: u64, reason: String },
+    Padding {
+        position: u64,
+        bytes: u64,
+    },
+    Bad {
+        position: u64,
+        reason: String,
+    },
 }
 
 struct Walk {
@@ -58,7 +64,13 @@ fn walk(path: &Path, mut each: impl FnMut(u64, &BatchHeader<'_>)) -> anyhow::Res
     let file = File::open(path).with_context(|| format!("open {}", path.display()))?;
     let len = file.metadata()?.len();
     let mut r = BufReader::with_capacity(1 << 20, file);
-    let mut w = Walk { batches: 0, records: 0, first_offset: None, next_offset: None, end: End::Clean };
+    let mut w = Walk {
+        batches: 0,
+        records: 0,
+        first_offset: None,
+        next_offset: None,
+        end: End::Clean,
+    };
     let mut pos = 0u64;
     let mut buf = Vec::new();
     while pos < len {
@@ -67,9 +79,15 @@ fn walk(path: &Path, mut each: impl FnMut(u64, &BatchHeader<'_>)) -> anyhow::Res
             let mut rest = vec![0u8; left as usize];
             r.read_exact(&mut rest)?;
             w.end = if rest.iter().all(|b| *b == 0) {
-                End::Padding { position: pos, bytes: left }
+                End::Padding {
+                    position: pos,
+                    bytes: left,
+                }
             } else {
-                End::Bad { position: pos, reason: format!("{left} bytes left, too short for a header") }
+                End::Bad {
+                    position: pos,
+                    reason: format!("{left} bytes left, too short for a header"),
+                }
             };
             return Ok(w);
         }
@@ -81,9 +99,15 @@ fn walk(path: &Path, mut each: impl FnMut(u64, &BatchHeader<'_>)) -> anyhow::Res
             _ => {
                 let zeros = buf.iter().all(|b| *b == 0);
                 w.end = if zeros && rest_is_zero(&mut r)? {
-                    End::Padding { position: pos, bytes: left }
+                    End::Padding {
+                        position: pos,
+                        bytes: left,
+                    }
                 } else {
-                    End::Bad { position: pos, reason: format!("batch length {} with {left} bytes left", h.batch_length()) }
+                    End::Bad {
+                        position: pos,
+                        reason: format!("batch length {} with {left} bytes left", h.batch_length()),
+                    }
                 };
                 return Ok(w);
             }
@@ -93,14 +117,23 @@ fn walk(path: &Path, mut each: impl FnMut(u64, &BatchHeader<'_>)) -> anyhow::Res
         let h = match batch::validate(&buf) {
             Ok(h) => h,
             Err(e) => {
-                w.end = End::Bad { position: pos, reason: e.to_string() };
+                w.end = End::Bad {
+                    position: pos,
+                    reason: e.to_string(),
+                };
                 return Ok(w);
             }
         };
         if let Some(expected) = w.next_offset
             && h.base_offset().0 != expected
         {
-            w.end = End::Bad { position: pos, reason: format!("base offset {} where {expected} was expected", h.base_offset().0) };
+            w.end = End::Bad {
+                position: pos,
+                reason: format!(
+                    "base offset {} where {expected} was expected",
+                    h.base_offset().0
+                ),
+            };
             return Ok(w);
         }
         w.first_offset.get_or_insert(h.base_offset().0);
@@ -155,10 +188,14 @@ fn dump(path: &Path) -> anyhow::Result<()> {
     match w.end {
         End::Clean => Ok(()),
         End::Padding { position, bytes } => {
-            println!("{bytes} zero bytes of padding at {position} (unclean stop; recovery trims them)");
+            println!(
+                "{bytes} zero bytes of padding at {position} (unclean stop; recovery trims them)"
+            );
             Ok(())
         }
-        End::Bad { position, reason } => bail!("{}: bad batch at byte {position}: {reason}", path.display()),
+        End::Bad { position, reason } => {
+            bail!("{}: bad batch at byte {position}: {reason}", path.display())
+        }
     }
 }
 
@@ -200,7 +237,9 @@ fn verify(dir: &Path) -> anyhow::Result<()> {
         match &w.end {
             End::Clean => {}
             End::Padding { position, bytes } if last => {
-                println!("{name}: {bytes} zero bytes of padding at {position} (unclean stop; recovery trims them)");
+                println!(
+                    "{name}: {bytes} zero bytes of padding at {position} (unclean stop; recovery trims them)"
+                );
             }
             End::Padding { position, .. } => {
                 println!("{name}: zero bytes at {position} in a sealed segment");
@@ -214,7 +253,10 @@ fn verify(dir: &Path) -> anyhow::Result<()> {
         let size = std::fs::metadata(path)?.len();
         let oi = std::fs::read(path.with_extension("index")).ok();
         let ti = std::fs::read(path.with_extension("timeindex")).ok();
-        match (oi.as_deref().map(offset_index::decode), ti.as_deref().map(time_index::decode)) {
+        match (
+            oi.as_deref().map(offset_index::decode),
+            ti.as_deref().map(time_index::decode),
+        ) {
             (Some(Some((_, ot))), Some(Some(_))) if ot.segment_bytes == size => {}
             (None, _) | (_, None) if last => {}
             _ => println!("{name}: indexes missing, damaged or stale (rebuilt on open)"),
@@ -226,7 +268,10 @@ fn verify(dir: &Path) -> anyhow::Result<()> {
             w.next_offset.unwrap_or(*base)
         );
     }
-    println!("{} segments, {batches} batches, {records} records, {problems} problems", segments.len());
+    println!(
+        "{} segments, {batches} batches, {records} records, {problems} problems",
+        segments.len()
+    );
     if problems > 0 {
         bail!("{problems} problems in {}", dir.display());
     }
