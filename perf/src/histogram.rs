@@ -49,7 +49,10 @@ pub struct Percentiles {
 }
 
 /// The names `compare --max-ratio` accepts, with how to read each from [`Percentiles`].
-pub const PERCENTILE_NAMES: &[(&str, fn(&Percentiles) -> u64)] = &[
+/// Reads one percentile out of a summary.
+pub type PercentileReader = fn(&Percentiles) -> u64;
+
+pub const PERCENTILE_NAMES: &[(&str, PercentileReader)] = &[
     ("p50", |p| p.p50_us),
     ("p90", |p| p.p90_us),
     ("p99", |p| p.p99_us),

@@ -14,7 +14,6 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
-use bytes::Bytes;
 use glommio::timer::Timer;
 use hdrhistogram::Histogram;
 use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest};
@@ -234,10 +233,40 @@ pub fn cadence(config: &ProduceConfig, lane_rate: Option<f64>, partitions: usize
     }
 }
 
-struct Pending {
+/// One batch inside a request in flight.
+#[derive(Clone, Copy)]
+struct PendingBatch {
+    partition: i32,
     intended: Instant,
     records: u64,
     bytes: u64,
+}
+
+/// A request in flight: its batches (at most one per partition).
+struct Pending {
+    batches: Vec<PendingBatch>,
+}
+
+impl Tally {
+    /// Records acknowledged batches that were due inside the measured window.
+    fn acknowledged(
+        &mut self,
+        clock: &Clock,
+        batches: &[PendingBatch],
+        now: Instant,
+        failed: &[i32],
+    ) {
+        for batch in batches.iter().filter(|b| clock.measured(b.intended)) {
+            if failed.contains(&batch.partition) {
+                self.errors += 1;
+                continue;
+            }
+            let latency = now.saturating_duration_since(batch.intended).as_micros() as u64;
+            record(&mut self.histogram, latency, batch.records);
+            self.records += batch.records;
+            self.bytes += batch.bytes;
+        }
+    }
 }
 
 /// Runs one producer lane until the clock's end, then drains acknowledgements.
@@ -326,23 +355,16 @@ pub async fn run_producer(
                     .borrow_mut()
                     .pop_front()
                     .expect("each response answers one pending batch");
-                let failed = response
+                let failed: Vec<i32> = response
                     .responses
                     .iter()
                     .flat_map(|t| t.partition_responses.iter())
-                    .any(|p| p.error_code != 0);
-                if clock.measured(sent.intended) {
-                    let mut tally = tally.borrow_mut();
-                    if failed {
-                        tally.errors += 1;
-                    } else {
-                        let latency =
-                            now.saturating_duration_since(sent.intended).as_micros() as u64;
-                        record(&mut tally.histogram, latency, sent.records);
-                        tally.records += sent.records;
-                        tally.bytes += sent.bytes;
-                    }
-                }
+                    .filter(|p| p.error_code != 0)
+                    .map(|p| p.index)
+                    .collect();
+                tally
+                    .borrow_mut()
+                    .acknowledged(&clock, &sent.batches, now, &failed);
                 window.signal(1);
             }
         })
@@ -360,12 +382,14 @@ pub async fn run_producer(
 
     let mut renderer = Renderer::default();
     let end = clock.end();
+    let partitions = lane.partitions.len() as u64;
+    let due = |k: u64| match cadence.batch_interval {
+        Some(interval) => clock.start + interval.mul_f64(k as f64),
+        None => Instant::now(),
+    };
     let mut k: u64 = 0;
     loop {
-        let intended = match cadence.batch_interval {
-            Some(interval) => clock.start + interval.mul_f64(k as f64),
-            None => Instant::now(),
-        };
+        let intended = due(k);
         if intended >= end {
             break;
         }
@@ -376,49 +400,58 @@ pub async fn run_producer(
         if window.acquire(1).await.is_err() {
             return Err(broken(&failure));
         }
-        let slot = (k % lane.partitions.len() as u64) as usize;
-        let partition = lane.partitions[slot];
-        let template = &templates[slot][((k / lane.partitions.len() as u64) % VARIANTS) as usize];
-        let stamp = producer.map(|(id, epoch)| (id, epoch, sequences[slot]));
-        sequences[slot] = sequences[slot].wrapping_add(template.records);
-        // At max rate the batch is due when it is sent.
-        let intended = if cadence.batch_interval.is_some() {
-            intended
-        } else {
-            Instant::now()
-        };
-        let records: Bytes = template.render(&mut renderer, clock.wall_us(intended), stamp)?;
-        let request = admin::produce_request(
-            &config.topic,
-            vec![(partition, records)],
-            acks.wire(),
-            config.request_timeout_ms,
-        );
-        pending.borrow_mut().push_back(Pending {
-            intended,
-            records: template.records as u64,
-            bytes: template.payload_bytes,
-        });
-        if acks == Acks::None {
-            pending.borrow_mut().pop_back();
+        // Like a Kafka producer, one request carries every batch that is due by now, at most
+        // one per partition (the rest wait for the next request). At max rate it is one batch,
+        // due when it is sent.
+        let now = Instant::now();
+        let mut data = Vec::new();
+        let mut batches = Vec::new();
+        loop {
+            let intended = match cadence.batch_interval {
+                Some(_) => due(k),
+                None => now,
+            };
+            let slot = (k % partitions) as usize;
+            let template = &templates[slot][((k / partitions) % VARIANTS) as usize];
+            let stamp = producer.map(|(id, epoch)| (id, epoch, sequences[slot]));
+            sequences[slot] = sequences[slot].wrapping_add(template.records);
+            data.push((
+                lane.partitions[slot],
+                template.render(&mut renderer, clock.wall_us(intended), stamp)?,
+            ));
+            batches.push(PendingBatch {
+                partition: lane.partitions[slot],
+                intended,
+                records: template.records as u64,
+                bytes: template.payload_bytes,
+            });
+            k += 1;
+            let next = due(k);
+            if cadence.batch_interval.is_none()
+                || batches.len() as u64 >= partitions
+                || next > now
+                || next >= end
+            {
+                break;
+            }
+        }
+        let request =
+            admin::produce_request(&config.topic, data, acks.wire(), config.request_timeout_ms);
+        if acks != Acks::None {
+            pending.borrow_mut().push_back(Pending {
+                batches: batches.clone(),
+            });
         }
         writer
             .send_version(&request, produce_version, acks != Acks::None)
             .await
             .map_err(|e| anyhow!("sending Produce to {}: {e}", lane.addr))?;
         if acks == Acks::None {
-            if clock.measured(intended) {
-                let mut tally = tally.borrow_mut();
-                let latency = Instant::now()
-                    .saturating_duration_since(intended)
-                    .as_micros() as u64;
-                record(&mut tally.histogram, latency, template.records as u64);
-                tally.records += template.records as u64;
-                tally.bytes += template.payload_bytes;
-            }
+            tally
+                .borrow_mut()
+                .acknowledged(&clock, &batches, Instant::now(), &[]);
             window.signal(1);
         }
-        k += 1;
     }
     // Drain: every permit back means every acknowledgement arrived. Bounded, so a broker
     // that never answers ends the run with errors instead of hanging it.
@@ -454,6 +487,9 @@ pub struct ConsumerLane {
     pub start_at: StartAt,
     /// Record end-to-end latency from the send time in each batch.
     pub end_to_end: bool,
+    /// Count a delivery in the measured window by its send time (`e2e`, where producer and
+    /// consumer share the clock) rather than by its arrival time (`consume`).
+    pub count_by_send_time: bool,
     pub fetch: FetchLimits,
 }
 
@@ -608,8 +644,7 @@ async fn consume_loop(
                     continue;
                 }
                 let sent = send_time_us(&batch_bytes, uncompressed_max);
-                // Delivery counts for the measured window by its send time when known.
-                let counted = match sent {
+                let counted = match sent.filter(|_| lane.count_by_send_time) {
                     Some(sent_us) => {
                         let sent_at = clock.start
                             + Duration::from_micros(
@@ -624,14 +659,14 @@ async fn consume_loop(
                 }
                 tally.records += delivered;
                 tally.bytes += batch_bytes.len() as u64;
-                if lane.end_to_end {
-                    if let Some(sent_us) = sent {
-                        record(
-                            &mut tally.histogram,
-                            now_wall.saturating_sub(sent_us),
-                            delivered,
-                        );
-                    }
+                if lane.end_to_end
+                    && let Some(sent_us) = sent
+                {
+                    record(
+                        &mut tally.histogram,
+                        now_wall.saturating_sub(sent_us),
+                        delivered,
+                    );
                 }
             }
         }

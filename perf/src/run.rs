@@ -295,6 +295,7 @@ fn consumer_lanes(
     topic: &str,
     start_at: StartAt,
     end_to_end: bool,
+    count_by_send_time: bool,
 ) -> Vec<ConsumerLane> {
     let mut by_leader: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (partition, addr) in leaders {
@@ -308,6 +309,7 @@ fn consumer_lanes(
             partitions,
             start_at,
             end_to_end,
+            count_by_send_time,
             fetch: FetchLimits::default(),
         })
         .collect()
@@ -326,7 +328,7 @@ fn aggregate(
     rx: mpsc::Receiver<Report>,
     lanes: usize,
     clock: Clock,
-    mut hlog: Option<&mut HlogWriter>,
+    hlog: Option<&mut HlogWriter>,
     progress: bool,
 ) -> Result<BTreeMap<Metric, Total>> {
     let mut totals: BTreeMap<Metric, Total> = BTreeMap::new();
@@ -402,7 +404,7 @@ fn aggregate(
     if progress {
         eprintln!();
     }
-    if let Some(hlog) = hlog.as_deref_mut() {
+    if let Some(hlog) = hlog {
         for ((second, metric), (histogram, _, _)) in &intervals {
             hlog.write(
                 histogram,
@@ -522,10 +524,10 @@ fn seconds(value: f64, what: &str) -> Result<Duration> {
 
 /// `produce` and `e2e`.
 pub fn load(args: LoadArgs, mode: Mode) -> Result<ExitCode> {
-    if let Some(rate) = args.rate {
-        if !rate.is_finite() || rate <= 0.0 {
-            bail!("--rate must be positive (omit it for max rate)");
-        }
+    if let Some(rate) = args.rate
+        && (!rate.is_finite() || rate <= 0.0)
+    {
+        bail!("--rate must be positive (omit it for max rate)");
     }
     let config = ProduceConfig {
         topic: args.topic.clone(),
@@ -551,7 +553,9 @@ pub fn load(args: LoadArgs, mode: Mode) -> Result<ExitCode> {
     )?;
     let groups = producer_lanes(&topology.leaders, args.producers, args.rate);
     let consumers = match mode {
-        Mode::EndToEnd => consumer_lanes(&topology.leaders, &args.topic, StartAt::Latest, true),
+        Mode::EndToEnd => {
+            consumer_lanes(&topology.leaders, &args.topic, StartAt::Latest, true, true)
+        }
         Mode::Produce => Vec::new(),
     };
     let lanes = groups.iter().map(Vec::len).sum::<usize>() + consumers.len();
@@ -590,7 +594,6 @@ pub fn load(args: LoadArgs, mode: Mode) -> Result<ExitCode> {
     for ctx in consumer_clock_txs {
         let _ = ctx.send(clock);
     }
-    let config = config;
     for lanes in groups {
         let tx = tx.clone();
         let config = config.clone();
@@ -671,7 +674,7 @@ pub fn consume(args: ConsumeArgs) -> Result<ExitCode> {
     } else {
         StartAt::Earliest
     };
-    let lanes = consumer_lanes(&topology.leaders, &args.topic, start_at, args.e2e);
+    let lanes = consumer_lanes(&topology.leaders, &args.topic, start_at, args.e2e, false);
     let clock = Clock {
         start: Instant::now(),
         start_wall: SystemTime::now(),

@@ -332,10 +332,10 @@ pub fn produce(broker: BrokerArgs, args: ProduceArgs) -> Result<()> {
         if partitions.is_empty() {
             bail!("topic {} has no partitions", args.topic);
         }
-        if let Some(p) = args.partition {
-            if !partitions.contains(&p) {
-                bail!("topic {} has no partition {p}", args.topic);
-            }
+        if let Some(p) = args.partition
+            && !partitions.contains(&p)
+        {
+            bail!("topic {} has no partition {p}", args.topic);
         }
         let stdin = std::io::stdin();
         let mut lines = stdin.lock().lines();
