@@ -75,8 +75,8 @@ macro_rules! requests {
         fn decode_body(api_key: ApiKey, r: &mut Reader, cx: Cx) -> Result<RequestBody, ReadError> {
             match api_key {
                 $( ApiKey::$variant => msg::$ty::read(r, cx).map(RequestBody::$variant), )*
-                // Unreachable after the `decodable_versions` check in `decode_request`.
-                _ => Err(ReadError::UnexpectedNull),
+                // `decode_request` checked `decodable_versions`, generated from this same list.
+                other => unreachable!("{other:?} is not decodable"),
             }
         }
 
