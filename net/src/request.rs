@@ -128,6 +128,23 @@ requests! {
     OffsetDelete(OffsetDeleteRequest) 0..=0,
     SaslAuthenticate(SaslAuthenticateRequest) 0..=2,
     DescribeCluster(DescribeClusterRequest) 0..=2,
+    DescribeAcls(DescribeAclsRequest) 1..=3,
+    CreateAcls(CreateAclsRequest) 1..=3,
+    DeleteAcls(DeleteAclsRequest) 1..=3,
+    AlterConfigs(AlterConfigsRequest) 0..=2,
+    DescribeLogDirs(DescribeLogDirsRequest) 1..=4,
+    ElectLeaders(ElectLeadersRequest) 0..=2,
+    WriteTxnMarkers(WriteTxnMarkersRequest) 1..=1,
+    DescribeClientQuotas(DescribeClientQuotasRequest) 0..=1,
+    AlterClientQuotas(AlterClientQuotasRequest) 0..=1,
+    DescribeUserScramCredentials(DescribeUserScramCredentialsRequest) 0..=0,
+    AlterUserScramCredentials(AlterUserScramCredentialsRequest) 0..=0,
+    DescribeProducers(DescribeProducersRequest) 0..=0,
+    DescribeTransactions(DescribeTransactionsRequest) 0..=0,
+    ListTransactions(ListTransactionsRequest) 0..=2,
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest) 0..=1,
+    ConsumerGroupDescribe(ConsumerGroupDescribeRequest) 0..=1,
+    DescribeTopicPartitions(DescribeTopicPartitionsRequest) 0..=0,
 }
 
 /// Decodes one frame (as returned by `split_frame`, without its size prefix).

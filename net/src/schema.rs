@@ -482,3 +482,244 @@ wire_struct! { sasl_authenticate_request::SaslAuthenticateRequest [0..=2] {
     auth_bytes: 0..=2,
 } tagged {
 } }
+
+// describe_acls
+wire_struct! { describe_acls_request::DescribeAclsRequest [1..=3] {
+    resource_type_filter: 1..=3,
+    resource_name_filter: 1..=3,
+    pattern_type_filter: 1..=3,
+    principal_filter: 1..=3,
+    host_filter: 1..=3,
+    operation: 1..=3,
+    permission_type: 1..=3,
+} tagged {
+} }
+
+// create_acls
+wire_struct! { create_acls_request::AclCreation [1..=3] {
+    resource_type: 1..=3,
+    resource_name: 1..=3,
+    resource_pattern_type: 1..=3,
+    principal: 1..=3,
+    host: 1..=3,
+    operation: 1..=3,
+    permission_type: 1..=3,
+} tagged {
+} }
+wire_struct! { create_acls_request::CreateAclsRequest [1..=3] {
+    creations: 1..=3,
+} tagged {
+} }
+
+// delete_acls
+wire_struct! { delete_acls_request::DeleteAclsFilter [1..=3] {
+    resource_type_filter: 1..=3,
+    resource_name_filter: 1..=3,
+    pattern_type_filter: 1..=3,
+    principal_filter: 1..=3,
+    host_filter: 1..=3,
+    operation: 1..=3,
+    permission_type: 1..=3,
+} tagged {
+} }
+wire_struct! { delete_acls_request::DeleteAclsRequest [1..=3] {
+    filters: 1..=3,
+} tagged {
+} }
+
+// alter_configs
+wire_struct! { alter_configs_request::AlterConfigsRequest [0..=2] {
+    resources: 0..=2,
+    validate_only: 0..=2,
+} tagged {
+} }
+wire_struct! { alter_configs_request::AlterConfigsResource [0..=2] {
+    resource_type: 0..=2,
+    resource_name: 0..=2,
+    configs: 0..=2,
+} tagged {
+} }
+wire_struct! { alter_configs_request::AlterableConfig [0..=2] {
+    name: 0..=2,
+    value: 0..=2,
+} tagged {
+} }
+
+// describe_log_dirs
+wire_struct! { describe_log_dirs_request::DescribableLogDirTopic [1..=4] {
+    topic: 1..=4,
+    partitions: 1..=4,
+} tagged {
+} }
+wire_struct! { describe_log_dirs_request::DescribeLogDirsRequest [1..=4] {
+    topics: 1..=4,
+} tagged {
+} }
+
+// describe_producers
+wire_struct! { describe_producers_request::DescribeProducersRequest [0..=0] {
+    topics: 0..=0,
+} tagged {
+} }
+wire_struct! { describe_producers_request::TopicRequest [0..=0] {
+    name: 0..=0,
+    partition_indexes: 0..=0,
+} tagged {
+} }
+
+// describe_transactions
+wire_struct! { describe_transactions_request::DescribeTransactionsRequest [0..=0] {
+    transactional_ids: 0..=0,
+} tagged {
+} }
+
+// list_transactions
+wire_struct! { list_transactions_request::ListTransactionsRequest [0..=2] {
+    state_filters: 0..=2,
+    producer_id_filters: 0..=2,
+    duration_filter: 1..=2,
+    transactional_id_pattern: 2..=2,
+} tagged {
+} }
+
+// write_txn_markers
+wire_struct! { write_txn_markers_request::WritableTxnMarker [1..=1] {
+    producer_id: 1..=1,
+    producer_epoch: 1..=1,
+    transaction_result: 1..=1,
+    topics: 1..=1,
+    coordinator_epoch: 1..=1,
+} tagged {
+} }
+wire_struct! { write_txn_markers_request::WritableTxnMarkerTopic [1..=1] {
+    name: 1..=1,
+    partition_indexes: 1..=1,
+} tagged {
+} }
+wire_struct! { write_txn_markers_request::WriteTxnMarkersRequest [1..=1] {
+    markers: 1..=1,
+} tagged {
+} }
+
+// describe_topic_partitions
+wire_struct! { describe_topic_partitions_request::Cursor [0..=0] {
+    topic_name: 0..=0,
+    partition_index: 0..=0,
+} tagged {
+} }
+wire_struct! { describe_topic_partitions_request::DescribeTopicPartitionsRequest [0..=0] {
+    topics: 0..=0,
+    response_partition_limit: 0..=0,
+    cursor: 0..=0,
+} tagged {
+} }
+wire_struct! { describe_topic_partitions_request::TopicRequest [0..=0] {
+    name: 0..=0,
+} tagged {
+} }
+
+// elect_leaders
+wire_struct! { elect_leaders_request::ElectLeadersRequest [0..=2] {
+    election_type: 1..=2,
+    topic_partitions: 0..=2,
+    timeout_ms: 0..=2,
+} tagged {
+} }
+wire_struct! { elect_leaders_request::TopicPartitions [0..=2] {
+    topic: 0..=2,
+    partitions: 0..=2,
+} tagged {
+} }
+
+// describe_user_scram_credentials
+wire_struct! { describe_user_scram_credentials_request::DescribeUserScramCredentialsRequest [0..=0] {
+    users: 0..=0,
+} tagged {
+} }
+wire_struct! { describe_user_scram_credentials_request::UserName [0..=0] {
+    name: 0..=0,
+} tagged {
+} }
+
+// alter_user_scram_credentials
+wire_struct! { alter_user_scram_credentials_request::AlterUserScramCredentialsRequest [0..=0] {
+    deletions: 0..=0,
+    upsertions: 0..=0,
+} tagged {
+} }
+wire_struct! { alter_user_scram_credentials_request::ScramCredentialDeletion [0..=0] {
+    name: 0..=0,
+    mechanism: 0..=0,
+} tagged {
+} }
+wire_struct! { alter_user_scram_credentials_request::ScramCredentialUpsertion [0..=0] {
+    name: 0..=0,
+    mechanism: 0..=0,
+    iterations: 0..=0,
+    salt: 0..=0,
+    salted_password: 0..=0,
+} tagged {
+} }
+
+// describe_client_quotas
+wire_struct! { describe_client_quotas_request::ComponentData [0..=1] {
+    entity_type: 0..=1,
+    match_type: 0..=1,
+    _match: 0..=1,
+} tagged {
+} }
+wire_struct! { describe_client_quotas_request::DescribeClientQuotasRequest [0..=1] {
+    components: 0..=1,
+    strict: 0..=1,
+} tagged {
+} }
+
+// alter_client_quotas
+wire_struct! { alter_client_quotas_request::AlterClientQuotasRequest [0..=1] {
+    entries: 0..=1,
+    validate_only: 0..=1,
+} tagged {
+} }
+wire_struct! { alter_client_quotas_request::EntityData [0..=1] {
+    entity_type: 0..=1,
+    entity_name: 0..=1,
+} tagged {
+} }
+wire_struct! { alter_client_quotas_request::EntryData [0..=1] {
+    entity: 0..=1,
+    ops: 0..=1,
+} tagged {
+} }
+wire_struct! { alter_client_quotas_request::OpData [0..=1] {
+    key: 0..=1,
+    value: 0..=1,
+    remove: 0..=1,
+} tagged {
+} }
+
+// consumer_group_heartbeat
+wire_struct! { consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest [0..=1] {
+    group_id: 0..=1,
+    member_id: 0..=1,
+    member_epoch: 0..=1,
+    instance_id: 0..=1,
+    rack_id: 0..=1,
+    rebalance_timeout_ms: 0..=1,
+    subscribed_topic_names: 0..=1,
+    subscribed_topic_regex: 1..=1,
+    server_assignor: 0..=1,
+    topic_partitions: 0..=1,
+} tagged {
+} }
+wire_struct! { consumer_group_heartbeat_request::TopicPartitions [0..=1] {
+    topic_id: 0..=1,
+    partitions: 0..=1,
+} tagged {
+} }
+
+// consumer_group_describe
+wire_struct! { consumer_group_describe_request::ConsumerGroupDescribeRequest [0..=1] {
+    group_ids: 0..=1,
+    include_authorized_operations: 0..=1,
+} tagged {
+} }

@@ -30,9 +30,12 @@ pub(crate) trait Wire: Sized {
     fn bytes_min(cx: Cx) -> usize;
 }
 
-/// A type whose wire form has a null marker (strings, bytes, arrays).
+/// A type whose wire form has a null marker: strings, bytes and arrays use
+/// length -1 (compact: 0), structs an i8 presence marker of -1.
 pub(crate) trait WireNullable: Wire {
     fn read_nullable(r: &mut Reader, cx: Cx) -> Result<Option<Self>, ReadError>;
+    /// The encoded size of null.
+    fn null_bytes(cx: Cx) -> usize;
 }
 
 impl<T: WireNullable> Wire for Option<T> {
@@ -40,7 +43,7 @@ impl<T: WireNullable> Wire for Option<T> {
         T::read_nullable(r, cx)
     }
     fn bytes_min(cx: Cx) -> usize {
-        T::bytes_min(cx)
+        T::bytes_min(cx).min(T::null_bytes(cx))
     }
 }
 
@@ -90,6 +93,9 @@ impl WireNullable for StrBytes {
     fn read_nullable(r: &mut Reader, cx: Cx) -> Result<Option<Self>, ReadError> {
         r.nullable_string(cx.flex)
     }
+    fn null_bytes(cx: Cx) -> usize {
+        Self::bytes_min(cx)
+    }
 }
 
 impl Wire for Bytes {
@@ -104,6 +110,9 @@ impl Wire for Bytes {
 impl WireNullable for Bytes {
     fn read_nullable(r: &mut Reader, cx: Cx) -> Result<Option<Self>, ReadError> {
         r.nullable_bytes(cx.flex)
+    }
+    fn null_bytes(cx: Cx) -> usize {
+        Self::bytes_min(cx)
     }
 }
 
@@ -130,6 +139,9 @@ impl<T: Wire> WireNullable for Vec<T> {
             out.push(T::read(r, cx)?);
         }
         Ok(Some(out))
+    }
+    fn null_bytes(cx: Cx) -> usize {
+        Self::bytes_min(cx)
     }
 }
 
@@ -159,6 +171,9 @@ macro_rules! wire_nullable_newtype {
         impl WireNullable for $ty {
             fn read_nullable(r: &mut Reader, cx: Cx) -> Result<Option<Self>, ReadError> {
                 Ok(StrBytes::read_nullable(r, cx)?.map($ty))
+            }
+            fn null_bytes(cx: Cx) -> usize {
+                StrBytes::null_bytes(cx)
             }
         }
     )*};
@@ -273,6 +288,21 @@ macro_rules! wire_struct {
                     }
                 )*
                 n
+            }
+        }
+
+        impl $crate::wire::WireNullable for kafka_protocol::messages::$module::$ty {
+            fn read_nullable(
+                r: &mut $crate::reader::Reader,
+                cx: $crate::wire::Cx,
+            ) -> Result<Option<Self>, $crate::reader::ReadError> {
+                if r.i8()? < 0 {
+                    return Ok(None);
+                }
+                $crate::wire::Wire::read(r, cx).map(Some)
+            }
+            fn null_bytes(_cx: $crate::wire::Cx) -> usize {
+                1
             }
         }
 
