@@ -32,25 +32,14 @@ fn mib_per_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / MIB as f64 / d.as_secs_f64()
 }
 
-async fn raw_sequential(path: &Path, total: u64, chunk: usize) -> Duration {
-    let f = glommio::io::OpenOptions::new().read(true).write(true).create(true).dma_open(path).await.unwrap();
-    let start = Instant::now();
-    let mut pos = 0u64;
-    while pos < total {
-        let mut buf = f.alloc_dma_buffer(chunk);
-        buf.as_bytes_mut().fill(0x5a);
-        f.write_at(buf, pos).await.unwrap();
-        f.fdatasync().await.unwrap();
-        pos += chunk as u64;
-    }
-    let d = start.elapsed();
-    f.close().await.unwrap();
-    std::fs::remove_file(path).unwrap();
-    d
-}
-
 async fn raw_small_sync_latency(path: &Path, n: u64) -> Histogram<u64> {
-    let f: DmaFile = glommio::io::OpenOptions::new().read(true).write(true).create(true).dma_open(path).await.unwrap();
+    let f: DmaFile = glommio::io::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .dma_open(path)
+        .await
+        .unwrap();
     let mut h = Histogram::<u64>::new(3).unwrap();
     for i in 0..n {
         let mut buf = f.alloc_dma_buffer(4096);
@@ -66,30 +55,67 @@ async fn raw_small_sync_latency(path: &Path, n: u64) -> Histogram<u64> {
 }
 
 fn config() -> LogConfig {
-    LogConfig { max_message_bytes: 2 << 20, flush_interval_ms: 1000, ..LogConfig::default() }
+    LogConfig {
+        max_message_bytes: 2 << 20,
+        flush_interval_ms: 1000,
+        ..LogConfig::default()
+    }
 }
 
 async fn bench(dir: PathBuf, s: Sizes) {
     let cache = ReadCache::new(256 * MIB);
-    // (a) Durable sequential 1 MiB appends vs raw O_DIRECT 1 MiB write + fdatasync.
-    let raw = raw_sequential(&dir.join("raw-seq"), s.seq_bytes, MIB as usize).await;
-    let log = Log::open(&dir.join("seq-0"), config(), cache.clone()).await.unwrap();
+    // (a) Durable sequential 1 MiB appends vs raw O_DIRECT 1 MiB write + fdatasync,
+    // interleaved in rounds so both see the same background load on a shared machine.
+    let log = Log::open(&dir.join("seq-0"), config(), cache.clone())
+        .await
+        .unwrap();
     let payload = build_test_batch(16, MIB as usize - 61, 0, None);
-    let start = Instant::now();
+    let raw_file: DmaFile = glommio::io::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .dma_open(dir.join("raw-seq"))
+        .await
+        .unwrap();
+    let rounds = 8u64;
+    let (mut raw_time, mut eng_time) = (Duration::ZERO, Duration::ZERO);
+    let mut raw_pos = 0u64;
     let mut appended = 0u64;
-    while appended < s.seq_bytes {
-        let info = log.append(Bytes::from(payload.clone()), LeaderEpoch(0), 0).unwrap();
-        log.wait_durable(Offset(info.last_offset.0 + 1)).await.unwrap();
-        appended += payload.len() as u64;
+    for _ in 0..rounds {
+        let start = Instant::now();
+        for _ in 0..s.seq_bytes / rounds / MIB {
+            let mut buf = raw_file.alloc_dma_buffer(MIB as usize);
+            buf.as_bytes_mut().fill(0x5a);
+            raw_file.write_at(buf, raw_pos).await.unwrap();
+            raw_file.fdatasync().await.unwrap();
+            raw_pos += MIB;
+        }
+        raw_time += start.elapsed();
+        let start = Instant::now();
+        for _ in 0..s.seq_bytes / rounds / MIB {
+            let info = log
+                .append(Bytes::from(payload.clone()), LeaderEpoch(0), 0)
+                .unwrap();
+            log.wait_durable(Offset(info.last_offset.0 + 1))
+                .await
+                .unwrap();
+            appended += payload.len() as u64;
+        }
+        eng_time += start.elapsed();
     }
-    let eng = start.elapsed();
-    let (raw_t, eng_t) = (mib_per_s(s.seq_bytes, raw), mib_per_s(appended, eng));
-    println!("(a) sequential durable 1 MiB appends: engine {eng_t:.0} MiB/s, raw O_DIRECT {raw_t:.0} MiB/s, ratio {:.2}", eng_t / raw_t);
+    raw_file.close().await.unwrap();
+    std::fs::remove_file(dir.join("raw-seq")).unwrap();
+    let (raw_t, eng_t) = (mib_per_s(raw_pos, raw_time), mib_per_s(appended, eng_time));
+    println!(
+        "(a) sequential durable 1 MiB appends: engine {eng_t:.0} MiB/s, raw O_DIRECT {raw_t:.0} MiB/s, ratio {:.2}",
+        eng_t / raw_t
+    );
     // Same bytes without waiting per batch (acks=1 style), flushed at the end.
     let start = Instant::now();
     let mut appended = 0u64;
     while appended < s.seq_bytes {
-        log.append(Bytes::from(payload.clone()), LeaderEpoch(0), 0).unwrap();
+        log.append(Bytes::from(payload.clone()), LeaderEpoch(0), 0)
+            .unwrap();
         appended += payload.len() as u64;
         if appended % (64 * MIB) == 0 {
             log.flush().await.unwrap();
@@ -112,7 +138,13 @@ async fn bench(dir: PathBuf, s: Sizes) {
             let r = log.read(next, MIB as u32).await.unwrap();
             bytes += r.bytes() as u64;
             let last = r.batches.last().unwrap();
-            next = Offset(sluice_engine::batch::BatchHeader::new(last).unwrap().last_offset().0 + 1);
+            next = Offset(
+                sluice_engine::batch::BatchHeader::new(last)
+                    .unwrap()
+                    .last_offset()
+                    .0
+                    + 1,
+            );
         }
         mib_per_s(bytes, start.elapsed())
     };
@@ -124,19 +156,31 @@ async fn bench(dir: PathBuf, s: Sizes) {
         while next < leo {
             let r = log.read(next, MIB as u32).await.unwrap();
             bytes += r.bytes() as u64;
-            next = Offset(sluice_engine::batch::BatchHeader::new(r.batches.last().unwrap()).unwrap().last_offset().0 + 1);
+            next = Offset(
+                sluice_engine::batch::BatchHeader::new(r.batches.last().unwrap())
+                    .unwrap()
+                    .last_offset()
+                    .0
+                    + 1,
+            );
         }
     }
     let cache_rate = mib_per_s(bytes, start.elapsed());
     log.close().await.unwrap();
-    let cold = Log::open(&dir.join("seq-0"), config(), ReadCache::new(MIB)).await.unwrap();
+    let cold = Log::open(&dir.join("seq-0"), config(), ReadCache::new(MIB))
+        .await
+        .unwrap();
     let disk_rate = read_from(cold.clone(), s.read_bytes.min(2 * s.seq_bytes)).await;
-    println!("(c) reads with 1 MiB fetches: from cache {cache_rate:.0} MiB/s, from disk {disk_rate:.0} MiB/s (CRC checked)");
+    println!(
+        "(c) reads with 1 MiB fetches: from cache {cache_rate:.0} MiB/s, from disk {disk_rate:.0} MiB/s (CRC checked)"
+    );
     cold.clone().delete().await.unwrap();
 
     // (b) 64 concurrent appenders of 16 KiB batches, each waiting for durability.
     let raw_small = raw_small_sync_latency(&dir.join("raw-small"), s.raw_small_syncs).await;
-    let log = Log::open(&dir.join("conc-0"), config(), cache.clone()).await.unwrap();
+    let log = Log::open(&dir.join("conc-0"), config(), cache.clone())
+        .await
+        .unwrap();
     let small = build_test_batch(8, 16 * 1024 - 61, 0, None);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -148,8 +192,12 @@ async fn bench(dir: PathBuf, s: Sizes) {
             let mut h = Histogram::<u64>::new(3).unwrap();
             for _ in 0..n {
                 let t = Instant::now();
-                let info = log.append(Bytes::from(small.clone()), LeaderEpoch(0), 0).unwrap();
-                log.wait_durable(Offset(info.last_offset.0 + 1)).await.unwrap();
+                let info = log
+                    .append(Bytes::from(small.clone()), LeaderEpoch(0), 0)
+                    .unwrap();
+                log.wait_durable(Offset(info.last_offset.0 + 1))
+                    .await
+                    .unwrap();
                 h.record(t.elapsed().as_micros() as u64).unwrap();
             }
             h
@@ -178,7 +226,8 @@ async fn bench(dir: PathBuf, s: Sizes) {
     let log = Log::open(&rdir, config(), cache.clone()).await.unwrap();
     let mut appended = 0u64;
     while appended < s.recovery_bytes {
-        log.append(Bytes::from(payload.clone()), LeaderEpoch(0), 0).unwrap();
+        log.append(Bytes::from(payload.clone()), LeaderEpoch(0), 0)
+            .unwrap();
         appended += payload.len() as u64;
         if appended % (64 * MIB) == 0 {
             log.flush().await.unwrap();
@@ -192,24 +241,49 @@ async fn bench(dir: PathBuf, s: Sizes) {
     let d = start.elapsed();
     assert_eq!(log.log_end_offset(), leo);
     let per_gib = d.as_secs_f64() * (1u64 << 30) as f64 / appended as f64;
-    println!("(d) recovery of {} MiB after an unclean stop: {:.3} s, {per_gib:.2} s per GiB", appended / MIB, d.as_secs_f64());
+    println!(
+        "(d) recovery of {} MiB after an unclean stop: {:.3} s, {per_gib:.2} s per GiB",
+        appended / MIB,
+        d.as_secs_f64()
+    );
     log.delete().await.unwrap();
 }
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full {
-        Sizes { seq_bytes: 512 * MIB, concurrent_batches_each: 200, raw_small_syncs: 2000, read_bytes: 1024 * MIB, recovery_bytes: 1024 * MIB }
+        Sizes {
+            seq_bytes: 512 * MIB,
+            concurrent_batches_each: 200,
+            raw_small_syncs: 2000,
+            read_bytes: 1024 * MIB,
+            recovery_bytes: 1024 * MIB,
+        }
     } else {
-        Sizes { seq_bytes: 4 * MIB, concurrent_batches_each: 2, raw_small_syncs: 10, read_bytes: 4 * MIB, recovery_bytes: 4 * MIB }
+        Sizes {
+            seq_bytes: 4 * MIB,
+            concurrent_batches_each: 2,
+            raw_small_syncs: 10,
+            read_bytes: 4 * MIB,
+            recovery_bytes: 4 * MIB,
+        }
     };
-    let base = std::env::var_os("SLUICE_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let exe = std::env::current_exe().unwrap();
-        exe.parent().unwrap().parent().unwrap().to_path_buf()
-    });
-    let tmp = tempfile::Builder::new().prefix("sluice-bench-").tempdir_in(&base).unwrap();
+    let base = std::env::var_os("SLUICE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().unwrap();
+            exe.parent().unwrap().parent().unwrap().to_path_buf()
+        });
+    let tmp = tempfile::Builder::new()
+        .prefix("sluice-bench-")
+        .tempdir_in(&base)
+        .unwrap();
     let dir = tmp.path().to_path_buf();
-    println!("sluice-engine bench in {} ({})", dir.display(), if full { "full" } else { "tiny" });
+    println!(
+        "sluice-engine bench in {} ({})",
+        dir.display(),
+        if full { "full" } else { "tiny" }
+    );
     glommio::LocalExecutorBuilder::default()
         .spawn(move || bench(dir, sizes))
         .unwrap()

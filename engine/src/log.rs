@@ -1,5 +1,5 @@
 //! `Log`: one partition's log on one shard. Appends are validated, stamped and made
-//! readable at once from memory; a flush (group commit, serialized by `io_lock`) writes
+//! readable at once from memory; a flush (group commit, serialized by `io_busy`) writes
 //! the unflushed tail with O_DIRECT and fdatasyncs it. Reads come from the unflushed
 //! tail, then the shard's read cache, then the segment files. Open runs recovery when the
 //! last stop was not clean. Retention, delete-records and truncation change the segment
@@ -10,14 +10,13 @@
 //! `log_start_offset <= log_end_offset`. Once an fsync or write fails the log is failed
 //! for good: reads keep working, writes are refused.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use glommio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
 
 use crate::batch::{self, BatchError, BatchHeader};
@@ -139,9 +138,24 @@ pub struct Log {
     cache_id: u64,
     config: RefCell<LogConfig>,
     state: RefCell<State>,
-    io_lock: Semaphore,
+    /// Held by whoever flushes, truncates, deletes segments or closes.
+    io_busy: Cell<bool>,
+    /// Notified when `io_busy` is released (after every flush, among others).
+    io_idle: Event,
     appended: Event,
     flush_wanted: Event,
+}
+
+/// Exclusive right to do I/O that changes the log's files; released on drop.
+struct IoGuard<'a> {
+    log: &'a Log,
+}
+
+impl Drop for IoGuard<'_> {
+    fn drop(&mut self) {
+        self.log.io_busy.set(false);
+        self.log.io_idle.notify();
+    }
 }
 
 fn effective_segment_bytes_max(config: &LogConfig) -> u64 {
@@ -381,7 +395,8 @@ impl Log {
             cache_id,
             config: RefCell::new(config),
             state: RefCell::new(state),
-            io_lock: Semaphore::new(1),
+            io_busy: Cell::new(false),
+            io_idle: Event::new(),
             appended: Event::new(),
             flush_wanted: Event::new(),
         });
@@ -700,18 +715,30 @@ impl Log {
                     return Err(FlushError::Closed);
                 }
             }
-            let _permit = self
-                .io_lock
-                .acquire_permit(1)
-                .await
-                .map_err(|_| FlushError::Closed)?;
-            let covered = {
-                let st = self.state.borrow();
-                st.durable_offset >= offset.min(st.log_end_offset)
-            };
-            if !covered {
+            // Whoever finds the log idle flushes for everyone; the others re-check after
+            // each flush instead of queueing for the lock, so covered waiters return at
+            // once and nobody starves.
+            if let Some(_guard) = self.try_lock() {
                 self.flush_locked().await?;
+            } else {
+                self.io_idle.listen().await;
             }
+        }
+    }
+
+    fn try_lock(&self) -> Option<IoGuard<'_>> {
+        if self.io_busy.replace(true) {
+            return None;
+        }
+        Some(IoGuard { log: self })
+    }
+
+    async fn lock(&self) -> IoGuard<'_> {
+        loop {
+            if let Some(g) = self.try_lock() {
+                return g;
+            }
+            self.io_idle.listen().await;
         }
     }
 
@@ -729,7 +756,7 @@ impl Log {
         FlushError::LogFailed(reason)
     }
 
-    /// Writes and syncs everything appended so far. Caller holds `io_lock`.
+    /// Writes and syncs everything appended so far. Caller holds the io lock.
     async fn flush_locked(&self) -> Result<(), FlushError> {
         let (target, bases) = {
             let st = self.state.borrow();
@@ -1149,11 +1176,7 @@ impl Log {
         &self,
         offset: Offset,
     ) -> Result<Offset, DeleteRecordsError> {
-        let _permit = self
-            .io_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| LogIoError::Closed)?;
+        let _guard = self.lock().await;
         {
             let st = self.state.borrow();
             st.check_writable().map_err(LogIoError::from)?;
@@ -1237,11 +1260,7 @@ impl Log {
     /// `retention.bytes`, or below the log start offset. The active segment is rolled
     /// first when it alone is past retention, as Kafka does.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome, LogIoError> {
-        let _permit = self
-            .io_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| LogIoError::Closed)?;
+        let _guard = self.lock().await;
         let config = *self.config.borrow();
         let deletes = config.cleanup_policy != CleanupPolicy::Compact;
         let rolled = {
@@ -1293,11 +1312,7 @@ impl Log {
     /// `offset` goes too). Below the log start offset the log is emptied and restarts at
     /// `offset`. Followers use this to drop a divergent tail.
     pub async fn truncate_to(&self, offset: Offset) -> Result<(), LogIoError> {
-        let _permit = self
-            .io_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| LogIoError::Closed)?;
+        let _guard = self.lock().await;
         {
             let st = self.state.borrow();
             st.check_writable()?;
@@ -1490,11 +1505,7 @@ impl Log {
     /// Flushes, writes indexes, a producer snapshot and the clean-shutdown checkpoint.
     /// The log takes no more calls afterwards.
     pub async fn close(&self) -> Result<(), LogIoError> {
-        let _permit = self
-            .io_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| LogIoError::Closed)?;
+        let _guard = self.lock().await;
         if self.state.borrow().closed {
             return Ok(());
         }
@@ -1552,11 +1563,7 @@ impl Log {
 
     /// DeleteTopics: closes the log and removes its directory.
     pub async fn delete(self: Rc<Self>) -> Result<(), LogIoError> {
-        let _permit = self
-            .io_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| LogIoError::Closed)?;
+        let _guard = self.lock().await;
         {
             let mut st = self.state.borrow_mut();
             st.closed = true;
