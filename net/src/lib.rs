@@ -2,7 +2,8 @@
 //! bounded request decoders that produce `kafka-protocol`'s structs, and a small client.
 //!
 //! Start reading at `request.rs` (`decode_request`), then `frame.rs` (`split_frame`)
-//! and `response.rs` (`encode_response`). `reader.rs` is the bounded cursor every
+//! and `response.rs` (`encode_response`, and `encode_response_vectored` for Fetch
+//! responses whose records should not be copied). `reader.rs` is the bounded cursor every
 //! decoder reads through; `wire.rs` maps field types to encodings and defines the
 //! `wire_struct!` table macro; `schema.rs` holds one table per request struct.
 //! Request structs are never decoded with `kafka-protocol`'s own decoders, which

@@ -29,6 +29,8 @@ pub enum ReadError {
     InvalidUtf8,
     #[error("varint longer than {bytes_max} bytes")]
     VarintTooLong { bytes_max: usize },
+    #[error("tagged field number {tag} is above i32::MAX")]
+    TagTooLarge { tag: u32 },
     #[error("tagged field {tag} is not valid in version {version}")]
     TagNotInVersion { tag: u32, version: i16 },
     #[error("tagged field {tag} declared {declared} bytes but its value used {used}")]
@@ -280,8 +282,7 @@ impl Reader {
                 }
             } else {
                 // The map's keys are i32; Kafka never assigns a tag above i32::MAX.
-                let key =
-                    i32::try_from(tag).map_err(|_| ReadError::VarintTooLong { bytes_max: 5 })?;
+                let key = i32::try_from(tag).map_err(|_| ReadError::TagTooLarge { tag })?;
                 unknown.insert(key, value);
             }
         }
@@ -452,6 +453,11 @@ mod tests {
                 used: 1
             }
         ));
+        let mut r = reader(&[1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0]);
+        assert_eq!(
+            r.tagged_fields(&mut unknown, |_, _| Ok(false)),
+            Err(ReadError::TagTooLarge { tag: u32::MAX })
+        );
         assert!(
             reader(&[0x7f])
                 .tagged_fields(&mut unknown, |_, _| Ok(false))

@@ -58,7 +58,7 @@ fn check_all_versions(api_key: ApiKey, seed: u64) -> Result<(), TestCaseError> {
 macro_rules! round_trip_tests {
     ($($name:ident => $key:ident,)*) => {
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(24))]
+            #![proptest_config(ProptestConfig::with_cases(48))]
             $(
                 #[test]
                 fn $name(seed: u64) {
@@ -134,7 +134,7 @@ round_trip_tests! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
     #[test]
-    fn arbitrary_frames_never_panic(key in 0i16..80, version in -1i16..20, body in proptest::collection::vec(any::<u8>(), 0..64)) {
+    fn arbitrary_frames_never_panic(key in -2i16..100, version in -1i16..20, body in proptest::collection::vec(any::<u8>(), 0..64)) {
         // Proves decode_request returns (Ok or Err) on arbitrary bodies behind any header.
         let mut frame = BytesMut::new();
         frame.put_i16(key);
