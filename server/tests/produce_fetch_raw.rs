@@ -330,3 +330,58 @@ fn acks_zero_sends_no_response() {
     );
     assert_eq!(resp.topics[0].partitions[0].offset, 1);
 }
+
+#[test]
+fn idempotent_producer_dedupes_across_restart() {
+    // Proves a retried idempotent batch gets its original offset instead of a second
+    // copy, a sequence gap is refused with OUT_OF_ORDER_SEQUENCE_NUMBER, and the
+    // producer state survives a clean restart (a retry after it is still deduped).
+    let mut broker = Broker::start();
+    let mut conn = broker.connect();
+    create(&mut conn, "idem", 1);
+    let init: InitProducerIdResponse = conn.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    assert_eq!(init.error_code, 0);
+    let pid = init.producer_id.0;
+    let first = batch(
+        &[("a", "1", 1), ("b", "2", 1), ("c", "3", 1)],
+        Some((pid, 0, 0)),
+    );
+    let second = batch(&[("d", "4", 1)], Some((pid, 0, 3)));
+    let gap = batch(&[("e", "5", 1)], Some((pid, 0, 10)));
+    let send = |conn: &mut Conn, b: &Bytes| -> (i16, i64) {
+        let resp: ProduceResponse = conn.call(
+            ApiKey::Produce,
+            9,
+            &produce_req("idem", vec![(0, b.clone())], -1),
+        );
+        let r = &resp.responses[0].partition_responses[0];
+        (r.error_code, r.base_offset)
+    };
+    assert_eq!(send(&mut conn, &first), (0, 0));
+    assert_eq!(send(&mut conn, &first), (0, 0), "retry deduped");
+    assert_eq!(send(&mut conn, &second), (0, 3));
+    assert_eq!(
+        send(&mut conn, &gap).0,
+        ResponseError::OutOfOrderSequenceNumber.code()
+    );
+    drop(conn);
+    assert!(broker.stop().success());
+    broker.restart();
+    let mut conn = broker.connect();
+    assert_eq!(
+        send(&mut conn, &second),
+        (0, 3),
+        "retry after restart deduped"
+    );
+    let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &fetch_req("idem", &[(0, 0)], 0));
+    let recs = decode_records(resp.responses[0].partitions[0].records.as_ref().unwrap());
+    let values: Vec<&str> = recs.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(values, vec!["1", "2", "3", "4"]);
+}
