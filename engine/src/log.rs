@@ -37,6 +37,9 @@ const EPOCH_FILE: &str = "leader-epoch-checkpoint";
 const SNAPSHOTS_KEPT: usize = 2;
 /// Smallest disk read when serving a fetch.
 const READ_BYTES_MIN: usize = 64 << 10;
+/// Producer-batch headers a recovery scan keeps for replay (about 60 MB); past it, the
+/// replay reads the segments again instead.
+const RECORDED_HEADERS_MAX: usize = 1 << 20;
 
 /// What `append` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +241,9 @@ impl Log {
         let mut segments: BTreeMap<Offset, Segment> = BTreeMap::new();
         let mut recovered_bytes = 0u64;
         let mut cut_after: Option<Offset> = None;
+        // Headers of idempotent batches seen by recovery scans that reach the log end, so
+        // producer state is replayed without reading those segments a second time.
+        let mut scanned: Option<(Offset, Vec<[u8; batch::HEADER_BYTES]>)> = None;
         for (i, &base) in bases.iter().enumerate() {
             let path = segment_path(dir, base, "log");
             let file = disk.open(&path, false).await.map_err(io_err(&path))?;
@@ -284,10 +290,20 @@ impl Log {
             if !loaded {
                 let mut rebuilt = Segment::new(base);
                 let mut epoch_seen: Vec<(i32, Offset)> = Vec::new();
-                let stop = scan_file(&*file, 0, file_size, Some(base), true, &mut |pos, whole| {
+                if scanned.is_none() {
+                    scanned = Some((base, Vec::new()));
+                }
+                let recorded = scanned.as_mut().map(|s| &mut s.1).expect("set above");
+                let stop = scan_file(&file, 0, file_size, Some(base), true, &mut |pos, whole| {
                     let h = BatchHeader::new(whole).expect("scanned batch");
                     rebuilt.note_batch(pos, &h, whole.len() as u64, interval);
-                    epoch_seen.push((h.partition_leader_epoch(), h.base_offset()));
+                    let epoch = h.partition_leader_epoch();
+                    if epoch_seen.last().is_none_or(|(e, _)| *e != epoch) {
+                        epoch_seen.push((epoch, h.base_offset()));
+                    }
+                    if h.producer_id() >= 0 && recorded.len() <= RECORDED_HEADERS_MAX {
+                        recorded.push(whole[..batch::HEADER_BYTES].try_into().expect("61 bytes"));
+                    }
                 })
                 .await
                 .map_err(io_err(&path))?;
@@ -318,6 +334,8 @@ impl Log {
                 seg.finalized = false;
             } else {
                 seg.finalized = true;
+                // Producer headers recorded so far no longer reach the log end.
+                scanned = None;
             }
             seg.written = seg.size;
             seg.tail_stale = true;
@@ -400,7 +418,8 @@ impl Log {
             appended: Event::new(),
             flush_wanted: Event::new(),
         });
-        log.load_producer_state(&snapshots)
+        let scanned = scanned.filter(|(_, h)| h.len() <= RECORDED_HEADERS_MAX);
+        log.load_producer_state(&snapshots, scanned)
             .await
             .map_err(|e| match e {
                 LogIoError::Corrupt {
@@ -479,7 +498,13 @@ impl Log {
     }
 
     /// Replays producer state from the newest usable snapshot up to the log end offset.
-    async fn load_producer_state(&self, snapshots: &[Offset]) -> Result<(), LogIoError> {
+    /// `scanned`: headers of idempotent batches from a recovery scan of every segment
+    /// from the given base offset to the log end; those segments are not read again.
+    async fn load_producer_state(
+        &self,
+        snapshots: &[Offset],
+        scanned: Option<(Offset, Vec<[u8; batch::HEADER_BYTES]>)>,
+    ) -> Result<(), LogIoError> {
         let (leo, lso) = {
             let st = self.state.borrow();
             (st.log_end_offset, st.log_start_offset)
@@ -518,6 +543,11 @@ impl Log {
             st.segments
                 .values()
                 .filter(|s| s.next_offset > from && s.size > 0)
+                .filter(|s| {
+                    scanned
+                        .as_ref()
+                        .is_none_or(|(scanned_from, _)| s.base_offset < *scanned_from)
+                })
                 .filter_map(|s| {
                     let start = u64::from(offset_index::lookup(&s.offset_index, s.relative(from)));
                     s.file.clone().map(|f| (f, start, s.size, s.base_offset))
@@ -525,7 +555,7 @@ impl Log {
                 .collect()
         };
         for (file, start, end, base) in work {
-            let stop = scan_file(&*file, start, end, None, false, &mut |_, whole| {
+            let stop = scan_file(&file, start, end, None, false, &mut |_, whole| {
                 let h = BatchHeader::new(whole).expect("scanned batch");
                 if h.base_offset() >= from {
                     state.record(&h);
@@ -539,6 +569,12 @@ impl Log {
                     position: stop.position,
                     reason: stop.reason,
                 });
+            }
+        }
+        for header in scanned.iter().flat_map(|(_, h)| h.iter()) {
+            let h = BatchHeader::new(header).expect("61 bytes");
+            if h.base_offset() >= from {
+                state.record(&h);
             }
         }
         self.state.borrow_mut().producers = state;
@@ -1347,7 +1383,7 @@ impl Log {
             )
         };
         let mut cut: Option<(u64, Offset)> = None;
-        let stop = scan_file(&*file, start, end, None, false, &mut |pos, whole| {
+        let stop = scan_file(&file, start, end, None, false, &mut |pos, whole| {
             let h = BatchHeader::new(whole).expect("scanned batch");
             if cut.is_none() && h.last_offset() >= offset {
                 cut = Some((pos, h.base_offset()));
@@ -1387,7 +1423,7 @@ impl Log {
             });
             (u64::from(x), t.unwrap_or((i64::MIN, Offset(-1))))
         };
-        let stop = scan_file(&*file, index_pos, position, None, false, &mut |_, whole| {
+        let stop = scan_file(&file, index_pos, position, None, false, &mut |_, whole| {
             let h = BatchHeader::new(whole).expect("scanned batch");
             if h.max_timestamp() > max_ts.0 {
                 max_ts = (h.max_timestamp(), h.last_offset());
@@ -1497,7 +1533,7 @@ impl Log {
             .filter_map(|n| parse_name(n, "snapshot"))
             .collect();
         snaps.sort();
-        self.load_producer_state(&snaps).await?;
+        self.load_producer_state(&snaps, None).await?;
         self.appended.notify();
         Ok(())
     }

@@ -210,12 +210,19 @@ pub struct ScanStop {
     pub reason: String,
 }
 
+/// A batch length above this is treated as corruption when scanning (bounds the memory
+/// a damaged length field can make a scan allocate).
+pub const SCAN_BATCH_BYTES_MAX: usize = 128 << 20;
+/// Chunk reads kept in flight ahead of the parser while scanning.
+const SCAN_READ_AHEAD: usize = 2;
+
 /// Reads batches of `file` from `start` to `end`, checking each (length bounded by the
-/// remaining bytes, magic, CRC32C when `check_crc`, base offset continuity when
-/// `expect_base` is given) and handing each whole batch with its position to `visit`.
-/// Returns where a bad batch starts, if any.
+/// remaining bytes and `SCAN_BATCH_BYTES_MAX`, magic, CRC32C when `check_crc`, base offset
+/// continuity when `expect_base` is given) and handing each whole batch with its position
+/// to `visit`. Chunks are read ahead while earlier ones are parsed. Returns where a bad
+/// batch starts, if any.
 pub async fn scan_file(
-    file: &dyn DiskFile,
+    file: &Rc<dyn DiskFile>,
     start: u64,
     end: u64,
     mut expect_base: Option<Offset>,
@@ -254,68 +261,75 @@ pub async fn scan_file(
         visit(at, whole);
         Ok(())
     };
-    let mut pos = start;
-    while pos < end {
-        let want = SCAN_CHUNK_BYTES.min((end - pos) as usize);
-        let chunk = file.read_at(pos, want).await?;
+    // Reads of fixed chunks run ahead; `window` holds the unparsed bytes from `at` on.
+    let mut reads: VecDeque<glommio::Task<io::Result<Bytes>>> = VecDeque::new();
+    let mut next_read = start;
+    let mut window: Vec<u8> = Vec::new();
+    let mut at = start;
+    loop {
+        while reads.len() < SCAN_READ_AHEAD && next_read < end {
+            let len = SCAN_CHUNK_BYTES.min((end - next_read) as usize);
+            let (f, pos) = (file.clone(), next_read);
+            reads.push_back(glommio::spawn_local(
+                async move { f.read_at(pos, len).await },
+            ));
+            next_read += len as u64;
+        }
+        // Parse every whole batch in the window.
         let mut off = 0usize;
-        while off < chunk.len() {
-            let at = pos + off as u64;
-            let rest = &chunk[off..];
-            if rest.len() < HEADER_BYTES {
-                if end - at < HEADER_BYTES as u64 {
+        let mut need = HEADER_BYTES;
+        while window.len() - off >= HEADER_BYTES {
+            let pos = at + off as u64;
+            let h = BatchHeader::new(&window[off..]).expect("length checked");
+            let total = match h.total_bytes() {
+                Some(t) if t as u64 <= end - pos && t <= SCAN_BATCH_BYTES_MAX => t,
+                _ => {
+                    let reason = format!(
+                        "batch length {} with {} bytes left",
+                        h.batch_length(),
+                        end - pos
+                    );
                     return Ok(Some(ScanStop {
-                        position: at,
-                        reason: "truncated header".into(),
+                        position: pos,
+                        reason,
                     }));
                 }
-                break;
-            }
-            let h = BatchHeader::new(rest).expect("length checked");
-            let Some(total) = h.total_bytes() else {
-                return Ok(Some(ScanStop {
-                    position: at,
-                    reason: format!("batch length {}", h.batch_length()),
-                }));
             };
-            if total as u64 > end - at {
-                return Ok(Some(ScanStop {
-                    position: at,
-                    reason: format!("batch of {total} bytes past the end"),
-                }));
-            }
-            if total > rest.len() {
-                if off > 0 {
-                    break;
-                }
-                // One batch larger than the chunk: read it whole (bounded by `end`).
-                let big = file.read_at(at, total).await?;
-                if big.len() != total {
-                    return Ok(Some(ScanStop {
-                        position: at,
-                        reason: "short read".into(),
-                    }));
-                }
-                if let Err(stop) = check(at, &big) {
-                    return Ok(Some(stop));
-                }
-                off = total;
+            if window.len() - off < total {
+                need = total;
                 break;
             }
-            if let Err(stop) = check(at, &rest[..total]) {
+            if let Err(stop) = check(pos, &window[off..off + total]) {
                 return Ok(Some(stop));
             }
             off += total;
         }
-        if off == 0 {
+        window.drain(..off);
+        at += off as u64;
+        if at >= end {
+            return Ok(None);
+        }
+        let Some(read) = reads.pop_front() else {
+            let reason = if (end - at) < HEADER_BYTES as u64 {
+                "truncated header"
+            } else {
+                "short file"
+            };
             return Ok(Some(ScanStop {
-                position: pos,
-                reason: "short read".into(),
+                position: at,
+                reason: reason.into(),
+            }));
+        };
+        let chunk = read.await?;
+        if chunk.is_empty() {
+            return Ok(Some(ScanStop {
+                position: at,
+                reason: "short file".into(),
             }));
         }
-        pos += off as u64;
+        window.reserve(need.max(chunk.len()));
+        window.extend_from_slice(&chunk);
     }
-    Ok(None)
 }
 
 /// One batch as `sluicectl segment dump` prints it.
