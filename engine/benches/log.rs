@@ -258,7 +258,7 @@ async fn bench(dir: PathBuf, s: Sizes) {
         log.append(Bytes::from(payload.clone()), LeaderEpoch(0), 0)
             .unwrap();
         appended += payload.len() as u64;
-        if appended % (64 * MIB) == 0 {
+        if appended.is_multiple_of(64 * MIB) {
             log.flush().await.unwrap();
         }
     }

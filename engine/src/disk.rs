@@ -214,6 +214,11 @@ impl DiskFile for DmaDiskFile {
                     Ok::<(), io::Error>(())
                 }));
                 done += chunk;
+                // Let the write just spawned reach the ring before copying the next chunk,
+                // so copies overlap with device time.
+                if done < padded {
+                    futures_lite::future::yield_now().await;
+                }
             }
             let mut first_err = None;
             for t in tasks {

@@ -28,7 +28,9 @@ use crate::leader_epoch::LeaderEpochCache;
 use crate::offset_index;
 use crate::producer_state::{ProducerState, SequenceCheck, SequenceError};
 use crate::read_cache::{CachedBatch, ReadCache};
-use crate::segment::{PendingBatch, Segment, parse_name, scan_file, segment_path};
+use crate::segment::{
+    PendingBatch, SCAN_BATCH_BYTES_MAX, Segment, parse_name, scan_file, segment_path,
+};
 use crate::time_index;
 use crate::{CleanupPolicy, LeaderEpoch, LogConfig, Offset, TimestampOffset, TimestampType};
 
@@ -594,10 +596,12 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
         let config = *self.config.borrow();
-        if batch.len() > config.max_message_bytes as usize {
+        // Recovery treats larger length fields as corruption, so nothing larger is stored.
+        let max = config.max_message_bytes.min(SCAN_BATCH_BYTES_MAX as u32);
+        if batch.len() > max as usize {
             return Err(AppendError::MessageTooLarge {
                 size: batch.len(),
-                max: config.max_message_bytes,
+                max,
             });
         }
         let header = batch::validate(&batch).map_err(|e| match e {

@@ -32,7 +32,7 @@ fn main() {
                 let info = log
                     .append(Bytes::from(batch), LeaderEpoch((i / 100) as i32), 0)
                     .expect("append");
-                if i % 3 == 0 {
+                if i.is_multiple_of(3) {
                     log.wait_durable(Offset(info.last_offset.0 + 1))
                         .await
                         .expect("durable");
