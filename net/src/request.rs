@@ -69,6 +69,29 @@ macro_rules! requests {
             }
         }
 
+        impl RequestBody {
+            /// Encodes the body with `kafka-protocol` (for forwarding a request,
+            /// and for tests that check decoding against encoding).
+            pub fn encode(&self, buf: &mut bytes::BytesMut, api_version: i16) -> Result<(), crate::response::EncodeError> {
+                use kafka_protocol::protocol::Encodable;
+                let result = match self {
+                    $( RequestBody::$variant(body) => body.encode(buf, api_version), )*
+                };
+                result.map_err(|e| crate::response::EncodeError::Body {
+                    api_key: self.api_key(),
+                    api_version,
+                    reason: e.to_string(),
+                })
+            }
+
+            /// The api key of this body.
+            pub fn api_key(&self) -> ApiKey {
+                match self {
+                    $( RequestBody::$variant(_) => ApiKey::$variant, )*
+                }
+            }
+        }
+
         /// Every api key this crate decodes, in api key order.
         pub const DECODABLE_API_KEYS: &[ApiKey] = &[$( ApiKey::$variant, )*];
 

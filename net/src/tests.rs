@@ -7,6 +7,7 @@ use std::cell::Cell;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest};
+use kafka_protocol::protocol::encode_request_header_into_buffer;
 use proptest::prelude::*;
 
 use crate::reader::ReadError;
@@ -134,14 +135,26 @@ round_trip_tests! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
     #[test]
-    fn arbitrary_frames_never_panic(key in -2i16..100, version in -1i16..20, body in proptest::collection::vec(any::<u8>(), 0..64)) {
-        // Proves decode_request returns (Ok or Err) on arbitrary bodies behind any header.
+    fn arbitrary_frames_never_panic(
+        key in -2i16..100,
+        version in -1i16..20,
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        // Proves decode_request returns (Ok or Err) on arbitrary bodies behind any header, and that
+        // whatever decodes and can be encoded again by kafka-protocol decodes to the same request.
         let mut frame = BytesMut::new();
         frame.put_i16(key);
         frame.put_i16(version);
         frame.put_i32(9);
         frame.put_slice(&body);
-        let _ = decode_request(frame.freeze());
+        if let Ok(request) = decode_request(frame.freeze()) {
+            let mut again = BytesMut::new();
+            encode_request_header_into_buffer(&mut again, &request.header).unwrap();
+            if request.body.encode(&mut again, request.api_version).is_ok() {
+                let reread = decode_request(again.freeze()).unwrap();
+                prop_assert_eq!(format!("{reread:?}"), format!("{request:?}"));
+            }
+        }
     }
 }
 
