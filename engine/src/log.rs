@@ -296,7 +296,9 @@ impl Log {
                     scanned = Some((base, Vec::new()));
                 }
                 let recorded = scanned.as_mut().map(|s| &mut s.1).expect("set above");
-                let stop = scan_file(&file, 0, file_size, Some(base), true, &mut |pos, whole| {
+                // Positions are u32 in indexes: bytes past 4 GiB cannot be a segment's.
+                let scan_end = file_size.min(u64::from(u32::MAX));
+                let stop = scan_file(&file, 0, scan_end, Some(base), true, &mut |pos, whole| {
                     let h = BatchHeader::new(whole).expect("scanned batch");
                     rebuilt.note_batch(pos, &h, whole.len() as u64, interval);
                     let epoch = h.partition_leader_epoch();
@@ -309,6 +311,8 @@ impl Log {
                 })
                 .await
                 .map_err(io_err(&path))?;
+                // Epoch entries from this segment on are re-derived from its batches.
+                epochs_dirty |= epochs.truncate_from_end(base);
                 for (e, o) in epoch_seen {
                     epochs_dirty |= epochs.assign(LeaderEpoch(e), o);
                 }
@@ -1668,7 +1672,7 @@ async fn read_from_file(
             let at = position + off as u64;
             let total = h
                 .total_bytes()
-                .filter(|t| *t as u64 <= written - at)
+                .filter(|t| *t as u64 <= written - at && *t <= SCAN_BATCH_BYTES_MAX)
                 .ok_or_else(|| corrupt(at, format!("batch length {}", h.batch_length())))?;
             let whole: Bytes = if off + total <= buf.len() {
                 buf.slice(off..off + total)

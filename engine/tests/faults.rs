@@ -232,3 +232,56 @@ fn crash_with_writes_in_flight_keeps_durable_data() {
         }
     });
 }
+
+// Proves a corrupt byte in an older, trusted segment is never served: after a clean stop
+// the read of that batch is `ReadError::Corrupt` (other batches still read), and when
+// the segment's indexes are missing too, open refuses with `OpenError::Corrupt` instead
+// of silently truncating acknowledged data.
+#[test]
+fn corrupt_old_segment_is_a_typed_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    run(move || async move {
+        let cfg = LogConfig {
+            segment_bytes_max: 4096,
+            ..LogConfig::default()
+        };
+        let log = Log::open(&dir, cfg, ReadCache::new(1 << 20)).await.unwrap();
+        for _ in 0..60 {
+            log.append(batch(1, 400, 0), LeaderEpoch(0), 0).unwrap();
+        }
+        log.close().await.unwrap();
+        let first = dir.join("00000000000000000000.log");
+        let mut bytes = std::fs::read(&first).unwrap();
+        let batch_len = 461;
+        bytes[batch_len * 2 + 200] ^= 0x01; // inside the payload of offset 2
+        std::fs::write(&first, &bytes).unwrap();
+
+        let log = Log::open(&dir, cfg, ReadCache::new(1 << 20)).await.unwrap();
+        assert_eq!(log.log_end_offset(), Offset(60));
+        assert!(matches!(
+            log.read(Offset(2), 100).await,
+            Err(ReadError::Corrupt {
+                segment: Offset(0),
+                position: 922,
+                ..
+            })
+        ));
+        assert!(
+            matches!(log.read(Offset(0), 100).await, Ok(r) if ranges(&r.batches) == vec![(0, 0)])
+        );
+        assert!(log.read(Offset(30), 100).await.is_ok());
+        log.close().await.unwrap();
+
+        std::fs::remove_file(dir.join("00000000000000000000.index")).unwrap();
+        match Log::open(&dir, cfg, ReadCache::new(1 << 20)).await {
+            Err(OpenError::Corrupt {
+                segment, position, ..
+            }) => {
+                assert_eq!((segment, position), (Offset(0), 922));
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a corrupt trusted segment was accepted"),
+        }
+    });
+}
