@@ -4,8 +4,9 @@
 # Builds `sluice` and `sluice-perf` in release at each commit (git worktrees in a temp dir,
 # one shared target dir so dependencies compile once), then runs the same short scenario
 # against each, alternating A B A B so drift on a shared machine hits both sides:
-#   fixed:  produce 1 KiB records at 5000 records/s (5 MB/s, far below saturation),
-#           8 partitions, acks=all, 2 s warmup + 5 s measured; twice per side
+#   fixed:  produce 1 KiB records at 5000 records/s (5 MB/s, about a fifth of acks=all
+#           saturation here), 8 partitions, acks=all, 2 s warmup + 5 s measured; three times
+#           per side (A B A B A B)
 #   max:    produce 1 KiB records at max rate, 8 partitions, acks=1, 1 s warmup + 5 s; once per side
 # Each run starts a fresh broker (`--cores 1`, empty data dir) on a free loopback port.
 # Prints `sluice-perf compare` tables (medians over the repeated runs) and exits non-zero on
@@ -39,7 +40,9 @@ build() {
   local name=$1 rev=$2 dir=$work/src-$1
   git -C "$root" worktree add --detach "$dir" "$rev" >/dev/null 2>&1 || return 1
   worktrees+=("$dir")
-  (cd "$dir" && CARGO_TARGET_DIR=$target cargo build --release --quiet -p sluice-server -p sluice-perf --bins) || return 1
+  # No debug info: these binaries are only run, and it shortens the build.
+  (cd "$dir" && CARGO_TARGET_DIR=$target CARGO_PROFILE_RELEASE_DEBUG=false \
+    cargo build --release --quiet -p sluice-server -p sluice-perf --bins) || return 1
   mkdir -p "$work/bin-$name"
   cp "$target/release/sluice" "$target/release/sluice-perf" "$work/bin-$name/" || return 1
   "$work/bin-$name/sluice-perf" produce --help >/dev/null 2>&1 || return 1
@@ -76,14 +79,15 @@ run() {
   rm -rf "$data"
 }
 
-new_sha=$(git -C "$root" rev-parse --short "$new_rev")
-echo "perf-compare: building new ($new_rev = $new_sha)"
-build new "$new_rev" || { echo "perf-compare: cannot build sluice and sluice-perf at $new_rev"; exit 1; }
+# Resolve both revisions first, so commits made while this runs change nothing.
+new_sha=$(git -C "$root" rev-parse --verify "$new_rev^{commit}")
+base_sha=$(git -C "$root" rev-parse --verify --quiet "$base_rev^{commit}" || true)
+echo "perf-compare: building new ($new_rev = ${new_sha:0:12})"
+build new "$new_sha" || { echo "perf-compare: cannot build sluice and sluice-perf at $new_rev"; exit 1; }
 base_name=base
-if git -C "$root" rev-parse --verify --quiet "$base_rev^{commit}" >/dev/null; then
-  base_sha=$(git -C "$root" rev-parse --short "$base_rev")
-  echo "perf-compare: building base ($base_rev = $base_sha)"
-  if ! build base "$base_rev"; then
+if [ -n "$base_sha" ]; then
+  echo "perf-compare: building base ($base_rev = ${base_sha:0:12})"
+  if ! build base "$base_sha"; then
     echo "perf-compare: $base_rev has no working sluice-perf/sluice yet; comparing $new_rev with itself"
     base_name=new
   fi
@@ -110,14 +114,17 @@ run_or_fallback "$base_name" fixed-a1 "${fixed[@]}"
 run new fixed-b1 "${fixed[@]}"
 run_or_fallback "$base_name" fixed-a2 "${fixed[@]}"
 run new fixed-b2 "${fixed[@]}"
+run_or_fallback "$base_name" fixed-a3 "${fixed[@]}"
+run new fixed-b3 "${fixed[@]}"
 run_or_fallback "$base_name" max-a "${maxrate[@]}"
 run new max-b "${maxrate[@]}"
 
 perf=$work/bin-new/sluice-perf
 status=0
 echo
-echo "== fixed rate 5000 rec/s, acks=all: base=$base_rev (runs a1,a2) new=$new_rev (runs b1,b2)"
-"$perf" compare "$results/fixed-a1.json,$results/fixed-a2.json" "$results/fixed-b1.json,$results/fixed-b2.json" \
+echo "== fixed rate 5000 rec/s, acks=all: base=$base_rev (runs a1-a3) new=$new_rev (runs b1-b3)"
+"$perf" compare "$results/fixed-a1.json,$results/fixed-a2.json,$results/fixed-a3.json" \
+  "$results/fixed-b1.json,$results/fixed-b2.json,$results/fixed-b3.json" \
   --max-ratio p50=2,p99=3,p99.9=5 --latency-floor-us 1000 || status=1
 echo
 echo "== max rate, acks=1"
