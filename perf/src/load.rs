@@ -89,6 +89,12 @@ impl Clock {
         at >= self.start + self.warmup && at < self.end()
     }
 
+    /// Whether a batch stamped with send time `wall_us` belongs to the measured window. The
+    /// producer and the `e2e` consumer both decide on the stamp, so they count the same batches.
+    pub fn measured_wall_us(&self, wall_us: u64) -> bool {
+        wall_us >= self.wall_us(self.start + self.warmup) && wall_us < self.wall_us(self.end())
+    }
+
     fn second(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.start).as_secs()
     }
@@ -238,6 +244,7 @@ pub fn cadence(config: &ProduceConfig, lane_rate: Option<f64>, partitions: usize
 struct PendingBatch {
     partition: i32,
     intended: Instant,
+    measured: bool,
     records: u64,
     bytes: u64,
 }
@@ -249,14 +256,8 @@ struct Pending {
 
 impl Tally {
     /// Records acknowledged batches that were due inside the measured window.
-    fn acknowledged(
-        &mut self,
-        clock: &Clock,
-        batches: &[PendingBatch],
-        now: Instant,
-        failed: &[i32],
-    ) {
-        for batch in batches.iter().filter(|b| clock.measured(b.intended)) {
+    fn acknowledged(&mut self, batches: &[PendingBatch], now: Instant, failed: &[i32]) {
+        for batch in batches.iter().filter(|b| b.measured) {
             if failed.contains(&batch.partition) {
                 self.errors += 1;
                 continue;
@@ -362,9 +363,7 @@ pub async fn run_producer(
                     .filter(|p| p.error_code != 0)
                     .map(|p| p.index)
                     .collect();
-                tally
-                    .borrow_mut()
-                    .acknowledged(&clock, &sent.batches, now, &failed);
+                tally.borrow_mut().acknowledged(&sent.batches, now, &failed);
                 window.signal(1);
             }
         })
@@ -415,13 +414,15 @@ pub async fn run_producer(
             let template = &templates[slot][((k / partitions) % VARIANTS) as usize];
             let stamp = producer.map(|(id, epoch)| (id, epoch, sequences[slot]));
             sequences[slot] = sequences[slot].wrapping_add(template.records);
+            let stamp_us = clock.wall_us(intended);
             data.push((
                 lane.partitions[slot],
-                template.render(&mut renderer, clock.wall_us(intended), stamp)?,
+                template.render(&mut renderer, stamp_us, stamp)?,
             ));
             batches.push(PendingBatch {
                 partition: lane.partitions[slot],
                 intended,
+                measured: clock.measured_wall_us(stamp_us),
                 records: template.records as u64,
                 bytes: template.payload_bytes,
             });
@@ -449,7 +450,7 @@ pub async fn run_producer(
         if acks == Acks::None {
             tally
                 .borrow_mut()
-                .acknowledged(&clock, &batches, Instant::now(), &[]);
+                .acknowledged(&batches, Instant::now(), &[]);
             window.signal(1);
         }
     }
@@ -645,13 +646,7 @@ async fn consume_loop(
                 }
                 let sent = send_time_us(&batch_bytes, uncompressed_max);
                 let counted = match sent.filter(|_| lane.count_by_send_time) {
-                    Some(sent_us) => {
-                        let sent_at = clock.start
-                            + Duration::from_micros(
-                                sent_us.saturating_sub(clock.wall_us(clock.start)),
-                            );
-                        clock.measured(sent_at)
-                    }
+                    Some(sent_us) => clock.measured_wall_us(sent_us),
                     None => clock.measured(now),
                 };
                 if !counted {
