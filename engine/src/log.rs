@@ -147,8 +147,22 @@ pub struct Log {
     io_busy: Cell<bool>,
     /// Notified when `io_busy` is released (after every flush, among others).
     io_idle: Event,
+    /// Flush tickets handed out and completed, in order (pipelined group commit).
+    syncs_started: Cell<u64>,
+    syncs_done: Cell<u64>,
+    sync_done_event: Event,
+    /// This log's own `Rc`, for tasks that must outlive a caller's future.
+    me: RefCell<std::rc::Weak<Log>>,
     appended: Event,
     flush_wanted: Event,
+}
+
+/// One flush's last step: the active segment file to fdatasync and the log end offset
+/// its writes covered. `seq` orders tickets.
+struct SyncTicket {
+    seq: u64,
+    target: Offset,
+    file: Option<Rc<dyn DiskFile>>,
 }
 
 /// Exclusive right to do I/O that changes the log's files; released on drop.
@@ -421,9 +435,14 @@ impl Log {
             state: RefCell::new(state),
             io_busy: Cell::new(false),
             io_idle: Event::new(),
+            syncs_started: Cell::new(0),
+            syncs_done: Cell::new(0),
+            sync_done_event: Event::new(),
+            me: RefCell::new(std::rc::Weak::new()),
             appended: Event::new(),
             flush_wanted: Event::new(),
         });
+        *log.me.borrow_mut() = Rc::downgrade(&log);
         let scanned = scanned.filter(|(_, h)| h.len() <= RECORDED_HEADERS_MAX);
         log.load_producer_state(&snapshots, scanned)
             .await
@@ -762,10 +781,16 @@ impl Log {
             // Whoever finds the log idle flushes for everyone; the others re-check after
             // each flush instead of queueing for the lock, so covered waiters return at
             // once and nobody starves.
-            if let Some(_guard) = self.try_lock() {
-                self.flush_locked().await?;
+            if let Some(guard) = self.try_lock() {
+                let ticket = self.write_locked().await;
+                // The next group's write may start while this one syncs.
+                drop(guard);
+                let seq = self.spawn_sync(ticket?);
+                self.wait_synced(seq).await;
             } else {
-                self.io_idle.listen().await;
+                let idle = self.io_idle.listen();
+                let synced = self.sync_done_event.listen();
+                futures_lite::future::or(idle, synced).await;
             }
         }
     }
@@ -802,6 +827,82 @@ impl Log {
 
     /// Writes and syncs everything appended so far. Caller holds the io lock.
     async fn flush_locked(&self) -> Result<(), FlushError> {
+        let ticket = self.write_locked().await?;
+        let seq = self.spawn_sync(ticket);
+        self.wait_synced(seq).await;
+        let st = self.state.borrow();
+        match &st.failed {
+            Some(reason) => Err(FlushError::LogFailed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs the sync phase of `ticket` as its own task, so it completes (and later tickets
+    /// can complete after it) even if the caller's future is dropped.
+    fn spawn_sync(&self, ticket: SyncTicket) -> u64 {
+        let seq = ticket.seq;
+        let me = self
+            .me
+            .borrow()
+            .upgrade()
+            .expect("a log in use is held by an Rc");
+        glommio::spawn_local(async move {
+            if let Err(e) = me.sync_phase(ticket).await {
+                debug!(error = %e, "flush failed");
+            }
+        })
+        .detach();
+        seq
+    }
+
+    /// Resolves once tickets up to `seq` have completed (successfully or not).
+    async fn wait_synced(&self, seq: u64) {
+        loop {
+            let listener = self.sync_done_event.listen();
+            if self.syncs_done.get() >= seq {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Completes a flush: fdatasyncs the active segment, then, in ticket order, moves the
+    /// durable offset. A ticket never advances it past a failed earlier one (a failed
+    /// fsync is final even if a later fsync succeeds).
+    async fn sync_phase(&self, ticket: SyncTicket) -> Result<(), FlushError> {
+        let synced = match &ticket.file {
+            Some(file) => file
+                .fdatasync()
+                .await
+                .map_err(|e| self.fail("fdatasync segment", e)),
+            None => Ok(()),
+        };
+        loop {
+            let listener = self.sync_done_event.listen();
+            if self.syncs_done.get() + 1 == ticket.seq {
+                break;
+            }
+            listener.await;
+        }
+        let result = synced.and_then(|()| {
+            let mut st = self.state.borrow_mut();
+            if let Some(reason) = &st.failed {
+                return Err(FlushError::LogFailed(reason.clone()));
+            }
+            if st.durable_offset < ticket.target {
+                st.durable_offset = ticket.target.min(st.log_end_offset);
+            }
+            Ok(())
+        });
+        self.syncs_done.set(ticket.seq);
+        self.sync_done_event.notify();
+        result
+    }
+
+    /// Writes everything appended so far (sealed segments also synced, trimmed and
+    /// indexed) and hands back the ticket that syncs the active segment. Caller holds
+    /// the io lock.
+    async fn write_locked(&self) -> Result<SyncTicket, FlushError> {
         let (target, bases) = {
             let st = self.state.borrow();
             st.check_writable()?;
@@ -814,14 +915,12 @@ impl Log {
             (st.log_end_offset, bases)
         };
         let mut finalized_any = false;
+        let mut deferred_sync = None;
         for base in bases {
-            finalized_any |= self.flush_segment(base).await?;
+            finalized_any |= self.flush_segment(base, &mut deferred_sync).await?;
         }
         let (epochs, snapshot) = {
             let mut st = self.state.borrow_mut();
-            if st.durable_offset < target {
-                st.durable_offset = target;
-            }
             st.unflushed_bytes = st
                 .segments
                 .values()
@@ -847,7 +946,7 @@ impl Log {
             // Everything before the active segment is sealed, synced and indexed.
             let (meta, rp) = {
                 let st = self.state.borrow();
-                let rp = st.active().base_offset.min(st.durable_offset);
+                let rp = st.active().base_offset;
                 (
                     PartitionMeta {
                         clean_shutdown: false,
@@ -863,7 +962,13 @@ impl Log {
                 .map_err(|e| self.fail("partition checkpoint", e))?;
             self.state.borrow_mut().recovery_point = rp;
         }
-        Ok(())
+        let seq = self.syncs_started.get() + 1;
+        self.syncs_started.set(seq);
+        Ok(SyncTicket {
+            seq,
+            target,
+            file: deferred_sync,
+        })
     }
 
     async fn write_snapshot(&self, at: Offset, bytes: &[u8]) -> Result<(), FlushError> {
@@ -893,7 +998,11 @@ impl Log {
 
     /// Flushes one segment's pending batches; finalizes it if sealed. Returns whether it
     /// was finalized now.
-    async fn flush_segment(&self, base: Offset) -> Result<bool, FlushError> {
+    async fn flush_segment(
+        &self,
+        base: Offset,
+        deferred_sync: &mut Option<Rc<dyn DiskFile>>,
+    ) -> Result<bool, FlushError> {
         let needs_file = self
             .state
             .borrow()
@@ -962,9 +1071,16 @@ impl Log {
             file.write_at(start, parts)
                 .await
                 .map_err(|e| self.fail("write segment", e))?;
-            file.fdatasync()
-                .await
-                .map_err(|e| self.fail("fdatasync segment", e))?;
+            let active = self.state.borrow().active().base_offset == base;
+            if active {
+                // Synced after the io lock is released, so the next group's write
+                // overlaps with this fdatasync (pipelined group commit).
+                *deferred_sync = Some(file.clone());
+            } else {
+                file.fdatasync()
+                    .await
+                    .map_err(|e| self.fail("fdatasync segment", e))?;
+            }
             let mut st = self.state.borrow_mut();
             if let Some(s) = st.segments.get_mut(&base) {
                 s.pending.drain(..count);

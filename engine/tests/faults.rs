@@ -285,3 +285,38 @@ fn corrupt_old_segment_is_a_typed_error() {
         }
     });
 }
+
+// Proves a caller dropping its wait_durable future mid-flush (a client that went away)
+// neither stalls later flushes nor lets durability be claimed early.
+#[test]
+fn dropped_waiter_does_not_stall_group_commit() {
+    run(|| async {
+        let dir = Path::new("/sim/t-0");
+        let disk = SimDisk::new();
+        let log = open(dir, &disk).await.unwrap();
+        log.append(batch(1, 100, 0), LeaderEpoch(0), 0).unwrap();
+        disk.set_hold_fsync(true);
+        let l2 = log.clone();
+        let waiter = glommio::spawn_local(async move { l2.flush().await });
+        for _ in 0..3 {
+            futures_lite::future::yield_now().await;
+        }
+        drop(waiter); // cancels the waiting task while its fsync is held
+        log.append(batch(1, 100, 0), LeaderEpoch(0), 0).unwrap();
+        assert_eq!(log.durable_offset(), Offset(0));
+        let l3 = log.clone();
+        let second = glommio::spawn_local(async move { l3.flush().await });
+        for _ in 0..3 {
+            futures_lite::future::yield_now().await;
+        }
+        assert_eq!(
+            log.durable_offset(),
+            Offset(0),
+            "durable before any fsync completed"
+        );
+        disk.set_hold_fsync(false);
+        second.await.unwrap();
+        assert_eq!(log.durable_offset(), Offset(2));
+        log.close().await.unwrap();
+    });
+}
