@@ -87,6 +87,14 @@ pub struct BrokerArgs {
     )]
     pub log_message_timestamp_type: String,
 
+    /// How often each shard deletes segments past retention (Kafka: log.retention.check.interval.ms).
+    #[arg(
+        long,
+        env = "SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 300_000
+    )]
+    pub log_retention_check_interval_ms: u64,
+
     /// Default cleanup policy, delete or compact (Kafka: log.cleanup.policy; topic: cleanup.policy).
     #[arg(long, env = "SLUICE_LOG_CLEANUP_POLICY", default_value = "delete")]
     pub log_cleanup_policy: String,
@@ -127,6 +135,9 @@ impl BrokerArgs {
         }
         if self.num_partitions < 1 {
             return Err("--num-partitions must be at least 1".into());
+        }
+        if self.log_retention_check_interval_ms == 0 {
+            return Err("--log-retention-check-interval-ms must be positive".into());
         }
         if self.socket_request_max_bytes < 1024 {
             return Err("--socket-request-max-bytes must be at least 1024".into());

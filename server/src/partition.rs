@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -410,9 +410,6 @@ impl PartitionSet {
         })
     }
 }
-
-/// How often each shard enforces retention on its logs.
-pub const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

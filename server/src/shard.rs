@@ -756,6 +756,19 @@ async fn shard_main(
         .detach();
     }
 
+    // Retention: delete segments past retention.ms / retention.bytes, roll by segment.ms.
+    {
+        let shard = shard.clone();
+        let every = std::time::Duration::from_millis(args.log_retention_check_interval_ms);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(every).await;
+                shard.partitions.enforce_retention().await;
+            }
+        })
+        .detach();
+    }
+
     let listener =
         TcpListener::bind(args.listen).map_err(|e| format!("bind {}: {e}", args.listen))?;
     info!(shard = id.0, listen = %args.listen, "accepting connections");

@@ -37,7 +37,10 @@ fn spawn(dir: &Path, addr: SocketAddr, extra: &[String]) -> Child {
         .arg("--cores")
         .arg("2")
         .args(extra)
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -102,17 +105,30 @@ impl Broker {
         }
     }
 
-    /// Kills the broker with SIGKILL (a crash).
+    /// Kills the broker with SIGKILL (a crash), then waits until its listening sockets
+    /// are gone: the kernel tears down a killed process's io_uring (and the accept it
+    /// holds) asynchronously, and until then SO_REUSEPORT can still route new
+    /// connections to the dead socket.
     pub fn crash(&mut self) {
         let mut child = self.child.take().expect("running");
         let _ = child.kill();
         let _ = child.wait();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(self.addr).is_ok() {
+            assert!(Instant::now() < deadline, "killed broker still accepting");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Starts the broker again on the same port and data directory.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or crash first");
         self.child = Some(spawn(self.dir.path(), self.addr, &self.extra));
+    }
+
+    /// The exit status if the broker has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
     }
 
     pub fn log(&self) -> String {
@@ -126,6 +142,9 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- broker log ---\n{}", self.log());
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
