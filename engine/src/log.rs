@@ -1285,9 +1285,11 @@ impl Log {
         self.appended.listen()
     }
 
-    /// ListOffsets by timestamp: the first batch whose max timestamp is at or after
-    /// `timestamp_ms`, as (its max timestamp, its base offset or the log start offset).
-    /// Batch granularity: records are not decoded.
+    /// ListOffsets by timestamp: in the first batch whose max timestamp is at or after
+    /// `timestamp_ms`, the first record at or after it (uncompressed CreateTime batches;
+    /// only record timestamps and offset deltas are decoded). For compressed or
+    /// LogAppendTime batches: the batch's max timestamp and base offset (or the log start
+    /// offset), which a consumer seeking there reads from.
     pub async fn offset_for_timestamp(
         &self,
         timestamp_ms: i64,
@@ -1320,6 +1322,14 @@ impl Log {
                 let h = BatchHeader::new(b).expect("checked batch");
                 if h.max_timestamp() >= timestamp_ms {
                     let lso = self.log_start_offset();
+                    if let Some((ts, offset)) = batch::first_record_at_or_after(b, timestamp_ms)
+                        && offset >= lso
+                    {
+                        return Ok(Some(TimestampOffset {
+                            timestamp_ms: ts,
+                            offset,
+                        }));
+                    }
                     return Ok(Some(TimestampOffset {
                         timestamp_ms: h.max_timestamp(),
                         offset: h.base_offset().max(lso),
