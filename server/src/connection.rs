@@ -37,6 +37,9 @@ pub struct ConnState {
 pub enum Outcome {
     /// An encoded response frame, size prefix included.
     Respond(Bytes),
+    /// One response frame as chunks written back to back (Fetch: record batches are
+    /// their own chunks, never copied into the frame).
+    RespondChunks(Vec<Bytes>),
     /// No response is owed (Produce with acks=0).
     Silent,
     /// The request cannot be answered; close the connection after earlier responses.
@@ -66,6 +69,19 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
                         Some(Outcome::Respond(frame)) => {
                             if let Err(e) = wr.write_all(&frame).await {
                                 debug!(error = %e, "write failed");
+                                break;
+                            }
+                        }
+                        Some(Outcome::RespondChunks(chunks)) => {
+                            let mut failed = false;
+                            for chunk in chunks {
+                                if let Err(e) = wr.write_all(&chunk).await {
+                                    debug!(error = %e, "write failed");
+                                    failed = true;
+                                    break;
+                                }
+                            }
+                            if failed {
                                 break;
                             }
                         }

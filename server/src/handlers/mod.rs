@@ -35,6 +35,24 @@ pub fn respond<R: Encodable>(
     }
 }
 
+/// Encodes a response whose large `shared` fields (record batches) are written as their
+/// own chunks instead of being copied into the frame.
+pub fn respond_vectored<R: Encodable>(
+    correlation_id: i32,
+    api_key: ApiKey,
+    api_version: i16,
+    body: &R,
+    shared: &[bytes::Bytes],
+) -> Outcome {
+    match sluice_net::encode_response_vectored(correlation_id, api_key, api_version, body, shared) {
+        Ok(chunks) => Outcome::RespondChunks(chunks),
+        Err(e) => {
+            error!(error = %e, "response not encodable; closing connection");
+            Outcome::Close
+        }
+    }
+}
+
 pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Outcome {
     let cid = req.header.correlation_id;
     let v = req.api_version;
@@ -63,7 +81,13 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
         },
         RequestBody::Fetch(r) => {
             let resp = fetch::handle(&shard, &conn.fetch_sessions, r, v).await;
-            respond(cid, key, v, &resp)
+            let shared: Vec<bytes::Bytes> = resp
+                .responses
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .filter_map(|p| p.records.clone())
+                .collect();
+            respond_vectored(cid, key, v, &resp, &shared)
         }
         RequestBody::ListOffsets(r) => {
             respond(cid, key, v, &offsets::list_offsets(&shard, r, v).await)
