@@ -92,7 +92,7 @@ fn acknowledged_records_survive_sigkill() {
     // is readable after the broker is killed with SIGKILL and restarted (recovery path).
     let mut broker = Broker::start_with(&["--num-partitions", "2"]);
     let mut conn = broker.connect();
-    let mut acked = vec![Vec::new(), Vec::new()];
+    let mut acked = [Vec::new(), Vec::new()];
     for i in 0..300 {
         let p = i % 2;
         let v = format!("value-{i}");
@@ -110,10 +110,10 @@ fn acknowledged_records_survive_sigkill() {
     broker.crash();
     broker.restart();
     let mut conn = broker.connect();
-    for p in 0..2 {
+    for (p, acked) in acked.iter().enumerate() {
         assert_eq!(
-            read_all(&mut conn, "crash", p as i32),
-            acked[p],
+            &read_all(&mut conn, "crash", p as i32),
+            acked,
             "partition {p}"
         );
     }

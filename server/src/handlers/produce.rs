@@ -92,7 +92,6 @@ pub async fn handle(
             };
             let reply = match (early, &meta, acks) {
                 (None, Some(meta), Some(acks)) => {
-                    let acks = acks;
                     let owner = meta.owner(p.index).expect("checked above");
                     let tp = TopicPartition {
                         topic: meta.name.clone(),

@@ -28,8 +28,13 @@ fn free_port() -> u16 {
 }
 
 fn spawn(dir: &Path, addr: SocketAddr, extra: &[String]) -> Child {
-    let log = std::fs::File::create(dir.join("broker.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    // Appended, so a restarted broker's log follows the previous run's.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("broker.log"))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--listen")
@@ -52,6 +57,8 @@ fn spawn(dir: &Path, addr: SocketAddr, extra: &[String]) -> Child {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("sluice did not start listening on {addr}");
 }
 
