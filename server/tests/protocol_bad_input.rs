@@ -134,18 +134,39 @@ fn hostile_frames_close_only_their_connection() {
     c.send_raw(&raw).unwrap();
     assert!(c.closed_within(CLOSE_WAIT), "unsupported Metadata version");
 
-    // Produce v2 (advertised min 0, refused).
-    let f = Conn::frame(
-        ApiKey::Produce,
-        3,
-        4,
-        &ProduceRequest::default().with_acks(1),
-    );
-    let mut raw = f.to_vec();
-    raw[6..8].copy_from_slice(&2i16.to_be_bytes());
+    // Produce v2 (advertised min 0, refused): every partition gets UNSUPPORTED_VERSION.
+    let mut body = BytesMut::new();
+    body.put_i16(0); // api key Produce
+    body.put_i16(2); // version
+    body.put_i32(4); // correlation id
+    body.put_i16(-1); // client id: null
+    body.put_i16(1); // acks
+    body.put_i32(1000); // timeout
+    body.put_i32(1); // one topic
+    body.put_i16(4);
+    body.put_slice(b"safe");
+    body.put_i32(1); // one partition
+    body.put_i32(0);
+    body.put_i32(-1); // null records
     let mut c = broker.connect();
-    c.send_raw(&raw).unwrap();
-    assert!(c.closed_within(CLOSE_WAIT), "Produce v2");
+    c.send_raw(&raw_frame(&body)).unwrap();
+    let resp = c.read_frame().unwrap().expect("a v2 response");
+    let mut expected = BytesMut::new();
+    expected.put_i32(4); // correlation id
+    expected.put_i32(1);
+    expected.put_i16(4);
+    expected.put_slice(b"safe");
+    expected.put_i32(1);
+    expected.put_i32(0);
+    expected.put_i16(ResponseError::UnsupportedVersion.code());
+    expected.put_i64(-1); // base offset
+    expected.put_i64(-1); // log append time (v2)
+    expected.put_i32(0); // throttle time (v1+)
+    assert_eq!(
+        resp,
+        expected.freeze(),
+        "Produce v2 answered UNSUPPORTED_VERSION"
+    );
 
     // Garbage after a valid ApiVersions v0 header.
     let mut f = Conn::frame(ApiKey::ApiVersions, 0, 5, &ApiVersionsRequest::default()).to_vec();

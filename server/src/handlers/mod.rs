@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod produce_legacy;
 
 use std::rc::Rc;
 
