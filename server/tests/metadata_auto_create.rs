@@ -105,3 +105,25 @@ fn kcat_lists_metadata() {
         "{text}"
     );
 }
+
+#[test]
+fn flags_come_from_environment_variables() {
+    // Proves SLUICE_* variables configure the broker like flags do: SLUICE_NUM_PARTITIONS
+    // sets the partition count of auto-created topics and SLUICE_AUTO_CREATE_TOPICS_ENABLE
+    // =false turns auto-creation off.
+    let broker = Broker::start_env(&[("SLUICE_NUM_PARTITIONS", "3")]);
+    let mut conn = broker.connect();
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![topic("env-topic")]))
+        .with_allow_auto_topic_creation(true);
+    let resp: MetadataResponse = conn.call(ApiKey::Metadata, 12, &req);
+    assert_eq!(resp.topics[0].partitions.len(), 3);
+
+    let broker = Broker::start_env(&[("SLUICE_AUTO_CREATE_TOPICS_ENABLE", "false")]);
+    let mut conn = broker.connect();
+    let resp: MetadataResponse = conn.call(ApiKey::Metadata, 12, &req);
+    assert_eq!(
+        resp.topics[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+}

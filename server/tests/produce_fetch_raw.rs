@@ -375,6 +375,22 @@ fn idempotent_producer_dedupes_across_restart() {
     assert!(broker.stop().success());
     broker.restart();
     let mut conn = broker.connect();
+    // The restarted broker opened the partition without recovery (clean shutdown mark).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second_run = loop {
+        let full = broker.log();
+        let run = full.rfind("topics=1").map(|at| full[at..].to_string());
+        if let Some(run) = run.filter(|r| r.contains("opened log")) {
+            break run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "restarted broker never opened the log"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(second_run.contains("clean=true"), "{second_run}");
+    assert!(!second_run.contains("clean=false"), "{second_run}");
     assert_eq!(
         send(&mut conn, &second),
         (0, 3),

@@ -28,6 +28,10 @@ fn free_port() -> u16 {
 }
 
 fn spawn(dir: &Path, addr: SocketAddr, extra: &[String]) -> Child {
+    spawn_env(dir, addr, extra, &[])
+}
+
+fn spawn_env(dir: &Path, addr: SocketAddr, extra: &[String], env: &[(&str, &str)]) -> Child {
     // Appended, so a restarted broker's log follows the previous run's.
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -42,6 +46,7 @@ fn spawn(dir: &Path, addr: SocketAddr, extra: &[String]) -> Child {
         .arg("--cores")
         .arg("2")
         .args(extra)
+        .envs(env.iter().copied())
         .env(
             "RUST_LOG",
             std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -77,6 +82,19 @@ impl Broker {
             dir,
             child: Some(child),
             extra,
+        }
+    }
+
+    /// Starts a broker configured through `SLUICE_*` environment variables.
+    pub fn start_env(env: &[(&str, &str)]) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = spawn_env(dir.path(), addr, &[], env);
+        Broker {
+            addr,
+            dir,
+            child: Some(child),
+            extra: Vec::new(),
         }
     }
 
