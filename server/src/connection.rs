@@ -13,7 +13,7 @@ use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use kafka_protocol::messages::ApiKey;
-use sluice_net::{DecodeError, decode_request, split_frame};
+use sluice_net::{DecodeError, decode_request, frame_size, split_frame};
 use tracing::{Instrument, debug, debug_span, warn};
 
 use crate::handlers;
@@ -149,6 +149,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
                 }
             }
             let len = buf.len();
+            // Reserve the whole pending frame at once (its size was already checked
+            // against socket.request.max.bytes), so a large Produce is not regrown per read.
+            if let Ok(Some(size)) = frame_size(&buf, size_max) {
+                buf.reserve((4 + size as usize).saturating_sub(len));
+            }
             buf.resize(len + READ_CHUNK, 0);
             match rd.read(&mut buf[len..]).await {
                 Ok(0) => {

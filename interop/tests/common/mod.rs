@@ -56,6 +56,10 @@ fn spawn(dir: &Path, addr: SocketAddr, extra: &[String]) -> Child {
         .arg(addr.to_string())
         .args(["--cores", "2"])
         .args(extra)
+        .env(
+            "RUST_LOG",
+            std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -120,6 +124,9 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- broker log ---\n{}", self.log());
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

@@ -310,8 +310,7 @@ pub async fn handle(
     loop {
         let total: usize = results.iter().map(|r| r.bytes()).sum();
         let any_error = results.iter().any(|r| r.error.is_some());
-        if parts.is_empty() || total >= min_bytes.max(1) || any_error || Instant::now() >= deadline
-        {
+        if parts.is_empty() || total >= min_bytes || any_error || Instant::now() >= deadline {
             break;
         }
         for (p, r) in parts.iter_mut().zip(&results) {
