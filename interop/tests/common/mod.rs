@@ -49,7 +49,7 @@ fn spawn(dir: &Path, addr: SocketAddr, extra: &[String]) -> Child {
         .append(true)
         .open(dir.join("broker.log"))
         .unwrap();
-    let child = Command::new(sluice_bin())
+    let mut child = Command::new(sluice_bin())
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--listen")
@@ -71,6 +71,8 @@ fn spawn(dir: &Path, addr: SocketAddr, extra: &[String]) -> Child {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("sluice did not start on {addr}");
 }
 
