@@ -1,9 +1,11 @@
 //! The one place where failures become Kafka error codes: cross-core call failures here,
-//! engine append and read errors in `append_error` / `read_error`.
+//! engine append and read errors in `append_error` / `read_error`, group coordinator
+//! errors in `group_error`.
 
 use kafka_protocol::ResponseError;
 use sluice_engine::{AppendError, FlushError, ReadError};
 
+use crate::group::GroupError;
 use crate::shard::CallError;
 
 /// A cross-core call that got no answer means the owner is going away: retriable.
@@ -40,5 +42,25 @@ pub fn read_error(e: &ReadError) -> ResponseError {
         ReadError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         ReadError::Corrupt { .. } | ReadError::Io(_) => ResponseError::KafkaStorageError,
         ReadError::Closed => ResponseError::NotLeaderOrFollower,
+    }
+}
+
+/// Group coordinator failures.
+pub fn group_error(e: &GroupError) -> ResponseError {
+    match e {
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::InvalidSessionTimeout(_) => ResponseError::InvalidSessionTimeout,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::MemberIdRequired(_) => ResponseError::MemberIdRequired,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
     }
 }

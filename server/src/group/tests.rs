@@ -1,0 +1,700 @@
+//! Unit tests of the group state machine, driven by an injected clock (no sleeping).
+
+use super::*;
+
+const SESSION_MS: i32 = 10_000;
+const REBALANCE_MS: i32 = 30_000;
+
+fn coordinator() -> Coordinator {
+    Coordinator::new(GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    })
+}
+
+fn join_req(member_id: &str, instance: Option<&str>, protocols: &[&str]) -> JoinRequest {
+    JoinRequest {
+        group_id: "g".into(),
+        session_timeout_ms: SESSION_MS,
+        rebalance_timeout_ms: REBALANCE_MS,
+        member_id: member_id.into(),
+        group_instance_id: instance.map(String::from),
+        protocol_type: "consumer".into(),
+        protocols: protocols
+            .iter()
+            .map(|p| (p.to_string(), Bytes::from(format!("meta-{p}"))))
+            .collect(),
+        client_id: "c".into(),
+        client_host: "/127.0.0.1".into(),
+        require_known_member_id: true,
+    }
+}
+
+/// KIP-394 round: the first join gets MEMBER_ID_REQUIRED, the second joins with that id.
+fn join_new(c: &mut Coordinator, now: u64) -> (String, Answer<Joined>) {
+    let id = match c.join_group(join_req("", None, &["range"]), now) {
+        Answer::Done(Err(GroupError::MemberIdRequired(id))) => id,
+        other => panic!("expected MEMBER_ID_REQUIRED, got {other:?}"),
+    };
+    let a = c.join_group(join_req(&id, None, &["range"]), now);
+    (id, a)
+}
+
+fn sync_req(member_id: &str, generation_id: i32, assignments: Vec<(String, Bytes)>) -> SyncRequest {
+    SyncRequest {
+        group_id: "g".into(),
+        generation_id,
+        member_id: member_id.into(),
+        group_instance_id: None,
+        protocol_type: Some("consumer".into()),
+        protocol_name: Some("range".into()),
+        assignments,
+    }
+}
+
+fn joined(a: Answer<Joined>) -> Joined {
+    match a {
+        Answer::Done(Ok(j)) => j,
+        other => panic!("expected a join answer, got {other:?}"),
+    }
+}
+
+fn join_delivery(d: &[Delivery], member: &str) -> Result<Joined, GroupError> {
+    d.iter()
+        .find_map(|d| match d {
+            Delivery::Join {
+                member_id, result, ..
+            } if member_id == member => Some(result.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no join delivery for {member} in {d:?}"))
+}
+
+fn sync_delivery(d: &[Delivery], member: &str) -> Result<Synced, GroupError> {
+    d.iter()
+        .find_map(|d| match d {
+            Delivery::Sync {
+                member_id, result, ..
+            } if member_id == member => Some(result.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no sync delivery for {member} in {d:?}"))
+}
+
+/// Forms a stable group of two dynamic members; returns (leader, follower, generation).
+fn stable_pair(c: &mut Coordinator) -> (String, String, i32) {
+    let (a, first) = join_new(c, 0);
+    // Alone and all joined: the first member's join completes at once.
+    let j = joined(first);
+    assert_eq!(j.leader, a);
+    let Answer::Done(Ok(_)) = c.sync_group(
+        sync_req(
+            &a,
+            j.generation_id,
+            vec![(a.clone(), Bytes::from_static(b"all"))],
+        ),
+        0,
+    ) else {
+        panic!("leader sync");
+    };
+    // A second member triggers a rebalance; the first rejoins after its heartbeat says so.
+    let (b, second) = join_new(c, 100);
+    assert!(matches!(second, Answer::Pending { .. }));
+    assert_eq!(
+        c.heartbeat("g", j.generation_id, &a, None, 200),
+        Err(GroupError::RebalanceInProgress)
+    );
+    let ja = joined(c.join_group(join_req(&a, None, &["range"]), 300));
+    let jb = join_delivery(&c.take_deliveries(), &b).expect("follower joined");
+    assert_eq!(ja.generation_id, j.generation_id + 1);
+    assert_eq!(jb.generation_id, ja.generation_id);
+    assert_eq!(ja.members.len(), 2, "the leader sees every member");
+    assert!(jb.members.is_empty(), "a follower sees no members");
+    let generation = ja.generation_id;
+    assert!(matches!(
+        c.sync_group(sync_req(&b, generation, vec![]), 400),
+        Answer::Pending { .. }
+    ));
+    let sa = c.sync_group(
+        sync_req(
+            &a,
+            generation,
+            vec![
+                (a.clone(), Bytes::from_static(b"A")),
+                (b.clone(), Bytes::from_static(b"B")),
+            ],
+        ),
+        500,
+    );
+    assert_eq!(
+        sa,
+        Answer::Done(Ok(Synced {
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            assignment: Bytes::from_static(b"A"),
+        }))
+    );
+    let sb = sync_delivery(&c.take_deliveries(), &b).expect("follower synced");
+    assert_eq!(sb.assignment, Bytes::from_static(b"B"));
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    (a, b, generation)
+}
+
+#[test]
+fn two_members_rebalance_to_stable_with_leader_assignments() {
+    // Proves the full classic round: member-id-required, join phase waiting for every
+    // member, leader-only member list, SyncGroup fan-out of the leader's assignments.
+    let mut c = coordinator();
+    let (a, b, generation) = stable_pair(&mut c);
+    assert_eq!(c.heartbeat("g", generation, &a, None, 600), Ok(()));
+    assert_eq!(c.heartbeat("g", generation, &b, None, 600), Ok(()));
+    let d = c.describe("g");
+    assert_eq!(d.state, GroupState::Stable);
+    assert_eq!(d.protocol_name, "range");
+    assert_eq!(d.members.len(), 2);
+}
+
+#[test]
+fn generation_and_member_checks_use_kafka_errors() {
+    // Proves stale generations, unknown members and unknown groups get Kafka's codes.
+    let mut c = coordinator();
+    let (a, _b, generation) = stable_pair(&mut c);
+    assert_eq!(
+        c.heartbeat("g", generation - 1, &a, None, 700),
+        Err(GroupError::IllegalGeneration)
+    );
+    assert_eq!(
+        c.heartbeat("g", generation, "nobody", None, 700),
+        Err(GroupError::UnknownMemberId)
+    );
+    assert_eq!(
+        c.heartbeat("nogroup", generation, &a, None, 700),
+        Err(GroupError::UnknownMemberId)
+    );
+    assert_eq!(
+        c.sync_group(sync_req(&a, generation + 5, vec![]), 700),
+        Answer::Done(Err(GroupError::IllegalGeneration))
+    );
+    let mut wrong = sync_req(&a, generation, vec![]);
+    wrong.protocol_name = Some("roundrobin".into());
+    assert_eq!(
+        c.sync_group(wrong, 700),
+        Answer::Done(Err(GroupError::InconsistentGroupProtocol))
+    );
+    assert_eq!(
+        c.join_group(join_req("ghost", None, &["range"]), 700),
+        Answer::Done(Err(GroupError::UnknownMemberId))
+    );
+    // Nothing above changed the group.
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    assert_eq!(c.generation("g"), Some(generation));
+}
+
+#[test]
+fn join_rejects_bad_input() {
+    // Proves an unknown protocol type, no common protocol, a bad session timeout, an
+    // empty group id and a huge metadata blob are refused and leave the group unchanged.
+    let mut c = coordinator();
+    let (_a, _b, generation) = stable_pair(&mut c);
+    let mut other_type = join_req("", None, &["range"]);
+    other_type.protocol_type = "connect".into();
+    assert_eq!(
+        c.join_group(other_type, 800),
+        Answer::Done(Err(GroupError::InconsistentGroupProtocol))
+    );
+    assert_eq!(
+        c.join_group(join_req("", None, &["roundrobin"]), 800),
+        Answer::Done(Err(GroupError::InconsistentGroupProtocol))
+    );
+    let mut bad_timeout = join_req("", None, &["range"]);
+    bad_timeout.session_timeout_ms = 10;
+    assert_eq!(
+        c.join_group(bad_timeout, 800),
+        Answer::Done(Err(GroupError::InvalidSessionTimeout(10)))
+    );
+    let mut no_group = join_req("", None, &["range"]);
+    no_group.group_id = String::new();
+    assert_eq!(
+        c.join_group(no_group, 800),
+        Answer::Done(Err(GroupError::InvalidGroupId))
+    );
+    let mut huge = join_req("", None, &["range"]);
+    huge.protocols[0].1 = Bytes::from(vec![0u8; (1 << 20) + 1]);
+    assert_eq!(
+        c.join_group(huge, 800),
+        Answer::Done(Err(GroupError::InconsistentGroupProtocol))
+    );
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    assert_eq!(c.generation("g"), Some(generation));
+    // An empty group with an empty protocol list is refused too.
+    let mut none = join_req("", None, &[]);
+    none.group_id = "h".into();
+    assert_eq!(
+        c.join_group(none, 800),
+        Answer::Done(Err(GroupError::InconsistentGroupProtocol))
+    );
+    assert_eq!(c.state("h"), None);
+}
+
+#[test]
+fn non_leader_assignments_are_ignored() {
+    // Proves a follower's SyncGroup assignments change nothing: only the leader's count.
+    let mut c = coordinator();
+    let (a, b, generation) = stable_pair(&mut c);
+    // Force a new generation: a leaves, b is alone and rejoins.
+    c.leave_group(
+        "g",
+        &[LeavingMember {
+            member_id: a.clone(),
+            group_instance_id: None,
+        }],
+        1_000,
+    )
+    .unwrap();
+    let jb = joined(c.join_group(join_req(&b, None, &["range"]), 1_100));
+    assert_eq!(jb.generation_id, generation + 1);
+    assert_eq!(jb.leader, b);
+    let (x, px) = join_new(&mut c, 1_200);
+    assert!(matches!(px, Answer::Pending { .. }));
+    let jb = joined(c.join_group(join_req(&b, None, &["range"]), 1_300));
+    let generation2 = jb.generation_id;
+    c.take_deliveries();
+    // The follower x sends assignments; they are ignored and x waits.
+    let fake = vec![
+        (x.clone(), Bytes::from_static(b"stolen")),
+        (b.clone(), Bytes::new()),
+    ];
+    assert!(matches!(
+        c.sync_group(sync_req(&x, generation2, fake), 1_400),
+        Answer::Pending { .. }
+    ));
+    let Answer::Done(Ok(sb)) = c.sync_group(
+        sync_req(
+            &b,
+            generation2,
+            vec![
+                (b.clone(), Bytes::from_static(b"b")),
+                (x.clone(), Bytes::from_static(b"x")),
+            ],
+        ),
+        1_500,
+    ) else {
+        panic!("leader sync");
+    };
+    assert_eq!(sb.assignment, Bytes::from_static(b"b"));
+    assert_eq!(
+        sync_delivery(&c.take_deliveries(), &x).unwrap().assignment,
+        Bytes::from_static(b"x")
+    );
+}
+
+#[test]
+fn session_timeout_removes_member_and_rebalances() {
+    // Proves a member that stops heartbeating is removed after its session timeout, the
+    // survivors are told REBALANCE_IN_PROGRESS and the next generation excludes it.
+    let mut c = coordinator();
+    let (a, b, generation) = stable_pair(&mut c);
+    let t = 500 + SESSION_MS as u64;
+    assert_eq!(c.heartbeat("g", generation, &a, None, t - 1), Ok(()));
+    assert!(c.next_deadline_ms().is_some_and(|d| d <= t));
+    c.tick(t);
+    assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+    assert_eq!(
+        c.heartbeat("g", generation, &b, None, t),
+        Err(GroupError::UnknownMemberId)
+    );
+    assert_eq!(
+        c.heartbeat("g", generation, &a, None, t),
+        Err(GroupError::RebalanceInProgress)
+    );
+    let ja = joined(c.join_group(join_req(&a, None, &["range"]), t + 1));
+    assert_eq!(ja.generation_id, generation + 1);
+    assert_eq!(ja.members.len(), 1);
+}
+
+#[test]
+fn rebalance_timeout_drops_members_that_do_not_rejoin() {
+    // Proves the join phase ends at the rebalance deadline even if a member never rejoins,
+    // and that member is removed from the new generation.
+    let mut c = coordinator();
+    let (a, b, generation) = stable_pair(&mut c);
+    let (x, px) = join_new(&mut c, 1_000);
+    assert!(matches!(px, Answer::Pending { .. }));
+    let pa = c.join_group(join_req(&a, None, &["range"]), 1_100);
+    assert!(matches!(pa, Answer::Pending { .. }));
+    // b keeps heartbeating (so its session is alive) but never rejoins.
+    for t in (2_000..31_000).step_by(3_000) {
+        let _ = c.heartbeat("g", generation, &b, None, t);
+        c.tick(t);
+    }
+    assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+    c.tick(1_000 + REBALANCE_MS as u64);
+    assert_eq!(c.state("g"), Some(GroupState::CompletingRebalance));
+    let d = c.take_deliveries();
+    let ja = join_delivery(&d, &a).unwrap();
+    let jx = join_delivery(&d, &x).unwrap();
+    assert_eq!(ja.generation_id, generation + 1);
+    assert_eq!(jx.generation_id, generation + 1);
+    assert_eq!(
+        ja.members.len() + jx.members.len(),
+        2,
+        "leader lists a and x only"
+    );
+    assert_eq!(
+        c.heartbeat("g", generation + 1, &b, None, 31_500),
+        Err(GroupError::UnknownMemberId)
+    );
+}
+
+#[test]
+fn pending_member_id_expires() {
+    // Proves a member id handed out with MEMBER_ID_REQUIRED is forgotten after the session
+    // timeout if the client never joins with it.
+    let mut c = coordinator();
+    let Answer::Done(Err(GroupError::MemberIdRequired(id))) =
+        c.join_group(join_req("", None, &["range"]), 0)
+    else {
+        panic!("member id required");
+    };
+    c.tick(SESSION_MS as u64 + 1);
+    assert_eq!(c.state("g"), None);
+    assert_eq!(
+        c.join_group(join_req(&id, None, &["range"]), SESSION_MS as u64 + 2),
+        Answer::Done(Err(GroupError::UnknownMemberId))
+    );
+}
+
+#[test]
+fn static_member_restart_keeps_assignment_without_rebalance() {
+    // Proves KIP-345: a static member rejoining with a new member id in a stable group gets
+    // the current generation back, the group stays Stable, and the old id is fenced.
+    let mut c = coordinator();
+    let j1 = joined(c.join_group(join_req("", Some("i1"), &["range"]), 0));
+    let old = j1.member_id.clone();
+    let Answer::Done(Ok(_)) = c.sync_group(
+        sync_req(
+            &old,
+            j1.generation_id,
+            vec![(old.clone(), Bytes::from_static(b"p0"))],
+        ),
+        10,
+    ) else {
+        panic!("sync");
+    };
+    let j2 = joined(c.join_group(join_req("", Some("i1"), &["range"]), 5_000));
+    assert_ne!(j2.member_id, old);
+    assert_eq!(j2.generation_id, j1.generation_id, "no new generation");
+    assert!(j2.skip_assignment, "the leader keeps its assignment");
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    let mut s = sync_req(&j2.member_id, j2.generation_id, vec![]);
+    s.group_instance_id = Some("i1".into());
+    let Answer::Done(Ok(synced)) = c.sync_group(s, 5_100) else {
+        panic!("sync after static rejoin");
+    };
+    assert_eq!(synced.assignment, Bytes::from_static(b"p0"));
+    assert_eq!(
+        c.heartbeat("g", j1.generation_id, &old, Some("i1"), 5_200),
+        Err(GroupError::FencedInstanceId)
+    );
+}
+
+#[test]
+fn protocol_selection_follows_member_votes() {
+    // Proves the chosen protocol is one every member supports, picked by preference votes.
+    let mut c = coordinator();
+    let ja = joined(c.join_group(
+        JoinRequest {
+            require_known_member_id: false,
+            ..join_req("", None, &["cooperative-sticky", "range"])
+        },
+        0,
+    ));
+    assert_eq!(ja.protocol_name.as_deref(), Some("cooperative-sticky"));
+    let a = ja.member_id;
+    let Answer::Pending { member_id: b } = c.join_group(
+        JoinRequest {
+            require_known_member_id: false,
+            ..join_req("", None, &["range", "cooperative-sticky"])
+        },
+        10,
+    ) else {
+        panic!("pending");
+    };
+    let Answer::Pending { member_id: x } = c.join_group(
+        JoinRequest {
+            require_known_member_id: false,
+            ..join_req("", None, &["range"])
+        },
+        20,
+    ) else {
+        panic!("pending");
+    };
+    let ja = joined(c.join_group(join_req(&a, None, &["cooperative-sticky", "range"]), 30));
+    assert_eq!(
+        ja.protocol_name.as_deref(),
+        Some("range"),
+        "only range is common"
+    );
+    let d = c.take_deliveries();
+    assert_eq!(
+        join_delivery(&d, &b).unwrap().protocol_name.as_deref(),
+        Some("range")
+    );
+    assert_eq!(
+        join_delivery(&d, &x).unwrap().protocol_name.as_deref(),
+        Some("range")
+    );
+}
+
+#[test]
+fn initial_delay_waits_for_more_members() {
+    // Proves group.initial.rebalance.delay.ms: the first generation of an empty group waits
+    // for the delay so members starting together land in one generation.
+    let mut c = Coordinator::new(GroupConfig {
+        initial_rebalance_delay_ms: 3_000,
+        ..GroupConfig::default()
+    });
+    let (a, pa) = join_new(&mut c, 0);
+    assert!(matches!(pa, Answer::Pending { .. }));
+    let (b, pb) = join_new(&mut c, 1_000);
+    assert!(matches!(pb, Answer::Pending { .. }));
+    c.tick(3_500);
+    assert_eq!(
+        c.state("g"),
+        Some(GroupState::PreparingRebalance),
+        "delay extended by b"
+    );
+    c.tick(4_000);
+    let d = c.take_deliveries();
+    assert_eq!(join_delivery(&d, &a).unwrap().generation_id, 1);
+    assert_eq!(join_delivery(&d, &b).unwrap().generation_id, 1);
+}
+
+#[test]
+fn leave_group_batched_and_rebalance() {
+    // Proves LeaveGroup with several members (one by instance id, one unknown) answers per
+    // member and rebalances the rest; the last leaving member empties the group.
+    let mut c = coordinator();
+    let (a, b, generation) = stable_pair(&mut c);
+    let r = c
+        .leave_group(
+            "g",
+            &[
+                LeavingMember {
+                    member_id: b.clone(),
+                    group_instance_id: None,
+                },
+                LeavingMember {
+                    member_id: "ghost".into(),
+                    group_instance_id: None,
+                },
+            ],
+            1_000,
+        )
+        .unwrap();
+    assert_eq!(r, vec![Ok(b.clone()), Err(GroupError::UnknownMemberId)]);
+    assert_eq!(
+        c.heartbeat("g", generation, &a, None, 1_001),
+        Err(GroupError::RebalanceInProgress)
+    );
+    let ja = joined(c.join_group(join_req(&a, None, &["range"]), 1_002));
+    assert_eq!(ja.generation_id, generation + 1);
+    c.leave_group(
+        "g",
+        &[LeavingMember {
+            member_id: a.clone(),
+            group_instance_id: None,
+        }],
+        1_003,
+    )
+    .unwrap();
+    assert_eq!(c.state("g"), Some(GroupState::Empty));
+    assert_eq!(c.generation("g"), Some(generation + 2));
+}
+
+#[test]
+fn offset_commit_checks_generation_and_keeps_offsets() {
+    // Proves commits from the current generation are stored, stale or unknown committers
+    // are refused with Kafka's codes, and simple (generation -1) commits work on empty groups.
+    let mut c = coordinator();
+    let (a, _b, generation) = stable_pair(&mut c);
+    let off = |o: i64| CommittedOffset {
+        offset: o,
+        leader_epoch: -1,
+        metadata: None,
+        commit_timestamp_ms: 0,
+    };
+    let who = |g: i32, m: &str| CommitIdentity {
+        group_id: "g".into(),
+        generation_id: g,
+        member_id: m.into(),
+        group_instance_id: None,
+    };
+    let r = c
+        .commit_offsets(
+            &who(generation, &a),
+            vec![(("t".into(), 0), off(42))],
+            2_000,
+        )
+        .unwrap();
+    assert_eq!(r, vec![(("t".into(), 0), Ok(()))]);
+    assert_eq!(
+        c.committed("g", &("t".into(), 0)).map(|o| o.offset),
+        Some(42)
+    );
+    assert_eq!(
+        c.commit_offsets(
+            &who(generation - 1, &a),
+            vec![(("t".into(), 0), off(1))],
+            2_001
+        ),
+        Err(GroupError::IllegalGeneration)
+    );
+    assert_eq!(
+        c.commit_offsets(
+            &who(generation, "ghost"),
+            vec![(("t".into(), 0), off(1))],
+            2_001
+        ),
+        Err(GroupError::UnknownMemberId)
+    );
+    let big = CommittedOffset {
+        metadata: Some("x".repeat(5_000)),
+        ..off(7)
+    };
+    let r = c
+        .commit_offsets(&who(generation, &a), vec![(("t".into(), 1), big)], 2_002)
+        .unwrap();
+    assert_eq!(r[0].1, Err(GroupError::OffsetMetadataTooLarge));
+    assert_eq!(
+        c.committed("g", &("t".into(), 0)).map(|o| o.offset),
+        Some(42),
+        "untouched"
+    );
+    // A standalone consumer commits with generation -1 to a group that does not exist.
+    let solo = CommitIdentity {
+        group_id: "solo".into(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+    };
+    c.commit_offsets(&solo, vec![(("t".into(), 3), off(9))], 2_003)
+        .unwrap();
+    assert_eq!(c.all_committed("solo").len(), 1);
+    assert_eq!(c.state("solo"), Some(GroupState::Empty));
+    assert_eq!(
+        c.commit_offsets(
+            &CommitIdentity {
+                generation_id: 3,
+                ..solo.clone()
+            },
+            vec![],
+            2_004
+        ),
+        Err(GroupError::UnknownMemberId)
+    );
+    assert_eq!(
+        c.commit_offsets(
+            &CommitIdentity {
+                group_id: "none".into(),
+                generation_id: 3,
+                ..solo
+            },
+            vec![],
+            2_004
+        ),
+        Err(GroupError::IllegalGeneration)
+    );
+}
+
+#[test]
+fn commit_during_completing_rebalance_is_refused() {
+    // Proves OffsetCommit answers REBALANCE_IN_PROGRESS while assignments are being handed out.
+    let mut c = coordinator();
+    let (a, _b, generation) = stable_pair(&mut c);
+    let (_x, _) = join_new(&mut c, 1_000);
+    c.join_group(join_req(&a, None, &["range"]), 1_001);
+    // b never rejoins; the join phase ends at the deadline.
+    c.tick(1_000 + REBALANCE_MS as u64);
+    assert_eq!(c.state("g"), Some(GroupState::CompletingRebalance));
+    let who = CommitIdentity {
+        group_id: "g".into(),
+        generation_id: generation + 1,
+        member_id: a,
+        group_instance_id: None,
+    };
+    assert_eq!(c.check_commit(&who), Err(GroupError::RebalanceInProgress));
+}
+
+#[test]
+fn list_describe_delete_groups() {
+    // Proves ListGroups filters by state, DescribeGroups of an unknown group says Dead,
+    // DeleteGroups refuses non-empty groups and removes empty ones with their offsets.
+    let mut c = coordinator();
+    stable_pair(&mut c);
+    let solo = CommitIdentity {
+        group_id: "solo".into(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+    };
+    let off = CommittedOffset {
+        offset: 1,
+        leader_epoch: -1,
+        metadata: None,
+        commit_timestamp_ms: 0,
+    };
+    c.commit_offsets(&solo, vec![(("t".into(), 0), off)], 0)
+        .unwrap();
+    assert_eq!(c.list(&[]).len(), 2);
+    let stable = c.list(&["stable".into()]);
+    assert_eq!(
+        stable,
+        vec![("g".into(), "consumer".into(), GroupState::Stable)]
+    );
+    assert_eq!(c.describe("nope").state, GroupState::Dead);
+    assert_eq!(c.delete_group("g"), Err(GroupError::NonEmptyGroup));
+    assert_eq!(c.delete_group("nope"), Err(GroupError::GroupIdNotFound));
+    assert_eq!(c.delete_group("solo"), Ok(()));
+    assert!(c.all_committed("solo").is_empty());
+    assert_eq!(c.delete_group("solo"), Err(GroupError::GroupIdNotFound));
+}
+
+#[test]
+fn offset_delete_refuses_subscribed_topics() {
+    // Proves OffsetDelete removes offsets of topics no member subscribes to and answers
+    // GROUP_SUBSCRIBED_TO_TOPIC for the subscribed ones.
+    let mut c = coordinator();
+    let (a, _b, generation) = stable_pair(&mut c);
+    let off = CommittedOffset {
+        offset: 5,
+        leader_epoch: -1,
+        metadata: None,
+        commit_timestamp_ms: 0,
+    };
+    let who = CommitIdentity {
+        group_id: "g".into(),
+        generation_id: generation,
+        member_id: a,
+        group_instance_id: None,
+    };
+    c.commit_offsets(
+        &who,
+        vec![(("t".into(), 0), off.clone()), (("old".into(), 0), off)],
+        0,
+    )
+    .unwrap();
+    let r = c
+        .delete_offsets("g", &[("t".into(), 0), ("old".into(), 0)], |_| {
+            Some(vec!["t".into()])
+        })
+        .unwrap();
+    assert_eq!(r[0].1, Err(GroupError::GroupSubscribedToTopic));
+    assert_eq!(r[1].1, Ok(()));
+    assert!(c.committed("g", &("old".into(), 0)).is_none());
+    assert!(c.committed("g", &("t".into(), 0)).is_some());
+    assert_eq!(
+        c.delete_offsets("nope", &[], |_| None),
+        Err(GroupError::GroupIdNotFound)
+    );
+}
