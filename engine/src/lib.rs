@@ -18,6 +18,7 @@ mod log;
 pub mod offset_index;
 pub mod producer_state;
 pub mod read_cache;
+pub mod record;
 pub mod segment;
 pub mod sim_disk;
 pub mod time_index;
