@@ -12,6 +12,8 @@
 //! and only then registers the waiter of a `Pending` answer, so a superseded waiter of
 //! the same member is answered before the new one replaces it.
 
+pub mod placement;
+
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
