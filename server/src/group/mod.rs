@@ -95,6 +95,9 @@ pub struct GroupConfig {
     pub member_metadata_bytes_max: usize,
     /// Most protocols one member may offer.
     pub protocols_max: usize,
+    /// offsets.retention.minutes, in ms: committed offsets of a group without members
+    /// expire this long after the later of their commit and the group becoming empty.
+    pub offsets_retention_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -107,6 +110,7 @@ impl Default for GroupConfig {
             offset_metadata_bytes_max: 4_096,
             member_metadata_bytes_max: 1 << 20,
             protocols_max: 64,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -296,6 +300,8 @@ struct Group {
     /// PreparingRebalance of a formerly empty group: not before this time.
     initial_delay_until_ms: Option<u64>,
     offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// When the group last became Empty after having members.
+    empty_since_ms: Option<u64>,
 }
 
 impl Group {
@@ -312,6 +318,7 @@ impl Group {
             rebalance_deadline_ms: None,
             initial_delay_until_ms: None,
             offsets: BTreeMap::new(),
+            empty_since_ms: None,
         }
     }
 
@@ -728,6 +735,7 @@ impl Coordinator {
         group.initial_delay_until_ms = None;
         if group.members.is_empty() {
             group.state = GroupState::Empty;
+            group.empty_since_ms = Some(now_ms);
             group.protocol_name = None;
             group.rebalance_deadline_ms = None;
             return;
@@ -1009,6 +1017,14 @@ impl Coordinator {
             } else {
                 self.check_join_complete(&group_id, now_ms);
             }
+            let retention_ms = self.config.offsets_retention_ms;
+            let group = self.groups.get_mut(&group_id).expect("listed");
+            if group.state == GroupState::Empty {
+                let empty_since = group.empty_since_ms.unwrap_or(0);
+                group
+                    .offsets
+                    .retain(|_, o| now_ms < o.commit_timestamp_ms.max(empty_since) + retention_ms);
+            }
             self.remove_if_unused(&group_id);
         }
     }
@@ -1024,6 +1040,13 @@ impl Coordinator {
             }
             if let Some(d) = g.initial_delay_until_ms {
                 consider(d);
+            }
+            if g.state == GroupState::Empty {
+                let empty_since = g.empty_since_ms.unwrap_or(0);
+                let retention_ms = self.config.offsets_retention_ms;
+                g.offsets
+                    .values()
+                    .for_each(|o| consider(o.commit_timestamp_ms.max(empty_since) + retention_ms));
             }
             for m in g.members.values() {
                 if !(m.awaiting_join || m.awaiting_sync) {

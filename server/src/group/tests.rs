@@ -698,3 +698,57 @@ fn offset_delete_refuses_subscribed_topics() {
         Err(GroupError::GroupIdNotFound)
     );
 }
+
+#[test]
+fn offsets_of_empty_groups_expire_after_retention() {
+    // Proves offsets.retention.minutes: offsets of an empty group expire retention after the
+    // later of commit and emptiness, while a group with members keeps them.
+    let retention_ms = 60_000;
+    let mut c = Coordinator::new(GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        offsets_retention_ms: retention_ms,
+        ..GroupConfig::default()
+    });
+    let off = CommittedOffset {
+        offset: 3,
+        leader_epoch: -1,
+        metadata: None,
+        commit_timestamp_ms: 0,
+    };
+    let solo = CommitIdentity {
+        group_id: "solo".into(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+    };
+    c.commit_offsets(&solo, vec![(("t".into(), 0), off.clone())], 1_000)
+        .unwrap();
+    assert_eq!(c.next_deadline_ms(), Some(1_000 + retention_ms));
+    c.tick(1_000 + retention_ms - 1);
+    assert!(c.committed("solo", &("t".into(), 0)).is_some());
+    c.tick(1_000 + retention_ms);
+    assert!(c.committed("solo", &("t".into(), 0)).is_none());
+    assert_eq!(
+        c.state("solo"),
+        None,
+        "a group with nothing left is forgotten"
+    );
+
+    // A group with members keeps offsets past retention, however old.
+    let (a, b, generation) = stable_pair(&mut c);
+    let who = CommitIdentity {
+        group_id: "g".into(),
+        generation_id: generation,
+        member_id: a.clone(),
+        group_instance_id: None,
+    };
+    c.commit_offsets(&who, vec![(("t".into(), 0), off)], 600)
+        .unwrap();
+    for t in (1_000..200_000).step_by(3_000) {
+        let _ = c.heartbeat("g", generation, &a, None, t);
+        let _ = c.heartbeat("g", generation, &b, None, t);
+        c.tick(t);
+    }
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    assert!(c.committed("g", &("t".into(), 0)).is_some());
+}
