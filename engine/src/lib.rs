@@ -10,6 +10,7 @@
 
 pub mod batch;
 mod checkpoint;
+pub mod compaction;
 pub mod disk;
 mod error;
 mod event;
@@ -76,9 +77,12 @@ pub struct LogConfig {
     pub timestamp_type: TimestampType,
     /// `index.interval.bytes` (4096).
     pub index_interval_bytes: u32,
-    /// `cleanup.policy`; compaction itself is not implemented yet, so `Compact` only
-    /// disables deletion by retention.
+    /// `cleanup.policy`; the cleaning rules live in `compaction.rs`, but `Log` does not
+    /// run them yet, so `Compact` only disables deletion by retention.
     pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms` (1 day): how long compaction keeps a tombstone (a record
+    /// with a null value) readable after its timestamp.
+    pub delete_retention_ms: i64,
     /// `flush.ms`-like: how often unflushed appends are written and fdatasync'ed when
     /// nobody waits for them (acks=1). Kafka leaves this to the page cache; with O_DIRECT
     /// there is none, so the default is 100 ms. Also flushed past
@@ -99,6 +103,7 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             index_interval_bytes: 4096,
             cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 24 * 3600 * 1000,
             flush_interval_ms: 100,
             flush_bytes_pending_max: 4 << 20,
         }
