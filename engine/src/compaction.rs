@@ -191,7 +191,7 @@ pub fn clean_batch(
 mod tests {
     use super::*;
     use crate::batch;
-    use crate::record::{build_batch, decode_batch};
+    use crate::record::{KeyValue, build_batch, decode_batch};
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     const NOW_MS: i64 = 10_000_000;
@@ -207,6 +207,8 @@ mod tests {
 
     /// A record the model knows: offset, key, value, timestamp.
     type ModelRecord = (i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);
+    /// A record read back after cleaning: offset, key, value.
+    type Survivor = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
 
     // Proves the cleaning rules against a model: thousands of records over many keys,
     // random tombstones (some expired, some not), keyless records and every codec.
@@ -244,7 +246,7 @@ mod tests {
                     model.push((offset + i as i64, key.clone(), value.clone(), ts));
                     recs.push((key, value));
                 }
-                let refs: Vec<(Option<&[u8]>, Option<&[u8]>)> = recs
+                let refs: Vec<KeyValue<'_>> = recs
                     .iter()
                     .map(|(k, v)| (k.as_deref(), v.as_deref()))
                     .collect();
@@ -256,7 +258,7 @@ mod tests {
             for b in &batches {
                 map.add_batch(b).unwrap();
             }
-            let mut survived: Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> = Vec::new();
+            let mut survived: Vec<Survivor> = Vec::new();
             for b in &batches {
                 let h = batch::validate(b).unwrap();
                 let bytes = match clean_batch(b, &map, &rules()).unwrap() {
@@ -291,7 +293,7 @@ mod tests {
                     newest.insert(k.clone(), *o);
                 }
             }
-            let expected: Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> = model
+            let expected: Vec<Survivor> = model
                 .iter()
                 .filter(|(o, k, v, ts)| match k {
                     None => true,
@@ -385,7 +387,7 @@ mod tests {
                     )
                 })
                 .collect();
-            let refs: Vec<(Option<&[u8]>, Option<&[u8]>)> = recs
+            let refs: Vec<KeyValue<'_>> = recs
                 .iter()
                 .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice())))
                 .collect();

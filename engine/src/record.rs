@@ -471,13 +471,16 @@ pub fn encode_batch(
     Ok(out)
 }
 
+/// A record's key and value as `build_batch` takes them; `None` is null.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Builds a complete batch of keyed records at consecutive offset deltas from
 /// `base_offset` (tests and benchmarks). `attributes` sets the codec bits.
 pub fn build_batch(
     base_offset: i64,
     timestamp_ms: i64,
     attributes: i16,
-    records: &[(Option<&[u8]>, Option<&[u8]>)],
+    records: &[KeyValue<'_>],
 ) -> Vec<u8> {
     assert!(!records.is_empty());
     let mut header = vec![0u8; HEADER_BYTES];
@@ -524,7 +527,7 @@ mod tests {
     #[test]
     fn every_codec_round_trips() {
         for (attrs, codec) in CODECS {
-            let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = vec![
+            let recs: Vec<KeyValue<'_>> = vec![
                 (Some(b"k1"), Some(b"v1")),
                 (None, Some(b"no key")),
                 (Some(b"k2"), None),
