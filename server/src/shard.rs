@@ -234,6 +234,9 @@ impl Shard {
                 self.partitions.set_config(&self.args, &topic, &configs);
                 let _ = reply.send(());
             }
+            ShardRequest::Group { op, reply } => {
+                let _ = reply.send(crate::group::host::serve(op).await);
+            }
             ShardRequest::TableUpdate { table, reply } => {
                 *self.table.borrow_mut() = table;
                 let _ = reply.send(());

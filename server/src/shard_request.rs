@@ -173,6 +173,12 @@ pub enum ShardRequest {
         table: Arc<TopicTable>,
         reply: Reply<()>,
     },
+    /// To a group's coordinator shard: one group operation. JoinGroup and SyncGroup may
+    /// wait for other members before replying. Dropped: the client sees a retriable error.
+    Group {
+        op: crate::group::host::GroupOp,
+        reply: Reply<crate::group::host::GroupReply>,
+    },
     /// From shard 0 to all: stop accepting, close every log cleanly, then exit.
     Shutdown { reply: Reply<()> },
 }

@@ -12,6 +12,7 @@
 //! and only then registers the waiter of a `Pending` answer, so a superseded waiter of
 //! the same member is answered before the new one replaces it.
 
+pub mod host;
 pub mod placement;
 
 use std::collections::{BTreeMap, HashMap};

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api_versions;
 pub mod fetch;
+pub mod groups;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
@@ -120,6 +121,27 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
         RequestBody::InitProducerId(r) => {
             respond(cid, key, v, &admin::init_producer_id(&shard, r).await)
         }
+        RequestBody::FindCoordinator(r) => {
+            respond(cid, key, v, &groups::find_coordinator(&shard, r, v))
+        }
+        RequestBody::JoinGroup(r) => {
+            let client_id = req.header.client_id.as_deref().unwrap_or("").to_string();
+            respond(
+                cid,
+                key,
+                v,
+                &groups::join_group(&shard, &client_id, r, v).await,
+            )
+        }
+        RequestBody::SyncGroup(r) => respond(cid, key, v, &groups::sync_group(&shard, r).await),
+        RequestBody::Heartbeat(r) => respond(cid, key, v, &groups::heartbeat(&shard, r).await),
+        RequestBody::LeaveGroup(r) => {
+            respond(cid, key, v, &groups::leave_group(&shard, r, v).await)
+        }
+        RequestBody::OffsetCommit(r) => {
+            respond(cid, key, v, &groups::offset_commit(&shard, r).await)
+        }
+        RequestBody::OffsetFetch(r) => respond(cid, key, v, &groups::offset_fetch(&shard, r).await),
         _ => Outcome::Close,
     }
 }
