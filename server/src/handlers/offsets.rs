@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
 
 use crate::kafka_errors::call_error;
 use crate::shard::Shard;
-use crate::shard_request::{EpochEndResult, ListOffsetResult, ShardRequest};
+use crate::shard_request::{Reply, ShardRequest};
 use crate::topic_table::TopicPartition;
 
 pub async fn list_offsets(
@@ -26,42 +26,19 @@ pub async fn list_offsets(
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    let table = shard.table();
-    let mut pending = Vec::new();
-    for t in &req.topics {
-        let meta = table.get(&t.name.0).cloned();
-        for p in &t.partitions {
-            let owner = meta.as_ref().and_then(|m| m.owner(p.partition_index));
-            let task = match (owner, &meta) {
-                (Some(owner), Some(meta)) => {
-                    let tp = TopicPartition {
-                        topic: meta.name.clone(),
-                        partition: p.partition_index,
-                    };
-                    let timestamp = p.timestamp;
-                    let shard = shard.clone();
-                    glommio::spawn_local(async move {
-                        shard
-                            .ask(owner, |reply| ShardRequest::ListOffsets {
-                                tp,
-                                timestamp,
-                                reply,
-                            })
-                            .await
-                            .unwrap_or_else(|e| Err(call_error(&e)))
-                    })
-                }
-                _ => glommio::spawn_local(async {
-                    ListOffsetResult::Err(ResponseError::UnknownTopicOrPartition)
-                }),
-            };
-            pending.push(task);
+    let parts = req.topics.iter().flat_map(|t| {
+        t.partitions
+            .iter()
+            .map(move |p| (t.name.0.as_str(), p.partition_index, p.timestamp))
+    });
+    let results = ask_owners(shard, parts, |tp, timestamp, reply| {
+        ShardRequest::ListOffsets {
+            tp,
+            timestamp,
+            reply,
         }
-    }
-    let mut results = Vec::with_capacity(pending.len());
-    for task in pending {
-        results.push(task.await);
-    }
+    })
+    .await;
     let mut results = results.into_iter();
     let topics = req
         .topics
@@ -103,42 +80,19 @@ pub async fn offset_for_leader_epoch(
     shard: &Rc<Shard>,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
-    let table = shard.table();
-    let mut pending = Vec::new();
-    for t in &req.topics {
-        let meta = table.get(&t.topic.0).cloned();
-        for p in &t.partitions {
-            let owner = meta.as_ref().and_then(|m| m.owner(p.partition));
-            let task = match (owner, &meta) {
-                (Some(owner), Some(meta)) => {
-                    let tp = TopicPartition {
-                        topic: meta.name.clone(),
-                        partition: p.partition,
-                    };
-                    let leader_epoch = p.leader_epoch;
-                    let shard = shard.clone();
-                    glommio::spawn_local(async move {
-                        shard
-                            .ask(owner, |reply| ShardRequest::EpochEnd {
-                                tp,
-                                leader_epoch,
-                                reply,
-                            })
-                            .await
-                            .unwrap_or_else(|e| Err(call_error(&e)))
-                    })
-                }
-                _ => glommio::spawn_local(async {
-                    EpochEndResult::Err(ResponseError::UnknownTopicOrPartition)
-                }),
-            };
-            pending.push(task);
+    let parts = req.topics.iter().flat_map(|t| {
+        t.partitions
+            .iter()
+            .map(move |p| (t.topic.0.as_str(), p.partition, p.leader_epoch))
+    });
+    let results = ask_owners(shard, parts, |tp, leader_epoch, reply| {
+        ShardRequest::EpochEnd {
+            tp,
+            leader_epoch,
+            reply,
         }
-    }
-    let mut results = Vec::with_capacity(pending.len());
-    for task in pending {
-        results.push(task.await);
-    }
+    })
+    .await;
     let mut results = results.into_iter();
     let topics = req
         .topics
@@ -164,4 +118,39 @@ pub async fn offset_for_leader_epoch(
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+/// Asks each partition's owning shard, all at once, and returns the answers in the order of
+/// `parts`; a partition that no shard owns answers UNKNOWN_TOPIC_OR_PARTITION.
+async fn ask_owners<'a, A: 'static, T: Send + 'static>(
+    shard: &Rc<Shard>,
+    parts: impl Iterator<Item = (&'a str, i32, A)>,
+    make: fn(TopicPartition, A, Reply<Result<T, ResponseError>>) -> ShardRequest,
+) -> Vec<Result<T, ResponseError>> {
+    let table = shard.table();
+    let pending: Vec<_> = parts
+        .map(|(topic, partition, arg)| {
+            let meta = table.get(topic);
+            let owner = meta.and_then(|m| m.owner(partition));
+            let tp = meta.map(|m| TopicPartition {
+                topic: m.name.clone(),
+                partition,
+            });
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                match (owner, tp) {
+                    (Some(owner), Some(tp)) => shard
+                        .ask(owner, |reply| make(tp, arg, reply))
+                        .await
+                        .unwrap_or_else(|e| Err(call_error(&e))),
+                    _ => Err(ResponseError::UnknownTopicOrPartition),
+                }
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(pending.len());
+    for task in pending {
+        results.push(task.await);
+    }
+    results
 }
