@@ -6,10 +6,13 @@
 //! responses whose records should not be copied). `reader.rs` is the bounded cursor every
 //! decoder reads through; `wire.rs` maps field types to encodings and defines the
 //! `wire_struct!` table macro; `schema.rs` holds one table per request struct.
+//! `consumer_protocol.rs` reads the subscription and assignment embedded in classic
+//! consumer groups' JoinGroup and SyncGroup bytes.
 //! Request structs are never decoded with `kafka-protocol`'s own decoders, which
 //! size allocations from untrusted counts.
 
 pub mod client;
+pub mod consumer_protocol;
 pub mod frame;
 #[cfg(test)]
 mod random;

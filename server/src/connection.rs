@@ -27,6 +27,8 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Per-connection state shared by the requests of one connection.
 pub struct ConnState {
     pub id: u64,
+    /// The client's address as Kafka shows it in DescribeGroups (`/127.0.0.1`).
+    pub client_host: String,
     pub fetch_sessions: std::cell::RefCell<handlers::fetch::FetchSessions>,
     /// Held while a Produce enqueues its appends, so pipelined Produce requests reach
     /// the owning shards in request order.
@@ -47,14 +49,16 @@ pub enum Outcome {
 }
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
+    let peer_addr = stream.peer_addr().ok();
+    let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
+    let client_host = peer_addr
+        .map(|a| format!("/{}", a.ip()))
         .unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let span = debug_span!("conn", shard = shard.id.0, conn, peer = %peer);
     let state = Rc::new(ConnState {
         id: conn,
+        client_host,
         fetch_sessions: Default::default(),
         produce_gate: glommio::sync::Semaphore::new(1),
     });

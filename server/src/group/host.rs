@@ -9,11 +9,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use glommio::channels::oneshot;
+use sluice_net::consumer_protocol::{CONSUMER_PROTOCOL_TYPE, decode_subscription};
 
 use super::placement::{OFFSETS_TOPIC_PARTITIONS_DEFAULT, offsets_partition};
 use super::{
     Answer, CommitIdentity, CommittedOffset, Coordinator, Delivery, GroupConfig, GroupError,
-    JoinRequest, Joined, LeavingMember, PartitionResults, SyncRequest, Synced,
+    GroupState, GroupSummary, JoinRequest, Joined, LeavingMember, PartitionResults, SyncRequest,
+    Synced,
 };
 use crate::topic_table::ShardId;
 
@@ -43,6 +45,23 @@ pub enum GroupOp {
         group_id: String,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// DescribeGroups for one group of this shard.
+    Describe {
+        group_id: String,
+    },
+    /// ListGroups on this shard: groups in one of `states` (all when empty).
+    List {
+        states: Vec<String>,
+    },
+    /// DeleteGroups for one group of this shard.
+    Delete {
+        group_id: String,
+    },
+    /// OffsetDelete: committed offsets of partitions no member subscribes to.
+    DeleteOffsets {
+        group_id: String,
+        partitions: Vec<(String, i32)>,
+    },
 }
 
 /// The answer to a `GroupOp`, variant for variant.
@@ -53,6 +72,11 @@ pub enum GroupReply {
     Leave(Result<Vec<Result<String, GroupError>>, GroupError>),
     Commit(Result<PartitionResults, GroupError>),
     Offsets(Vec<((String, i32), Option<CommittedOffset>)>),
+    Describe(GroupSummary),
+    /// (group id, protocol type, state), sorted by group id.
+    List(Vec<(String, String, GroupState)>),
+    Delete(Result<(), GroupError>),
+    DeleteOffsets(Result<PartitionResults, GroupError>),
 }
 
 /// The shard that coordinates `group_id`: the owner of its `__consumer_offsets` partition.
@@ -217,5 +241,40 @@ pub async fn serve(op: GroupOp) -> GroupReply {
             };
             GroupReply::Offsets(out)
         }
+        GroupOp::Describe { group_id } => {
+            GroupReply::Describe(h.coordinator.borrow().describe(&group_id))
+        }
+        GroupOp::List { states } => GroupReply::List(h.coordinator.borrow().list(&states)),
+        GroupOp::Delete { group_id } => {
+            GroupReply::Delete(h.coordinator.borrow_mut().delete_group(&group_id))
+        }
+        GroupOp::DeleteOffsets {
+            group_id,
+            partitions,
+        } => GroupReply::DeleteOffsets(delete_offsets(
+            &mut h.coordinator.borrow_mut(),
+            &group_id,
+            &partitions,
+        )),
     }
+}
+
+/// OffsetDelete as Kafka rules it: a group with members may only lose offsets of topics
+/// none of them subscribes to, which is known only for the consumer protocol; any other
+/// protocol type with members is NON_EMPTY_GROUP.
+fn delete_offsets(
+    c: &mut Coordinator,
+    group_id: &str,
+    partitions: &[(String, i32)],
+) -> Result<PartitionResults, GroupError> {
+    let summary = c.describe(group_id);
+    let has_members = !matches!(summary.state, GroupState::Empty | GroupState::Dead);
+    if has_members && summary.protocol_type != CONSUMER_PROTOCOL_TYPE {
+        return Err(GroupError::NonEmptyGroup);
+    }
+    c.delete_offsets(group_id, partitions, |metadata| {
+        decode_subscription(metadata.clone())
+            .ok()
+            .map(|(_, s)| s.topics.iter().map(|t| t.to_string()).collect())
+    })
 }

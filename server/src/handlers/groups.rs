@@ -30,16 +30,16 @@ use crate::group::{
 use crate::kafka_errors::{call_error, group_error};
 use crate::shard::Shard;
 
-fn s(v: &str) -> StrBytes {
+pub(crate) fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-fn code(e: &GroupError) -> i16 {
+pub(crate) fn code(e: &GroupError) -> i16 {
     group_error(e).code()
 }
 
 /// Sends `op` to the coordinator of `group_id`; `None` when that shard cannot be reached.
-async fn ask(shard: &Rc<Shard>, group_id: &str, op: GroupOp) -> Option<GroupReply> {
+pub(crate) async fn ask(shard: &Rc<Shard>, group_id: &str, op: GroupOp) -> Option<GroupReply> {
     let to = coordinator_shard(group_id, shard.shard_count());
     match shard
         .ask(to, |reply| crate::shard_request::ShardRequest::Group {
@@ -56,7 +56,7 @@ async fn ask(shard: &Rc<Shard>, group_id: &str, op: GroupOp) -> Option<GroupRepl
     }
 }
 
-const UNAVAILABLE: ResponseError = ResponseError::CoordinatorNotAvailable;
+pub(crate) const UNAVAILABLE: ResponseError = ResponseError::CoordinatorNotAvailable;
 
 pub fn find_coordinator(
     shard: &Shard,
@@ -99,6 +99,7 @@ fn join_error(e: i16, member_id: &str) -> JoinGroupResponse {
 pub async fn join_group(
     shard: &Rc<Shard>,
     client_id: &str,
+    client_host: &str,
     r: JoinGroupRequest,
     v: i16,
 ) -> JoinGroupResponse {
@@ -121,7 +122,7 @@ pub async fn join_group(
             .map(|p| (p.name.to_string(), p.metadata))
             .collect(),
         client_id: client_id.to_string(),
-        client_host: String::new(),
+        client_host: client_host.to_string(),
         require_known_member_id: v >= 4,
     };
     let member_id = req.member_id.clone();

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api_versions;
 pub mod fetch;
+pub mod group_admin;
 pub mod groups;
 pub mod metadata;
 pub mod offsets;
@@ -130,7 +131,7 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
                 cid,
                 key,
                 v,
-                &groups::join_group(&shard, &client_id, r, v).await,
+                &groups::join_group(&shard, &client_id, &conn.client_host, r, v).await,
             )
         }
         RequestBody::SyncGroup(r) => respond(cid, key, v, &groups::sync_group(&shard, r).await),
@@ -141,7 +142,28 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
         RequestBody::OffsetCommit(r) => {
             respond(cid, key, v, &groups::offset_commit(&shard, r).await)
         }
+        RequestBody::OffsetFetch(r) if v >= 8 => respond(
+            cid,
+            key,
+            v,
+            &group_admin::offset_fetch_groups(&shard, r).await,
+        ),
         RequestBody::OffsetFetch(r) => respond(cid, key, v, &groups::offset_fetch(&shard, r).await),
+        RequestBody::DescribeGroups(r) => respond(
+            cid,
+            key,
+            v,
+            &group_admin::describe_groups(&shard, r, v).await,
+        ),
+        RequestBody::ListGroups(r) => {
+            respond(cid, key, v, &group_admin::list_groups(&shard, r).await)
+        }
+        RequestBody::DeleteGroups(r) => {
+            respond(cid, key, v, &group_admin::delete_groups(&shard, r).await)
+        }
+        RequestBody::OffsetDelete(r) => {
+            respond(cid, key, v, &group_admin::offset_delete(&shard, r).await)
+        }
         _ => Outcome::Close,
     }
 }
