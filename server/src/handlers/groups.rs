@@ -65,8 +65,13 @@ pub fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let node_id = shard.args.node_id;
     let (host, port) = shard.args.advertised();
-    // Only consumer groups (key type 0) are coordinated here; transactions are not yet.
-    let error = (r.key_type != 0).then_some(UNAVAILABLE);
+    // Kafka's key types: 0 group, 1 transaction (not coordinated here yet, so the retriable
+    // COORDINATOR_NOT_AVAILABLE), anything else INVALID_REQUEST. v0 has no key type (0).
+    let error = match r.key_type {
+        0 => None,
+        1 => Some(UNAVAILABLE),
+        _ => Some(ResponseError::InvalidRequest),
+    };
     let entry = |key: StrBytes| {
         Coordinator::default()
             .with_key(key)
