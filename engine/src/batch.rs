@@ -195,6 +195,29 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader<'_>, BatchError> {
     Ok(header)
 }
 
+/// Checks a batch read back from a segment (reads, recovery, offline tools). Like
+/// `validate`, except that compaction may have removed records: a stored batch holds at
+/// most last offset delta + 1 records, and none at all only when it belongs to an
+/// idempotent or transactional producer (Kafka keeps such a batch empty so the
+/// producer's last sequence survives). Appends must still pass `validate`.
+pub fn validate_stored(batch: &[u8]) -> Result<BatchHeader<'_>, BatchError> {
+    let header = match validate(batch) {
+        Ok(h) => return Ok(h),
+        Err(BatchError::CountMismatch { .. }) => BatchHeader::new(batch)?,
+        Err(other) => return Err(other),
+    };
+    let count = header.records_count();
+    let delta = header.last_offset_delta();
+    let emptied_ok = count > 0 || header.producer_id() >= 0;
+    if count < 0 || delta < 0 || i64::from(count) > i64::from(delta) + 1 || !emptied_ok {
+        return Err(BatchError::CountMismatch {
+            count,
+            last_offset_delta: delta,
+        });
+    }
+    Ok(header)
+}
+
 /// Writes the broker-owned fields outside the CRC region.
 pub fn stamp_offset_and_epoch(batch: &mut [u8], base_offset: Offset, leader_epoch: i32) {
     assert!(batch.len() >= HEADER_BYTES);
@@ -416,6 +439,39 @@ mod tests {
         assert_eq!(first_record_at_or_after(&bad, 1010), None);
         stamp_log_append_time(&mut b, 5000);
         assert_eq!(first_record_at_or_after(&b, 1010), None);
+    }
+
+    // Proves the stored-batch check accepts what compaction leaves (fewer records than
+    // the offset delta spans, an emptied producer batch) and still refuses the rest.
+    #[test]
+    fn stored_batches_may_hold_fewer_records() {
+        let with_count = |count: i32, producer: Option<(i64, i16, i32)>| {
+            let mut b = build_test_batch(5, 40, 0, producer);
+            b[57..61].copy_from_slice(&count.to_be_bytes());
+            let crc = compute_crc(&b);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            b
+        };
+        let fewer = with_count(2, None);
+        assert!(validate(&fewer).is_err());
+        assert_eq!(validate_stored(&fewer).unwrap().records_count(), 2);
+        assert!(validate_stored(&with_count(0, Some((7, 0, 0)))).is_ok());
+        for bad in [
+            with_count(0, None),
+            with_count(6, None),
+            with_count(-1, None),
+        ] {
+            assert!(matches!(
+                validate_stored(&bad),
+                Err(BatchError::CountMismatch { .. })
+            ));
+        }
+        let mut crc_bad = fewer.clone();
+        crc_bad[70] ^= 1;
+        assert!(matches!(
+            validate_stored(&crc_bad),
+            Err(BatchError::CrcMismatch { .. })
+        ));
     }
 
     // Proves the last sequence wraps past i32::MAX the way Kafka's DefaultRecordBatch does.

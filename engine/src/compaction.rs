@@ -5,10 +5,15 @@
 //! older than `delete.retention.ms`. Offsets are kept (gaps are fine); a rewritten batch
 //! keeps its base offset, last offset delta, timestamps, producer id/epoch/base
 //! sequence and codec, with a fresh CRC32C. Records without a key are always kept, and
-//! control batches (transaction markers) are never touched.
+//! control batches (transaction markers) are never touched. Records at or past the map's
+//! end (the part of the log the map did not cover) are never removed. A batch of an
+//! idempotent or transactional producer that loses every record is kept empty when the
+//! caller says it is the producer's last batch (Kafka's rule), so the producer's last
+//! sequence survives in the log.
 //!
-//! Both steps are bounded: the map holds at most `keys_max` keys and one batch
-//! decompresses to at most `decompressed_bytes_max` bytes. Runs on the shard that owns
+//! Both steps are bounded: the map holds at most `keys_max` keys of at most
+//! `key_bytes_max` bytes in all (keys are copied, so the map never pins batch buffers),
+//! and one batch decompresses to at most `decompressed_bytes_max` bytes. Runs on the shard that owns
 //! the partition; no I/O here.
 
 use std::collections::HashMap;
@@ -47,7 +52,11 @@ pub struct CleanRules {
 pub struct KeyOffsetMap {
     latest: HashMap<Bytes, Offset>,
     keys_max: usize,
+    key_bytes: usize,
+    key_bytes_max: usize,
     decompressed_bytes_max: usize,
+    /// One past the last offset of the batches added; records at or past it are kept.
+    end: Option<Offset>,
 }
 
 fn decode(batch: &[u8], bytes_max: usize) -> Result<record::DecodedBatch, CompactError> {
@@ -64,7 +73,29 @@ impl KeyOffsetMap {
         KeyOffsetMap {
             latest: HashMap::new(),
             keys_max,
+            key_bytes: 0,
+            key_bytes_max: usize::MAX,
             decompressed_bytes_max,
+            end: None,
+        }
+    }
+
+    /// Caps the bytes of all keys together (the map's memory).
+    pub fn with_key_bytes_max(mut self, key_bytes_max: usize) -> Self {
+        self.key_bytes_max = key_bytes_max;
+        self
+    }
+
+    /// One past the last offset covered, once a batch was added.
+    pub fn end(&self) -> Option<Offset> {
+        self.end
+    }
+
+    /// Marks `[.., end)` as covered without adding records (a batch skipped because its
+    /// records do not decode: none of them will be removed by offset either way).
+    pub fn cover_to(&mut self, end: Offset) {
+        if self.end.is_none_or(|e| e < end) {
+            self.end = Some(end);
         }
     }
 
@@ -76,17 +107,23 @@ impl KeyOffsetMap {
             base_offset: Offset(-1),
             source: e.into(),
         })?;
+        let batch_end = Offset(header.last_offset().0.saturating_add(1));
         if header.is_control() {
+            self.cover_to(batch_end);
             return Ok(());
         }
         let decoded = decode(batch, self.decompressed_bytes_max)?;
-        let new_keys = decoded
-            .records
-            .iter()
-            .filter_map(|r| r.key.as_ref())
-            .filter(|k| !self.latest.contains_key(*k))
-            .count();
-        if self.latest.len() + new_keys > self.keys_max {
+        let mut new_keys = 0usize;
+        let mut new_key_bytes = 0usize;
+        for k in decoded.records.iter().filter_map(|r| r.key.as_ref()) {
+            if !self.latest.contains_key(k) {
+                new_keys += 1;
+                new_key_bytes += k.len();
+            }
+        }
+        if self.latest.len() + new_keys > self.keys_max
+            || self.key_bytes.saturating_add(new_key_bytes) > self.key_bytes_max
+        {
             return Err(CompactError::KeyMapFull {
                 keys_max: self.keys_max,
                 next: header.base_offset(),
@@ -95,9 +132,16 @@ impl KeyOffsetMap {
         for r in decoded.records {
             if let Some(key) = r.key {
                 let offset = Offset(header.base_offset().0 + i64::from(r.offset_delta));
-                self.latest.insert(key, offset);
+                match self.latest.get_mut(&key[..]) {
+                    Some(o) => *o = offset,
+                    None => {
+                        self.key_bytes += key.len();
+                        self.latest.insert(Bytes::copy_from_slice(&key), offset);
+                    }
+                }
             }
         }
+        self.cover_to(batch_end);
         Ok(())
     }
 
@@ -136,19 +180,58 @@ fn record_timestamp(header: &BatchHeader<'_>, r: &Record) -> i64 {
 /// Whether a record survives: keyless records always; keyed ones only if they are the
 /// newest for their key (or newer than the map knows), and tombstones only until
 /// `delete.retention.ms` has passed since their timestamp.
-fn keep(header: &BatchHeader<'_>, r: &Record, map: &KeyOffsetMap, rules: &CleanRules) -> bool {
+fn keep(
+    header: &BatchHeader<'_>,
+    r: &Record,
+    map: &KeyOffsetMap,
+    rules: &CleanRules,
+    tombstone_expiry_ms: &mut Option<i64>,
+) -> bool {
     let Some(key) = &r.key else {
         return true;
     };
     let offset = Offset(header.base_offset().0 + i64::from(r.offset_delta));
+    // Past the map's end a newer record of the key (or an older value a tombstone
+    // hides) may exist unseen, so nothing there is removed.
+    if map.end.is_none_or(|end| offset >= end) {
+        return true;
+    }
     if map.latest(key).is_some_and(|newest| newest > offset) {
         return false;
     }
     if r.value.is_none() {
         let expires_ms = record_timestamp(header, r).saturating_add(rules.delete_retention_ms);
-        return rules.now_ms < expires_ms;
+        if rules.now_ms < expires_ms {
+            *tombstone_expiry_ms =
+                Some(tombstone_expiry_ms.map_or(expires_ms, |e| e.min(expires_ms)));
+            return true;
+        }
+        return false;
     }
     true
+}
+
+/// A batch with no records keeping `original`'s offsets, timestamps and producer fields,
+/// uncompressed (as Kafka writes a retained empty batch).
+pub fn empty_batch(original: &BatchHeader<'_>) -> Vec<u8> {
+    let mut out = vec![0u8; HEADER_BYTES];
+    out[0..8].copy_from_slice(&original.base_offset().0.to_be_bytes());
+    let length = (HEADER_BYTES - crate::batch::LOG_OVERHEAD) as i32;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    out[12..16].copy_from_slice(&original.partition_leader_epoch().to_be_bytes());
+    out[16] = crate::batch::MAGIC_V2 as u8;
+    let attributes = original.attributes() & !0x7;
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    out[23..27].copy_from_slice(&original.last_offset_delta().to_be_bytes());
+    out[27..35].copy_from_slice(&original.base_timestamp().to_be_bytes());
+    out[35..43].copy_from_slice(&original.max_timestamp().to_be_bytes());
+    out[43..51].copy_from_slice(&original.producer_id().to_be_bytes());
+    out[51..53].copy_from_slice(&original.producer_epoch().to_be_bytes());
+    out[53..57].copy_from_slice(&original.base_sequence().to_be_bytes());
+    out[57..61].copy_from_slice(&0i32.to_be_bytes());
+    let crc = crate::batch::compute_crc(&out);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out
 }
 
 /// Cleans one complete batch against `map` (built over at least this batch's range).
@@ -156,6 +239,19 @@ pub fn clean_batch(
     batch: &[u8],
     map: &KeyOffsetMap,
     rules: &CleanRules,
+) -> Result<CleanedBatch, CompactError> {
+    clean_batch_with(batch, map, rules, false, &mut None)
+}
+
+/// `clean_batch`, and: with `retain_empty`, a batch losing every record becomes an empty
+/// batch instead of being removed (a producer's last batch); `tombstone_expiry_ms` is
+/// lowered to the expiry time of every tombstone kept only because it is still recent.
+pub fn clean_batch_with(
+    batch: &[u8],
+    map: &KeyOffsetMap,
+    rules: &CleanRules,
+    retain_empty: bool,
+    tombstone_expiry_ms: &mut Option<i64>,
 ) -> Result<CleanedBatch, CompactError> {
     let header = BatchHeader::new(batch).map_err(|e| CompactError::Record {
         base_offset: Offset(-1),
@@ -166,15 +262,22 @@ pub fn clean_batch(
     }
     let decoded = decode(batch, rules.decompressed_bytes_max)?;
     let total = decoded.records.len();
+    if total == 0 && !retain_empty {
+        // An empty producer batch that is no longer the producer's last one.
+        return Ok(CleanedBatch::Removed);
+    }
     let kept: Vec<Record> = decoded
         .records
         .into_iter()
-        .filter(|r| keep(&header, r, map, rules))
+        .filter(|r| keep(&header, r, map, rules, tombstone_expiry_ms))
         .collect();
     if kept.len() == total {
         return Ok(CleanedBatch::Unchanged);
     }
     if kept.is_empty() {
+        if retain_empty {
+            return Ok(CleanedBatch::Rewritten(empty_batch(&header)));
+        }
         return Ok(CleanedBatch::Removed);
     }
     let header_bytes = &batch[..HEADER_BYTES];

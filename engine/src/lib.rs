@@ -4,7 +4,8 @@
 //! network. Everything is single-shard (`Rc` inside, `!Send`), used from one glommio
 //! `LocalExecutor`.
 //!
-//! Start reading at `log.rs` (`Log`: open, append, read, flush, recovery, retention),
+//! Start reading at `log.rs` (`Log`: open, append, read, flush, recovery, retention;
+//! `log/cleaner.rs`: compaction of closed segments),
 //! then `batch.rs` (the 61-byte header view) and `disk.rs` (the only door to files).
 //! Byte layouts of every file are in `FORMAT.md`.
 
@@ -26,7 +27,7 @@ pub mod time_index;
 
 pub use error::{AppendError, DeleteRecordsError, FlushError, LogIoError, OpenError, ReadError};
 pub use event::{Event, EventListener};
-pub use log::{AppendInfo, Log, ReadResult, RetentionOutcome};
+pub use log::{AppendInfo, CompactOutcome, Log, ReadResult, RetentionOutcome};
 pub use read_cache::ReadCache;
 
 /// A Kafka offset (position of a record in a partition).
@@ -77,12 +78,16 @@ pub struct LogConfig {
     pub timestamp_type: TimestampType,
     /// `index.interval.bytes` (4096).
     pub index_interval_bytes: u32,
-    /// `cleanup.policy`; the cleaning rules live in `compaction.rs`, but `Log` does not
-    /// run them yet, so `Compact` only disables deletion by retention.
+    /// `cleanup.policy`: `Compact` and `CompactDelete` let `Log::compact` clean closed
+    /// segments (rules in `compaction.rs`); `Compact` alone disables deletion by retention.
     pub cleanup_policy: CleanupPolicy,
     /// `delete.retention.ms` (1 day): how long compaction keeps a tombstone (a record
     /// with a null value) readable after its timestamp.
     pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio` (0.5) in thousandths: a compaction pass starts when the
+    /// closed segments not yet cleaned hold at least this share of the closed bytes (or a
+    /// kept tombstone's delete.retention.ms ran out).
+    pub min_cleanable_dirty_permille: u16,
     /// `flush.ms`-like: how often unflushed appends are written and fdatasync'ed when
     /// nobody waits for them (acks=1). Kafka leaves this to the page cache; with O_DIRECT
     /// there is none, so the default is 100 ms. Also flushed past
@@ -104,6 +109,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             cleanup_policy: CleanupPolicy::Delete,
             delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_permille: 500,
             flush_interval_ms: 100,
             flush_bytes_pending_max: 4 << 20,
         }

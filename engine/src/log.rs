@@ -6,7 +6,7 @@
 //! list under the same lock.
 //!
 //! Invariants: segments are contiguous (`next_offset` of one is the base offset of the
-//! next); only the last segment takes appends; `durable_offset <= log_end_offset`;
+//! next; batches inside may leave gaps once compacted); only the last segment takes appends; `durable_offset <= log_end_offset`;
 //! `log_start_offset <= log_end_offset`. Once an fsync or write fails the log is failed
 //! for good: reads keep working, writes are refused.
 
@@ -33,6 +33,9 @@ use crate::segment::{
 };
 use crate::time_index;
 use crate::{CleanupPolicy, LeaderEpoch, LogConfig, Offset, TimestampOffset, TimestampType};
+
+mod cleaner;
+pub use cleaner::CompactOutcome;
 
 const EPOCH_FILE: &str = "leader-epoch-checkpoint";
 /// Producer-state snapshots kept on disk (older ones are deleted).
@@ -92,6 +95,8 @@ struct State {
     unflushed_bytes: u64,
     max_timestamp: Option<TimestampOffset>,
     snapshot_wanted: bool,
+    /// Counts truncations; a compaction pass whose key map predates one is dropped.
+    truncations: u64,
 }
 
 impl State {
@@ -155,6 +160,10 @@ pub struct Log {
     me: RefCell<std::rc::Weak<Log>>,
     appended: Event,
     flush_wanted: Event,
+    /// Compaction progress between `compact` calls.
+    cleaner: RefCell<cleaner::Cleaner>,
+    /// Set while a `compact` call runs (one at a time).
+    cleaning: Cell<bool>,
 }
 
 /// One flush's last step: the active segment file to fdatasync and the log end offset
@@ -208,7 +217,8 @@ impl Log {
         let mut bases: Vec<Offset> = Vec::new();
         let mut snapshots: Vec<Offset> = Vec::new();
         for name in &names {
-            if name.ends_with(".tmp") {
+            if name.ends_with(".tmp") || name.ends_with(cleaner::CLEANED_SUFFIX) {
+                // A whole-file write or a compacted copy cut short: the original stands.
                 disk.remove_file(&dir.join(name)).map_err(io_err(dir))?;
             } else if let Some(b) = parse_name(name, "log") {
                 bases.push(b);
@@ -267,6 +277,13 @@ impl Log {
             let mut seg = Segment::new(base);
             let next_base = bases.get(i + 1).copied();
             let trusted = clean || next_base.is_some_and(|nb| nb <= meta.recovery_point);
+            // A compacted segment whose index was rebuilt ends at its last kept batch;
+            // the offsets up to the next segment were cleaned away.
+            if let Some(prev) = segments.values_mut().next_back()
+                && prev.next_offset < base
+            {
+                prev.next_offset = base;
+            }
             if let Some(prev) = segments.values().next_back()
                 && prev.next_offset != base
             {
@@ -423,6 +440,7 @@ impl Log {
             unflushed_bytes: 0,
             max_timestamp: None,
             snapshot_wanted: false,
+            truncations: 0,
         };
         state.recompute_max_timestamp();
         let cache_id = cache.register_log();
@@ -441,6 +459,8 @@ impl Log {
             me: RefCell::new(std::rc::Weak::new()),
             appended: Event::new(),
             flush_wanted: Event::new(),
+            cleaner: RefCell::new(cleaner::Cleaner::default()),
+            cleaning: Cell::new(false),
         });
         *log.me.borrow_mut() = Rc::downgrade(&log);
         let scanned = scanned.filter(|(_, h)| h.len() <= RECORDED_HEADERS_MAX);
@@ -1187,19 +1207,32 @@ impl Log {
                     &seg.offset_index,
                     seg.relative(cursor),
                 ));
+                // Past the last batch of a compacted segment: go on with the next one. (A
+                // sealed segment with nothing pending has all its batches in the file.)
+                let skip_to = (seg.sealed && seg.pending.is_empty()).then_some(seg.next_offset);
                 match &seg.file {
                     Some(f) if position < seg.written => {
-                        Some((f.clone(), seg.base_offset, position, seg.written))
+                        Some((f.clone(), seg.base_offset, position, seg.written, skip_to))
                     }
-                    _ => None,
+                    _ => match skip_to {
+                        Some(next) => {
+                            cursor = next;
+                            continue;
+                        }
+                        None => None,
+                    },
                 }
             };
-            let Some((file, base, position, written)) = disk_job else {
+            let Some((file, base, position, written, skip_to)) = disk_job else {
                 break;
             };
-            let got =
+            let (got, exhausted) =
                 read_from_file(&*file, base, position, written, cursor, budget, take_first).await?;
             if got.is_empty() {
+                if let (true, Some(next)) = (exhausted, skip_to) {
+                    cursor = next;
+                    continue;
+                }
                 break;
             }
             for b in got {
@@ -1598,6 +1631,7 @@ impl Log {
             seg.sealed = false;
             seg.finalized = false;
             seg.first_append_ms = None;
+            st.truncations += 1;
             st.log_end_offset = new_end;
             st.durable_offset = st.durable_offset.min(new_end);
             st.recovery_point = st.recovery_point.min(new_end);
@@ -1632,6 +1666,7 @@ impl Log {
             let removed = st.segments.iter().map(|(b, s)| (*b, s.size)).collect();
             st.segments.clear();
             st.segments.insert(offset, Segment::new(offset));
+            st.truncations += 1;
             st.log_start_offset = offset;
             st.log_end_offset = offset;
             st.durable_offset = offset;
@@ -1770,7 +1805,9 @@ fn tail_of(parts: &[Bytes], start: u64, new_written: u64, align: u64) -> Bytes {
 }
 
 /// Reads whole batches from a segment file starting at `position` (an index position at
-/// or before the batch containing `from`), checking each one's CRC and offsets.
+/// or before the batch containing `from`, or the first batch after `from` when compaction
+/// removed it), checking each one's CRC and that offsets increase. Also says whether the
+/// read reached `written` (no batch left to return from this segment).
 async fn read_from_file(
     file: &dyn DiskFile,
     segment: Offset,
@@ -1779,7 +1816,7 @@ async fn read_from_file(
     from: Offset,
     budget: usize,
     take_first: bool,
-) -> Result<Vec<Bytes>, ReadError> {
+) -> Result<(Vec<Bytes>, bool), ReadError> {
     let corrupt = |position: u64, reason: String| ReadError::Corrupt {
         segment,
         position,
@@ -1811,7 +1848,7 @@ async fn read_from_file(
             } else {
                 break;
             };
-            batch::validate(&whole).map_err(|e| corrupt(at, e.to_string()))?;
+            batch::validate_stored(&whole).map_err(|e| corrupt(at, e.to_string()))?;
             let last = h.last_offset();
             off += total;
             progressed = true;
@@ -1819,32 +1856,26 @@ async fn read_from_file(
                 continue;
             }
             if let Some(e) = expect
-                && h.base_offset() != e
+                && h.base_offset() < e
             {
                 return Err(corrupt(
                     at,
                     format!(
-                        "base offset {} where {} was expected",
+                        "base offset {} where at least {} was expected",
                         h.base_offset().0,
                         e.0
                     ),
                 ));
             }
-            if out.is_empty() && h.base_offset() > from {
-                return Err(corrupt(
-                    at,
-                    format!("offset {} missing, found {}", from.0, h.base_offset().0),
-                ));
-            }
             let fits = used + total <= budget;
             if !(fits || (out.is_empty() && take_first)) {
-                return Ok(out);
+                return Ok((out, false));
             }
             used += total;
             expect = Some(Offset(last.0 + 1));
             out.push(whole);
             if used >= budget {
-                return Ok(out);
+                return Ok((out, false));
             }
             if off > buf.len() {
                 break;
@@ -1861,5 +1892,6 @@ async fn read_from_file(
             position = position - buf.len() as u64 + off as u64;
         }
     }
-    Ok(out)
+    let exhausted = position >= written;
+    Ok((out, exhausted))
 }

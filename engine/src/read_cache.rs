@@ -172,6 +172,22 @@ impl ReadCache {
         }
     }
 
+    /// Forgets batches of `log` whose base offset is in `[from, to)` (a segment replaced
+    /// by its compacted copy).
+    pub(crate) fn remove_range(&self, log: u64, from: Offset, to: Offset) {
+        let mut inner = self.inner.borrow_mut();
+        let keys: Vec<(u64, i64)> = inner
+            .map
+            .range((log, from.0)..(log, to.0.max(from.0)))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            if let Some(b) = inner.map.remove(&k) {
+                inner.bytes -= b.bytes.len() as u64;
+            }
+        }
+    }
+
     pub(crate) fn remove_log(&self, log: u64) {
         self.remove_from(log, Offset(i64::MIN));
     }

@@ -3,7 +3,9 @@
 //! writes since then. `crash_image` builds the disk a power cut would leave behind:
 //! durable bytes, plus any subset of the later writes, some of them torn at 512-byte
 //! sector granularity. Faults (disk full, failing fsync) are injected here too.
-//! Directory operations and whole-file replacement are modelled as immediately durable.
+//! Directory operations (remove, rename) and whole-file replacement are modelled as
+//! immediately durable. Like POSIX file descriptors, an open handle keeps its file after
+//! the name is removed or renamed over.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -47,7 +49,7 @@ fn apply(buf: &mut Vec<u8>, op: &Op) {
 
 #[derive(Default)]
 struct SimState {
-    files: BTreeMap<PathBuf, SimFile>,
+    files: BTreeMap<PathBuf, Rc<RefCell<SimFile>>>,
     /// Total bytes all files may hold; a write past it fails with ENOSPC.
     space_bytes_max: Option<u64>,
     /// When set, every fdatasync fails with EIO.
@@ -123,13 +125,14 @@ impl SimDisk {
             .borrow()
             .files
             .get(path)
-            .map(|f| f.current.clone())
+            .map(|f| f.borrow().current.clone())
     }
 
     /// Overwrites bytes of a file as if the medium changed them (durably).
     pub fn corrupt(&self, path: &Path, pos: u64, xor: u8) {
         let mut st = self.state.borrow_mut();
         if let Some(f) = st.files.get_mut(path) {
+            let f = &mut *f.borrow_mut();
             for buf in [&mut f.current, &mut f.durable] {
                 if let Some(b) = buf.get_mut(pos as usize) {
                     *b ^= xor;
@@ -144,6 +147,7 @@ impl SimDisk {
         let st = self.state.borrow();
         let mut files = BTreeMap::new();
         for (path, f) in &st.files {
+            let f = f.borrow();
             let mut img = f.durable.clone();
             for op in &f.since_sync {
                 match rng.below(3) {
@@ -170,11 +174,11 @@ impl SimDisk {
             }
             files.insert(
                 path.clone(),
-                SimFile {
+                Rc::new(RefCell::new(SimFile {
                     current: img.clone(),
                     durable: img,
                     since_sync: Vec::new(),
-                },
+                })),
             );
         }
         SimDisk {
@@ -187,13 +191,16 @@ impl SimDisk {
     }
 
     fn used_bytes(st: &SimState) -> u64 {
-        st.files.values().map(|f| f.current.len() as u64).sum()
+        st.files
+            .values()
+            .map(|f| f.borrow().current.len() as u64)
+            .sum()
     }
 }
 
 struct SimFileHandle {
     disk: SimDisk,
-    path: PathBuf,
+    file: Rc<RefCell<SimFile>>,
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -212,11 +219,11 @@ impl Disk for SimDisk {
                 if !create {
                     return Err(not_found(&path));
                 }
-                st.files.insert(path.clone(), SimFile::default());
+                st.files.insert(path.clone(), Rc::default());
             }
             let f: Rc<dyn DiskFile> = Rc::new(SimFileHandle {
                 disk: self.clone(),
-                path,
+                file: st.files[&path].clone(),
             });
             Ok(f)
         })
@@ -235,6 +242,12 @@ impl Disk for SimDisk {
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.state.borrow_mut().files.remove(path);
+        Ok(())
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.state.borrow_mut();
+        let f = st.files.remove(from).ok_or_else(|| not_found(from))?;
+        st.files.insert(to.to_path_buf(), f);
         Ok(())
     }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -256,7 +269,7 @@ impl Disk for SimDisk {
             let old = st
                 .files
                 .get(path)
-                .map(|f| f.current.len() as u64)
+                .map(|f| f.borrow().current.len() as u64)
                 .unwrap_or(0);
             if let Some(max) = st.space_bytes_max
                 && Self::used_bytes(&st) - old + data.len() as u64 > max
@@ -265,11 +278,11 @@ impl Disk for SimDisk {
             }
             st.files.insert(
                 path.to_path_buf(),
-                SimFile {
+                Rc::new(RefCell::new(SimFile {
                     current: data.to_vec(),
                     durable: data.to_vec(),
                     since_sync: Vec::new(),
-                },
+                })),
             );
             Ok(())
         })
@@ -280,7 +293,7 @@ impl Disk for SimDisk {
             .borrow()
             .files
             .get(path)
-            .map(|f| f.current.clone());
+            .map(|f| f.borrow().current.clone());
         Box::pin(async move { Ok(r) })
     }
 }
@@ -297,13 +310,10 @@ impl DiskFile for SimFileHandle {
                 data.extend_from_slice(p);
             }
             data.resize(align_up(data.len() as u64, SIM_SECTOR_BYTES) as usize, 0);
-            let mut st = self.disk.state.borrow_mut();
+            let st = self.disk.state.borrow();
             let used = SimDisk::used_bytes(&st);
             let space = st.space_bytes_max;
-            let f = st
-                .files
-                .get_mut(&self.path)
-                .ok_or_else(|| not_found(&self.path))?;
+            let f = &mut *self.file.borrow_mut();
             let grow = (pos + data.len() as u64).saturating_sub(f.current.len() as u64);
             if let Some(max) = space
                 && used + grow > max
@@ -318,15 +328,12 @@ impl DiskFile for SimFileHandle {
     }
     fn read_at(&self, pos: u64, len: usize) -> IoFuture<'_, Bytes> {
         let r = {
-            let st = self.disk.state.borrow();
-            st.files.get(&self.path).map(|f| {
-                let start = (pos as usize).min(f.current.len());
-                let end = (pos as usize).saturating_add(len).min(f.current.len());
-                Bytes::copy_from_slice(&f.current[start..end])
-            })
+            let f = self.file.borrow();
+            let start = (pos as usize).min(f.current.len());
+            let end = (pos as usize).saturating_add(len).min(f.current.len());
+            Bytes::copy_from_slice(&f.current[start..end])
         };
-        let path = self.path.clone();
-        Box::pin(async move { r.ok_or_else(|| not_found(&path)) })
+        Box::pin(async move { Ok(r) })
     }
     fn fdatasync(&self) -> IoFuture<'_, ()> {
         Box::pin(async move {
@@ -342,10 +349,8 @@ impl DiskFile for SimFileHandle {
             if st.fail_fsync {
                 return Err(io::Error::other("injected fsync failure"));
             }
-            let f = st
-                .files
-                .get_mut(&self.path)
-                .ok_or_else(|| not_found(&self.path))?;
+            drop(st);
+            let f = &mut *self.file.borrow_mut();
             let ops = std::mem::take(&mut f.since_sync);
             for op in &ops {
                 apply(&mut f.durable, op);
@@ -355,11 +360,7 @@ impl DiskFile for SimFileHandle {
     }
     fn truncate(&self, len: u64) -> IoFuture<'_, ()> {
         Box::pin(async move {
-            let mut st = self.disk.state.borrow_mut();
-            let f = st
-                .files
-                .get_mut(&self.path)
-                .ok_or_else(|| not_found(&self.path))?;
+            let f = &mut *self.file.borrow_mut();
             let op = Op::Truncate { len };
             apply(&mut f.current, &op);
             f.since_sync.push(op);
@@ -367,14 +368,7 @@ impl DiskFile for SimFileHandle {
         })
     }
     fn size(&self) -> IoFuture<'_, u64> {
-        let r = self
-            .disk
-            .state
-            .borrow()
-            .files
-            .get(&self.path)
-            .map(|f| f.current.len() as u64);
-        let path = self.path.clone();
-        Box::pin(async move { r.ok_or_else(|| not_found(&path)) })
+        let r = self.file.borrow().current.len() as u64;
+        Box::pin(async move { Ok(r) })
     }
 }

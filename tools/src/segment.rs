@@ -114,7 +114,7 @@ fn walk(path: &Path, mut each: impl FnMut(u64, &BatchHeader<'_>)) -> anyhow::Res
         };
         buf.resize(total, 0);
         r.read_exact(&mut buf[HEADER_BYTES..])?;
-        let h = match batch::validate(&buf) {
+        let h = match batch::validate_stored(&buf) {
             Ok(h) => h,
             Err(e) => {
                 w.end = End::Bad {

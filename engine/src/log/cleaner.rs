@@ -1,0 +1,653 @@
+//! Log compaction of one partition (`cleanup.policy` compact or compact,delete):
+//! `Log::compact` runs a cleaning pass in bounded slices so the shard keeps serving
+//! appends and reads between them. Runs on the shard owning the log.
+//!
+//! A pass: (1) map: the key -> newest offset map (`compaction::KeyOffsetMap`) is built
+//! over the dirty part of the log, from the first offset the last finished pass did not
+//! map up to the first segment that is not closed and finalized (never the active one);
+//! (2) clean: every closed segment from the start up to there is rewritten batch by batch
+//! into `<base>.log.cleaned` (offsets, timestamps, producer fields and codec kept, CRC
+//! refreshed), fsync'ed, and swapped in under the io lock.
+//!
+//! Swap order, crash-safe at every step: remove the segment's index files, sync the
+//! directory, rename `.cleaned` over `.log` (atomic), sync the directory, write the new
+//! indexes. A crash before the rename leaves the original (the `.cleaned` leftover is
+//! deleted on open; missing indexes are rebuilt by scanning); after it, the cleaned file.
+//! Readers holding the old file or batch `Bytes` keep reading the old bytes; both
+//! versions hold each batch at the same offsets or not at all, so a read racing with the
+//! swap never sees a batch twice or a hole.
+//!
+//! Tombstones: a tombstone that is the newest record of its key is kept until
+//! `delete.retention.ms` after its own timestamp (CreateTime, or the batch's
+//! LogAppendTime), then removed by the next pass; the earliest such expiry makes a pass
+//! due even when nothing is dirty. The cleaned-up-to point is kept in memory only: after
+//! a restart the first pass maps the whole log again.
+
+use std::path::PathBuf;
+
+use crate::compaction::{self, CleanRules, CleanedBatch, CompactError, KeyOffsetMap};
+use crate::disk::align_down;
+
+use super::*;
+
+/// Suffix of a compacted copy being written.
+pub(super) const CLEANED_SUFFIX: &str = ".cleaned";
+/// Keys one pass maps at most (the rest waits for the next pass).
+pub const CLEANER_KEYS_MAX: usize = 4 << 20;
+/// Bytes of keys one pass maps at most (Kafka's dedupe buffer is 128 MB).
+pub const CLEANER_KEY_BYTES_MAX: usize = 128 << 20;
+/// Cap on one batch's decompressed records while cleaning.
+pub const CLEANER_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
+/// The compacted copy is written in pieces of about this size.
+const CLEANER_WRITE_BYTES: usize = 1 << 20;
+/// Smallest read of a source segment.
+const CLEANER_READ_BYTES_MIN: usize = 64 << 10;
+
+/// What one `compact` call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactOutcome {
+    /// No pass is left in progress: it finished, was dropped, or none was due. When
+    /// false, call again (after letting other work run) to continue.
+    pub idle: bool,
+    /// A pass finished in this call.
+    pub pass_finished: bool,
+    /// Segment bytes read in this call.
+    pub bytes_read: u64,
+    /// Segments replaced by their compacted copy in this call.
+    pub segments_cleaned: u32,
+    /// Their sizes before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+#[derive(Default)]
+pub(super) struct Cleaner {
+    /// Everything below was mapped by a finished pass (None: nothing yet, since open).
+    first_dirty: Option<Offset>,
+    /// Earliest time a kept tombstone may be removed.
+    tombstone_expiry_ms: Option<i64>,
+    /// `State::truncations` when `first_dirty` was set.
+    truncations_seen: u64,
+    pass: Option<Pass>,
+}
+
+struct Pass {
+    truncations: u64,
+    /// Exclusive end of what is mapped and cleaned.
+    end: Offset,
+    map: KeyOffsetMap,
+    phase: Phase,
+    tombstone_expiry_ms: Option<i64>,
+    undecodable_batches: u64,
+}
+
+enum Phase {
+    Map {
+        cursor: Offset,
+    },
+    Clean {
+        next: Offset,
+        current: Option<Box<SegmentClean>>,
+    },
+}
+
+/// One segment being copied into its compacted version.
+struct SegmentClean {
+    base: Offset,
+    src: Rc<dyn DiskFile>,
+    src_size: u64,
+    src_next_offset: Offset,
+    read_pos: u64,
+    out_path: PathBuf,
+    out: Rc<dyn DiskFile>,
+    /// Offsets, size and indexes of the copy.
+    built: Segment,
+    written: u64,
+    tail: Bytes,
+    pending: Vec<Bytes>,
+    pending_bytes: usize,
+    changed: bool,
+}
+
+/// Resets `Log::cleaning` however the call ends.
+struct CleaningGuard<'a>(&'a Cell<bool>);
+
+impl Drop for CleaningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+fn cleaned_path(dir: &std::path::Path, base: Offset) -> PathBuf {
+    let mut p = segment_path(dir, base, "log").into_os_string();
+    p.push(CLEANED_SUFFIX);
+    PathBuf::from(p)
+}
+
+/// Reads whole, CRC-checked batches of `file` from `pos` (a batch boundary) to `end`:
+/// about `want` bytes, at least one batch. Returns them with their positions and the
+/// position after the last.
+async fn read_whole_batches(
+    file: &Rc<dyn DiskFile>,
+    segment: Offset,
+    pos: u64,
+    end: u64,
+    want: usize,
+) -> Result<(Vec<(u64, Bytes)>, u64), LogIoError> {
+    let corrupt = |position: u64, reason: String| LogIoError::Corrupt {
+        segment,
+        position,
+        reason,
+    };
+    let io = |e: std::io::Error| LogIoError::LogFailed(format!("read segment: {e}"));
+    let len = (want.max(CLEANER_READ_BYTES_MIN) as u64).min(end - pos) as usize;
+    let buf = file.read_at(pos, len).await.map_err(io)?;
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while off + batch::HEADER_BYTES <= buf.len() {
+        let at = pos + off as u64;
+        let h = BatchHeader::new(&buf[off..]).expect("length checked");
+        let total = h
+            .total_bytes()
+            .filter(|t| *t as u64 <= end - at && *t <= SCAN_BATCH_BYTES_MAX)
+            .ok_or_else(|| corrupt(at, format!("batch length {}", h.batch_length())))?;
+        let whole = if off + total <= buf.len() {
+            buf.slice(off..off + total)
+        } else if out.is_empty() {
+            let b = file.read_at(at, total).await.map_err(io)?;
+            if b.len() != total {
+                return Err(corrupt(at, "short read".into()));
+            }
+            b
+        } else {
+            break;
+        };
+        batch::validate_stored(&whole).map_err(|e| corrupt(at, e.to_string()))?;
+        out.push((at, whole));
+        off += total;
+    }
+    if out.is_empty() {
+        return Err(corrupt(pos, "truncated batch".into()));
+    }
+    Ok((out, pos + off as u64))
+}
+
+impl Log {
+    /// Runs compaction for about `bytes_max` bytes of segment reads, then returns so the
+    /// caller can let appends and reads run before calling again (while `idle` is
+    /// false). A new pass starts only when one is due (`min_cleanable_dirty_permille`, or
+    /// a kept tombstone expired). Does nothing for `cleanup.policy=delete`.
+    pub async fn compact(&self, now_ms: i64, bytes_max: u64) -> Result<CompactOutcome, LogIoError> {
+        let mut outcome = CompactOutcome::default();
+        if self.cleaning.replace(true) {
+            return Ok(outcome);
+        }
+        let _running = CleaningGuard(&self.cleaning);
+        let config = *self.config.borrow();
+        let stop = {
+            let st = self.state.borrow();
+            if let Some(reason) = &st.failed {
+                Some(Err(LogIoError::LogFailed(reason.clone())))
+            } else if st.closed {
+                Some(Err(LogIoError::Closed))
+            } else if config.cleanup_policy == CleanupPolicy::Delete {
+                Some(Ok(()))
+            } else {
+                None
+            }
+        };
+        if let Some(result) = stop {
+            self.drop_pass();
+            outcome.idle = true;
+            return result.map(|()| outcome);
+        }
+        let pass = self.cleaner.borrow_mut().pass.take();
+        let mut pass = match pass {
+            Some(p) => p,
+            None => match self.start_pass(now_ms, &config) {
+                Some(p) => p,
+                None => {
+                    outcome.idle = true;
+                    return Ok(outcome);
+                }
+            },
+        };
+        let rules = CleanRules {
+            now_ms,
+            delete_retention_ms: config.delete_retention_ms,
+            decompressed_bytes_max: CLEANER_DECOMPRESSED_BYTES_MAX,
+        };
+        let interval = u64::from(config.index_interval_bytes.max(1));
+        let result = self
+            .run_slices(&mut pass, &rules, interval, bytes_max, &mut outcome)
+            .await;
+        match result {
+            Ok(true) => {
+                let mut c = self.cleaner.borrow_mut();
+                c.first_dirty = Some(pass.end);
+                c.tombstone_expiry_ms = pass.tombstone_expiry_ms;
+                outcome.idle = true;
+                outcome.pass_finished = true;
+                info!(dir = %self.dir.display(), cleaned_to = pass.end.0, keys = pass.map.len(),
+                    undecodable_batches = pass.undecodable_batches, "compaction pass finished");
+            }
+            Ok(false) => self.cleaner.borrow_mut().pass = Some(pass),
+            Err(e) => {
+                self.discard_current(&mut pass);
+                return Err(e);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Drops a pass in progress and its partial copy.
+    fn drop_pass(&self) {
+        let pass = self.cleaner.borrow_mut().pass.take();
+        if let Some(mut p) = pass {
+            self.discard_current(&mut p);
+        }
+    }
+
+    fn discard_current(&self, pass: &mut Pass) {
+        if let Phase::Clean { current, .. } = &mut pass.phase
+            && let Some(c) = current.take()
+        {
+            let _ = self.disk.remove_file(&c.out_path);
+        }
+    }
+
+    /// End of the cleanable part: the first segment that is not closed and finalized.
+    fn cleanable_end(st: &State) -> Offset {
+        st.segments
+            .values()
+            .find(|s| !s.finalized || !s.sealed)
+            .map_or(st.log_end_offset, |s| s.base_offset)
+    }
+
+    fn start_pass(&self, now_ms: i64, config: &LogConfig) -> Option<Pass> {
+        let st = self.state.borrow();
+        let mut c = self.cleaner.borrow_mut();
+        if c.truncations_seen != st.truncations {
+            // Records below the old cleaned-up-to point may be new: map everything.
+            c.truncations_seen = st.truncations;
+            c.first_dirty = None;
+        }
+        let first_base = *st.segments.keys().next().expect("active segment");
+        let end = Self::cleanable_end(&st);
+        if end <= first_base {
+            return None;
+        }
+        let first_dirty = c.first_dirty.unwrap_or(first_base).clamp(first_base, end);
+        let (mut dirty, mut total) = (0u64, 0u64);
+        for s in st.segments.values().take_while(|s| s.base_offset < end) {
+            total += s.size;
+            if s.next_offset > first_dirty {
+                dirty += s.size;
+            }
+        }
+        let ratio_due = dirty > 0
+            && dirty * 1000 >= u64::from(config.min_cleanable_dirty_permille) * total.max(1);
+        let tombstones_due = c.tombstone_expiry_ms.is_some_and(|t| now_ms >= t);
+        if !(ratio_due || tombstones_due) {
+            return None;
+        }
+        debug!(dir = %self.dir.display(), first_dirty = first_dirty.0, end = end.0, dirty, total,
+            "compaction pass starting");
+        Some(Pass {
+            truncations: st.truncations,
+            end,
+            map: KeyOffsetMap::new(CLEANER_KEYS_MAX, CLEANER_DECOMPRESSED_BYTES_MAX)
+                .with_key_bytes_max(CLEANER_KEY_BYTES_MAX),
+            phase: Phase::Map {
+                cursor: first_dirty,
+            },
+            tombstone_expiry_ms: None,
+            undecodable_batches: 0,
+        })
+    }
+
+    /// Works on `pass` until about `bytes_max` bytes were read. Ok(true) when it finished.
+    async fn run_slices(
+        &self,
+        pass: &mut Pass,
+        rules: &CleanRules,
+        interval: u64,
+        bytes_max: u64,
+        outcome: &mut CompactOutcome,
+    ) -> Result<bool, LogIoError> {
+        loop {
+            if self.state.borrow().truncations != pass.truncations {
+                // The map may hold keys of records that are gone: start over later.
+                debug!(dir = %self.dir.display(), "log truncated; compaction pass dropped");
+                self.discard_current(pass);
+                return Ok(true);
+            }
+            if outcome.bytes_read >= bytes_max {
+                return Ok(false);
+            }
+            let budget = (bytes_max - outcome.bytes_read) as usize;
+            let mapping = matches!(pass.phase, Phase::Map { .. });
+            let done = if mapping {
+                self.map_step(pass, budget, outcome).await?
+            } else {
+                self.clean_step(pass, rules, interval, budget, outcome)
+                    .await?
+            };
+            if done {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Adds the next batches to the key map. Switches to cleaning at the end of the
+    /// dirty part or when the map is full. Never finishes the pass.
+    async fn map_step(
+        &self,
+        pass: &mut Pass,
+        budget: usize,
+        outcome: &mut CompactOutcome,
+    ) -> Result<bool, LogIoError> {
+        let Phase::Map { cursor } = pass.phase else {
+            unreachable!("map_step runs in the map phase");
+        };
+        let job = {
+            let st = self.state.borrow();
+            let first = st.segments.values().next().expect("active segment");
+            // Segments removed by retention meanwhile: go on from the first one left.
+            let cursor = cursor.max(first.base_offset);
+            match st.segment_for(cursor) {
+                Some(seg) if cursor < pass.end && seg.finalized && seg.sealed => {
+                    let pos = u64::from(offset_index::lookup(
+                        &seg.offset_index,
+                        seg.relative(cursor),
+                    ));
+                    Some((
+                        seg.file.clone(),
+                        seg.base_offset,
+                        pos,
+                        seg.size,
+                        seg.next_offset,
+                    ))
+                }
+                _ => None,
+            }
+        };
+        let Some((file, base, pos, size, seg_next)) = job else {
+            // The end of the dirty part: clean what is mapped.
+            pass.end = pass.end.min(cursor.max(pass.map.end().unwrap_or(cursor)));
+            self.begin_clean(pass);
+            return Ok(false);
+        };
+        let cursor = cursor.max(base);
+        let (Some(file), true) = (file, pos < size) else {
+            pass.phase = Phase::Map { cursor: seg_next };
+            return Ok(false);
+        };
+        let (batches, _) = read_whole_batches(&file, base, pos, size, budget).await?;
+        let mut next = cursor;
+        for (_, b) in &batches {
+            outcome.bytes_read += b.len() as u64;
+            let h = BatchHeader::new(b).expect("checked batch");
+            if h.last_offset() < cursor {
+                continue;
+            }
+            if h.base_offset() >= pass.end {
+                break;
+            }
+            match pass.map.add_batch(b) {
+                Ok(()) => {}
+                Err(CompactError::KeyMapFull { next: full_at, .. }) => {
+                    debug!(dir = %self.dir.display(), at = full_at.0, "compaction key map full");
+                    pass.end = full_at;
+                    self.begin_clean(pass);
+                    return Ok(false);
+                }
+                Err(e) => {
+                    // Records that do not decode are kept as they are; none of their keys
+                    // supersede anything.
+                    warn!(dir = %self.dir.display(), error = %e, "batch records do not decode; compaction keeps the batch");
+                    pass.undecodable_batches += 1;
+                    pass.map.cover_to(Offset(h.last_offset().0 + 1));
+                }
+            }
+            next = Offset(h.last_offset().0 + 1);
+        }
+        let last_pos = batches.last().map_or(pos, |(p, b)| p + b.len() as u64);
+        if last_pos >= size {
+            next = next.max(seg_next);
+        }
+        if next >= pass.end {
+            self.begin_clean(pass);
+        } else {
+            pass.phase = Phase::Map { cursor: next };
+        }
+        Ok(false)
+    }
+
+    fn begin_clean(&self, pass: &mut Pass) {
+        pass.map.cover_to(pass.end);
+        let first = *self
+            .state
+            .borrow()
+            .segments
+            .keys()
+            .next()
+            .expect("active segment");
+        pass.phase = Phase::Clean {
+            next: first,
+            current: None,
+        };
+    }
+
+    /// Copies the next part of the current segment (opening the next segment first if
+    /// none is in progress); swaps it in when complete. Ok(true) when no segment is left.
+    async fn clean_step(
+        &self,
+        pass: &mut Pass,
+        rules: &CleanRules,
+        interval: u64,
+        budget: usize,
+        outcome: &mut CompactOutcome,
+    ) -> Result<bool, LogIoError> {
+        let Phase::Clean { next, current } = &mut pass.phase else {
+            unreachable!("clean_step runs in the clean phase");
+        };
+        if current.is_none() {
+            let pick = {
+                let st = self.state.borrow();
+                st.segments
+                    .range(*next..)
+                    .map(|(_, s)| s)
+                    .next()
+                    .filter(|s| s.base_offset < pass.end)
+                    .map(|s| {
+                        (
+                            s.base_offset,
+                            s.file.clone(),
+                            s.size,
+                            s.next_offset,
+                            s.finalized && s.sealed,
+                        )
+                    })
+            };
+            let Some((base, file, size, seg_next, finalized)) = pick else {
+                return Ok(true);
+            };
+            *next = Offset(base.0 + 1);
+            let (Some(src), true) = (file, finalized && size > 0) else {
+                return Ok(false);
+            };
+            let out_path = cleaned_path(&self.dir, base);
+            let io = |e: std::io::Error| LogIoError::LogFailed(format!("open cleaned copy: {e}"));
+            let out = self.disk.open(&out_path, true).await.map_err(io)?;
+            out.truncate(0).await.map_err(io)?;
+            *current = Some(Box::new(SegmentClean {
+                base,
+                src,
+                src_size: size,
+                src_next_offset: seg_next,
+                read_pos: 0,
+                out_path,
+                out,
+                built: Segment::new(base),
+                written: 0,
+                tail: Bytes::new(),
+                pending: Vec::new(),
+                pending_bytes: 0,
+                changed: false,
+            }));
+            return Ok(false);
+        }
+        let c = current.as_mut().expect("checked above");
+        let (batches, after) =
+            read_whole_batches(&c.src, c.base, c.read_pos, c.src_size, budget).await?;
+        c.read_pos = after;
+        for (_, b) in batches {
+            outcome.bytes_read += b.len() as u64;
+            let h = BatchHeader::new(&b).expect("checked batch");
+            let retain_empty = h.producer_id() >= 0 && h.base_sequence() >= 0 && {
+                let st = self.state.borrow();
+                st.producers
+                    .get(h.producer_id())
+                    .and_then(|e| e.batches.back())
+                    .is_some_and(|last| last.base_offset == h.base_offset().0)
+            };
+            let cleaned = compaction::clean_batch_with(
+                &b,
+                &pass.map,
+                rules,
+                retain_empty,
+                &mut pass.tombstone_expiry_ms,
+            );
+            let kept = match cleaned {
+                Ok(CleanedBatch::Unchanged) => b,
+                Ok(CleanedBatch::Rewritten(v)) => {
+                    c.changed = true;
+                    Bytes::from(v)
+                }
+                Ok(CleanedBatch::Removed) => {
+                    c.changed = true;
+                    continue;
+                }
+                Err(e) => {
+                    debug!(dir = %self.dir.display(), error = %e, "batch kept uncleaned");
+                    b
+                }
+            };
+            let kh = BatchHeader::new(&kept).expect("a whole batch");
+            let len = kept.len() as u64;
+            c.built.note_batch(c.built.size, &kh, len, interval);
+            c.pending_bytes += kept.len();
+            c.pending.push(kept);
+        }
+        let complete = c.read_pos >= c.src_size;
+        if c.pending_bytes >= CLEANER_WRITE_BYTES || (complete && c.changed) {
+            self.write_cleaned(c).await?;
+        }
+        if !complete {
+            return Ok(false);
+        }
+        let c = current.take().expect("checked above");
+        if !c.changed {
+            let _ = self.disk.remove_file(&c.out_path);
+            return Ok(false);
+        }
+        let (before, after) = (c.src_size, c.built.size);
+        if self.swap_in(c).await? {
+            outcome.segments_cleaned += 1;
+            outcome.bytes_before += before;
+            outcome.bytes_after += after;
+        }
+        Ok(false)
+    }
+
+    /// Writes the copy's pending batches (aligned O_DIRECT writes; the partial last
+    /// block is kept and rewritten with the next piece).
+    async fn write_cleaned(&self, c: &mut SegmentClean) -> Result<(), LogIoError> {
+        if c.pending.is_empty() {
+            return Ok(());
+        }
+        let align = c.out.alignment();
+        let start = align_down(c.written, align);
+        let mut parts = Vec::with_capacity(c.pending.len() + 1);
+        parts.push(c.tail.clone());
+        parts.append(&mut c.pending);
+        let new_written = c.written + c.pending_bytes as u64;
+        let new_tail = tail_of(&parts, start, new_written, align);
+        c.out
+            .write_at(start, parts)
+            .await
+            .map_err(|e| LogIoError::LogFailed(format!("write cleaned copy: {e}")))?;
+        c.written = new_written;
+        c.tail = new_tail;
+        c.pending_bytes = 0;
+        Ok(())
+    }
+
+    /// Makes the finished copy durable and puts it in place of its segment, unless the
+    /// segment changed meanwhile. Returns whether it was swapped.
+    async fn swap_in(&self, mut c: Box<SegmentClean>) -> Result<bool, LogIoError> {
+        let copy_io = |e: std::io::Error| LogIoError::LogFailed(format!("sync cleaned copy: {e}"));
+        c.out.truncate(c.built.size).await.map_err(copy_io)?;
+        c.out.fdatasync().await.map_err(copy_io)?;
+        let _guard = self.lock().await;
+        let still_same = {
+            let st = self.state.borrow();
+            !st.closed
+                && st.failed.is_none()
+                && st.segments.get(&c.base).is_some_and(|s| {
+                    s.size == c.src_size
+                        && s.next_offset == c.src_next_offset
+                        && s.file.as_ref().is_some_and(|f| Rc::ptr_eq(f, &c.src))
+                })
+        };
+        if !still_same {
+            let _ = self.disk.remove_file(&c.out_path);
+            return Ok(false);
+        }
+        let mut seg = std::mem::replace(&mut c.built, Segment::new(c.base));
+        let bytes_after = seg.size;
+        seg.next_offset = c.src_next_offset;
+        let (oi, ti) = seg.encode_indexes();
+        let fail = |what: &str, e: std::io::Error| LogIoError::from(self.fail(what, e));
+        for ext in ["index", "timeindex"] {
+            self.disk
+                .remove_file(&segment_path(&self.dir, c.base, ext))
+                .map_err(|e| fail("remove index", e))?;
+        }
+        self.disk
+            .sync_dir(&self.dir)
+            .await
+            .map_err(|e| fail("sync dir", e))?;
+        self.disk
+            .rename(&c.out_path, &segment_path(&self.dir, c.base, "log"))
+            .map_err(|e| fail("rename cleaned segment", e))?;
+        self.disk
+            .sync_dir(&self.dir)
+            .await
+            .map_err(|e| fail("sync dir", e))?;
+        self.disk
+            .write_file_atomic(&segment_path(&self.dir, c.base, "index"), &oi)
+            .await
+            .map_err(|e| fail("write index", e))?;
+        self.disk
+            .write_file_atomic(&segment_path(&self.dir, c.base, "timeindex"), &ti)
+            .await
+            .map_err(|e| fail("write time index", e))?;
+        seg.file = Some(c.out.clone());
+        seg.written = seg.size;
+        seg.tail_stale = true;
+        seg.sealed = true;
+        seg.finalized = true;
+        {
+            let mut st = self.state.borrow_mut();
+            st.segments.insert(c.base, seg);
+            st.recompute_max_timestamp();
+        }
+        self.cache
+            .remove_range(self.cache_id, c.base, c.src_next_offset);
+        debug!(dir = %self.dir.display(), segment = c.base.0, bytes_before = c.src_size,
+            bytes_after, "compacted segment swapped in");
+        Ok(true)
+    }
+}
