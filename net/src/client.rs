@@ -7,13 +7,16 @@
 //!
 //! Start reading at [`Connection::connect`]. [`Connection::split`] gives a writer and a reader
 //! half for open-loop load generators that send while responses are still outstanding;
-//! [`batch`] builds and decodes RecordBatch v2 bytes; [`admin`] wraps the admin APIs.
+//! [`batch`] builds and decodes RecordBatch v2 bytes; [`admin`] wraps the admin APIs;
+//! [`group`] is a consumer group member (join, sync with a range assignment, heartbeats,
+//! offset commits).
 //!
 //! Everything here runs on the glommio executor that created the connection; nothing is `Send`.
 
 pub mod admin;
 pub mod batch;
 mod connection;
+pub mod group;
 mod versions;
 
 pub use connection::{

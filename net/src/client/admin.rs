@@ -308,7 +308,7 @@ impl Connection {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::client::connection::encode_request;
     use crate::client::versions::client_range;
@@ -317,7 +317,7 @@ mod tests {
 
     /// Encodes `request` as a framed request at every version the client speaks and checks that
     /// kafka-protocol decodes header and body back to the same values.
-    fn round_trip<R: Request + PartialEq + std::fmt::Debug>(build: impl Fn(i16) -> R) {
+    pub(crate) fn round_trip<R: Request + PartialEq + std::fmt::Debug>(build: impl Fn(i16) -> R) {
         let api = ApiKey::try_from(R::KEY).unwrap();
         let range = client_range(api).unwrap();
         let client_id = StrBytes::from_static_str("round-trip");

@@ -29,6 +29,13 @@ pub const CLIENT_API_RANGES: &[(ApiKey, VersionRange)] = &[
         ApiKey::IncrementalAlterConfigs,
         VersionRange { min: 0, max: 1 },
     ),
+    (ApiKey::FindCoordinator, VersionRange { min: 0, max: 6 }),
+    (ApiKey::JoinGroup, VersionRange { min: 1, max: 9 }),
+    (ApiKey::SyncGroup, VersionRange { min: 0, max: 5 }),
+    (ApiKey::Heartbeat, VersionRange { min: 0, max: 4 }),
+    (ApiKey::LeaveGroup, VersionRange { min: 0, max: 5 }),
+    (ApiKey::OffsetCommit, VersionRange { min: 2, max: 8 }),
+    (ApiKey::OffsetFetch, VersionRange { min: 1, max: 7 }),
 ];
 
 /// The range this client supports for `key`, if it supports the API at all.
