@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail};
 use glommio::timer::Timer;
 use hdrhistogram::Histogram;
-use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProduceRequest};
 use sluice_net::client::admin::{self, FetchLimits, error_name};
 use sluice_net::client::batch::{self, Compression};
 use sluice_net::client::{Connection, ConnectionConfig};
@@ -143,16 +143,16 @@ pub struct ProducerLane {
 }
 
 /// Statistics accumulated by a lane between interval reports.
-struct Tally {
+pub struct Tally {
     metric: Metric,
-    histogram: Histogram<u64>,
-    records: u64,
-    bytes: u64,
-    errors: u64,
+    pub histogram: Histogram<u64>,
+    pub records: u64,
+    pub bytes: u64,
+    pub errors: u64,
 }
 
 impl Tally {
-    fn new(metric: Metric) -> Self {
+    pub fn new(metric: Metric) -> Self {
         Self {
             metric,
             histogram: new_histogram(),
@@ -180,7 +180,7 @@ impl Tally {
 }
 
 /// Sends the lane's tally to the aggregator at each whole second of the run until `stop`.
-async fn report_every_second(
+pub async fn report_every_second(
     clock: Clock,
     tally: Rc<RefCell<Tally>>,
     tx: Sender<Report>,
@@ -597,7 +597,7 @@ async fn consume_loop(
         tx.clone(),
         stop.clone(),
     ));
-    let uncompressed_max = lane.fetch.partition_max_bytes.max(1) as usize * 64;
+    let accounting = Accounting::of(&lane);
     // Consumers keep reading a little past the end so records produced at the end arrive.
     let end = clock.end() + Duration::from_secs(2);
     while Instant::now() < end {
@@ -611,12 +611,53 @@ async fn consume_loop(
             .await
             .map_err(|e| anyhow!("fetching from {}: {e}", lane.addr))?;
         let now = Instant::now();
-        let now_wall = Clock::now_wall_us();
         let mut tally = tally.borrow_mut();
         if response.error_code != 0 {
             tally.errors += 1;
             continue;
         }
+        accounting
+            .account(&response, &mut positions, &mut tally, clock, now)
+            .map_err(|e| anyhow!("fetched bytes from {}: {e}", lane.addr))?;
+    }
+    stop.set(true);
+    reporter.await;
+    Ok(())
+}
+
+/// How fetched records are counted: what a consumer lane or group member does with each
+/// fetch response.
+#[derive(Debug, Clone, Copy)]
+pub struct Accounting {
+    /// Record end-to-end latency from the send time in each batch.
+    pub end_to_end: bool,
+    /// Count by send time (`e2e`) instead of arrival time (`consume`).
+    pub count_by_send_time: bool,
+    /// Bound on a batch's decompressed size when reading its send time.
+    pub uncompressed_max: usize,
+}
+
+impl Accounting {
+    pub fn of(lane: &ConsumerLane) -> Self {
+        Self {
+            end_to_end: lane.end_to_end,
+            count_by_send_time: lane.count_by_send_time,
+            uncompressed_max: lane.fetch.partition_max_bytes.max(1) as usize * 64,
+        }
+    }
+
+    /// Advances `positions` past the batches in `response` and counts the records the
+    /// measured window takes. Returns how many records were delivered (counted or not).
+    pub fn account(
+        &self,
+        response: &FetchResponse,
+        positions: &mut [(i32, i64)],
+        tally: &mut Tally,
+        clock: Clock,
+        now: Instant,
+    ) -> Result<u64> {
+        let now_wall = Clock::now_wall_us();
+        let mut delivered_total = 0;
         for partition in response.responses.iter().flat_map(|t| t.partitions.iter()) {
             let Some(position) = positions
                 .iter_mut()
@@ -632,8 +673,7 @@ async fn consume_loop(
                 continue;
             };
             for batch_bytes in batch::split_batches(records) {
-                let batch_bytes =
-                    batch_bytes.map_err(|e| anyhow!("fetched bytes from {}: {e}", lane.addr))?;
+                let batch_bytes = batch_bytes?;
                 let header = batch::BatchHeader::parse(&batch_bytes)?;
                 let next = header.next_offset();
                 if next <= position.1 {
@@ -644,8 +684,9 @@ async fn consume_loop(
                 if header.is_control() {
                     continue;
                 }
-                let sent = send_time_us(&batch_bytes, uncompressed_max);
-                let counted = match sent.filter(|_| lane.count_by_send_time) {
+                delivered_total += delivered;
+                let sent = send_time_us(&batch_bytes, self.uncompressed_max);
+                let counted = match sent.filter(|_| self.count_by_send_time) {
                     Some(sent_us) => clock.measured_wall_us(sent_us),
                     None => clock.measured(now),
                 };
@@ -654,7 +695,7 @@ async fn consume_loop(
                 }
                 tally.records += delivered;
                 tally.bytes += batch_bytes.len() as u64;
-                if lane.end_to_end
+                if self.end_to_end
                     && let Some(sent_us) = sent
                 {
                     record(
@@ -665,8 +706,6 @@ async fn consume_loop(
                 }
             }
         }
+        Ok(delivered_total)
     }
-    stop.set(true);
-    reporter.await;
-    Ok(())
 }

@@ -6,6 +6,7 @@
 //! back. The main thread only sets up topics and aggregates interval reports.
 
 mod compare;
+mod group;
 mod histogram;
 mod load;
 mod plot;

@@ -3,6 +3,7 @@
 //! thread per producer, and aggregating interval reports into the summary, `--hgrm`,
 //! `--hlog` and `--json` outputs.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use kafka_protocol::messages::ApiKey;
 use serde::Serialize;
 use sluice_net::client::admin::{FetchLimits, NewTopic, error_name};
 use sluice_net::client::batch::Compression;
+use sluice_net::client::group::GroupSettings;
 use sluice_net::client::{Connection, ConnectionConfig};
 
 use crate::histogram::{self, HlogWriter, new_histogram};
@@ -116,8 +118,42 @@ pub struct ConsumeArgs {
     pub duration: f64,
     #[arg(long, default_value_t = 0.0)]
     pub warmup: f64,
+    /// Consume as members of this consumer group (range assignment, committed offsets).
+    #[arg(long)]
+    pub group: Option<String>,
+    #[command(flatten)]
+    pub members: MemberArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// How group members behave (`consume --group`, `rebalance`).
+#[derive(clap::Args, Debug, Clone, Serialize)]
+pub struct MemberArgs {
+    /// Group members in this process (with --group).
+    #[arg(long, default_value_t = 1)]
+    pub members: usize,
+    /// Commit positions this often (with --group); 0 commits only at rebalances and the end.
+    #[arg(long, default_value_t = 1000)]
+    pub commit_interval_ms: u64,
+    /// Heartbeat interval of each member (Kafka's default is 3000).
+    #[arg(long, default_value_t = 3000)]
+    pub heartbeat_ms: u64,
+    #[arg(long, default_value_t = 45_000)]
+    pub session_timeout_ms: i32,
+    #[arg(long, default_value_t = 60_000)]
+    pub rebalance_timeout_ms: i32,
+}
+
+impl MemberArgs {
+    pub fn settings(&self, group: &str, topic: &str) -> GroupSettings {
+        let mut settings = GroupSettings::new(group, &[topic]);
+        settings.heartbeat_interval = Duration::from_millis(self.heartbeat_ms.max(1));
+        settings.session_timeout_ms = self.session_timeout_ms;
+        settings.rebalance_timeout_ms = self.rebalance_timeout_ms;
+        settings.client.client_id = "sluice-perf-member".into();
+        settings
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,14 +183,14 @@ fn parse_acks(text: &str) -> Result<Acks> {
 }
 
 /// What setup learned about the cluster.
-struct Topology {
+pub(crate) struct Topology {
     /// `(partition, leader address)`.
-    leaders: Vec<(i32, String)>,
-    api_versions: Vec<ApiRange>,
+    pub leaders: Vec<(i32, String)>,
+    pub api_versions: Vec<ApiRange>,
 }
 
 /// Runs `body` on a fresh glommio executor on this thread.
-fn on_executor<T>(body: impl std::future::Future<Output = T> + 'static) -> Result<T> {
+pub(crate) fn on_executor<T>(body: impl std::future::Future<Output = T> + 'static) -> Result<T> {
     let executor = glommio::LocalExecutorBuilder::default()
         .make()
         .map_err(|e| anyhow!("starting an executor: {e}"))?;
@@ -162,7 +198,11 @@ fn on_executor<T>(body: impl std::future::Future<Output = T> + 'static) -> Resul
 }
 
 /// Finds (and with `create`, creates) the topic and each partition's leader.
-fn discover(bootstrap: &str, topic: &str, create: Option<(i32, i16)>) -> Result<Topology> {
+pub(crate) fn discover(
+    bootstrap: &str,
+    topic: &str,
+    create: Option<(i32, i16)>,
+) -> Result<Topology> {
     let bootstrap = bootstrap.to_string();
     let topic = topic.to_string();
     on_executor(async move {
@@ -420,7 +460,7 @@ fn aggregate(
     Ok(totals)
 }
 
-fn summary_table(measurements: &[Measurement]) -> String {
+pub(crate) fn summary_table(measurements: &[Measurement]) -> String {
     let mut out = format!(
         "{:<9} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
         "metric",
@@ -515,7 +555,7 @@ fn finish(
     Ok(ExitCode::SUCCESS)
 }
 
-fn seconds(value: f64, what: &str) -> Result<Duration> {
+pub(crate) fn seconds(value: f64, what: &str) -> Result<Duration> {
     if !value.is_finite() || value < 0.0 {
         bail!("--{what} must be a non-negative number of seconds");
     }
@@ -659,7 +699,7 @@ fn mode_name(mode: Mode) -> &'static str {
     }
 }
 
-fn finish_lane(tx: &mpsc::Sender<Report>, outcome: Result<()>) {
+pub(crate) fn finish_lane(tx: &mpsc::Sender<Report>, outcome: Result<()>) {
     if let Err(e) = outcome {
         let _ = tx.send(Report::Failed(format!("{e:#}")));
     }
@@ -682,9 +722,48 @@ pub fn consume(args: ConsumeArgs) -> Result<ExitCode> {
         duration: seconds(args.duration, "duration")?,
     };
     let (tx, rx) = mpsc::channel();
-    let count = lanes.len();
+    let mut count = lanes.len();
     let mut threads = Vec::new();
-    for lane in lanes {
+    let group_members: Rc<RefCell<Vec<crate::group::MemberStatus>>> = Rc::default();
+    let mut group_thread = None;
+    if let Some(group) = &args.group {
+        // All members share one executor thread; it reports as one lane.
+        let lane = lanes.first().context("the topic has no partitions")?;
+        let start_offsets = on_executor({
+            let leaders = topology.leaders.clone();
+            let topic = args.topic.clone();
+            async move { group_start_offsets(&leaders, &topic, start_at).await }
+        })??;
+        let config = crate::group::MemberConfig {
+            bootstrap: args.bootstrap.clone(),
+            topic: args.topic.clone(),
+            settings: args.members.settings(group, &args.topic),
+            leaders: topology.leaders.iter().cloned().collect(),
+            start_offsets,
+            fetch: lane.fetch,
+            accounting: load::Accounting::of(lane),
+            commit_interval: (args.members.commit_interval_ms > 0)
+                .then(|| Duration::from_millis(args.members.commit_interval_ms)),
+            probe: false,
+            end: clock.end(),
+        };
+        let members = args.members.members.max(1);
+        let tx = tx.clone();
+        count = 1;
+        group_thread = Some(std::thread::spawn(move || {
+            let outcome = on_executor(run_group_members(config, members, clock, tx.clone()));
+            let statuses = match outcome {
+                Ok(Ok(statuses)) => statuses,
+                Ok(Err(e)) | Err(e) => {
+                    let _ = tx.send(Report::Failed(format!("{e:#}")));
+                    Vec::new()
+                }
+            };
+            let _ = tx.send(Report::Done);
+            statuses
+        }));
+    }
+    for lane in lanes.into_iter().filter(|_| args.group.is_none()) {
         let tx = tx.clone();
         threads.push(std::thread::spawn(move || {
             let (ready, _) = mpsc::channel();
@@ -706,9 +785,24 @@ pub fn consume(args: ConsumeArgs) -> Result<ExitCode> {
     for handle in threads {
         let _ = handle.join();
     }
+    if let Some(handle) = group_thread {
+        *group_members.borrow_mut() = handle.join().unwrap_or_default();
+    }
     let totals = totals?;
     if let Some(hlog) = hlog {
         hlog.finish()?;
+    }
+    if args.group.is_some() {
+        let statuses = group_members.borrow();
+        let sum = |f: fn(&crate::group::MemberStatus) -> u64| statuses.iter().map(f).sum::<u64>();
+        println!(
+            "group: {} members, {} assignments, {} commits ({} refused), {} records delivered",
+            statuses.len(),
+            sum(|s| s.generations),
+            sum(|s| s.commits),
+            sum(|s| s.commit_errors),
+            sum(|s| s.delivered)
+        );
     }
     let parameters = serde_json::to_value(&args)?;
     finish(
@@ -720,4 +814,78 @@ pub fn consume(args: ConsumeArgs) -> Result<ExitCode> {
         totals,
         &[Metric::EndToEnd, Metric::Consume],
     )
+}
+
+/// Where each partition starts for group members that find no committed offset.
+pub(crate) async fn group_start_offsets(
+    leaders: &[(i32, String)],
+    topic: &str,
+    at: StartAt,
+) -> Result<BTreeMap<i32, i64>> {
+    let mut by_leader: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (partition, addr) in leaders {
+        by_leader.entry(addr.as_str()).or_default().push(*partition);
+    }
+    let mut out = BTreeMap::new();
+    for (addr, partitions) in by_leader {
+        let mut connection = Connection::connect(addr, ConnectionConfig::default())
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        let offsets = load::start_offsets(&mut connection, topic, &partitions, at).await?;
+        out.extend(partitions.into_iter().zip(offsets));
+    }
+    Ok(out)
+}
+
+/// Runs `members` members of one group on this executor with one shared tally and reporter;
+/// returns their final statuses.
+async fn run_group_members(
+    config: crate::group::MemberConfig,
+    members: usize,
+    clock: Clock,
+    tx: mpsc::Sender<Report>,
+) -> Result<Vec<crate::group::MemberStatus>> {
+    let metric = if config.accounting.end_to_end {
+        Metric::EndToEnd
+    } else {
+        Metric::Consume
+    };
+    let config = Rc::new(config);
+    let tally = Rc::new(RefCell::new(load::Tally::new(metric)));
+    let stop = Rc::new(std::cell::Cell::new(false));
+    let reporter = glommio::spawn_local(load::report_every_second(
+        clock,
+        tally.clone(),
+        tx,
+        stop.clone(),
+    ));
+    let controls: Vec<Rc<crate::group::MemberControl>> =
+        (0..members).map(|_| Rc::default()).collect();
+    let tasks: Vec<_> = controls
+        .iter()
+        .map(|control| {
+            glommio::spawn_local(crate::group::run_member(
+                config.clone(),
+                control.clone(),
+                tally.clone(),
+                clock,
+            ))
+        })
+        .collect();
+    let mut failure = None;
+    for task in tasks {
+        if let Err(e) = task.await {
+            // One failed member must not strand the others in a rebalance waiting for it.
+            for control in &controls {
+                control.stop();
+            }
+            failure.get_or_insert(e);
+        }
+    }
+    stop.set(true);
+    reporter.await;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(controls.iter().map(|c| c.status.borrow().clone()).collect())
 }
