@@ -5,6 +5,7 @@
 //! (see `load.rs` for coordinated-omission correction). `compare` and `plot` read the results
 //! back. The main thread only sets up topics and aggregates interval reports.
 
+mod bench;
 mod compare;
 mod group;
 mod histogram;
@@ -39,6 +40,10 @@ enum Command {
     Consume(run::ConsumeArgs),
     /// Produce and consume together; report produce and end-to-end latency.
     E2e(run::LoadArgs),
+    /// Measure consumer group rebalances: a member leaves (and rejoins) while others consume.
+    Rebalance(bench::RebalanceArgs),
+    /// Measure OffsetCommit latency and throughput.
+    Commit(bench::CommitArgs),
     /// Compare two results (percentiles and throughput) and fail past the limits.
     Compare(CompareArgs),
     /// Draw percentile-distribution curves of results as PNG or SVG.
@@ -136,6 +141,8 @@ fn main() -> ExitCode {
         Command::Produce(args) => run::load(args, run::Mode::Produce),
         Command::E2e(args) => run::load(args, run::Mode::EndToEnd),
         Command::Consume(args) => run::consume(args),
+        Command::Rebalance(args) => bench::rebalance(args),
+        Command::Commit(args) => bench::commit(args),
         Command::Compare(args) => run_compare(args),
         Command::Plot(args) => run_plot(args),
     };
