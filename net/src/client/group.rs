@@ -10,16 +10,16 @@
 //! [`GroupMember::rebalance_signalled`]) and the owner decides when to call
 //! [`GroupMember::join`], as a Kafka consumer does on its next poll.
 //!
-//! Subscriptions and assignments use `kafka-protocol`'s consumer-protocol structs. Their bytes
-//! come from other members, so their array counts are checked against the bytes present
-//! before they are decoded (see [`check_consumer_protocol`]).
+//! Subscriptions and assignments are `kafka-protocol`'s consumer-protocol structs, encoded
+//! with its encoder; their bytes come from other members, so they are decoded with the
+//! bounded reader of [`crate::consumer_protocol`].
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use glommio::timer::Timer;
 use kafka_protocol::messages::consumer_protocol_assignment::{
     ConsumerProtocolAssignment, TopicPartition as AssignedTopic,
@@ -37,20 +37,15 @@ use kafka_protocol::messages::{
     JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest,
     TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::admin::error_name;
 use super::connection::{CallError, ConnectError, Connection, ConnectionConfig, SendError};
+use crate::consumer_protocol;
 
-/// The protocol type of Kafka consumers.
-pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
+pub use crate::consumer_protocol::CONSUMER_PROTOCOL_TYPE;
 /// The name of the range assignor, the one this member offers.
 pub const RANGE_ASSIGNOR: &str = "range";
-/// Largest subscription or assignment accepted from the group.
-pub const CONSUMER_PROTOCOL_BYTES_MAX: usize = 1024 * 1024;
-/// Highest consumer-protocol version whose layout we know; newer ones are read as this one
-/// (newer versions only append fields), as Kafka's consumer does.
-const CONSUMER_PROTOCOL_VERSION_MAX: i16 = 3;
 /// Join/sync rounds (member-id-required, a generation that moved on) before giving up.
 const JOIN_ATTEMPTS_MAX: u32 = 50;
 /// Pause before retrying a coordinator that is loading or unavailable.
@@ -384,138 +379,15 @@ fn encode_versioned(message: &impl Encodable, version: i16) -> Bytes {
     out.freeze()
 }
 
-/// Which consumer-protocol message a blob holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsumerMessage {
-    Subscription,
-    Assignment,
-}
-
-/// Walks a consumer-protocol blob and checks that every array claims no more elements than
-/// the bytes left could hold, so decoding it allocates in proportion to its size. Returns the
-/// version to decode it at.
-pub fn check_consumer_protocol(bytes: &[u8], message: ConsumerMessage) -> Result<i16, String> {
-    if bytes.len() > CONSUMER_PROTOCOL_BYTES_MAX {
-        return Err(format!(
-            "{} bytes, more than {CONSUMER_PROTOCOL_BYTES_MAX}",
-            bytes.len()
-        ));
-    }
-    let mut walk = Walk(bytes);
-    let version = walk.i16()?;
-    if version < 0 {
-        return Err(format!("version {version}"));
-    }
-    let version = version.min(CONSUMER_PROTOCOL_VERSION_MAX);
-    match message {
-        ConsumerMessage::Subscription => {
-            let topics = walk.count(2)?;
-            for _ in 0..topics {
-                walk.string()?;
-            }
-            walk.nullable_bytes()?;
-            if version >= 1 {
-                walk.topic_partitions()?;
-            }
-            if version >= 2 {
-                walk.i32()?;
-            }
-            if version >= 3 {
-                walk.string()?;
-            }
-        }
-        ConsumerMessage::Assignment => {
-            walk.topic_partitions()?;
-            walk.nullable_bytes()?;
-        }
-    }
-    Ok(version)
-}
-
-/// A bounds-checked cursor over a consumer-protocol blob.
-struct Walk<'a>(&'a [u8]);
-
-impl Walk<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        if self.0.len() < n {
-            return Err(format!("needs {n} more bytes, {} left", self.0.len()));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn i16(&mut self) -> Result<i16, String> {
-        Ok(i16::from_be_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
-    }
-
-    fn i32(&mut self) -> Result<i32, String> {
-        Ok(i32::from_be_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-
-    /// A (nullable) string: i16 length, -1 for null.
-    fn string(&mut self) -> Result<(), String> {
-        let len = self.i16()?;
-        if len >= 0 {
-            self.take(len as usize)?;
-        } else if len != -1 {
-            return Err(format!("string length {len}"));
-        }
-        Ok(())
-    }
-
-    fn nullable_bytes(&mut self) -> Result<(), String> {
-        let len = self.i32()?;
-        if len >= 0 {
-            self.take(len as usize)?;
-        } else if len != -1 {
-            return Err(format!("bytes length {len}"));
-        }
-        Ok(())
-    }
-
-    /// An array count whose elements take at least `min_element_bytes` each.
-    fn count(&mut self, min_element_bytes: usize) -> Result<usize, String> {
-        let n = self.i32()?;
-        let n = usize::try_from(n).map_err(|_| format!("array count {n}"))?;
-        if n.saturating_mul(min_element_bytes) > self.0.len() {
-            return Err(format!("array of {n} elements in {} bytes", self.0.len()));
-        }
-        Ok(n)
-    }
-
-    /// `[topic string, [i32 partition]]`.
-    fn topic_partitions(&mut self) -> Result<(), String> {
-        let topics = self.count(6)?;
-        for _ in 0..topics {
-            self.string()?;
-            let partitions = self.count(4)?;
-            self.take(partitions * 4)?;
-        }
-        Ok(())
-    }
-}
-
-fn decode_versioned<T: Decodable>(
-    bytes: &Bytes,
-    message: ConsumerMessage,
-    what: &'static str,
-) -> Result<T, GroupError> {
-    let protocol = |message: String| GroupError::Protocol { what, message };
-    let version = check_consumer_protocol(bytes, message).map_err(protocol)?;
-    let mut body = bytes.clone();
-    body.advance(2);
-    T::decode(&mut body, version).map_err(|e| protocol(e.to_string()))
-}
-
-/// The topics of a member's subscription.
+/// The topics of a member's subscription (decoded by the bounded reader in
+/// [`crate::consumer_protocol`]).
 pub fn decode_subscription(bytes: &Bytes) -> Result<Vec<String>, GroupError> {
-    let subscription: ConsumerProtocolSubscription =
-        decode_versioned(bytes, ConsumerMessage::Subscription, "subscription")?;
+    let (_, subscription) = consumer_protocol::decode_subscription(bytes.clone()).map_err(|e| {
+        GroupError::Protocol {
+            what: "subscription",
+            message: e.to_string(),
+        }
+    })?;
     Ok(subscription
         .topics
         .iter()
@@ -529,8 +401,11 @@ pub fn decode_assignment(bytes: &Bytes) -> Result<Vec<(String, Vec<i32>)>, Group
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
-    let assignment: ConsumerProtocolAssignment =
-        decode_versioned(bytes, ConsumerMessage::Assignment, "assignment")?;
+    let (_, assignment) =
+        consumer_protocol::decode_assignment(bytes.clone()).map_err(|e| GroupError::Protocol {
+            what: "assignment",
+            message: e.to_string(),
+        })?;
     let mut out: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for topic in assignment.assigned_partitions {
         out.entry(topic.topic.0.as_str().to_string())
@@ -1204,7 +1079,7 @@ mod tests {
     fn consumer_protocol_round_trips_and_rejects_lying_counts() {
         // Proves subscriptions and assignments decode back to what was encoded, a newer
         // version with extra fields decodes as v3, and blobs whose array counts exceed their
-        // bytes (or that are cut short) are refused before kafka-protocol allocates for them.
+        // bytes (or that are cut short) are refused.
         let topics = vec!["a".to_string(), "b".to_string()];
         assert_eq!(
             decode_subscription(&encode_subscription(&topics)).unwrap(),
@@ -1241,7 +1116,7 @@ mod tests {
             vec!["a".to_string()]
         );
 
-        // Array count of i32::MAX topics in a tiny blob.
+        // Array count of i32::MAX topics in a tiny blob: an error, not an allocation.
         let mut lying = BytesMut::new();
         lying.put_i16(0);
         lying.put_i32(i32::MAX);
@@ -1259,9 +1134,7 @@ mod tests {
         short.put_i32(1000);
         short.put_i32(0);
         assert!(decode_assignment(&short.freeze()).is_err());
-        // Negative version, and an over-long blob.
+        // Negative version.
         assert!(decode_assignment(&Bytes::from_static(&[0xff, 0xff, 0, 0, 0, 0])).is_err());
-        let huge = Bytes::from(vec![0u8; CONSUMER_PROTOCOL_BYTES_MAX + 1]);
-        assert!(decode_assignment(&huge).is_err());
     }
 }
