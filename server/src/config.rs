@@ -98,6 +98,29 @@ pub struct BrokerArgs {
     /// Default cleanup policy, delete or compact (Kafka: log.cleanup.policy; topic: cleanup.policy).
     #[arg(long, env = "SLUICE_LOG_CLEANUP_POLICY", default_value = "delete")]
     pub log_cleanup_policy: String,
+
+    /// Default time in ms a tombstone stays readable in a compacted topic (Kafka:
+    /// log.cleaner.delete.retention.ms; topic: delete.retention.ms).
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_DELETE_RETENTION_MS",
+        default_value_t = 86_400_000
+    )]
+    pub log_cleaner_delete_retention_ms: i64,
+
+    /// Default share of not yet compacted bytes that starts a compaction pass (Kafka:
+    /// log.cleaner.min.cleanable.ratio; topic: min.cleanable.dirty.ratio).
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_MIN_CLEANABLE_RATIO",
+        default_value = "0.5"
+    )]
+    pub log_cleaner_min_cleanable_ratio: String,
+
+    /// How often each shard looks for compacted topics' partitions to clean (Kafka:
+    /// log.cleaner.backoff.ms).
+    #[arg(long, env = "SLUICE_LOG_CLEANER_BACKOFF_MS", default_value_t = 15_000)]
+    pub log_cleaner_backoff_ms: u64,
 }
 
 impl BrokerArgs {
@@ -125,6 +148,14 @@ impl BrokerArgs {
             self.log_message_timestamp_type.clone(),
         );
         m.insert(CLEANUP_POLICY, self.log_cleanup_policy.clone());
+        m.insert(
+            DELETE_RETENTION_MS,
+            self.log_cleaner_delete_retention_ms.to_string(),
+        );
+        m.insert(
+            MIN_CLEANABLE_DIRTY_RATIO,
+            self.log_cleaner_min_cleanable_ratio.clone(),
+        );
         m
     }
 
@@ -138,6 +169,9 @@ impl BrokerArgs {
         }
         if self.log_retention_check_interval_ms == 0 {
             return Err("--log-retention-check-interval-ms must be positive".into());
+        }
+        if self.log_cleaner_backoff_ms == 0 {
+            return Err("--log-cleaner-backoff-ms must be positive".into());
         }
         if self.socket_request_max_bytes < 1024 {
             return Err("--socket-request-max-bytes must be at least 1024".into());
@@ -153,12 +187,16 @@ pub const RETENTION_BYTES: &str = "retention.bytes";
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
+pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
+pub const MIN_CLEANABLE_DIRTY_RATIO: &str = "min.cleanable.dirty.ratio";
 
 /// Every topic config the broker honours. Anything else is rejected as INVALID_CONFIG.
-pub const TOPIC_CONFIG_NAMES: [&str; 7] = [
+pub const TOPIC_CONFIG_NAMES: [&str; 9] = [
     CLEANUP_POLICY,
+    DELETE_RETENTION_MS,
     MAX_MESSAGE_BYTES,
     MESSAGE_TIMESTAMP_TYPE,
+    MIN_CLEANABLE_DIRTY_RATIO,
     RETENTION_BYTES,
     RETENTION_MS,
     SEGMENT_BYTES,
@@ -182,6 +220,11 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
         MESSAGE_TIMESTAMP_TYPE => match value {
             "CreateTime" | "LogAppendTime" => Ok(()),
             _ => Err(format!("{name} must be CreateTime or LogAppendTime")),
+        },
+        DELETE_RETENTION_MS => int(0),
+        MIN_CLEANABLE_DIRTY_RATIO => match value.trim().parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
+            _ => Err(format!("{name} must be a number in [0, 1], got {value:?}")),
         },
         CLEANUP_POLICY => match value {
             "delete" | "compact" | "compact,delete" | "delete,compact" => Ok(()),
@@ -215,5 +258,9 @@ mod tests {
         assert!(validate_topic_config(CLEANUP_POLICY, "keep").is_err());
         assert!(validate_topic_config("unclean.leader.election.enable", "true").is_err());
         assert!(validate_topic_config(SEGMENT_BYTES, "1048576").is_ok());
+        assert!(validate_topic_config(MIN_CLEANABLE_DIRTY_RATIO, "0.01").is_ok());
+        assert!(validate_topic_config(MIN_CLEANABLE_DIRTY_RATIO, "1.5").is_err());
+        assert!(validate_topic_config(MIN_CLEANABLE_DIRTY_RATIO, "NaN").is_err());
+        assert!(validate_topic_config(DELETE_RETENTION_MS, "-1").is_err());
     }
 }

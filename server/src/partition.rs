@@ -15,7 +15,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use sluice_engine::{CleanupPolicy, LeaderEpoch, Log, LogConfig, Offset, ReadCache, TimestampType};
+use sluice_engine::{
+    CleanupPolicy, LeaderEpoch, Log, LogConfig, LogIoError, Offset, ReadCache, TimestampType,
+};
 use tracing::{error, info, warn};
 
 use crate::config::*;
@@ -104,8 +106,17 @@ pub fn log_config(args: &BrokerArgs, overrides: &BTreeMap<String, String>) -> Lo
         "compact,delete" | "delete,compact" => CleanupPolicy::CompactDelete,
         _ => CleanupPolicy::Delete,
     };
+    c.delete_retention_ms = int(DELETE_RETENTION_MS, c.delete_retention_ms).max(0);
+    if let Ok(ratio) = get(MIN_CLEANABLE_DIRTY_RATIO).trim().parse::<f64>()
+        && (0.0..=1.0).contains(&ratio)
+    {
+        c.min_cleanable_dirty_permille = (ratio * 1000.0).round() as u16;
+    }
     c
 }
+
+/// Segment bytes one compaction slice reads before the shard serves other work again.
+pub const COMPACTION_SLICE_BYTES: u64 = 1 << 20;
 
 /// Splits a Produce `records` field into whole batches without copying. `None` if the
 /// bytes are not a sequence of complete batches.
@@ -222,6 +233,43 @@ impl PartitionSet {
                 }
                 Ok(_) => {}
                 Err(e) => warn!(partition = %tp, error = %e, "retention failed"),
+            }
+        }
+    }
+
+    /// Compacts the partitions whose cleanup.policy includes compact, one bounded slice
+    /// at a time, yielding between slices so appends and fetches on this shard go on.
+    pub async fn compact(&self) {
+        let logs: Vec<_> = self
+            .logs
+            .borrow()
+            .iter()
+            .filter(|(_, l)| l.config().cleanup_policy != CleanupPolicy::Delete)
+            .map(|(t, l)| (t.clone(), l.clone()))
+            .collect();
+        for (tp, log) in logs {
+            let (mut before, mut after, mut segments) = (0u64, 0u64, 0u32);
+            loop {
+                match log.compact(now_ms(), COMPACTION_SLICE_BYTES).await {
+                    Ok(o) => {
+                        before += o.bytes_before;
+                        after += o.bytes_after;
+                        segments += o.segments_cleaned;
+                        if o.idle {
+                            break;
+                        }
+                    }
+                    // Closed or deleted meanwhile.
+                    Err(LogIoError::Closed) => break,
+                    Err(e) => {
+                        warn!(partition = %tp, error = %e, "compaction failed");
+                        break;
+                    }
+                }
+                futures_lite::future::yield_now().await;
+            }
+            if segments > 0 {
+                info!(partition = %tp, segments, bytes_before = before, bytes_after = after, "compacted segments");
             }
         }
     }

@@ -772,6 +772,19 @@ async fn shard_main(
         .detach();
     }
 
+    // Compaction of cleanup.policy=compact partitions, in slices between other work.
+    {
+        let shard = shard.clone();
+        let every = std::time::Duration::from_millis(args.log_cleaner_backoff_ms);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(every).await;
+                shard.partitions.compact().await;
+            }
+        })
+        .detach();
+    }
+
     let listener =
         TcpListener::bind(args.listen).map_err(|e| format!("bind {}: {e}", args.listen))?;
     info!(shard = id.0, listen = %args.listen, "accepting connections");

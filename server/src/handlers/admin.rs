@@ -19,7 +19,9 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use crate::config::{CLEANUP_POLICY, MESSAGE_TIMESTAMP_TYPE, TOPIC_CONFIG_NAMES};
+use crate::config::{
+    CLEANUP_POLICY, MESSAGE_TIMESTAMP_TYPE, MIN_CLEANABLE_DIRTY_RATIO, TOPIC_CONFIG_NAMES,
+};
 use crate::kafka_errors::call_error;
 use crate::shard::Shard;
 use crate::shard_request::{ConfigChange, NewTopic, ShardRequest, TopicOutcome};
@@ -35,6 +37,7 @@ const SOURCE_DEFAULT: i8 = 5;
 const TYPE_STRING: i8 = 2;
 const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
+const TYPE_DOUBLE: i8 = 6;
 /// IncrementalAlterConfigs operations.
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -51,6 +54,7 @@ fn config_type(name: &str) -> i8 {
     match name {
         CLEANUP_POLICY => TYPE_LIST,
         MESSAGE_TIMESTAMP_TYPE => TYPE_STRING,
+        MIN_CLEANABLE_DIRTY_RATIO => TYPE_DOUBLE,
         _ => TYPE_LONG,
     }
 }
