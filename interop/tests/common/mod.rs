@@ -3,6 +3,8 @@
 //! 127.0.0.1 port with `--cores 2`, stop it by PID, and build librdkafka clients for it.
 #![allow(dead_code)]
 
+pub mod group;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

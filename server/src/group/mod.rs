@@ -131,6 +131,8 @@ pub struct JoinRequest {
     pub client_host: String,
     /// JoinGroup v4+: a dynamic member without id is told its id first (KIP-394).
     pub require_known_member_id: bool,
+    /// JoinGroup v9+: a rejoining static leader can be told to skip the assignment (KIP-814).
+    pub supports_skip_assignment: bool,
 }
 
 /// A member as the leader sees it in the JoinGroup response.
@@ -549,7 +551,8 @@ impl Coordinator {
         member.rebalance_timeout_ms = req.rebalance_timeout_ms;
         member.client_id = req.client_id.clone();
         member.client_host = req.client_host.clone();
-        let was_leader = group.leader.as_deref() == Some(old_id.as_str());
+        let previous_leader = group.leader.clone().unwrap_or_default();
+        let was_leader = previous_leader == old_id;
         if was_leader {
             group.leader = Some(new_id.clone());
         }
@@ -561,15 +564,18 @@ impl Coordinator {
         self.deliveries.extend(fenced);
         let group = self.groups.get_mut(&group_id).expect("group exists");
         if group.state == GroupState::Stable && !protocols_changed {
-            return Answer::Done(Ok(Joined {
-                generation_id: group.generation_id,
-                protocol_type: group.protocol_type.clone(),
-                protocol_name: group.protocol_name.clone(),
-                leader: group.leader.clone().unwrap_or_default(),
-                member_id: new_id,
-                members: Vec::new(),
-                skip_assignment: was_leader,
-            }));
+            // As Kafka: a leader that can skip the assignment (v9+) learns it leads and gets
+            // the members; older clients are named the previous leader id, which is not
+            // theirs, so that a rejoining leader does not assign (a stable group would not
+            // pass a new assignment on) and simply syncs for its current one.
+            let skip_assignment = was_leader && req.supports_skip_assignment;
+            let mut joined = current_join(group, &new_id);
+            if !skip_assignment {
+                joined.leader = previous_leader;
+                joined.members = Vec::new();
+            }
+            joined.skip_assignment = skip_assignment;
+            return Answer::Done(Ok(joined));
         }
         let m = group.members.get_mut(&new_id).expect("just inserted");
         m.protocols = req.protocols;

@@ -27,6 +27,7 @@ fn join_req(member_id: &str, instance: Option<&str>, protocols: &[&str]) -> Join
         client_id: "c".into(),
         client_host: "/127.0.0.1".into(),
         require_known_member_id: true,
+        supports_skip_assignment: true,
     }
 }
 
@@ -396,6 +397,57 @@ fn static_member_restart_keeps_assignment_without_rebalance() {
         c.heartbeat("g", j1.generation_id, &old, Some("i1"), 5_200),
         Err(GroupError::FencedInstanceId)
     );
+}
+
+#[test]
+fn static_leader_rejoin_before_v9_is_not_named_leader() {
+    // Proves the KIP-814 split: a static leader rejoining a stable group through JoinGroup
+    // v5-v8 (no SkipAssignment field) is answered with the previous leader id and no
+    // members, so it acts as a follower and syncs for its kept assignment, while a v9 client
+    // is named leader, gets the members and is told to skip the assignment. Neither
+    // rejoin starts a new generation.
+    let mut c = coordinator();
+    let j1 = joined(c.join_group(join_req("", Some("i1"), &["range"]), 0));
+    let leader = j1.member_id.clone();
+    assert_eq!(j1.leader, leader);
+    let mut s = sync_req(
+        &leader,
+        j1.generation_id,
+        vec![(leader.clone(), Bytes::from_static(b"p0"))],
+    );
+    s.group_instance_id = Some("i1".into());
+    let Answer::Done(Ok(_)) = c.sync_group(s, 10) else {
+        panic!("sync");
+    };
+
+    let old_client = JoinRequest {
+        supports_skip_assignment: false,
+        ..join_req("", Some("i1"), &["range"])
+    };
+    let j2 = joined(c.join_group(old_client, 1_000));
+    assert_ne!(j2.member_id, leader);
+    assert_eq!(
+        j2.leader, leader,
+        "the previous leader id, not the new member's"
+    );
+    assert!(j2.members.is_empty());
+    assert!(!j2.skip_assignment);
+    assert_eq!(j2.generation_id, j1.generation_id);
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    let mut s = sync_req(&j2.member_id, j2.generation_id, vec![]);
+    s.group_instance_id = Some("i1".into());
+    let Answer::Done(Ok(synced)) = c.sync_group(s, 1_100) else {
+        panic!("sync after static rejoin");
+    };
+    assert_eq!(synced.assignment, Bytes::from_static(b"p0"));
+
+    let j3 = joined(c.join_group(join_req("", Some("i1"), &["range"]), 2_000));
+    assert_eq!(j3.leader, j3.member_id, "a v9 leader is told it leads");
+    assert!(j3.skip_assignment);
+    let ids: Vec<&str> = j3.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert_eq!(ids, vec![j3.member_id.as_str()]);
+    assert_eq!(j3.generation_id, j1.generation_id);
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
 }
 
 #[test]

@@ -129,6 +129,7 @@ pub async fn join_group(
         client_id: client_id.to_string(),
         client_host: client_host.to_string(),
         require_known_member_id: v >= 4,
+        supports_skip_assignment: v >= 9,
     };
     let member_id = req.member_id.clone();
     match ask(shard, &group_id, GroupOp::Join(req)).await {
