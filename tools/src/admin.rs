@@ -108,25 +108,32 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?} is not key=value"))
 }
 
-fn on_executor<T>(body: impl std::future::Future<Output = Result<T>> + 'static) -> Result<T> {
+pub(crate) fn on_executor<T>(
+    body: impl std::future::Future<Output = Result<T>> + 'static,
+) -> Result<T> {
     let executor = glommio::LocalExecutorBuilder::default()
         .make()
         .map_err(|e| anyhow!("starting an executor: {e}"))?;
     executor.run(body)
 }
 
-async fn connect(broker: &BrokerArgs) -> Result<Connection> {
+pub(crate) async fn connect(broker: &BrokerArgs) -> Result<Connection> {
+    connect_to(&broker.bootstrap).await
+}
+
+/// A connection to one broker at `addr` (host:port).
+pub(crate) async fn connect_to(addr: &str) -> Result<Connection> {
     let config = ConnectionConfig {
         client_id: "sluicectl".into(),
         ..ConnectionConfig::default()
     };
-    Connection::connect(&broker.bootstrap, config)
+    Connection::connect(addr, config)
         .await
-        .with_context(|| format!("connecting to {}", broker.bootstrap))
+        .with_context(|| format!("connecting to {addr}"))
 }
 
 /// Partition ids of `topic`, sorted.
-fn partitions_of(metadata: &MetadataResponse, topic: &str) -> Result<Vec<i32>> {
+pub(crate) fn partitions_of(metadata: &MetadataResponse, topic: &str) -> Result<Vec<i32>> {
     let found = metadata
         .topics
         .iter()
@@ -543,7 +550,7 @@ pub fn consume(broker: BrokerArgs, args: ConsumeArgs) -> Result<()> {
     })
 }
 
-async fn list_offsets(
+pub(crate) async fn list_offsets(
     connection: &mut Connection,
     topic: &str,
     partitions: &[i32],

@@ -2,6 +2,7 @@
 //! parses the command line and dispatches; each command family lives in its own module.
 
 mod admin;
+mod group;
 mod segment;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,9 @@ enum Command {
     /// Create, list, describe, delete topics and change their configs.
     #[command(subcommand)]
     Topic(admin::TopicCommand),
+    /// List, describe and delete consumer groups; reset their committed offsets.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Produce stdin lines as records (kcat -P style).
     Produce(admin::ProduceArgs),
     /// Print records (kcat -C style); exits at the end of the log unless --follow.
@@ -37,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Topic(command) => admin::topic(cli.broker, command),
+        Command::Group(command) => group::run(cli.broker, command),
         Command::Produce(args) => admin::produce(cli.broker, args),
         Command::Consume(args) => admin::consume(cli.broker, args),
         Command::Segment(command) => segment::run(command),

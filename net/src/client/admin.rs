@@ -25,10 +25,17 @@ use kafka_protocol::messages::list_offsets_request::{
 };
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::messages::metadata_response::MetadataResponse;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{
     PartitionProduceData, ProduceRequest, TopicProduceData,
 };
-use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
+    OffsetCommitRequest, OffsetFetchRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::connection::{CallError, Connection, SendError};
@@ -271,6 +278,75 @@ pub fn init_producer_id_request() -> InitProducerIdRequest {
         .with_producer_epoch(-1)
 }
 
+/// ListGroups; the state filter exists from v4 (older brokers list every state).
+pub fn list_groups_request(states: &[String], version: i16) -> ListGroupsRequest {
+    let states = if version >= 4 {
+        states
+            .iter()
+            .map(|s| StrBytes::from_string(s.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    ListGroupsRequest::default().with_states_filter(states)
+}
+
+fn group_id(name: &str) -> GroupId {
+    GroupId(StrBytes::from_string(name.to_string()))
+}
+
+pub fn describe_groups_request(groups: &[&str]) -> DescribeGroupsRequest {
+    DescribeGroupsRequest::default().with_groups(groups.iter().map(|g| group_id(g)).collect())
+}
+
+pub fn delete_groups_request(groups: &[&str]) -> DeleteGroupsRequest {
+    DeleteGroupsRequest::default().with_groups_names(groups.iter().map(|g| group_id(g)).collect())
+}
+
+/// OffsetFetch (v1-v7) of one group: every committed offset when `topics` is `None`, which
+/// needs v2+.
+pub fn offset_fetch_request(
+    group: &str,
+    topics: Option<&[(&str, Vec<i32>)]>,
+) -> OffsetFetchRequest {
+    OffsetFetchRequest::default()
+        .with_group_id(group_id(group))
+        .with_topics(topics.map(|ts| {
+            ts.iter()
+                .map(|(t, ps)| {
+                    OffsetFetchRequestTopic::default()
+                        .with_name(topic_name(t))
+                        .with_partition_indexes(ps.clone())
+                })
+                .collect()
+        }))
+}
+
+/// OffsetCommit from outside group management (generation -1, no member id), as admin
+/// tools commit for a group without members. `offsets` are (topic, partition, offset).
+pub fn offset_commit_request(group: &str, offsets: &[(&str, i32, i64)]) -> OffsetCommitRequest {
+    let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
+    for (t, p, o) in offsets {
+        let part = OffsetCommitRequestPartition::default()
+            .with_partition_index(*p)
+            .with_committed_offset(*o)
+            .with_committed_metadata(Some(StrBytes::from_static_str("")));
+        match topics.iter_mut().find(|x| x.name.0.as_str() == *t) {
+            Some(x) => x.partitions.push(part),
+            None => topics.push(
+                OffsetCommitRequestTopic::default()
+                    .with_name(topic_name(t))
+                    .with_partitions(vec![part]),
+            ),
+        }
+    }
+    OffsetCommitRequest::default()
+        .with_group_id(group_id(group))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_topics(topics)
+}
+
 impl Connection {
     /// Metadata for `topics` (all when `None`).
     pub async fn metadata(
@@ -385,6 +461,11 @@ pub(crate) mod tests {
         round_trip(|_| fetch_request("t", &[(0, 5), (1, 9)], FetchLimits::default()));
         round_trip(|_| list_offsets_request("t", &[0, 1, 2], LATEST_TIMESTAMP));
         round_trip(|_| init_producer_id_request());
+        round_trip(|v| list_groups_request(&["Empty".to_string()], v));
+        round_trip(|_| describe_groups_request(&["g", "h"]));
+        round_trip(|_| delete_groups_request(&["g"]));
+        round_trip(|_| offset_fetch_request("g", Some(&[("t", vec![0, 2])])));
+        round_trip(|_| offset_commit_request("g", &[("t", 0, 5), ("t", 1, 6), ("u", 0, 1)]));
     }
 
     #[test]

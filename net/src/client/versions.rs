@@ -36,6 +36,9 @@ pub const CLIENT_API_RANGES: &[(ApiKey, VersionRange)] = &[
     (ApiKey::LeaveGroup, VersionRange { min: 0, max: 5 }),
     (ApiKey::OffsetCommit, VersionRange { min: 2, max: 8 }),
     (ApiKey::OffsetFetch, VersionRange { min: 1, max: 7 }),
+    (ApiKey::ListGroups, VersionRange { min: 0, max: 5 }),
+    (ApiKey::DescribeGroups, VersionRange { min: 0, max: 6 }),
+    (ApiKey::DeleteGroups, VersionRange { min: 0, max: 2 }),
 ];
 
 /// The range this client supports for `key`, if it supports the API at all.
