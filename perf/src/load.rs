@@ -217,11 +217,16 @@ pub struct Cadence {
     pub batch_interval: Option<Duration>,
 }
 
+/// Records in a full batch (`batch_bytes` of records, at least one).
+fn full_batch_records(config: &ProduceConfig) -> i32 {
+    let record_bytes = (config.shape.record_bytes + config.shape.key_bytes).max(1);
+    (config.batch_bytes / record_bytes).clamp(1, i32::MAX as usize) as i32
+}
+
 /// At a fixed rate a partition's batch fills for `linger` (or until `batch_bytes`), so it holds
 /// the records that arrive at that partition meanwhile; at max rate batches are always full.
 pub fn cadence(config: &ProduceConfig, lane_rate: Option<f64>, partitions: usize) -> Cadence {
-    let record_bytes = (config.shape.record_bytes + config.shape.key_bytes).max(1);
-    let full = (config.batch_bytes / record_bytes).clamp(1, i32::MAX as usize) as i32;
+    let full = full_batch_records(config);
     match lane_rate {
         None => Cadence {
             records_per_batch: full,
@@ -239,12 +244,17 @@ pub fn cadence(config: &ProduceConfig, lane_rate: Option<f64>, partitions: usize
     }
 }
 
-/// One batch inside a request in flight.
+/// One batch inside a request in flight. A batch of a producer that fell behind merges
+/// `units` consecutive due batches of its partition; each unit keeps its own intended time
+/// (`intended + step * u`) so latency stays measured from when each record was due.
 #[derive(Clone, Copy)]
 struct PendingBatch {
     partition: i32,
     intended: Instant,
+    step: Duration,
+    units: u64,
     measured: bool,
+    /// Records and payload bytes of one unit.
     records: u64,
     bytes: u64,
 }
@@ -262,11 +272,106 @@ impl Tally {
                 self.errors += 1;
                 continue;
             }
-            let latency = now.saturating_duration_since(batch.intended).as_micros() as u64;
-            record(&mut self.histogram, latency, batch.records);
-            self.records += batch.records;
-            self.bytes += batch.bytes;
+            for u in 0..batch.units {
+                let intended = batch.intended + batch.step.mul_f64(u as f64);
+                let latency = now.saturating_duration_since(intended).as_micros() as u64;
+                record(&mut self.histogram, latency, batch.records);
+            }
+            self.records += batch.records * batch.units;
+            self.bytes += batch.bytes * batch.units;
         }
+    }
+}
+
+/// At a fixed rate, which batches are due: unit `j` (a batch of the cadence's size) belongs
+/// to partition slot `j % partitions` and is due at `start + j * interval`. A slot that is
+/// behind sends its due units merged into one batch of a power-of-two number of units (at
+/// most `max_units`, so at most `batch_bytes`), as a Kafka producer's batches grow to
+/// `batch.size` while it waits; the rest wait for the next request.
+#[derive(Debug, Clone)]
+pub struct Planner {
+    start: Instant,
+    end: Instant,
+    interval: Duration,
+    max_units: u64,
+    /// Per slot, the index `i` of its next unit `j = slot + partitions * i`.
+    next: Vec<u64>,
+}
+
+/// Units of one slot taken into a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Take {
+    pub slot: usize,
+    /// The slot's first unit taken (`i`).
+    pub first: u64,
+    /// A power of two.
+    pub units: u64,
+}
+
+impl Planner {
+    pub fn new(
+        start: Instant,
+        end: Instant,
+        interval: Duration,
+        partitions: usize,
+        max_units: u64,
+    ) -> Self {
+        // The largest power of two not above max_units.
+        let max_units = max_units.max(1);
+        let max_units = 1u64 << (63 - max_units.leading_zeros());
+        Self {
+            start,
+            end,
+            interval,
+            max_units,
+            next: vec![0; partitions.max(1)],
+        }
+    }
+
+    pub fn max_units(&self) -> u64 {
+        self.max_units
+    }
+
+    /// When unit `i` of `slot` is due.
+    pub fn due(&self, slot: usize, i: u64) -> Instant {
+        let j = slot as u64 + self.next.len() as u64 * i;
+        self.start + self.interval.mul_f64(j as f64)
+    }
+
+    /// How long apart consecutive units of one slot are due.
+    pub fn step(&self) -> Duration {
+        self.interval.mul_f64(self.next.len() as f64)
+    }
+
+    /// The earliest unsent unit's due time; `None` once every unit due before the end is sent.
+    pub fn next_due(&self) -> Option<Instant> {
+        (0..self.next.len())
+            .map(|slot| self.due(slot, self.next[slot]))
+            .filter(|due| *due < self.end)
+            .min()
+    }
+
+    /// Takes, for every slot with units due by `now`, as many as it may merge.
+    pub fn take(&mut self, now: Instant) -> Vec<Take> {
+        let mut out = Vec::new();
+        for slot in 0..self.next.len() {
+            let first = self.next[slot];
+            let mut due = 0;
+            while due < self.max_units {
+                let at = self.due(slot, first + due);
+                if at > now || at >= self.end {
+                    break;
+                }
+                due += 1;
+            }
+            if due == 0 {
+                continue;
+            }
+            let units = 1u64 << (63 - due.leading_zeros());
+            self.next[slot] += units;
+            out.push(Take { slot, first, units });
+        }
+        out
     }
 }
 
@@ -296,19 +401,37 @@ pub async fn run_producer(
         producer = Some((response.producer_id.0, response.producer_epoch));
     }
     let cadence = cadence(&config, lane.rate, lane.partitions.len());
+    let full = full_batch_records(&config);
+    let mut planner = cadence.batch_interval.map(|interval| {
+        Planner::new(
+            clock.start,
+            clock.end(),
+            interval,
+            lane.partitions.len(),
+            (full / cadence.records_per_batch.max(1)).max(1) as u64,
+        )
+    });
+    // templates[slot][size][variant]: size `e` holds 2^e units of the cadence's records.
+    let sizes = planner
+        .as_ref()
+        .map_or(1, |p| p.max_units().trailing_zeros() as usize + 1);
     const VARIANTS: u64 = 4;
     let templates = lane
         .partitions
         .iter()
         .map(|_| {
-            (0..VARIANTS)
-                .map(|v| {
-                    BatchTemplate::build(
-                        config.shape,
-                        cadence.records_per_batch,
-                        config.compression,
-                        lane.seed * 1000 + v,
-                    )
+            (0..sizes)
+                .map(|e| {
+                    (0..VARIANTS)
+                        .map(|v| {
+                            BatchTemplate::build(
+                                config.shape,
+                                cadence.records_per_batch << e,
+                                config.compression,
+                                lane.seed * 1000 + v,
+                            )
+                        })
+                        .collect::<Result<Vec<_>>>()
                 })
                 .collect::<Result<Vec<_>>>()
         })
@@ -382,13 +505,19 @@ pub async fn run_producer(
     let mut renderer = Renderer::default();
     let end = clock.end();
     let partitions = lane.partitions.len() as u64;
-    let due = |k: u64| match cadence.batch_interval {
-        Some(interval) => clock.start + interval.mul_f64(k as f64),
-        None => Instant::now(),
-    };
+    let unit_records = cadence.records_per_batch as u64;
+    let unit_bytes = templates[0][0][0].payload_bytes;
     let mut k: u64 = 0;
     loop {
-        let intended = due(k);
+        // When the next request is due: the earliest unsent unit at a fixed rate, now at max
+        // rate.
+        let intended = match &planner {
+            Some(planner) => match planner.next_due() {
+                Some(due) => due,
+                None => break,
+            },
+            None => Instant::now(),
+        };
         if intended >= end {
             break;
         }
@@ -399,19 +528,32 @@ pub async fn run_producer(
         if window.acquire(1).await.is_err() {
             return Err(broken(&failure));
         }
-        // Like a Kafka producer, one request carries every batch that is due by now, at most
-        // one per partition (the rest wait for the next request). At max rate it is one batch,
-        // due when it is sent.
+        // Like a Kafka producer, one request carries every partition's due batch, grown to
+        // hold what piled up while the producer was behind. At max rate it is one full
+        // batch, due when it is sent.
         let now = Instant::now();
-        let mut data = Vec::new();
-        let mut batches = Vec::new();
-        loop {
-            let intended = match cadence.batch_interval {
-                Some(_) => due(k),
+        let takes = match &mut planner {
+            Some(planner) => planner.take(now),
+            None => {
+                let slot = (k % partitions) as usize;
+                vec![Take {
+                    slot,
+                    first: k / partitions,
+                    units: 1,
+                }]
+            }
+        };
+        k += 1;
+        let mut data = Vec::with_capacity(takes.len());
+        let mut batches = Vec::with_capacity(takes.len());
+        for take in &takes {
+            let slot = take.slot;
+            let size = take.units.trailing_zeros() as usize;
+            let template = &templates[slot][size][(take.first % VARIANTS) as usize];
+            let intended = match &planner {
+                Some(planner) => planner.due(slot, take.first),
                 None => now,
             };
-            let slot = (k % partitions) as usize;
-            let template = &templates[slot][((k / partitions) % VARIANTS) as usize];
             let stamp = producer.map(|(id, epoch)| (id, epoch, sequences[slot]));
             sequences[slot] = sequences[slot].wrapping_add(template.records);
             let stamp_us = clock.wall_us(intended);
@@ -422,19 +564,12 @@ pub async fn run_producer(
             batches.push(PendingBatch {
                 partition: lane.partitions[slot],
                 intended,
+                step: planner.as_ref().map_or(Duration::ZERO, Planner::step),
+                units: take.units,
                 measured: clock.measured_wall_us(stamp_us),
-                records: template.records as u64,
-                bytes: template.payload_bytes,
+                records: unit_records,
+                bytes: unit_bytes,
             });
-            k += 1;
-            let next = due(k);
-            if cadence.batch_interval.is_none()
-                || batches.len() as u64 >= partitions
-                || next > now
-                || next >= end
-            {
-                break;
-            }
         }
         let request =
             admin::produce_request(&config.topic, data, acks.wire(), config.request_timeout_ms);
@@ -707,5 +842,59 @@ impl Accounting {
             }
         }
         Ok(delivered_total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planner_sends_on_time_units_singly_and_merges_a_backlog() {
+        // Proves the fixed-rate planner: on time, each request takes the one due unit, slots
+        // in turn; after a stall, every slot's backlog is merged into power-of-two batches of
+        // at most `max_units` units, nothing is taken twice or skipped, and units due at or
+        // after the end are never taken.
+        let start = Instant::now();
+        let interval = Duration::from_millis(1);
+        let end = start + Duration::from_millis(40);
+        let mut planner = Planner::new(start, end, interval, 4, 6);
+        assert_eq!(planner.max_units(), 4);
+        assert_eq!(planner.step(), Duration::from_millis(4));
+        for j in 0..4u64 {
+            let due = planner.next_due().unwrap();
+            assert_eq!(due, start + interval * j as u32);
+            let takes = planner.take(due);
+            assert_eq!(
+                takes,
+                vec![Take {
+                    slot: j as usize,
+                    first: 0,
+                    units: 1
+                }]
+            );
+        }
+        // Stalled until unit 30 was due: slots 0-2 owe units 1..=7 (7 each), slot 3 owes 1..=6.
+        let now = start + interval * 30;
+        let first = planner.take(now);
+        assert!(
+            first.iter().all(|t| t.units == 4 && t.first == 1),
+            "{first:?}"
+        );
+        assert_eq!(first.len(), 4);
+        let second = planner.take(now);
+        let units: Vec<u64> = second.iter().map(|t| t.units).collect();
+        assert_eq!(units, vec![2, 2, 2, 2]);
+        let third = planner.take(now);
+        let slots: Vec<(usize, u64, u64)> =
+            third.iter().map(|t| (t.slot, t.first, t.units)).collect();
+        assert_eq!(slots, vec![(0, 7, 1), (1, 7, 1), (2, 7, 1)]);
+        assert!(planner.take(now).is_empty());
+        // Drain to the end: units 0..40 are each taken exactly once.
+        let mut taken = 4 + 16 + 8 + 3;
+        while let Some(due) = planner.next_due() {
+            taken += planner.take(due).iter().map(|t| t.units).sum::<u64>();
+        }
+        assert_eq!(taken, 40);
     }
 }
