@@ -11,7 +11,8 @@
 //!
 //! Swap order, crash-safe at every step: remove the segment's index files, sync the
 //! directory, rename `.cleaned` over `.log` (atomic), sync the directory, write the new
-//! indexes. A crash before the rename leaves the original (the `.cleaned` leftover is
+//! indexes. A copy left with no batch replaces nothing: unless it is the first segment,
+//! its files are deleted and the previous segment spans its offsets. A crash before the rename leaves the original (the `.cleaned` leftover is
 //! deleted on open; missing indexes are rebuilt by scanning); after it, the cleaned file.
 //! Readers holding the old file or batch `Bytes` keep reading the old bytes; both
 //! versions hold each batch at the same offsets or not at all, so a read racing with the
@@ -610,6 +611,41 @@ impl Log {
         seg.next_offset = c.src_next_offset;
         let (oi, ti) = seg.encode_indexes();
         let fail = |what: &str, e: std::io::Error| LogIoError::from(self.fail(what, e));
+        let has_prev = self
+            .state
+            .borrow()
+            .segments
+            .range(..c.base)
+            .next()
+            .is_some();
+        if bytes_after == 0 && has_prev {
+            // Nothing left: the previous segment takes over its offsets. After a crash
+            // in between, open deletes the orphan indexes and extends the previous
+            // segment up to the next one.
+            for ext in ["log", "index", "timeindex"] {
+                self.disk
+                    .remove_file(&segment_path(&self.dir, c.base, ext))
+                    .map_err(|e| fail("remove emptied segment", e))?;
+            }
+            let _ = self.disk.remove_file(&c.out_path);
+            self.disk
+                .sync_dir(&self.dir)
+                .await
+                .map_err(|e| fail("sync dir", e))?;
+            {
+                let mut st = self.state.borrow_mut();
+                st.segments.remove(&c.base);
+                if let Some((_, prev)) = st.segments.range_mut(..c.base).next_back() {
+                    prev.next_offset = c.src_next_offset;
+                }
+                st.recompute_max_timestamp();
+            }
+            self.cache
+                .remove_range(self.cache_id, c.base, c.src_next_offset);
+            debug!(dir = %self.dir.display(), segment = c.base.0, bytes_before = c.src_size,
+                "compacted segment was empty; removed");
+            return Ok(true);
+        }
         for ext in ["index", "timeindex"] {
             self.disk
                 .remove_file(&segment_path(&self.dir, c.base, ext))

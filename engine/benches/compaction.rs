@@ -1,0 +1,146 @@
+//! Compaction benchmark on real O_DIRECT files: a log of N records over K keys (batches
+//! of 100, uncompressed and lz4) is compacted by `Log::compact` in 1 MiB slices until
+//! nothing is left to do. Prints records and bytes cleaned per second, the size before
+//! and after, and the longest single slice (how long the shard is kept from other work).
+//! The result is checked: exactly one record per key, the newest.
+//! `cargo bench -p sluice-engine --bench compaction` runs 1M records over 10k keys; under
+//! `cargo test` it runs a tiny input. `SLUICE_BENCH_DIR` picks the directory.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice_engine::batch::BatchHeader;
+use sluice_engine::record::{KeyValue, build_batch, decode_batch};
+use sluice_engine::{CleanupPolicy, LeaderEpoch, Log, LogConfig, Offset, ReadCache};
+
+const T0: i64 = 1_700_000_000_000;
+const RECORDS_PER_BATCH: i64 = 100;
+const SLICE_BYTES: u64 = 1 << 20;
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 8 << 20,
+        segment_ms: 1,
+        cleanup_policy: CleanupPolicy::Compact,
+        min_cleanable_dirty_permille: 0,
+        flush_interval_ms: 1000,
+        ..LogConfig::default()
+    }
+}
+
+async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
+    let log = Log::open(&dir, config(), ReadCache::new(64 << 20))
+        .await
+        .unwrap();
+    for b in 0..records / RECORDS_PER_BATCH {
+        let recs: Vec<(Vec<u8>, Vec<u8>)> = (0..RECORDS_PER_BATCH)
+            .map(|i| {
+                let o = b * RECORDS_PER_BATCH + i;
+                (
+                    format!("key-{:08}", o % keys).into_bytes(),
+                    format!("value-of-offset-{o:012}").into_bytes(),
+                )
+            })
+            .collect();
+        let refs: Vec<KeyValue<'_>> = recs
+            .iter()
+            .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice())))
+            .collect();
+        log.append(
+            Bytes::from(build_batch(0, T0, codec, &refs)),
+            LeaderEpoch(0),
+            T0,
+        )
+        .unwrap();
+    }
+    log.enforce_retention(T0 + 1000).await.unwrap();
+    log.flush().await.unwrap();
+    let bytes_before = log.size_bytes();
+    let started = Instant::now();
+    let mut slice_max = Duration::ZERO;
+    let (mut calls, mut read) = (0u32, 0u64);
+    loop {
+        let t = Instant::now();
+        let o = log.compact(T0, SLICE_BYTES).await.unwrap();
+        slice_max = slice_max.max(t.elapsed());
+        if std::env::var_os("SLUICE_BENCH_VERBOSE").is_some() {
+            println!("slice {calls}: {:?} {o:?}", t.elapsed());
+        }
+        calls += 1;
+        read += o.bytes_read;
+        if o.idle && !o.pass_finished {
+            break;
+        }
+        futures_lite::future::yield_now().await;
+    }
+    let took = started.elapsed();
+    let bytes_after = log.size_bytes();
+    // Check: one record per key, the newest, at its original offset.
+    let mut left = 0i64;
+    let mut next = log.log_start_offset();
+    loop {
+        let r = log.read(next, 1 << 20).await.unwrap();
+        if r.batches.is_empty() {
+            break;
+        }
+        for b in &r.batches {
+            let h = BatchHeader::new(b).unwrap();
+            for rec in decode_batch(b, 1 << 20).unwrap().records {
+                let o = h.base_offset().0 + i64::from(rec.offset_delta);
+                assert!(o >= records - keys, "offset {o} is not a newest one");
+                let want = format!("value-of-offset-{o:012}");
+                assert_eq!(rec.value.as_deref(), Some(want.as_bytes()));
+                left += 1;
+            }
+            next = Offset(h.last_offset().0 + 1);
+        }
+    }
+    assert_eq!(left, keys);
+    println!(
+        "codec {codec}: {records} records over {keys} keys: compacted in {:.2} s ({:.0} records/s, {:.1} MiB/s read), \
+         {:.1} MiB -> {:.2} MiB, {calls} slices of {} KiB, longest slice {:.1} ms",
+        took.as_secs_f64(),
+        records as f64 / took.as_secs_f64(),
+        read as f64 / (1 << 20) as f64 / took.as_secs_f64(),
+        bytes_before as f64 / (1 << 20) as f64,
+        bytes_after as f64 / (1 << 20) as f64,
+        SLICE_BYTES >> 10,
+        slice_max.as_secs_f64() * 1000.0,
+    );
+    log.close().await.unwrap();
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (records, keys) = if full {
+        (1_000_000, 10_000)
+    } else {
+        (20_000, 1_000)
+    };
+    let base = std::env::var_os("SLUICE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().unwrap();
+            exe.parent().unwrap().parent().unwrap().to_path_buf()
+        });
+    let tmp = tempfile::Builder::new()
+        .prefix("sluice-bench-compaction-")
+        .tempdir_in(&base)
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
+    println!(
+        "sluice-engine compaction bench in {} ({})",
+        dir.display(),
+        if full { "full" } else { "tiny" }
+    );
+    glommio::LocalExecutorBuilder::default()
+        .spawn(move || async move {
+            for (i, codec) in [0i16, 3].into_iter().enumerate() {
+                run_one(dir.join(format!("c-{i}")), records, keys, codec).await;
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
