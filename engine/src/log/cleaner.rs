@@ -80,6 +80,8 @@ struct Pass {
     phase: Phase,
     tombstone_expiry_ms: Option<i64>,
     undecodable_batches: u64,
+    /// Ended early by a truncation: nothing learned may be kept.
+    dropped: bool,
 }
 
 enum Phase {
@@ -223,6 +225,7 @@ impl Log {
             .run_slices(&mut pass, &rules, interval, bytes_max, &mut outcome)
             .await;
         match result {
+            Ok(true) if pass.dropped => outcome.idle = true,
             Ok(true) => {
                 let mut c = self.cleaner.borrow_mut();
                 c.first_dirty = Some(pass.end);
@@ -304,6 +307,7 @@ impl Log {
             },
             tombstone_expiry_ms: None,
             undecodable_batches: 0,
+            dropped: false,
         })
     }
 
@@ -321,6 +325,7 @@ impl Log {
                 // The map may hold keys of records that are gone: start over later.
                 debug!(dir = %self.dir.display(), "log truncated; compaction pass dropped");
                 self.discard_current(pass);
+                pass.dropped = true;
                 return Ok(true);
             }
             if outcome.bytes_read >= bytes_max {
@@ -554,7 +559,7 @@ impl Log {
             return Ok(false);
         }
         let (before, after) = (c.src_size, c.built.size);
-        if self.swap_in(c).await? {
+        if self.swap_in(c, pass.truncations).await? {
             outcome.segments_cleaned += 1;
             outcome.bytes_before += before;
             outcome.bytes_after += after;
@@ -587,15 +592,21 @@ impl Log {
 
     /// Makes the finished copy durable and puts it in place of its segment, unless the
     /// segment changed meanwhile. Returns whether it was swapped.
-    async fn swap_in(&self, mut c: Box<SegmentClean>) -> Result<bool, LogIoError> {
+    async fn swap_in(
+        &self,
+        mut c: Box<SegmentClean>,
+        truncations: u64,
+    ) -> Result<bool, LogIoError> {
         let copy_io = |e: std::io::Error| LogIoError::LogFailed(format!("sync cleaned copy: {e}"));
         c.out.truncate(c.built.size).await.map_err(copy_io)?;
         c.out.fdatasync().await.map_err(copy_io)?;
         let _guard = self.lock().await;
         let still_same = {
             let st = self.state.borrow();
+            // A truncation may have removed records the key map saw.
             !st.closed
                 && st.failed.is_none()
+                && st.truncations == truncations
                 && st.segments.get(&c.base).is_some_and(|s| {
                     s.size == c.src_size
                         && s.next_offset == c.src_next_offset
