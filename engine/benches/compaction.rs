@@ -1,7 +1,9 @@
 //! Compaction benchmark on real O_DIRECT files: a log of N records over K keys (batches
-//! of 100, uncompressed and lz4) is compacted by `Log::compact` in 1 MiB slices until
-//! nothing is left to do. Prints records and bytes cleaned per second, the size before
-//! and after, and the longest single slice (how long the shard is kept from other work).
+//! of 100, uncompressed and lz4) is compacted by `Log::compact` in 256 KiB slices with a
+//! 1 ms pause between them (as the broker runs it) until nothing is left to do. Prints
+//! records and bytes cleaned per second, the size before and after, the longest single
+//! slice, and how late a 1 ms ticker on the same executor ran meanwhile (p99, max): the
+//! stall an append or fetch on that shard would see.
 //! The result is checked: exactly one record per key, the newest.
 //! `cargo bench -p sluice-engine --bench compaction` runs 1M records over 10k keys; under
 //! `cargo test` it runs a tiny input. `SLUICE_BENCH_DIR` picks the directory.
@@ -16,7 +18,8 @@ use sluice_engine::{CleanupPolicy, LeaderEpoch, Log, LogConfig, Offset, ReadCach
 
 const T0: i64 = 1_700_000_000_000;
 const RECORDS_PER_BATCH: i64 = 100;
-const SLICE_BYTES: u64 = 1 << 20;
+const SLICE_BYTES: u64 = 256 << 10;
+const PAUSE: Duration = Duration::from_millis(1);
 
 fn config() -> LogConfig {
     LogConfig {
@@ -57,6 +60,20 @@ async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
     log.enforce_retention(T0 + 1000).await.unwrap();
     log.flush().await.unwrap();
     let bytes_before = log.size_bytes();
+    let ticking = std::rc::Rc::new(std::cell::Cell::new(true));
+    let ticker = {
+        let ticking = ticking.clone();
+        glommio::spawn_local(async move {
+            let mut late = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+            while ticking.get() {
+                let t = Instant::now();
+                glommio::timer::sleep(PAUSE).await;
+                let over = t.elapsed().saturating_sub(PAUSE);
+                late.record(over.as_micros() as u64).unwrap();
+            }
+            late
+        })
+    };
     let started = Instant::now();
     let mut slice_max = Duration::ZERO;
     let (mut calls, mut read) = (0u32, 0u64);
@@ -72,9 +89,11 @@ async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
         if o.idle && !o.pass_finished {
             break;
         }
-        futures_lite::future::yield_now().await;
+        glommio::timer::sleep(PAUSE).await;
     }
     let took = started.elapsed();
+    ticking.set(false);
+    let late = ticker.await;
     let bytes_after = log.size_bytes();
     // Check: one record per key, the newest, at its original offset.
     let mut left = 0i64;
@@ -99,7 +118,8 @@ async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
     assert_eq!(left, keys);
     println!(
         "codec {codec}: {records} records over {keys} keys: compacted in {:.2} s ({:.0} records/s, {:.1} MiB/s read), \
-         {:.1} MiB -> {:.2} MiB, {calls} slices of {} KiB, longest slice {:.1} ms",
+         {:.1} MiB -> {:.2} MiB, {calls} slices of {} KiB, longest slice {:.1} ms, \
+         1 ms ticker late by p99 {:.1} ms max {:.1} ms",
         took.as_secs_f64(),
         records as f64 / took.as_secs_f64(),
         read as f64 / (1 << 20) as f64 / took.as_secs_f64(),
@@ -107,6 +127,8 @@ async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
         bytes_after as f64 / (1 << 20) as f64,
         SLICE_BYTES >> 10,
         slice_max.as_secs_f64() * 1000.0,
+        late.value_at_quantile(0.99) as f64 / 1000.0,
+        late.max() as f64 / 1000.0,
     );
     log.close().await.unwrap();
 }
