@@ -19,6 +19,9 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::*;
 
+/// (group id, error code, [(topic, partition, committed offset)]).
+type GroupOffsets = (String, i16, Vec<(String, i32, i64)>);
+
 #[test]
 fn group_admin_apis_answer_as_kafka() {
     // Proves ListGroups/DescribeGroups reach the coordinators of both shards with Kafka's
@@ -240,7 +243,7 @@ fn group_admin_apis_answer_as_kafka() {
                 .with_topics(None),
         ]);
         let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, v, &req);
-        let got: Vec<(String, i16, Vec<(String, i32, i64)>)> = resp
+        let got: Vec<GroupOffsets> = resp
             .groups
             .iter()
             .map(|g| {
