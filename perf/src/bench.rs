@@ -248,6 +248,10 @@ async fn rebalance_rounds(
             record(&mut leave, leave_us, 1);
 
             let generation = statuses.first().map_or(generation, |s| s.generation);
+            // Members restart their heartbeat timers when a rebalance completes, so their
+            // phases line up; a random pause keeps the join from always landing just after.
+            let phase = rand::random_range(0..heartbeat_ms.max(1));
+            glommio::timer::Timer::new(Duration::from_millis(phase)).await;
             let rejoined = Instant::now();
             controls[victim] = Rc::default();
             tasks[victim] = Some(spawn(&controls[victim]));
