@@ -121,6 +121,32 @@ pub struct BrokerArgs {
     /// log.cleaner.backoff.ms).
     #[arg(long, env = "SLUICE_LOG_CLEANER_BACKOFF_MS", default_value_t = 15_000)]
     pub log_cleaner_backoff_ms: u64,
+
+    /// Partitions of the internal `__consumer_offsets` topic when it is first created; an
+    /// existing topic keeps its count (Kafka: offsets.topic.num.partitions).
+    #[arg(
+        long,
+        env = "SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS",
+        default_value_t = 16
+    )]
+    pub offsets_topic_num_partitions: i32,
+
+    /// segment.bytes of `__consumer_offsets` when it is first created (Kafka: offsets.topic.segment.bytes).
+    #[arg(
+        long,
+        env = "SLUICE_OFFSETS_TOPIC_SEGMENT_BYTES",
+        default_value_t = 104_857_600
+    )]
+    pub offsets_topic_segment_bytes: i64,
+
+    /// Committed offsets of a group without members expire this long after their commit
+    /// or the group becoming empty, whichever is later (Kafka: offsets.retention.minutes).
+    #[arg(
+        long,
+        env = "SLUICE_OFFSETS_RETENTION_MINUTES",
+        default_value_t = 10_080
+    )]
+    pub offsets_retention_minutes: u64,
 }
 
 impl BrokerArgs {
@@ -172,6 +198,14 @@ impl BrokerArgs {
         }
         if self.log_cleaner_backoff_ms == 0 {
             return Err("--log-cleaner-backoff-ms must be positive".into());
+        }
+        if !(1..=crate::topic_table::PARTITIONS_MAX).contains(&self.offsets_topic_num_partitions) {
+            return Err("--offsets-topic-num-partitions must be in 1..=10000".into());
+        }
+        validate_topic_config(SEGMENT_BYTES, &self.offsets_topic_segment_bytes.to_string())
+            .map_err(|e| format!("--offsets-topic-segment-bytes: {e}"))?;
+        if self.offsets_retention_minutes == 0 {
+            return Err("--offsets-retention-minutes must be positive".into());
         }
         if self.socket_request_max_bytes < 1024 {
             return Err("--socket-request-max-bytes must be at least 1024".into());

@@ -45,6 +45,24 @@ pub fn read_error(e: &ReadError) -> ResponseError {
     }
 }
 
+/// A failed append to `__consumer_offsets`, as Kafka's group coordinator reports it:
+/// a failed or closed log means this broker no longer coordinates the group, a batch
+/// too large is INVALID_COMMIT_OFFSET_SIZE.
+pub fn group_append_error(e: &AppendError) -> GroupError {
+    match e {
+        AppendError::LogFailed(_) | AppendError::Closed => GroupError::NotCoordinator,
+        AppendError::MessageTooLarge { .. } => GroupError::InvalidCommitOffsetSize,
+        _ => GroupError::UnknownServerError,
+    }
+}
+
+/// A failed wait for `__consumer_offsets` durability.
+pub fn group_flush_error(e: &FlushError) -> GroupError {
+    match e {
+        FlushError::LogFailed(_) | FlushError::Closed => GroupError::NotCoordinator,
+    }
+}
+
 /// Group coordinator failures.
 pub fn group_error(e: &GroupError) -> ResponseError {
     match e {
@@ -62,5 +80,9 @@ pub fn group_error(e: &GroupError) -> ResponseError {
         GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
         GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
         GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
+        GroupError::InvalidCommitOffsetSize => ResponseError::InvalidCommitOffsetSize,
+        GroupError::UnknownServerError => ResponseError::UnknownServerError,
     }
 }

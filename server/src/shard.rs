@@ -17,14 +17,16 @@ use glommio::{LocalExecutorBuilder, Placement};
 use kafka_protocol::ResponseError;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{BrokerArgs, validate_topic_config};
+use crate::config::{BrokerArgs, CLEANUP_POLICY, SEGMENT_BYTES, validate_topic_config};
 use crate::connection;
 use crate::partition::{AppendSignal, PartitionSet};
 use crate::shard_request::*;
 use crate::topic_store::{
     FileTopicStore, ProducerIdBlocks, TopicRecord, TopicStore, load_or_create_cluster_id,
 };
-use crate::topic_table::{PARTITIONS_MAX, ShardId, TopicTable, valid_topic_name};
+use crate::topic_table::{
+    OFFSETS_TOPIC, PARTITIONS_MAX, ShardId, TopicTable, is_internal, valid_topic_name,
+};
 
 /// Capacity of each mesh channel; a full channel makes the sender wait (backpressure).
 const MESH_CHANNEL_CAPACITY: usize = 1024;
@@ -235,7 +237,7 @@ impl Shard {
                 let _ = reply.send(());
             }
             ShardRequest::Group { op, reply } => {
-                let _ = reply.send(crate::group::host::serve(op).await);
+                let _ = reply.send(crate::group::host::serve(&self, op).await);
             }
             ShardRequest::TableUpdate { table, reply } => {
                 *self.table.borrow_mut() = table;
@@ -401,6 +403,11 @@ impl Shard {
                     ResponseError::UnknownTopicOrPartition,
                     "no such topic",
                 )),
+                // Group coordinators live on it; deleting it would lose every commit.
+                Some(_) if is_internal(name) => outcomes.push(fail(
+                    ResponseError::InvalidRequest,
+                    "internal topic cannot be deleted",
+                )),
                 Some(meta) => {
                     deleted.push(meta.clone());
                     table = table.without_topic(name);
@@ -456,6 +463,11 @@ impl Shard {
         for (name, count) in &topics {
             let outcome = match table.get(name) {
                 None => fail(ResponseError::UnknownTopicOrPartition, "no such topic"),
+                // Groups are hashed over its partition count; growing it would move them.
+                Some(_) if is_internal(name) => fail(
+                    ResponseError::InvalidRequest,
+                    "the partition count of an internal topic cannot change",
+                ),
                 Some(meta) if *count <= meta.partition_count() => fail(
                     ResponseError::InvalidPartitions,
                     &format!(
@@ -614,6 +626,22 @@ fn fail(error: ResponseError, message: &str) -> TopicOutcome {
     }
 }
 
+/// `__consumer_offsets` as first created: compacted, Kafka's partition count and segment size.
+fn offsets_topic_record(args: &BrokerArgs) -> TopicRecord {
+    let mut configs = BTreeMap::new();
+    configs.insert(CLEANUP_POLICY.to_string(), "compact".to_string());
+    configs.insert(
+        SEGMENT_BYTES.to_string(),
+        args.offsets_topic_segment_bytes.to_string(),
+    );
+    TopicRecord {
+        name: OFFSETS_TOPIC.to_string(),
+        id: uuid::Uuid::from_u128(rand::random::<u128>()),
+        partitions: args.offsets_topic_num_partitions,
+        configs,
+    }
+}
+
 /// The CPUs this process may run on, in order.
 fn allowed_cpus() -> Vec<usize> {
     // SAFETY: `set` is plain data that sched_getaffinity fills; size is passed with it.
@@ -639,7 +667,15 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     let cpus = allowed_cpus();
     let shard_count = args.cores.unwrap_or(cpus.len()).clamp(1, 256);
     let store: Arc<dyn TopicStore + Sync> = Arc::new(FileTopicStore::new(&args.data_dir));
-    let records = store.load()?;
+    let mut records = store.load()?;
+    if !records.iter().any(|r| r.name == OFFSETS_TOPIC) {
+        records.push(offsets_topic_record(&args));
+        store.save(&records)?;
+        info!(
+            partitions = args.offsets_topic_num_partitions,
+            "created {OFFSETS_TOPIC}"
+        );
+    }
     let mut table = TopicTable::new(shard_count as u16);
     for r in &records {
         table = table.with_topic(&r.name, r.id, r.partitions as usize, r.configs.clone());
@@ -746,6 +782,9 @@ async fn shard_main(
             }
         }
     }
+
+    // The group coordinator, before any request can reach it.
+    crate::group::host::start(&shard);
 
     for (peer, rx) in receivers.streams() {
         let shard = shard.clone();

@@ -57,6 +57,14 @@ impl TopicMeta {
     }
 }
 
+/// Kafka's internal topic of committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Topics clients may read but not produce to or delete (Kafka's `Topic.isInternal`).
+pub fn is_internal(name: &str) -> bool {
+    name == OFFSETS_TOPIC
+}
+
 /// Largest partition count of one topic; bounds what CreateTopics/CreatePartitions may ask.
 pub const PARTITIONS_MAX: i32 = 10_000;
 
@@ -113,8 +121,20 @@ impl TopicTable {
     /// each goes to the shard with the fewest partitions of this topic, ties broken by the
     /// fewest partitions overall, then by the lowest shard id. Deterministic, so a table
     /// rebuilt from the store in creation order places partitions the same way.
+    ///
+    /// `__consumer_offsets` is the exception: partition `p` lives on shard
+    /// `p % shard_count`, the rule `group::host::coordinator_shard` uses, so a group's
+    /// coordinator owns the partition its records go to. Placement is recomputed at every
+    /// start, so a restart with another `--cores` moves partitions and coordinators
+    /// together (partition directories do not depend on the shard).
     pub fn place(&self, name: &str, count: usize) -> Vec<ShardId> {
         let n = usize::from(self.shard_count);
+        if name == OFFSETS_TOPIC {
+            let first = self.topics.get(name).map_or(0, |t| t.owners.len());
+            return (first..first + count)
+                .map(|p| ShardId((p % n) as u16))
+                .collect();
+        }
         let mut total = vec![0usize; n];
         for t in self.topics.values() {
             for s in &t.owners {
@@ -245,6 +265,22 @@ mod tests {
         let t = t.without_topic("a");
         assert!(t.get("a").is_none());
         assert!(t.get_by_id(&Uuid::from_u128(1)).is_none());
+    }
+
+    // Proves `__consumer_offsets` partition p is placed on shard p % shard_count whatever
+    // other topics exist, for several shard counts.
+    #[test]
+    fn offsets_topic_follows_partition_modulo_shards() {
+        for shards in [1u16, 2, 3, 5] {
+            let t = TopicTable::new(shards).with_topic("x", Uuid::from_u128(1), 3, BTreeMap::new());
+            let t = t.with_topic(OFFSETS_TOPIC, Uuid::from_u128(2), 16, BTreeMap::new());
+            let owners = &t.get(OFFSETS_TOPIC).unwrap().owners;
+            for (p, s) in owners.iter().enumerate() {
+                assert_eq!(s.0 as usize, p % shards as usize);
+            }
+        }
+        assert!(is_internal(OFFSETS_TOPIC));
+        assert!(!is_internal("x"));
     }
 
     // Proves the topic name rule rejects empty, dot-only, too long and illegal-character names.

@@ -59,18 +59,23 @@ fn auto_creates_and_survives_restart() {
         1,
         &MetadataRequest::default().with_topics(None),
     );
-    assert_eq!(resp.topics.len(), 1);
-    assert_eq!(resp.topics[0].name.as_ref().unwrap().0.as_str(), "orders");
-    assert_eq!(resp.topics[0].partitions.len(), 4);
+    // Besides `orders`, only the internal `__consumer_offsets` exists, marked internal.
+    assert_eq!(resp.topics.len(), 2);
+    let name = |t: &kafka_protocol::messages::metadata_response::MetadataResponseTopic| {
+        t.name.as_ref().unwrap().0.to_string()
+    };
+    let internal = resp.topics.iter().find(|t| name(t) == "__consumer_offsets");
+    assert!(internal.unwrap().is_internal);
+    let orders = resp.topics.iter().find(|t| name(t) == "orders").unwrap();
+    assert!(!orders.is_internal);
+    assert_eq!(orders.partitions.len(), 4);
     let resp: MetadataResponse = conn.call(
         ApiKey::Metadata,
         12,
         &MetadataRequest::default().with_topics(None),
     );
-    assert_eq!(
-        resp.topics[0].topic_id, id,
-        "topic id is stable across restarts"
-    );
+    let orders = resp.topics.iter().find(|t| name(t) == "orders").unwrap();
+    assert_eq!(orders.topic_id, id, "topic id is stable across restarts");
 }
 
 #[test]

@@ -379,7 +379,8 @@ fn idempotent_producer_dedupes_across_restart() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let second_run = loop {
         let full = broker.log();
-        let run = full.rfind("topics=1").map(|at| full[at..].to_string());
+        // `idem` and the internal `__consumer_offsets`.
+        let run = full.rfind("topics=2").map(|at| full[at..].to_string());
         if let Some(run) = run.filter(|r| r.contains("opened log")) {
             break run;
         }

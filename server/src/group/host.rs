@@ -1,26 +1,53 @@
 //! The coordinator of this shard's groups inside the running broker: one `Coordinator` per
 //! shard thread, the waiters of JoinGroup and SyncGroup calls that must wait for other
-//! members, and a ticker that expires sessions and rebalance deadlines. Requests reach it
-//! as `ShardRequest::Group` from any shard (see `handlers/groups.rs`).
+//! members, a ticker that expires sessions and rebalance deadlines, and the coordinator's
+//! `__consumer_offsets` partitions. Requests reach it as `ShardRequest::Group` from any
+//! shard (see `handlers/groups.rs`).
+//!
+//! Persistence: an OffsetCommit is appended to the group's partition and answered once
+//! the engine made it durable (acks=all); only then does the coordinator hold it. Group
+//! metadata and tombstones (`GroupWrite`) are appended after the call that decided them;
+//! a call's own answer waits for their durability, the ticker's writes do not wait. At
+//! start each owned partition is replayed from its log start before its groups are
+//! served; meanwhile their requests get COORDINATOR_LOAD_IN_PROGRESS.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use glommio::channels::oneshot;
+use sluice_engine::Offset;
+use sluice_engine::batch::BatchHeader;
+use sluice_engine::record::{KeyValue, Record, build_batch, decode_batch};
 use sluice_net::consumer_protocol::{CONSUMER_PROTOCOL_TYPE, decode_subscription};
+use tracing::{debug, info, warn};
 
 use super::placement::{OFFSETS_TOPIC_PARTITIONS_DEFAULT, offsets_partition};
+use super::record::{
+    OffsetCommitValue, RecordKey, decode_group_metadata_value, decode_key,
+    decode_offset_commit_value, encode_group_metadata_value, encode_key,
+    encode_offset_commit_value,
+};
 use super::{
     Answer, CommitIdentity, CommittedOffset, Coordinator, Delivery, GroupConfig, GroupError,
-    GroupState, GroupSummary, JoinRequest, Joined, LeavingMember, PartitionResults, SyncRequest,
-    Synced,
+    GroupState, GroupSummary, GroupWrite, JoinRequest, Joined, LeavingMember, PartitionResults,
+    SyncRequest, Synced,
 };
-use crate::topic_table::ShardId;
+use crate::config::BrokerArgs;
+use crate::kafka_errors::{group_append_error, group_flush_error};
+use crate::partition::{LEADER_EPOCH, now_ms};
+use crate::shard::Shard;
+use crate::topic_table::{OFFSETS_TOPIC, ShardId, TopicPartition, TopicTable};
 
 /// How often sessions and deadlines are checked.
 const TICK: Duration = Duration::from_millis(100);
+/// Bytes read per step while replaying a `__consumer_offsets` partition.
+const LOAD_READ_BYTES: u32 = 1 << 20;
+/// Cap on the decompressed records of one batch read while replaying.
+const LOAD_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 
 /// One group operation, as sent to the coordinator shard.
 pub enum GroupOp {
@@ -64,6 +91,24 @@ pub enum GroupOp {
     },
 }
 
+impl GroupOp {
+    /// The group the operation is about; `None` for operations over every group.
+    fn group_id(&self) -> Option<&str> {
+        match self {
+            GroupOp::Join(r) => Some(&r.group_id),
+            GroupOp::Sync(r) => Some(&r.group_id),
+            GroupOp::Heartbeat { group_id, .. }
+            | GroupOp::Leave { group_id, .. }
+            | GroupOp::FetchOffsets { group_id, .. }
+            | GroupOp::Describe { group_id }
+            | GroupOp::Delete { group_id }
+            | GroupOp::DeleteOffsets { group_id, .. } => Some(group_id),
+            GroupOp::Commit { who, .. } => Some(&who.group_id),
+            GroupOp::List { .. } => None,
+        }
+    }
+}
+
 /// The answer to a `GroupOp`, variant for variant.
 pub enum GroupReply {
     Join(Result<Joined, GroupError>),
@@ -77,13 +122,46 @@ pub enum GroupReply {
     List(Vec<(String, String, GroupState)>),
     Delete(Result<(), GroupError>),
     DeleteOffsets(Result<PartitionResults, GroupError>),
+    /// The coordinator could not take the operation: its partition is still loading.
+    Failed(GroupError),
 }
 
-/// The shard that coordinates `group_id`: the owner of its `__consumer_offsets` partition.
-pub fn coordinator_shard(group_id: &str, shard_count: u16) -> ShardId {
-    let p = offsets_partition(group_id, OFFSETS_TOPIC_PARTITIONS_DEFAULT);
-    let p = u16::try_from(p).expect("partition below 16");
-    ShardId(p % shard_count.max(1))
+/// Partitions of `__consumer_offsets`: the existing topic's count (the broker flag only
+/// sets it at creation, as in Kafka).
+pub fn offsets_partition_count(table: &TopicTable) -> i32 {
+    table
+        .get(OFFSETS_TOPIC)
+        .map_or(OFFSETS_TOPIC_PARTITIONS_DEFAULT, |m| m.partition_count())
+        .max(1)
+}
+
+/// The `__consumer_offsets` partition of `group_id` and the shard that owns it, which is
+/// the group's coordinator: partition `p` lives on shard `p % shard_count`
+/// (`TopicTable::place`).
+pub fn coordinator_of(group_id: &str, table: &TopicTable) -> (i32, ShardId) {
+    let p = offsets_partition(group_id, offsets_partition_count(table));
+    let shard = table
+        .get(OFFSETS_TOPIC)
+        .and_then(|m| m.owner(p))
+        .unwrap_or_else(|| {
+            let n = usize::from(table.shard_count().max(1));
+            let p = usize::try_from(p).expect("partition is not negative");
+            ShardId((p % n) as u16)
+        });
+    (p, shard)
+}
+
+/// The shard that coordinates `group_id`.
+pub fn coordinator_shard(group_id: &str, table: &TopicTable) -> ShardId {
+    coordinator_of(group_id, table).1
+}
+
+/// Broker flags that shape the coordinator.
+pub fn group_config(args: &BrokerArgs) -> GroupConfig {
+    GroupConfig {
+        offsets_retention_ms: args.offsets_retention_minutes.saturating_mul(60_000),
+        ..GroupConfig::default()
+    }
 }
 
 type Key = (String, String);
@@ -92,7 +170,8 @@ struct Host {
     coordinator: RefCell<Coordinator>,
     joins: RefCell<HashMap<Key, oneshot::SharedSender<Result<Joined, GroupError>>>>,
     syncs: RefCell<HashMap<Key, oneshot::SharedSender<Result<Synced, GroupError>>>>,
-    start: Instant,
+    /// Owned `__consumer_offsets` partitions not yet replayed.
+    loading: RefCell<HashSet<i32>>,
 }
 
 thread_local! {
@@ -101,36 +180,269 @@ thread_local! {
 
 fn host() -> Rc<Host> {
     HOST.with(|h| {
-        if let Some(h) = h.borrow().as_ref() {
-            return h.clone();
-        }
-        let host = Rc::new(Host {
-            coordinator: RefCell::new(Coordinator::new(GroupConfig::default())),
-            joins: RefCell::new(HashMap::new()),
-            syncs: RefCell::new(HashMap::new()),
-            start: Instant::now(),
-        });
-        let weak = Rc::downgrade(&host);
-        glommio::spawn_local(async move {
-            loop {
-                glommio::timer::sleep(TICK).await;
-                let Some(h) = weak.upgrade() else { break };
-                let now = h.now_ms();
-                h.coordinator.borrow_mut().tick(now);
-                h.deliver();
-            }
-        })
-        .detach();
-        *h.borrow_mut() = Some(host.clone());
-        host
+        h.borrow()
+            .as_ref()
+            .expect("the group host is started before requests are served")
+            .clone()
     })
 }
 
-impl Host {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
+/// Wall-clock milliseconds: commit timestamps and offset retention outlive the process.
+fn wall_ms() -> u64 {
+    u64::try_from(now_ms()).unwrap_or(0)
+}
 
+/// Starts this shard's coordinator: replays its `__consumer_offsets` partitions in the
+/// background and runs the ticker. Call once per shard, after its partitions are open
+/// and before it serves requests.
+pub fn start(shard: &Rc<Shard>) {
+    let table = shard.table();
+    let mine: Vec<i32> = table
+        .get(OFFSETS_TOPIC)
+        .map(|m| {
+            (0..m.partition_count())
+                .filter(|p| m.owner(*p) == Some(shard.id))
+                .collect()
+        })
+        .unwrap_or_default();
+    let host = Rc::new(Host {
+        coordinator: RefCell::new(Coordinator::new(group_config(&shard.args))),
+        joins: RefCell::new(HashMap::new()),
+        syncs: RefCell::new(HashMap::new()),
+        loading: RefCell::new(mine.iter().copied().collect()),
+    });
+    HOST.with(|h| *h.borrow_mut() = Some(host.clone()));
+
+    let weak_host = Rc::downgrade(&host);
+    let weak_shard = Rc::downgrade(shard);
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(TICK).await;
+            let (Some(h), Some(shard)) = (weak_host.upgrade(), weak_shard.upgrade()) else {
+                break;
+            };
+            // Expiry while a partition is half replayed could remove a group whose
+            // offsets come later in the log.
+            if !h.loading.borrow().is_empty() {
+                continue;
+            }
+            h.coordinator.borrow_mut().tick(wall_ms());
+            h.deliver();
+            if let Err(e) = h.persist(&shard, false).await {
+                warn!(shard = shard.id.0, error = %e, "group records not stored");
+            }
+        }
+    })
+    .detach();
+
+    let weak_shard: Weak<Shard> = Rc::downgrade(shard);
+    let loader_host = host.clone();
+    glommio::spawn_local(async move {
+        let h = loader_host;
+        for p in mine {
+            let Some(shard) = weak_shard.upgrade() else {
+                return;
+            };
+            match load_partition(&shard, &h, p).await {
+                Ok(records) => {
+                    info!(shard = shard.id.0, partition = p, records, "loaded {OFFSETS_TOPIC} partition")
+                }
+                // The partition stays loading: its groups keep getting
+                // COORDINATOR_LOAD_IN_PROGRESS rather than state missing commits.
+                Err(e) => {
+                    warn!(shard = shard.id.0, partition = p, error = %e, "{OFFSETS_TOPIC} partition not loaded");
+                    continue;
+                }
+            }
+            h.loading.borrow_mut().remove(&p);
+        }
+    })
+    .detach();
+}
+
+fn offsets_tp(partition: i32) -> TopicPartition {
+    TopicPartition {
+        topic: Arc::from(OFFSETS_TOPIC),
+        partition,
+    }
+}
+
+/// Replays one partition from its log start into the coordinator; the number of records.
+async fn load_partition(shard: &Shard, h: &Host, partition: i32) -> Result<usize, String> {
+    let tp = offsets_tp(partition);
+    let log = shard
+        .partitions
+        .get(&tp)
+        .ok_or_else(|| format!("{tp} is not open on this shard"))?;
+    let end = log.log_end_offset();
+    let mut at = log.log_start_offset();
+    let mut records = 0usize;
+    let now = wall_ms();
+    while at < end {
+        let r = log
+            .read(at, LOAD_READ_BYTES)
+            .await
+            .map_err(|e| format!("{tp} at {}: {e}", at.0))?;
+        if r.batches.is_empty() {
+            break;
+        }
+        for batch in &r.batches {
+            let header = BatchHeader::new(batch).map_err(|e| format!("{tp}: {e}"))?;
+            let base = header.base_offset().0;
+            let next = Offset(header.last_offset().0 + 1);
+            if next <= at {
+                return Err(format!(
+                    "{tp}: batch at {base} does not advance past {}",
+                    at.0
+                ));
+            }
+            at = next;
+            if header.is_control() {
+                continue;
+            }
+            match decode_batch(batch, LOAD_DECOMPRESSED_BYTES_MAX) {
+                Ok(decoded) => {
+                    let mut c = h.coordinator.borrow_mut();
+                    for rec in decoded.records {
+                        let position = base + i64::from(rec.offset_delta);
+                        apply_record(&mut c, rec, position, now, &tp);
+                        records += 1;
+                    }
+                }
+                Err(e) => {
+                    warn!(partition = %tp, base_offset = base, error = %e, "skipping undecodable batch")
+                }
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
+    // Replayed records must not be written back.
+    h.coordinator.borrow_mut().take_writes();
+    Ok(records)
+}
+
+/// Applies one replayed record; records Sluice does not know (other key versions, bad
+/// bytes) are skipped with a warning.
+fn apply_record(c: &mut Coordinator, rec: Record, position: i64, now_ms: u64, tp: &TopicPartition) {
+    let Some(key) = rec.key else {
+        warn!(partition = %tp, offset = position, "record without key skipped");
+        return;
+    };
+    let key = match decode_key(&key) {
+        Ok(k) => k,
+        Err(e) => {
+            debug!(partition = %tp, offset = position, error = %e, "record key skipped");
+            return;
+        }
+    };
+    match key {
+        RecordKey::OffsetCommit {
+            group,
+            topic,
+            partition,
+        } => {
+            let value = match rec.value.as_deref().map(decode_offset_commit_value) {
+                None => None,
+                Some(Ok(v)) => Some(CommittedOffset {
+                    offset: v.offset,
+                    leader_epoch: v.leader_epoch,
+                    metadata: Some(v.metadata),
+                    commit_timestamp_ms: u64::try_from(v.commit_timestamp_ms).unwrap_or(0),
+                }),
+                Some(Err(e)) => {
+                    warn!(partition = %tp, offset = position, error = %e, "offset commit value skipped");
+                    return;
+                }
+            };
+            c.load_offset(&group, (topic, partition), value, position);
+        }
+        RecordKey::GroupMetadata { group } => {
+            let value = match rec.value.as_deref().map(decode_group_metadata_value) {
+                None => None,
+                Some(Ok(v)) => Some(v),
+                Some(Err(e)) => {
+                    warn!(partition = %tp, offset = position, error = %e, "group metadata value skipped");
+                    return;
+                }
+            };
+            c.load_group(&group, value, now_ms);
+        }
+    }
+}
+
+/// Appends `records` (key, value or tombstone) as one batch to `__consumer_offsets`
+/// partition `partition`; with `durable`, returns only once they are fdatasync'ed.
+/// Returns the log offset of the first record.
+async fn append_records(
+    shard: &Shard,
+    partition: i32,
+    records: &[(Vec<u8>, Option<Vec<u8>>)],
+    durable: bool,
+) -> Result<i64, GroupError> {
+    assert!(!records.is_empty());
+    let log = shard
+        .partitions
+        .get(&offsets_tp(partition))
+        .ok_or(GroupError::NotCoordinator)?;
+    let kv: Vec<KeyValue<'_>> = records
+        .iter()
+        .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
+        .collect();
+    let now = now_ms();
+    let batch = build_batch(0, now, 0, &kv);
+    let info = log
+        .append(Bytes::from(batch), LEADER_EPOCH, now)
+        .map_err(|e| group_append_error(&e))?;
+    shard.appends.notify();
+    if durable {
+        log.wait_durable(Offset(info.last_offset.0 + 1))
+            .await
+            .map_err(|e| group_flush_error(&e))?;
+    }
+    Ok(info.base_offset.0)
+}
+
+/// The records of the coordinator's writes, by `__consumer_offsets` partition.
+fn write_records(
+    writes: Vec<GroupWrite>,
+    table: &TopicTable,
+) -> BTreeMap<i32, Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+    let mut out: BTreeMap<i32, Vec<(Vec<u8>, Option<Vec<u8>>)>> = BTreeMap::new();
+    for w in writes {
+        match w {
+            GroupWrite::Metadata { group_id, value } => {
+                let p = coordinator_of(&group_id, table).0;
+                let key = encode_key(&RecordKey::GroupMetadata { group: group_id });
+                out.entry(p)
+                    .or_default()
+                    .push((key, Some(encode_group_metadata_value(&value))));
+            }
+            GroupWrite::OffsetsRemoved {
+                group_id,
+                partitions,
+            } => {
+                let p = coordinator_of(&group_id, table).0;
+                let entry = out.entry(p).or_default();
+                for (topic, partition) in partitions {
+                    let key = encode_key(&RecordKey::OffsetCommit {
+                        group: group_id.clone(),
+                        topic,
+                        partition,
+                    });
+                    entry.push((key, None));
+                }
+            }
+            GroupWrite::GroupRemoved { group_id } => {
+                let p = coordinator_of(&group_id, table).0;
+                let key = encode_key(&RecordKey::GroupMetadata { group: group_id });
+                out.entry(p).or_default().push((key, None));
+            }
+        }
+    }
+    out
+}
+
+impl Host {
     fn deliver(&self) {
         let deliveries = self.coordinator.borrow_mut().take_deliveries();
         for d in deliveries {
@@ -156,38 +468,138 @@ impl Host {
             }
         }
     }
+
+    /// Appends the coordinator's pending writes, one batch per partition.
+    async fn persist(&self, shard: &Shard, durable: bool) -> Result<(), GroupError> {
+        let writes = self.coordinator.borrow_mut().take_writes();
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut result = Ok(());
+        for (p, records) in write_records(writes, &shard.table()) {
+            if let Err(e) = append_records(shard, p, &records, durable).await {
+                warn!(shard = shard.id.0, partition = p, error = %e, "group records not stored");
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// Stores the records of the call that just ran, logging a failure: the call's
+    /// answer stands (Kafka fails only the SyncGroup whose store failed; members then
+    /// rejoin after the next failure anyway).
+    async fn persist_logged(&self, shard: &Shard) {
+        let _ = self.persist(shard, true).await;
+    }
+
+    /// OffsetCommit: check, append durably, then materialize.
+    async fn commit(
+        &self,
+        shard: &Shard,
+        who: CommitIdentity,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    ) -> Result<PartitionResults, GroupError> {
+        let prepared = self
+            .coordinator
+            .borrow_mut()
+            .prepare_commit(&who, offsets, wall_ms())?;
+        if prepared.accepted.is_empty() {
+            return Ok(prepared.results);
+        }
+        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = prepared
+            .accepted
+            .iter()
+            .map(|((topic, partition), o)| {
+                let key = encode_key(&RecordKey::OffsetCommit {
+                    group: who.group_id.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                });
+                let value = encode_offset_commit_value(&OffsetCommitValue {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata.clone().unwrap_or_default(),
+                    commit_timestamp_ms: i64::try_from(o.commit_timestamp_ms).unwrap_or(i64::MAX),
+                    expire_timestamp_ms: -1,
+                });
+                (key, Some(value))
+            })
+            .collect();
+        let partition = coordinator_of(&who.group_id, &shard.table()).0;
+        match append_records(shard, partition, &records, true).await {
+            Ok(base) => {
+                let stored = prepared
+                    .accepted
+                    .into_iter()
+                    .zip(base..)
+                    .map(|((tp, o), position)| (tp, o, Some(position)))
+                    .collect();
+                self.coordinator
+                    .borrow_mut()
+                    .materialize_commit(&who.group_id, stored);
+                Ok(prepared.results)
+            }
+            Err(e) => Ok(prepared
+                .results
+                .into_iter()
+                .map(|(tp, r)| (tp, r.and(Err(e.clone()))))
+                .collect()),
+        }
+    }
 }
 
 /// Runs one operation on this shard's coordinator, waiting for other members if needed.
-pub async fn serve(op: GroupOp) -> GroupReply {
+/// Records the operation decided are appended (durably) before its own answer; waiters
+/// are registered before that await, so no delivery can miss them.
+pub async fn serve(shard: &Rc<Shard>, op: GroupOp) -> GroupReply {
     let h = host();
-    let now = h.now_ms();
+    let loading = match op.group_id() {
+        Some(g) => {
+            let p = coordinator_of(g, &shard.table()).0;
+            h.loading.borrow().contains(&p)
+        }
+        None => !h.loading.borrow().is_empty(),
+    };
+    if loading {
+        return GroupReply::Failed(GroupError::CoordinatorLoadInProgress);
+    }
+    let now = wall_ms();
     match op {
         GroupOp::Join(req) => {
             let group_id = req.group_id.clone();
             let answer = h.coordinator.borrow_mut().join_group(req, now);
             h.deliver();
-            match answer {
-                Answer::Done(r) => GroupReply::Join(r),
+            let rx = match answer {
+                Answer::Done(r) => {
+                    h.persist_logged(shard).await;
+                    return GroupReply::Join(r);
+                }
                 Answer::Pending { member_id } => {
                     let (tx, rx) = oneshot::shared();
                     h.joins.borrow_mut().insert((group_id, member_id), tx);
-                    GroupReply::Join(rx.await.unwrap_or(Err(GroupError::RebalanceInProgress)))
+                    rx
                 }
-            }
+            };
+            h.persist_logged(shard).await;
+            GroupReply::Join(rx.await.unwrap_or(Err(GroupError::RebalanceInProgress)))
         }
         GroupOp::Sync(req) => {
             let group_id = req.group_id.clone();
             let answer = h.coordinator.borrow_mut().sync_group(req, now);
             h.deliver();
-            match answer {
-                Answer::Done(r) => GroupReply::Sync(r),
+            let rx = match answer {
+                Answer::Done(r) => {
+                    h.persist_logged(shard).await;
+                    return GroupReply::Sync(r);
+                }
                 Answer::Pending { member_id } => {
                     let (tx, rx) = oneshot::shared();
                     h.syncs.borrow_mut().insert((group_id, member_id), tx);
-                    GroupReply::Sync(rx.await.unwrap_or(Err(GroupError::RebalanceInProgress)))
+                    rx
                 }
-            }
+            };
+            h.persist_logged(shard).await;
+            GroupReply::Sync(rx.await.unwrap_or(Err(GroupError::RebalanceInProgress)))
         }
         GroupOp::Heartbeat {
             group_id,
@@ -203,6 +615,7 @@ pub async fn serve(op: GroupOp) -> GroupReply {
                 now,
             );
             h.deliver();
+            h.persist_logged(shard).await;
             GroupReply::Heartbeat(r)
         }
         GroupOp::Leave { group_id, members } => {
@@ -211,15 +624,10 @@ pub async fn serve(op: GroupOp) -> GroupReply {
                 .borrow_mut()
                 .leave_group(&group_id, &members, now);
             h.deliver();
+            h.persist_logged(shard).await;
             GroupReply::Leave(r)
         }
-        GroupOp::Commit { who, offsets } => {
-            let r = h
-                .coordinator
-                .borrow_mut()
-                .commit_offsets(&who, offsets, now);
-            GroupReply::Commit(r)
-        }
+        GroupOp::Commit { who, offsets } => GroupReply::Commit(h.commit(shard, who, offsets).await),
         GroupOp::FetchOffsets {
             group_id,
             partitions,
@@ -246,16 +654,28 @@ pub async fn serve(op: GroupOp) -> GroupReply {
         }
         GroupOp::List { states } => GroupReply::List(h.coordinator.borrow().list(&states)),
         GroupOp::Delete { group_id } => {
-            GroupReply::Delete(h.coordinator.borrow_mut().delete_group(&group_id))
+            let r = h.coordinator.borrow_mut().delete_group(&group_id);
+            // Kafka answers DeleteGroups once the tombstones are written.
+            let r = match (r, h.persist(shard, true).await) {
+                (Ok(()), Err(e)) => Err(e),
+                (r, _) => r,
+            };
+            GroupReply::Delete(r)
         }
         GroupOp::DeleteOffsets {
             group_id,
             partitions,
-        } => GroupReply::DeleteOffsets(delete_offsets(
-            &mut h.coordinator.borrow_mut(),
-            &group_id,
-            &partitions,
-        )),
+        } => {
+            let r = delete_offsets(&mut h.coordinator.borrow_mut(), &group_id, &partitions);
+            let r = match (r, h.persist(shard, true).await) {
+                (Ok(results), Err(e)) => Ok(results
+                    .into_iter()
+                    .map(|(tp, r)| (tp, r.and(Err(e.clone()))))
+                    .collect()),
+                (r, _) => r,
+            };
+            GroupReply::DeleteOffsets(r)
+        }
     }
 }
 

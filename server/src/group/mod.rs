@@ -2,7 +2,15 @@
 //! partition this shard owns, with its rebalance state machine (Empty,
 //! PreparingRebalance, CompletingRebalance, Stable, Dead), members (dynamic with KIP-394
 //! member-id-required, static with KIP-345 `group.instance.id`), protocol selection,
-//! rebalance and session timeouts, and the committed offsets (in memory).
+//! rebalance and session timeouts, and the committed offsets.
+//!
+//! What must survive a restart leaves as `GroupWrite`s, taken with `take_writes` after
+//! any call: group metadata when a generation completes or the group empties, tombstones
+//! for expired or deleted offsets and for removed groups. The host appends them to the
+//! group's `__consumer_offsets` partition. Offset commits go in two steps, so that the
+//! host can make them durable first: `prepare_commit` checks, `materialize_commit`
+//! applies after the append. On start the host replays the partition through
+//! `load_offset` and `load_group`.
 //!
 //! The coordinator is pure logic: it never reads a clock or spawns a task. Every call takes
 //! `now_ms`, `tick` expires sessions and rebalance deadlines, and `next_deadline_ms` says
@@ -14,10 +22,13 @@
 
 pub mod host;
 pub mod placement;
+pub mod record;
 
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
+
+use record::{GroupMetadataValue, MemberMetadata};
 
 /// Per-partition outcome of OffsetCommit and OffsetDelete, keyed by (topic, partition).
 pub type PartitionResults = Vec<((String, i32), Result<(), GroupError>)>;
@@ -76,6 +87,40 @@ pub enum GroupError {
     OffsetMetadataTooLarge,
     #[error("the group is subscribed to this topic")]
     GroupSubscribedToTopic,
+    #[error("the coordinator is still loading its groups")]
+    CoordinatorLoadInProgress,
+    #[error("this shard no longer coordinates the group, or its log failed")]
+    NotCoordinator,
+    #[error("the commit does not fit one record batch")]
+    InvalidCommitOffsetSize,
+    #[error("storing the group's records failed")]
+    UnknownServerError,
+}
+
+/// A record the coordinator wants in the group's `__consumer_offsets` partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupWrite {
+    /// The group's metadata after a generation completed or the group emptied.
+    Metadata {
+        group_id: String,
+        value: GroupMetadataValue,
+    },
+    /// Tombstones of committed offsets that expired or were deleted.
+    OffsetsRemoved {
+        group_id: String,
+        partitions: Vec<(String, i32)>,
+    },
+    /// A tombstone of the group's metadata: the group is gone.
+    GroupRemoved { group_id: String },
+}
+
+/// The outcome of `prepare_commit`: per-partition refusals, and what may be written.
+#[derive(Clone, Debug)]
+pub struct PreparedCommit {
+    /// Every partition of the request; the accepted ones are `Ok`.
+    pub results: PartitionResults,
+    /// The offsets to write and then materialize, commit timestamp set.
+    pub accepted: Vec<((String, i32), CommittedOffset)>,
 }
 
 /// Broker-wide group settings (Kafka's names and defaults).
@@ -303,6 +348,9 @@ struct Group {
     /// PreparingRebalance of a formerly empty group: not before this time.
     initial_delay_until_ms: Option<u64>,
     offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// Log offset of the record behind each committed offset: a materialization of an
+    /// older record never overwrites a newer one.
+    offset_positions: HashMap<(String, i32), i64>,
     /// When the group last became Empty after having members.
     empty_since_ms: Option<u64>,
 }
@@ -321,7 +369,39 @@ impl Group {
             rebalance_deadline_ms: None,
             initial_delay_until_ms: None,
             offsets: BTreeMap::new(),
+            offset_positions: HashMap::new(),
             empty_since_ms: None,
+        }
+    }
+
+    /// The record Kafka stores for this group: members with their metadata for the
+    /// chosen protocol and their assignment.
+    fn metadata_value(&self, now_ms: u64) -> GroupMetadataValue {
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        GroupMetadataValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation_id,
+            protocol: self.protocol_name.clone(),
+            leader: if self.members.is_empty() {
+                None
+            } else {
+                self.leader.clone()
+            },
+            current_state_timestamp_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| MemberMetadata {
+                    member_id: id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    session_timeout_ms: m.session_timeout_ms,
+                    subscription: m.metadata_for(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -396,6 +476,7 @@ pub struct Coordinator {
     config: GroupConfig,
     groups: HashMap<String, Group>,
     deliveries: Vec<Delivery>,
+    writes: Vec<GroupWrite>,
     member_seq: u64,
 }
 
@@ -405,8 +486,19 @@ impl Coordinator {
             config,
             groups: HashMap::new(),
             deliveries: Vec::new(),
+            writes: Vec::new(),
             member_seq: 0,
         }
+    }
+
+    /// Records to append to `__consumer_offsets`, in the order they were decided.
+    pub fn take_writes(&mut self) -> Vec<GroupWrite> {
+        std::mem::take(&mut self.writes)
+    }
+
+    /// The group id of every group this coordinator holds.
+    pub fn group_ids(&self) -> Vec<String> {
+        self.groups.keys().cloned().collect()
     }
 
     /// Answers to earlier `Pending` calls, in the order they were decided.
@@ -568,6 +660,10 @@ impl Coordinator {
             // the members; older clients are named the previous leader id, which is not
             // theirs, so that a rejoining leader does not assign (a stable group would not
             // pass a new assignment on) and simply syncs for its current one.
+            self.writes.push(GroupWrite::Metadata {
+                group_id: group_id.clone(),
+                value: group.metadata_value(now_ms),
+            });
             let skip_assignment = was_leader && req.supports_skip_assignment;
             let mut joined = current_join(group, &new_id);
             if !skip_assignment {
@@ -745,6 +841,10 @@ impl Coordinator {
             group.empty_since_ms = Some(now_ms);
             group.protocol_name = None;
             group.rebalance_deadline_ms = None;
+            self.writes.push(GroupWrite::Metadata {
+                group_id: group_id.to_string(),
+                value: group.metadata_value(now_ms),
+            });
             return;
         }
         if group
@@ -850,6 +950,10 @@ impl Coordinator {
                 }
                 group.state = GroupState::Stable;
                 group.rebalance_deadline_ms = None;
+                self.writes.push(GroupWrite::Metadata {
+                    group_id: req.group_id.clone(),
+                    value: group.metadata_value(now_ms),
+                });
                 let mut own = None;
                 for (id, m) in group.members.iter_mut() {
                     if !m.awaiting_sync {
@@ -1028,9 +1132,24 @@ impl Coordinator {
             let group = self.groups.get_mut(&group_id).expect("listed");
             if group.state == GroupState::Empty {
                 let empty_since = group.empty_since_ms.unwrap_or(0);
-                group
+                let expired: Vec<(String, i32)> = group
                     .offsets
-                    .retain(|_, o| now_ms < o.commit_timestamp_ms.max(empty_since) + retention_ms);
+                    .iter()
+                    .filter(|(_, o)| {
+                        now_ms >= o.commit_timestamp_ms.max(empty_since) + retention_ms
+                    })
+                    .map(|(tp, _)| tp.clone())
+                    .collect();
+                if !expired.is_empty() {
+                    for tp in &expired {
+                        group.offsets.remove(tp);
+                        group.offset_positions.remove(tp);
+                    }
+                    self.writes.push(GroupWrite::OffsetsRemoved {
+                        group_id: group_id.clone(),
+                        partitions: expired,
+                    });
+                }
             }
             self.remove_if_unused(&group_id);
         }
@@ -1064,7 +1183,8 @@ impl Coordinator {
         next
     }
 
-    /// A group with no members, no pending ids and no offsets is forgotten.
+    /// A group with no members, no pending ids and no offsets is forgotten; one that was
+    /// ever stored (generation above 0) leaves a tombstone.
     fn remove_if_unused(&mut self, group_id: &str) {
         if let Some(g) = self.groups.get(group_id)
             && g.state == GroupState::Empty
@@ -1072,6 +1192,11 @@ impl Coordinator {
             && g.pending_members.is_empty()
             && g.offsets.is_empty()
         {
+            if g.generation_id > 0 {
+                self.writes.push(GroupWrite::GroupRemoved {
+                    group_id: group_id.to_string(),
+                });
+            }
             self.groups.remove(group_id);
         }
     }
@@ -1107,33 +1232,155 @@ impl Coordinator {
         Ok(())
     }
 
-    /// OffsetCommit after `check_commit`: one result per partition.
+    /// OffsetCommit applied at once (no log): `prepare_commit` then `materialize_commit`.
     pub fn commit_offsets(
         &mut self,
         who: &CommitIdentity,
         offsets: Vec<((String, i32), CommittedOffset)>,
         now_ms: u64,
     ) -> Result<PartitionResults, GroupError> {
+        let prepared = self.prepare_commit(who, offsets, now_ms)?;
+        let accepted = prepared
+            .accepted
+            .into_iter()
+            .map(|(tp, o)| (tp, o, None))
+            .collect();
+        self.materialize_commit(&who.group_id, accepted);
+        Ok(prepared.results)
+    }
+
+    /// OffsetCommit, first step: checks `who` and each partition, counts as a heartbeat,
+    /// stamps the commit time. Nothing is stored yet.
+    pub fn prepare_commit(
+        &mut self,
+        who: &CommitIdentity,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+        now_ms: u64,
+    ) -> Result<PreparedCommit, GroupError> {
         self.check_commit(who)?;
         let bytes_max = self.config.offset_metadata_bytes_max;
-        let group = self
+        if let Some(m) = self
             .groups
-            .entry(who.group_id.clone())
-            .or_insert_with(Group::new);
-        if let Some(m) = group.members.get_mut(&who.member_id) {
+            .get_mut(&who.group_id)
+            .and_then(|g| g.members.get_mut(&who.member_id))
+        {
             m.last_heartbeat_ms = now_ms;
         }
         let mut results = Vec::with_capacity(offsets.len());
+        let mut accepted = Vec::with_capacity(offsets.len());
         for (tp, mut o) in offsets {
             if o.metadata.as_ref().is_some_and(|m| m.len() > bytes_max) {
                 results.push((tp, Err(GroupError::OffsetMetadataTooLarge)));
                 continue;
             }
             o.commit_timestamp_ms = now_ms;
-            group.offsets.insert(tp.clone(), o);
+            accepted.push((tp.clone(), o));
             results.push((tp, Ok(())));
         }
-        Ok(results)
+        Ok(PreparedCommit { results, accepted })
+    }
+
+    /// OffsetCommit, second step, once the records are in the log: each offset with the
+    /// log offset of its record (`None` when there is no log). An offset whose stored
+    /// record is newer than the given one is left alone.
+    pub fn materialize_commit(
+        &mut self,
+        group_id: &str,
+        offsets: Vec<((String, i32), CommittedOffset, Option<i64>)>,
+    ) {
+        let group = self
+            .groups
+            .entry(group_id.to_string())
+            .or_insert_with(Group::new);
+        for (tp, o, position) in offsets {
+            store_offset(group, tp, o, position);
+        }
+    }
+
+    /// Rebuild: one offset commit record (`None` is a tombstone) at log offset `position`.
+    pub fn load_offset(
+        &mut self,
+        group_id: &str,
+        tp: (String, i32),
+        value: Option<CommittedOffset>,
+        position: i64,
+    ) {
+        match value {
+            Some(o) => {
+                let group = self
+                    .groups
+                    .entry(group_id.to_string())
+                    .or_insert_with(Group::new);
+                store_offset(group, tp, o, Some(position));
+            }
+            None => {
+                if let Some(g) = self.groups.get_mut(group_id) {
+                    g.offsets.remove(&tp);
+                    g.offset_positions.remove(&tp);
+                    if g.offsets.is_empty() && g.generation_id == 0 {
+                        self.groups.remove(group_id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rebuild: one group metadata record (`None` is a tombstone). A group with members
+    /// comes back Stable with its assignment, and every member's session starts at
+    /// `now_ms`: members that do not heartbeat in time expire, as after a coordinator
+    /// failover in Kafka. A group without members comes back Empty.
+    pub fn load_group(&mut self, group_id: &str, value: Option<GroupMetadataValue>, now_ms: u64) {
+        let old = self.groups.remove(group_id);
+        let (offsets, offset_positions) = old
+            .map(|g| (g.offsets, g.offset_positions))
+            .unwrap_or_default();
+        let Some(v) = value else {
+            if !offsets.is_empty() {
+                let mut g = Group::new();
+                g.offsets = offsets;
+                g.offset_positions = offset_positions;
+                self.groups.insert(group_id.to_string(), g);
+            }
+            return;
+        };
+        let mut g = Group::new();
+        g.offsets = offsets;
+        g.offset_positions = offset_positions;
+        g.generation_id = v.generation;
+        g.protocol_type = (!v.protocol_type.is_empty()).then_some(v.protocol_type);
+        let protocol = v.protocol.clone().unwrap_or_default();
+        for m in v.members {
+            if let Some(i) = &m.group_instance_id {
+                g.static_members.insert(i.clone(), m.member_id.clone());
+            }
+            g.members.insert(
+                m.member_id,
+                Member {
+                    group_instance_id: m.group_instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: vec![(protocol.clone(), m.subscription)],
+                    assignment: m.assignment,
+                    last_heartbeat_ms: now_ms,
+                    awaiting_join: false,
+                    awaiting_sync: false,
+                },
+            );
+        }
+        if g.members.is_empty() {
+            g.state = GroupState::Empty;
+            g.empty_since_ms = u64::try_from(v.current_state_timestamp_ms).ok();
+        } else {
+            g.state = GroupState::Stable;
+            g.protocol_name = v.protocol;
+            g.leader = v
+                .leader
+                .filter(|l| g.members.contains_key(l))
+                .or_else(|| g.members.keys().next().cloned());
+        }
+        self.groups.insert(group_id.to_string(), g);
     }
 
     /// The committed offset of one partition, if any.
@@ -1231,6 +1478,16 @@ impl Coordinator {
         if g.state != GroupState::Empty || !g.members.is_empty() {
             return Err(GroupError::NonEmptyGroup);
         }
+        let partitions: Vec<(String, i32)> = g.offsets.keys().cloned().collect();
+        if !partitions.is_empty() {
+            self.writes.push(GroupWrite::OffsetsRemoved {
+                group_id: group_id.to_string(),
+                partitions,
+            });
+        }
+        self.writes.push(GroupWrite::GroupRemoved {
+            group_id: group_id.to_string(),
+        });
         self.groups.remove(group_id);
         Ok(())
     }
@@ -1262,14 +1519,24 @@ impl Coordinator {
             }
         }
         let mut out = Vec::with_capacity(partitions.len());
+        let mut removed = Vec::new();
         for tp in partitions {
             let in_use = topics.as_ref().is_none_or(|t| t.contains(&tp.0));
             if in_use {
                 out.push((tp.clone(), Err(GroupError::GroupSubscribedToTopic)));
             } else {
-                g.offsets.remove(tp);
+                if g.offsets.remove(tp).is_some() {
+                    removed.push(tp.clone());
+                }
+                g.offset_positions.remove(tp);
                 out.push((tp.clone(), Ok(())));
             }
+        }
+        if !removed.is_empty() {
+            self.writes.push(GroupWrite::OffsetsRemoved {
+                group_id: group_id.to_string(),
+                partitions: removed,
+            });
         }
         self.remove_if_unused(group_id);
         Ok(out)
@@ -1293,6 +1560,26 @@ fn check_member(
         return Err(GroupError::UnknownMemberId);
     }
     Ok(())
+}
+
+/// Stores a committed offset unless the stored one came from a later log record.
+fn store_offset(group: &mut Group, tp: (String, i32), o: CommittedOffset, position: Option<i64>) {
+    match position {
+        Some(p) => {
+            if group
+                .offset_positions
+                .get(&tp)
+                .is_some_and(|have| *have > p)
+            {
+                return;
+            }
+            group.offset_positions.insert(tp.clone(), p);
+        }
+        None => {
+            group.offset_positions.remove(&tp);
+        }
+    }
+    group.offsets.insert(tp, o);
 }
 
 fn remove_member(group: &mut Group, member_id: &str) -> Member {

@@ -804,3 +804,175 @@ fn offsets_of_empty_groups_expire_after_retention() {
     assert_eq!(c.state("g"), Some(GroupState::Stable));
     assert!(c.committed("g", &("t".into(), 0)).is_some());
 }
+
+/// Replays `writes` into a fresh coordinator the way the host rebuilds from the log,
+/// with consecutive log offsets.
+fn replay(
+    writes: &[GroupWrite],
+    offsets: &[(String, (String, i32), CommittedOffset)],
+    now: u64,
+) -> Coordinator {
+    let mut c = coordinator();
+    let mut position = 0;
+    for (g, tp, o) in offsets {
+        c.load_offset(g, tp.clone(), Some(o.clone()), position);
+        position += 1;
+    }
+    for w in writes {
+        match w {
+            GroupWrite::Metadata { group_id, value } => {
+                c.load_group(group_id, Some(value.clone()), now)
+            }
+            GroupWrite::GroupRemoved { group_id } => c.load_group(group_id, None, now),
+            GroupWrite::OffsetsRemoved {
+                group_id,
+                partitions,
+            } => {
+                for tp in partitions {
+                    c.load_offset(group_id, tp.clone(), None, position);
+                    position += 1;
+                }
+            }
+        }
+    }
+    assert!(c.take_writes().is_empty(), "replay writes nothing");
+    c
+}
+
+#[test]
+fn completed_generation_is_written_and_rebuilds_a_stable_group() {
+    // Proves the leader's SyncGroup writes the group's metadata (members, subscription,
+    // assignment), and that replaying it gives a Stable group whose members heartbeat
+    // with the same generation and get their assignment, until a member that stops
+    // heartbeating expires after its session timeout and the group rebalances.
+    let mut c = coordinator();
+    let (a, b, generation) = stable_pair(&mut c);
+    let writes = c.take_writes();
+    let GroupWrite::Metadata { group_id, value } = writes.last().expect("metadata written") else {
+        panic!("expected metadata, got {writes:?}");
+    };
+    assert_eq!(group_id, "g");
+    assert_eq!(value.generation, generation);
+    assert_eq!(value.members.len(), 2);
+    assert_eq!(value.leader.as_deref(), Some(a.as_str()));
+    let b_meta = value.members.iter().find(|m| m.member_id == b).unwrap();
+    assert_eq!(b_meta.assignment, Bytes::from_static(b"B"));
+    assert_eq!(b_meta.subscription, Bytes::from("meta-range"));
+
+    let now = 50_000;
+    let mut r = replay(&writes, &[], now);
+    assert_eq!(r.state("g"), Some(GroupState::Stable));
+    assert_eq!(r.generation("g"), Some(generation));
+    assert_eq!(r.heartbeat("g", generation, &a, None, now + 1), Ok(()));
+    let Answer::Done(Ok(s)) = r.sync_group(sync_req(&b, generation, vec![]), now + 2) else {
+        panic!("restored member syncs");
+    };
+    assert_eq!(s.assignment, Bytes::from_static(b"B"));
+    // a keeps heartbeating, b does not: b expires and the group rebalances.
+    r.heartbeat("g", generation, &a, None, now + SESSION_MS as u64 - 1)
+        .unwrap();
+    // b's SyncGroup at now + 2 was its last sign of life.
+    r.tick(now + 2 + SESSION_MS as u64);
+    assert_eq!(r.state("g"), Some(GroupState::PreparingRebalance));
+    assert_eq!(
+        r.heartbeat("g", generation, &b, None, now + SESSION_MS as u64 + 3),
+        Err(GroupError::UnknownMemberId)
+    );
+}
+
+#[test]
+fn deletes_and_expiry_write_tombstones_that_replay_to_nothing() {
+    // Proves DeleteGroups writes tombstones for every offset and the group, OffsetDelete
+    // for the deleted offsets, offset expiry for the expired ones plus the group once it
+    // is unused; replaying commits followed by those tombstones leaves nothing behind.
+    let mut c = Coordinator::new(GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        offsets_retention_ms: 1_000,
+        ..GroupConfig::default()
+    });
+    let solo = |g: &str| CommitIdentity {
+        group_id: g.into(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+    };
+    let off = |o| CommittedOffset {
+        offset: o,
+        leader_epoch: -1,
+        metadata: None,
+        commit_timestamp_ms: 0,
+    };
+    let commits = vec![
+        (("t".to_string(), 0), off(1)),
+        (("t".to_string(), 1), off(2)),
+    ];
+    c.commit_offsets(&solo("del"), commits.clone(), 10).unwrap();
+    c.commit_offsets(&solo("od"), commits.clone(), 10).unwrap();
+    assert!(
+        c.take_writes().is_empty(),
+        "commits are written by the host"
+    );
+    c.delete_group("del").unwrap();
+    let none = |_: &Bytes| Some(Vec::new());
+    c.delete_offsets("od", &[("t".into(), 0)], none).unwrap();
+    let writes = c.take_writes();
+    let tp = |p| ("t".to_string(), p);
+    assert_eq!(
+        writes,
+        vec![
+            GroupWrite::OffsetsRemoved {
+                group_id: "del".into(),
+                partitions: vec![tp(0), tp(1)]
+            },
+            GroupWrite::GroupRemoved {
+                group_id: "del".into()
+            },
+            GroupWrite::OffsetsRemoved {
+                group_id: "od".into(),
+                partitions: vec![tp(0)]
+            },
+        ]
+    );
+    let loaded: Vec<_> = ["del", "od"]
+        .iter()
+        .flat_map(|g| {
+            commits
+                .iter()
+                .map(|(t, o)| (g.to_string(), t.clone(), o.clone()))
+        })
+        .collect();
+    let r = replay(&writes, &loaded, 20);
+    assert!(r.all_committed("del").is_empty());
+    assert_eq!(r.state("del"), None);
+    assert_eq!(r.all_committed("od"), vec![(tp(1), off(2))]);
+
+    // Expiry: "od" has no members; its last offset expires after the retention.
+    c.tick(10 + 1_000);
+    let writes = c.take_writes();
+    assert_eq!(
+        writes,
+        vec![GroupWrite::OffsetsRemoved {
+            group_id: "od".into(),
+            partitions: vec![tp(1)]
+        }]
+    );
+    assert_eq!(c.state("od"), None, "an unused group is forgotten");
+}
+
+#[test]
+fn an_older_record_never_overwrites_a_newer_commit() {
+    // Proves materialization by log position: two commits of one partition whose
+    // appends finish out of order leave the one written later.
+    let mut c = coordinator();
+    let o = |offset| CommittedOffset {
+        offset,
+        leader_epoch: -1,
+        metadata: None,
+        commit_timestamp_ms: 0,
+    };
+    c.materialize_commit("g", vec![(("t".into(), 0), o(20), Some(8))]);
+    c.materialize_commit("g", vec![(("t".into(), 0), o(10), Some(7))]);
+    assert_eq!(c.committed("g", &("t".into(), 0)), Some(&o(20)));
+    c.materialize_commit("g", vec![(("t".into(), 0), o(30), Some(9))]);
+    assert_eq!(c.committed("g", &("t".into(), 0)), Some(&o(30)));
+}

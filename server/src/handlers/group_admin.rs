@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 
-use super::groups::{UNAVAILABLE, ask, code, s};
+use super::groups::{ask, code, failure, s};
 use crate::group::host::{GroupOp, GroupReply};
 use crate::group::{GroupState, GroupSummary};
 use crate::shard::Shard;
@@ -104,9 +104,9 @@ pub async fn describe_groups(
                         .with_error_message(Some(s(&format!("Group {} not found.", id.0))))
                 }
                 Some(GroupReply::Describe(g)) => described(id, g),
-                _ => DescribedGroup::default()
+                other => DescribedGroup::default()
                     .with_group_id(id.clone())
-                    .with_error_code(UNAVAILABLE.code()),
+                    .with_error_code(failure(other)),
             };
             if r.include_authorized_operations {
                 g.authorized_operations = GROUP_AUTHORIZED_OPERATIONS;
@@ -145,7 +145,8 @@ pub async fn list_groups(shard: &Rc<Shard>, r: ListGroupsRequest) -> ListGroupsR
     for task in pending {
         match task.await {
             Ok(GroupReply::List(groups)) => all.extend(groups),
-            _ => error_code = UNAVAILABLE.code(),
+            Ok(other) => error_code = failure(Some(other)),
+            Err(_) => error_code = failure(None),
         }
     }
     all.sort();
@@ -185,7 +186,7 @@ pub async fn delete_groups(shard: &Rc<Shard>, r: DeleteGroupsRequest) -> DeleteG
             let c = match reply {
                 Some(GroupReply::Delete(Ok(()))) => 0,
                 Some(GroupReply::Delete(Err(e))) => code(&e),
-                _ => UNAVAILABLE.code(),
+                other => failure(other),
             };
             DeletableGroupResult::default()
                 .with_group_id(id.clone())
@@ -232,7 +233,7 @@ pub async fn offset_delete(shard: &Rc<Shard>, r: OffsetDeleteRequest) -> OffsetD
         Some(GroupReply::DeleteOffsets(Err(e))) => {
             return OffsetDeleteResponse::default().with_error_code(code(&e));
         }
-        _ => return OffsetDeleteResponse::default().with_error_code(UNAVAILABLE.code()),
+        other => return OffsetDeleteResponse::default().with_error_code(failure(other)),
     }
     let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
     for (name, partition, c) in answers {
@@ -282,8 +283,9 @@ pub async fn offset_fetch_groups(shard: &Rc<Shard>, r: OffsetFetchRequest) -> Of
         .zip(replies)
         .map(|(g, reply)| {
             let base = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-            let Some(GroupReply::Offsets(found)) = reply else {
-                return base.with_error_code(UNAVAILABLE.code());
+            let found = match reply {
+                Some(GroupReply::Offsets(found)) => found,
+                other => return base.with_error_code(failure(other)),
             };
             let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
             for ((topic, partition), o) in found {

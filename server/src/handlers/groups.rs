@@ -40,7 +40,7 @@ pub(crate) fn code(e: &GroupError) -> i16 {
 
 /// Sends `op` to the coordinator of `group_id`; `None` when that shard cannot be reached.
 pub(crate) async fn ask(shard: &Rc<Shard>, group_id: &str, op: GroupOp) -> Option<GroupReply> {
-    let to = coordinator_shard(group_id, shard.shard_count());
+    let to = coordinator_shard(group_id, &shard.table());
     match shard
         .ask(to, |reply| crate::shard_request::ShardRequest::Group {
             op,
@@ -57,6 +57,15 @@ pub(crate) async fn ask(shard: &Rc<Shard>, group_id: &str, op: GroupOp) -> Optio
 }
 
 pub(crate) const UNAVAILABLE: ResponseError = ResponseError::CoordinatorNotAvailable;
+
+/// The error code of a reply that is not the expected answer: the coordinator's own
+/// refusal (still loading), else COORDINATOR_NOT_AVAILABLE (unreachable or mismatched).
+pub(crate) fn failure(reply: Option<GroupReply>) -> i16 {
+    match reply {
+        Some(GroupReply::Failed(e)) => code(&e),
+        _ => UNAVAILABLE.code(),
+    }
+}
 
 pub fn find_coordinator(
     shard: &Shard,
@@ -155,7 +164,7 @@ pub async fn join_group(
             join_error(ResponseError::MemberIdRequired.code(), &id)
         }
         Some(GroupReply::Join(Err(e))) => join_error(code(&e), &member_id),
-        _ => join_error(UNAVAILABLE.code(), &member_id),
+        other => join_error(failure(other), &member_id),
     }
 }
 
@@ -185,7 +194,7 @@ pub async fn sync_group(shard: &Rc<Shard>, r: SyncGroupRequest) -> SyncGroupResp
             .with_protocol_name(sy.protocol_name.as_deref().map(s))
             .with_assignment(sy.assignment),
         Some(GroupReply::Sync(Err(e))) => error(code(&e)),
-        _ => error(UNAVAILABLE.code()),
+        other => error(failure(other)),
     }
 }
 
@@ -200,7 +209,7 @@ pub async fn heartbeat(shard: &Rc<Shard>, r: HeartbeatRequest) -> HeartbeatRespo
     let e = match ask(shard, &group_id, op).await {
         Some(GroupReply::Heartbeat(Ok(()))) => 0,
         Some(GroupReply::Heartbeat(Err(e))) => code(&e),
-        _ => UNAVAILABLE.code(),
+        other => failure(other),
     };
     HeartbeatResponse::default().with_error_code(e)
 }
@@ -248,7 +257,7 @@ pub async fn leave_group(shard: &Rc<Shard>, r: LeaveGroupRequest, v: i16) -> Lea
             )
         }
         Some(GroupReply::Leave(Err(e))) => LeaveGroupResponse::default().with_error_code(code(&e)),
-        _ => LeaveGroupResponse::default().with_error_code(UNAVAILABLE.code()),
+        other => LeaveGroupResponse::default().with_error_code(failure(other)),
     }
 }
 
@@ -307,7 +316,10 @@ pub async fn offset_commit(shard: &Rc<Shard>, r: OffsetCommitRequest) -> OffsetC
                 a.2 = code(&e)
             }
         }),
-        _ => answers.iter_mut().for_each(|a| a.2 = UNAVAILABLE.code()),
+        other => {
+            let c = failure(other);
+            answers.iter_mut().for_each(|a| a.2 = c)
+        }
     }
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
     for (name, partition, c) in answers {
@@ -342,8 +354,9 @@ pub async fn offset_fetch(shard: &Rc<Shard>, r: OffsetFetchRequest) -> OffsetFet
         group_id: group_id.clone(),
         partitions,
     };
-    let Some(GroupReply::Offsets(found)) = ask(shard, &group_id, op).await else {
-        return OffsetFetchResponse::default().with_error_code(UNAVAILABLE.code());
+    let found = match ask(shard, &group_id, op).await {
+        Some(GroupReply::Offsets(found)) => found,
+        other => return OffsetFetchResponse::default().with_error_code(failure(other)),
     };
     let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
     for ((topic, partition), o) in found {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::shard::Shard;
 use crate::shard_request::{NewTopic, ShardRequest};
-use crate::topic_table::{ShardId, TopicMeta, valid_topic_name};
+use crate::topic_table::{ShardId, TopicMeta, is_internal, valid_topic_name};
 
 /// Kafka's "authorized operations not requested" marker.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -62,6 +62,7 @@ fn topic_entry(meta: &TopicMeta, node_id: i32) -> MetadataResponseTopic {
             meta.name.to_string(),
         ))))
         .with_topic_id(meta.id)
+        .with_is_internal(is_internal(&meta.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_OMITTED)
 }

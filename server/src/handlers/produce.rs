@@ -15,7 +15,7 @@ use crate::connection::ConnState;
 use crate::kafka_errors::call_error;
 use crate::shard::Shard;
 use crate::shard_request::{Acks, ProducePartitionResult, ShardRequest};
-use crate::topic_table::{TopicPartition, valid_topic_name};
+use crate::topic_table::{TopicPartition, is_internal, valid_topic_name};
 
 fn failed(error: ResponseError) -> ProducePartitionResult {
     ProducePartitionResult {
@@ -83,6 +83,9 @@ pub async fn handle(
                 } else {
                     ResponseError::UnknownTopicOrPartition
                 })
+            } else if meta.as_ref().is_some_and(|m| is_internal(&m.name)) {
+                // Kafka: only the broker itself appends to internal topics.
+                Some(ResponseError::InvalidTopicException)
             } else if meta.as_ref().and_then(|m| m.owner(p.index)).is_none() {
                 Some(ResponseError::UnknownTopicOrPartition)
             } else if p.records.as_ref().is_none_or(|r| r.is_empty()) {
