@@ -427,3 +427,74 @@ fn clients_cannot_produce_to_or_delete_the_internal_topic() {
     assert!(t.is_internal);
     assert_eq!(t.partitions.len(), 16);
 }
+
+#[test]
+fn deleted_group_stays_deleted_after_restart() {
+    // Proves DeleteGroups writes tombstones (null values for the group's offset keys and
+    // its metadata key) and that the group is gone after a restart, while OffsetDelete
+    // removes only the named partition's offset for good.
+    let mut broker = Broker::start();
+    let mut conn = broker.connect();
+    create(&mut conn, "t", 2);
+    assert_eq!(commit(&mut conn, "gone", -1, "", &[(0, 3), (1, 4)]), [0, 0]);
+    assert_eq!(commit(&mut conn, "kept", -1, "", &[(0, 5), (1, 6)]), [0, 0]);
+    let del: DeleteGroupsResponse = conn.call(
+        ApiKey::DeleteGroups,
+        2,
+        &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("gone"))]),
+    );
+    assert_eq!(del.results[0].error_code, 0);
+    let od: OffsetDeleteResponse = conn.call(
+        ApiKey::OffsetDelete,
+        0,
+        &OffsetDeleteRequest::default()
+            .with_group_id(GroupId(s("kept")))
+            .with_topics(
+                [kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partitions(vec![
+                        kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default()
+                            .with_partition_index(0),
+                    ])]
+                .into_iter()
+                .collect(),
+            ),
+    );
+    assert_eq!(od.error_code, 0);
+
+    let p = offsets_partition("gone", 16);
+    let tombstones: Vec<RecordKey> = read_offsets_topic(&mut conn, p)
+        .into_iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| decode_key(&k).unwrap())
+        .filter(|k| k.group() == "gone")
+        .collect();
+    let offset_key = |partition| RecordKey::OffsetCommit {
+        group: "gone".into(),
+        topic: "t".into(),
+        partition,
+    };
+    assert_eq!(
+        tombstones,
+        vec![
+            offset_key(0),
+            offset_key(1),
+            RecordKey::GroupMetadata {
+                group: "gone".into()
+            }
+        ]
+    );
+
+    drop(conn);
+    assert!(broker.stop().success());
+    broker.restart();
+    let mut conn = broker.connect();
+    assert_eq!(
+        fetch_offsets(&mut conn, "gone", 2),
+        vec![(-1, String::new()), (-1, String::new())]
+    );
+    assert_eq!(
+        fetch_offsets(&mut conn, "kept", 2),
+        vec![(-1, String::new()), (6, "meta-1".to_string())]
+    );
+}
