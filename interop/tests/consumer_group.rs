@@ -1,128 +1,101 @@
 //! librdkafka consumer groups against the real 2-shard broker: three members of one group
-//! over a 6-partition topic share the partitions, every record is consumed exactly once
-//! with synchronous commits, and a later member of the group resumes after the commits.
+//! over a 6-partition topic share the partitions and read 100k records, every record is
+//! committed exactly once with synchronous commits, and a later member of the group
+//! resumes after the commits.
 
 mod common;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Broker, producer};
+use common::Broker;
+use common::group::{Ledger, Member, balanced, produce_values, wait_consumed, wait_for};
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, Producer};
 
-const PARTITIONS: usize = 6;
+const PARTITIONS: i32 = 6;
 const MEMBERS: usize = 3;
+const RECORDS: usize = 100_000;
+/// Long enough that a loaded shared machine does not expel a member mid-test.
+const SESSION: (&str, &str) = ("session.timeout.ms", "30000");
 
-fn member(bootstrap: &str) -> BaseConsumer {
+#[test]
+fn three_members_consume_every_record_once_and_commits_persist() {
+    // Proves partitions are shared across members (two each, together all six), each of
+    // 100k records is committed exactly once across the group with a synchronous commit
+    // per record, each member reads only its own partitions, and a new member of the group
+    // afterwards reads only what was produced after the commits.
+    let broker = Broker::start(&["--num-partitions", "6"]);
+    let bootstrap = broker.bootstrap();
+    produce_values(&bootstrap, "shared", 0, 1); // creates the topic
+    let ledger = Arc::new(Ledger::default());
+    let members: Vec<Member> = (0..MEMBERS)
+        .map(|i| {
+            Member::start(
+                i,
+                &bootstrap,
+                "exactly-once",
+                "shared",
+                &[SESSION],
+                ledger.clone(),
+            )
+        })
+        .collect();
+    let refs: Vec<&Member> = members.iter().collect();
+    wait_for(
+        &refs,
+        Duration::from_secs(60),
+        "group settles",
+        || broker.log(),
+        |a| balanced(a, PARTITIONS) && a.iter().all(|p| p.len() == 2),
+    );
+    let assignments: Vec<Vec<i32>> = members.iter().map(Member::assignment).collect();
+    let start = Instant::now();
+    produce_values(&bootstrap, "shared", 1, RECORDS);
+    let took = start.elapsed()
+        + wait_consumed(&ledger, RECORDS, Duration::from_secs(300), || {
+            let now: Vec<Vec<i32>> = members.iter().map(Member::assignment).collect();
+            format!("assignments {now:?}\n{}", broker.log())
+        });
+    eprintln!(
+        "{RECORDS} records produced and committed one by one in {took:?} ({:.0} records/s, {} failed commits)",
+        RECORDS as f64 / took.as_secs_f64(),
+        ledger
+            .failed_commits
+            .load(std::sync::atomic::Ordering::SeqCst)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for m in members {
+        m.close();
+    }
+    ledger.assert_exactly_once(0, RECORDS);
+    {
+        let records = ledger.records.lock().unwrap();
+        let partitions: HashSet<i32> = records.iter().map(|&(_, p, _, _)| p).collect();
+        assert_eq!(partitions.len(), PARTITIONS as usize);
+        for &(member, partition, _, _) in records.iter() {
+            assert!(
+                assignments[member].contains(&partition),
+                "member {member} read partition {partition} outside its {:?}",
+                assignments[member]
+            );
+        }
+    }
+
+    // The group resumes after its commits: a new member reads only the new records.
+    produce_values(&bootstrap, "shared", RECORDS, RECORDS + 100);
     let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+        .set("bootstrap.servers", &bootstrap)
         .set("group.id", "exactly-once")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        // Long enough that a loaded shared machine does not expel a member mid-test.
-        .set("session.timeout.ms", "30000")
+        .set(SESSION.0, SESSION.1)
         .set("fetch.wait.max.ms", "100")
         .create()
         .unwrap();
     c.subscribe(&["shared"]).unwrap();
-    c
-}
-
-fn produce(bootstrap: &str, from: usize, to: usize) {
-    let (p, d) = producer(bootstrap, &[]);
-    for i in from..to {
-        let key = format!("k{i}");
-        let value = format!("v{i}");
-        p.send(BaseRecord::to("shared").key(&key).payload(&value))
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
-    p.flush(Duration::from_secs(60)).unwrap();
-    assert_eq!(d.ok.load(Ordering::SeqCst), to - from);
-}
-
-#[test]
-fn three_members_consume_every_record_once_and_commits_persist() {
-    // Proves partitions are shared across members (each gets some, together all six),
-    // each record is seen exactly once across the group with synchronous commits, and a
-    // new member of the group afterwards reads only what was produced after the commits.
-    let broker = Broker::start(&["--num-partitions", "6"]);
-    let bootstrap = broker.bootstrap();
-    produce(&bootstrap, 0, 1); // creates the topic
-    let seen: Arc<Mutex<Vec<(i32, i64, String)>>> = Arc::default();
-    let assigned: Arc<Vec<AtomicUsize>> =
-        Arc::new((0..MEMBERS).map(|_| AtomicUsize::new(0)).collect());
-    let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = (0..MEMBERS)
-        .map(|i| {
-            let (seen, assigned, stop, bootstrap) = (
-                seen.clone(),
-                assigned.clone(),
-                stop.clone(),
-                bootstrap.clone(),
-            );
-            std::thread::spawn(move || {
-                let c = member(&bootstrap);
-                while !stop.load(Ordering::SeqCst) {
-                    if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-                        let v =
-                            String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-                        seen.lock().unwrap().push((m.partition(), m.offset(), v));
-                        if let Err(e) = c.commit_message(&m, CommitMode::Sync) {
-                            eprintln!("member {i}: commit failed: {e}");
-                        }
-                    }
-                    let n = c.assignment().map(|a| a.count()).unwrap_or(0);
-                    assigned[i].store(n, Ordering::SeqCst);
-                }
-                c.unsubscribe();
-            })
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let counts: Vec<usize> = assigned.iter().map(|a| a.load(Ordering::SeqCst)).collect();
-        if counts.iter().all(|&n| n > 0) && counts.iter().sum::<usize>() == PARTITIONS {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "group never settled: {counts:?}\n{}",
-            broker.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    produce(&bootstrap, 1, 3000);
-    while seen.lock().unwrap().len() < 3000 {
-        let n = seen.lock().unwrap().len();
-        let counts: Vec<usize> = assigned.iter().map(|a| a.load(Ordering::SeqCst)).collect();
-        assert!(
-            Instant::now() < deadline,
-            "only {n} records consumed; assignments {counts:?}\n{}",
-            broker.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::SeqCst);
-    for t in threads {
-        t.join().unwrap();
-    }
-    let seen = seen.lock().unwrap();
-    let values: HashSet<&String> = seen.iter().map(|(_, _, v)| v).collect();
-    assert_eq!(seen.len(), 3000, "no record consumed twice");
-    assert_eq!(values.len(), 3000, "every record consumed");
-    let partitions: HashSet<i32> = seen.iter().map(|(p, _, _)| *p).collect();
-    assert_eq!(partitions.len(), PARTITIONS);
-
-    // The group resumes after its commits: a new member reads only the new records.
-    produce(&bootstrap, 3000, 3100);
-    let c = member(&bootstrap);
     let mut later = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while later.len() < 100 && Instant::now() < deadline {
@@ -137,7 +110,7 @@ fn three_members_consume_every_record_once_and_commits_persist() {
             later.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string());
         }
     }
-    let expected: HashSet<String> = (3000..3100).map(|i| format!("v{i}")).collect();
+    let expected: HashSet<String> = (RECORDS..RECORDS + 100).map(|i| format!("v{i}")).collect();
     assert_eq!(later.len(), 100, "{later:?}");
     assert_eq!(later.into_iter().collect::<HashSet<_>>(), expected);
 }

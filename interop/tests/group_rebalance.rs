@@ -65,15 +65,18 @@ fn leaving_member_hands_its_partitions_over_within_the_session_timeout() {
 
     let leaving = members.pop().unwrap();
     let moved = leaving.assignment();
+    let left_at = std::time::Instant::now();
     leaving.close();
-    let took = wait_for(
+    wait_for(
         &refs(&members),
         Duration::from_secs(10),
         "partitions of the leaving member move",
         || broker.log(),
         |a| complete(a, PARTITIONS),
     );
-    eprintln!("partitions {moved:?} moved to the remaining members in {took:?}");
+    let took = left_at.elapsed();
+    eprintln!("partitions {moved:?} moved to the remaining members {took:?} after the close began");
+    assert!(took < Duration::from_secs(10), "within session.timeout.ms");
     produce_values(&bootstrap, "leave", RECORDS / 2, RECORDS);
     wait_consumed(&ledger, RECORDS, SETTLE, || broker.log());
     std::thread::sleep(Duration::from_millis(500));
