@@ -57,11 +57,11 @@ fn leaving_member_hands_its_partitions_over_within_the_session_timeout() {
         &refs(&members),
         SETTLE,
         "three members settle",
-        || broker.log(),
+        &broker,
         |a| balanced(a, PARTITIONS) && a.iter().all(|p| p.len() == 2),
     );
     produce_values(&bootstrap, "leave", 1, RECORDS / 2);
-    wait_consumed(&ledger, RECORDS / 2, SETTLE, || broker.log());
+    wait_consumed(&ledger, RECORDS / 2, SETTLE, &broker, String::new);
 
     let leaving = members.pop().unwrap();
     let moved = leaving.assignment();
@@ -71,14 +71,14 @@ fn leaving_member_hands_its_partitions_over_within_the_session_timeout() {
         &refs(&members),
         Duration::from_secs(10),
         "partitions of the leaving member move",
-        || broker.log(),
+        &broker,
         |a| complete(a, PARTITIONS),
     );
     let took = left_at.elapsed();
     eprintln!("partitions {moved:?} moved to the remaining members {took:?} after the close began");
     assert!(took < Duration::from_secs(10), "within session.timeout.ms");
     produce_values(&bootstrap, "leave", RECORDS / 2, RECORDS);
-    wait_consumed(&ledger, RECORDS, SETTLE, || broker.log());
+    wait_consumed(&ledger, RECORDS, SETTLE, &broker, String::new);
     std::thread::sleep(Duration::from_millis(500));
     for m in members {
         m.close();
@@ -112,7 +112,7 @@ fn roundrobin_assignor_deals_partitions_in_turn() {
         &refs(&members),
         SETTLE,
         "roundrobin settles",
-        || broker.log(),
+        &broker,
         |a| balanced(a, PARTITIONS) && a.iter().all(|p| p.len() == 2),
     );
     let mut residues: Vec<i32> = Vec::new();
@@ -130,7 +130,7 @@ fn roundrobin_assignor_deals_partitions_in_turn() {
     residues.sort_unstable();
     assert_eq!(residues, vec![0, 1, 2]);
     produce_values(&bootstrap, "rr", 1, RECORDS);
-    wait_consumed(&ledger, RECORDS, SETTLE, || broker.log());
+    wait_consumed(&ledger, RECORDS, SETTLE, &broker, String::new);
     std::thread::sleep(Duration::from_millis(300));
     for m in members {
         m.close();
@@ -158,11 +158,11 @@ fn cooperative_sticky_keeps_unaffected_partitions_while_a_member_joins() {
         &refs(&members),
         SETTLE,
         "two members settle",
-        || broker.log(),
+        &broker,
         |a| complete(a, PARTITIONS) && a.iter().all(|p| p.len() == 3),
     );
     produce_values(&bootstrap, "coop", 1, RECORDS / 3);
-    wait_consumed(&ledger, RECORDS / 3, SETTLE, || broker.log());
+    wait_consumed(&ledger, RECORDS / 3, SETTLE, &broker, String::new);
     let before: Vec<Vec<i32>> = members.iter().map(Member::assignment).collect();
     let events_before: Vec<usize> = members.iter().map(|m| m.events().len()).collect();
 
@@ -179,11 +179,11 @@ fn cooperative_sticky_keeps_unaffected_partitions_while_a_member_joins() {
         &refs(&members),
         SETTLE,
         "three members settle",
-        || broker.log(),
+        &broker,
         |a| balanced(a, PARTITIONS) && a.iter().all(|p| p.len() == 2),
     );
     produce_values(&bootstrap, "coop", 2 * RECORDS / 3, RECORDS);
-    wait_consumed(&ledger, RECORDS, SETTLE, || broker.log());
+    wait_consumed(&ledger, RECORDS, SETTLE, &broker, String::new);
     // Anything late would show up now.
     std::thread::sleep(Duration::from_secs(1));
     let after: Vec<Vec<i32>> = members.iter().map(Member::assignment).collect();
@@ -269,13 +269,9 @@ fn static_members_restart_without_a_rebalance() {
     };
     {
         let all: Vec<&Member> = members.iter().flatten().collect();
-        wait_for(
-            &all,
-            SETTLE,
-            "static members settle",
-            || broker.log(),
-            |a| balanced(a, PARTITIONS) && a.iter().all(|p| p.len() == 2),
-        );
+        wait_for(&all, SETTLE, "static members settle", &broker, |a| {
+            balanced(a, PARTITIONS) && a.iter().all(|p| p.len() == 2)
+        });
     }
     let settled = live(&members);
     let mut produced = 1;
@@ -292,15 +288,11 @@ fn static_members_restart_without_a_rebalance() {
         produced += RECORDS / 3;
         members[restarting] = Some(start(restarting));
         let back = members[restarting].as_ref().unwrap();
-        wait_for(
-            &[back],
-            SETTLE,
-            "restarted static member",
-            || broker.log(),
-            |a| a[0] == settled[restarting],
-        );
-        wait_consumed(&ledger, produced, SETTLE, || {
-            format!("assignments {:?}\n{}", live(&members), broker.log())
+        wait_for(&[back], SETTLE, "restarted static member", &broker, |a| {
+            a[0] == settled[restarting]
+        });
+        wait_consumed(&ledger, produced, SETTLE, &broker, || {
+            format!("assignments {:?}", live(&members))
         });
         // A rebalance would have reached the others by now (heartbeat interval 500 ms).
         std::thread::sleep(Duration::from_secs(2));
@@ -340,23 +332,15 @@ fn two_groups_on_one_topic_each_read_every_record() {
         Member::start(1, &bootstrap, "both-a", "both", &[], first.clone()),
         Member::start(2, &bootstrap, "both-b", "both", &[], second.clone()),
     ];
-    wait_for(
-        &refs(&members[..2]),
-        SETTLE,
-        "group a",
-        || broker.log(),
-        |a| balanced(a, PARTITIONS) && a.iter().all(|p| p.len() == 3),
-    );
-    wait_for(
-        &refs(&members[2..]),
-        SETTLE,
-        "group b",
-        || broker.log(),
-        |a| complete(a, PARTITIONS),
-    );
+    wait_for(&refs(&members[..2]), SETTLE, "group a", &broker, |a| {
+        balanced(a, PARTITIONS) && a.iter().all(|p| p.len() == 3)
+    });
+    wait_for(&refs(&members[2..]), SETTLE, "group b", &broker, |a| {
+        complete(a, PARTITIONS)
+    });
     produce_values(&bootstrap, "both", 1, RECORDS);
-    wait_consumed(&first, RECORDS, SETTLE, || broker.log());
-    wait_consumed(&second, RECORDS, SETTLE, || broker.log());
+    wait_consumed(&first, RECORDS, SETTLE, &broker, String::new);
+    wait_consumed(&second, RECORDS, SETTLE, &broker, String::new);
     std::thread::sleep(Duration::from_millis(300));
     for m in members {
         m.close();

@@ -168,6 +168,7 @@ fn wait_assignments(
         if check(&now) {
             return start.elapsed();
         }
+        broker.assert_running();
         if start.elapsed() > timeout {
             let events: Vec<Vec<Rebalanced>> = members.iter().map(|m| m.events()).collect();
             panic!(
@@ -216,9 +217,13 @@ fn kafka_python_sticky_members_keep_their_partitions_when_one_leaves() {
     assert_eq!(group.members().len(), 3);
 
     produce_values(&bootstrap, "sticky", 1, RECORDS / 2);
-    wait_consumed(&ledger, RECORDS / 2, Duration::from_secs(60), || {
-        broker.log()
-    });
+    wait_consumed(
+        &ledger,
+        RECORDS / 2,
+        Duration::from_secs(60),
+        &broker,
+        String::new,
+    );
     let before: Vec<Vec<i32>> = members.iter().map(PyMember::assignment).collect();
     let left_at = Instant::now();
     members.pop().unwrap().stop();
@@ -245,7 +250,13 @@ fn kafka_python_sticky_members_keep_their_partitions_when_one_leaves() {
         assert_eq!(after.len(), 3, "member {i}: {after:?}");
     }
     produce_values(&bootstrap, "sticky", RECORDS / 2, RECORDS);
-    wait_consumed(&ledger, RECORDS, Duration::from_secs(60), || broker.log());
+    wait_consumed(
+        &ledger,
+        RECORDS,
+        Duration::from_secs(60),
+        &broker,
+        String::new,
+    );
     std::thread::sleep(Duration::from_millis(300));
     for m in members {
         m.stop();

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod foreign_wake;
 pub mod group;
 pub mod handlers;
 pub mod kafka_errors;

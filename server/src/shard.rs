@@ -19,6 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{BrokerArgs, CLEANUP_POLICY, SEGMENT_BYTES, validate_topic_config};
 use crate::connection;
+use crate::foreign_wake::Relayed;
 use crate::partition::{AppendSignal, PartitionSet};
 use crate::shard_request::*;
 use crate::topic_store::{
@@ -48,7 +49,10 @@ pub struct PendingReply<T: Send> {
 
 impl<T: Send> PendingReply<T> {
     pub async fn wait(self) -> Result<T, CallError> {
-        self.rx.await.map_err(|_| CallError::Dropped(self.from))
+        // Relayed: the replying shard must never drop this task's waker (see foreign_wake).
+        Relayed::new(self.rx)
+            .await
+            .map_err(|_| CallError::Dropped(self.from))
     }
 }
 

@@ -226,12 +226,12 @@ fn run(
 }
 
 /// Waits until `check` holds over the members' assignments, panicking with them and the
-/// broker log after `timeout`. Returns how long it took.
+/// broker log after `timeout`, or at once if the broker died. Returns how long it took.
 pub fn wait_for(
     members: &[&Member],
     timeout: Duration,
     what: &str,
-    broker_log: impl Fn() -> String,
+    broker: &sluice_testkit::Broker,
     check: impl Fn(&[Vec<i32>]) -> bool,
 ) -> Duration {
     let start = Instant::now();
@@ -240,11 +240,12 @@ pub fn wait_for(
         if check(&now) {
             return start.elapsed();
         }
+        broker.assert_running();
         if start.elapsed() > timeout {
             let events: Vec<Vec<Rebalanced>> = members.iter().map(|m| m.events()).collect();
             panic!(
                 "{what}: not within {timeout:?}; assignments {now:?}; events {events:?}\n{}",
-                broker_log()
+                broker.log()
             );
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -286,20 +287,24 @@ pub fn produce_values(bootstrap: &str, topic: &str, from: usize, to: usize) {
     assert_eq!(d.ok.load(Ordering::SeqCst), to - from);
 }
 
-/// Waits until the ledger holds `count` records, panicking after `timeout`.
+/// Waits until the ledger holds `count` records, panicking with `context()` and the broker
+/// log after `timeout`, or at once if the broker died. Returns how long it took.
 pub fn wait_consumed(
     ledger: &Ledger,
     count: usize,
     timeout: Duration,
-    state: impl Fn() -> String,
+    broker: &sluice_testkit::Broker,
+    context: impl Fn() -> String,
 ) -> Duration {
     let start = Instant::now();
     while ledger.len() < count {
+        broker.assert_running();
         assert!(
             start.elapsed() < timeout,
-            "only {} of {count} records committed within {timeout:?}; {}",
+            "only {} of {count} records committed within {timeout:?}; {}\n{}",
             ledger.len(),
-            state()
+            context(),
+            broker.log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }

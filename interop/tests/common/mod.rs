@@ -1,140 +1,52 @@
-//! Helpers for the rdkafka interop tests: start the real `sluice` binary (built by the
-//! same `cargo test --workspace` run, found next to this test executable) on a free
-//! 127.0.0.1 port with `--cores 2`, stop it by PID, and build librdkafka clients for it.
-#![allow(dead_code)]
+//! Helpers for the rdkafka interop tests: the real `sluice` binary (built by the same
+//! `cargo test --workspace` run, found next to this test executable) started on a free
+//! 127.0.0.1 port with `--cores 2` and stopped by PID through `sluice-testkit`, and
+//! librdkafka clients for it.
+#![allow(dead_code, unused_imports)]
 
 pub mod group;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{DeliveryResult, ProducerContext, ThreadedProducer};
 
-/// The `sluice` binary of this build profile: `target/<profile>/sluice`.
-pub fn sluice_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = profile_dir.join("sluice");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p sluice-server` (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
-}
+pub use sluice_testkit::{BrokerOptions, free_port, sluice_bin};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub struct Broker {
-    pub addr: SocketAddr,
-    pub dir: tempfile::TempDir,
-    child: Option<Child>,
-    extra: Vec<String>,
-}
-
-fn spawn(dir: &Path, addr: SocketAddr, extra: &[String]) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("broker.log"))
-        .unwrap();
-    let mut child = Command::new(sluice_bin())
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--listen")
-        .arg(addr.to_string())
-        .args(["--cores", "2"])
-        .args(extra)
-        .env(
-            "RUST_LOG",
-            std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if TcpStream::connect(addr).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("sluice did not start on {addr}");
-}
+/// A `sluice_testkit::Broker` (`--cores 2`) started with extra arguments; every method of
+/// that type is reachable through this one.
+pub struct Broker(sluice_testkit::Broker);
 
 impl Broker {
     pub fn start(extra: &[&str]) -> Broker {
-        let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let child = spawn(dir.path(), addr, &extra);
-        Broker {
-            addr,
-            dir,
-            child: Some(child),
-            extra,
-        }
+        Broker(sluice_testkit::Broker::start_with(extra))
     }
 
+    // Forwarded so that they also work as paths (`Broker::log`), which deref does not.
     pub fn bootstrap(&self) -> String {
-        self.addr.to_string()
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        // SAFETY: kill(2) on the PID of the child this guard started.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return child.wait().unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none());
-        self.child = Some(spawn(self.dir.path(), self.addr, &self.extra));
+        self.0.bootstrap()
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+        self.0.log()
     }
 }
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- broker log ---\n{}", self.log());
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+impl Deref for Broker {
+    type Target = sluice_testkit::Broker;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Broker {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
 

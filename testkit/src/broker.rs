@@ -1,0 +1,269 @@
+//! A running `sluice` broker for tests: where the binary is, a free port, start and wait
+//! until it listens, its log (appended across restarts), SIGTERM / SIGKILL by PID, and
+//! waiting for connection refused after a kill. Dropping the guard kills the broker and,
+//! when the test is panicking, prints the broker log.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::conn::Conn;
+
+/// How long a broker may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a SIGTERM may take before the broker is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `target/<profile>/<name>`, next to the test executable's `deps/` directory; built with
+/// `cargo build -p <package>` first when it is missing (a binary of another crate is not
+/// built for this crate's tests).
+pub fn workspace_binary(name: &str, package: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable inside target/<profile>/deps")
+        .to_path_buf();
+    let path = profile_dir.join(name);
+    if !path.exists() {
+        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        build.args(["build", "-p", package, "--bin", name]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "building {name} failed");
+    }
+    path
+}
+
+/// The `sluice` broker binary of this build profile.
+pub fn sluice_bin() -> PathBuf {
+    workspace_binary("sluice", "sluice-server")
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
+/// How to start a broker: `--cores`, extra command-line arguments, environment.
+#[derive(Clone, Debug)]
+pub struct BrokerOptions {
+    pub cores: u16,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        BrokerOptions {
+            cores: 2,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl BrokerOptions {
+    pub fn cores(mut self, cores: u16) -> Self {
+        self.cores = cores;
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    pub fn env(mut self, env: &[(&str, &str)]) -> Self {
+        self.env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
+    }
+}
+
+/// A running broker; killed (SIGKILL) when dropped.
+pub struct Broker {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    child: Mutex<Option<Child>>,
+    options: BrokerOptions,
+}
+
+fn spawn(dir: &Path, addr: SocketAddr, options: &BrokerOptions) -> Child {
+    // Appended, so a restarted broker's log follows the previous run's.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("broker.log"))
+        .expect("open broker.log");
+    let mut child = Command::new(sluice_bin())
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--cores")
+        .arg(options.cores.to_string())
+        .args(&options.args)
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
+        .env(
+            "RUST_LOG",
+            std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start sluice");
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return child;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join("broker.log")).unwrap_or_default();
+            panic!("sluice exited with {status} before listening on {addr}\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("sluice did not start listening on {addr}");
+}
+
+impl Broker {
+    /// A broker with `--cores 2` and default settings.
+    pub fn start() -> Broker {
+        Broker::launch(BrokerOptions::default())
+    }
+
+    /// A broker with `--cores 2` and extra command-line arguments.
+    pub fn start_with(args: &[&str]) -> Broker {
+        Broker::launch(BrokerOptions::default().args(args))
+    }
+
+    /// A broker with `--cores 2` configured through `SLUICE_*` environment variables.
+    pub fn start_env(env: &[(&str, &str)]) -> Broker {
+        Broker::launch(BrokerOptions::default().env(env))
+    }
+
+    pub fn launch(options: BrokerOptions) -> Broker {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let child = spawn(dir.path(), addr, &options);
+        Broker {
+            addr,
+            dir,
+            child: Mutex::new(Some(child)),
+            options,
+        }
+    }
+
+    fn child(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The broker's PID, for kill(2).
+    pub fn pid(&self) -> libc::pid_t {
+        let id = self.child().as_ref().expect("broker running").id();
+        libc::pid_t::try_from(id).expect("pid fits pid_t")
+    }
+
+    /// Sends SIGTERM and waits for the exit status (clean shutdown), killing the broker if
+    /// it takes longer than 30 s.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child().take().expect("running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: plain kill(2) on the PID of the child this guard started and has not
+        // reaped yet.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for sluice") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().expect("wait for sluice");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the broker with SIGKILL (a crash), then waits until its listening sockets
+    /// are gone: the kernel tears down a killed process's io_uring (and the accept it
+    /// holds) asynchronously, and until then SO_REUSEPORT can still route new
+    /// connections to the dead socket.
+    pub fn crash(&mut self) {
+        let mut child = self.child().take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+        let deadline = Instant::now() + START_TIMEOUT;
+        while TcpStream::connect(self.addr).is_ok() {
+            assert!(Instant::now() < deadline, "killed broker still accepting");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the broker again on the same port, data directory and options.
+    pub fn restart(&mut self) {
+        assert!(self.child().is_none(), "stop or crash first");
+        let child = spawn(self.dir.path(), self.addr, &self.options);
+        *self.child() = Some(child);
+    }
+
+    /// The exit status if the broker has exited (crashed, or stopped by itself).
+    pub fn exited(&self) -> Option<ExitStatus> {
+        self.child()
+            .as_mut()
+            .and_then(|c| c.try_wait().expect("wait for sluice"))
+    }
+
+    /// Panics with the exit status and the broker log if the broker is no longer running.
+    pub fn assert_running(&self) {
+        if let Some(status) = self.exited() {
+            panic!(
+                "sluice exited with {status}\n--- broker log ---\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// Everything the broker has logged so far (all runs).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    /// A raw Kafka connection to the broker.
+    pub fn connect(&self) -> Conn {
+        Conn::connect(self.addr)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- broker log ---\n{}", self.log());
+        }
+        if let Some(mut child) = self.child().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
