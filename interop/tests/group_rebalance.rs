@@ -61,7 +61,7 @@ fn leaving_member_hands_its_partitions_over_within_the_session_timeout() {
         |a| balanced(a, PARTITIONS) && a.iter().all(|p| p.len() == 2),
     );
     produce_values(&bootstrap, "leave", 1, RECORDS / 2);
-    wait_consumed(&ledger, RECORDS / 2, SETTLE, &broker, String::new);
+    wait_consumed(&ledger, RECORDS / 2, SETTLE, &broker);
 
     let leaving = members.pop().unwrap();
     let moved = leaving.assignment();
@@ -78,7 +78,7 @@ fn leaving_member_hands_its_partitions_over_within_the_session_timeout() {
     eprintln!("partitions {moved:?} moved to the remaining members {took:?} after the close began");
     assert!(took < Duration::from_secs(10), "within session.timeout.ms");
     produce_values(&bootstrap, "leave", RECORDS / 2, RECORDS);
-    wait_consumed(&ledger, RECORDS, SETTLE, &broker, String::new);
+    wait_consumed(&ledger, RECORDS, SETTLE, &broker);
     std::thread::sleep(Duration::from_millis(500));
     for m in members {
         m.close();
@@ -130,7 +130,7 @@ fn roundrobin_assignor_deals_partitions_in_turn() {
     residues.sort_unstable();
     assert_eq!(residues, vec![0, 1, 2]);
     produce_values(&bootstrap, "rr", 1, RECORDS);
-    wait_consumed(&ledger, RECORDS, SETTLE, &broker, String::new);
+    wait_consumed(&ledger, RECORDS, SETTLE, &broker);
     std::thread::sleep(Duration::from_millis(300));
     for m in members {
         m.close();
@@ -162,7 +162,7 @@ fn cooperative_sticky_keeps_unaffected_partitions_while_a_member_joins() {
         |a| complete(a, PARTITIONS) && a.iter().all(|p| p.len() == 3),
     );
     produce_values(&bootstrap, "coop", 1, RECORDS / 3);
-    wait_consumed(&ledger, RECORDS / 3, SETTLE, &broker, String::new);
+    wait_consumed(&ledger, RECORDS / 3, SETTLE, &broker);
     let before: Vec<Vec<i32>> = members.iter().map(Member::assignment).collect();
     let events_before: Vec<usize> = members.iter().map(|m| m.events().len()).collect();
 
@@ -183,7 +183,7 @@ fn cooperative_sticky_keeps_unaffected_partitions_while_a_member_joins() {
         |a| balanced(a, PARTITIONS) && a.iter().all(|p| p.len() == 2),
     );
     produce_values(&bootstrap, "coop", 2 * RECORDS / 3, RECORDS);
-    wait_consumed(&ledger, RECORDS, SETTLE, &broker, String::new);
+    wait_consumed(&ledger, RECORDS, SETTLE, &broker);
     // Anything late would show up now.
     std::thread::sleep(Duration::from_secs(1));
     let after: Vec<Vec<i32>> = members.iter().map(Member::assignment).collect();
@@ -291,8 +291,9 @@ fn static_members_restart_without_a_rebalance() {
         wait_for(&[back], SETTLE, "restarted static member", &broker, |a| {
             a[0] == settled[restarting]
         });
-        wait_consumed(&ledger, produced, SETTLE, &broker, || {
-            format!("assignments {:?}", live(&members))
+        wait_consumed(&ledger, produced, SETTLE, || {
+            broker.assert_running();
+            format!("assignments {:?}\n{}", live(&members), broker.log())
         });
         // A rebalance would have reached the others by now (heartbeat interval 500 ms).
         std::thread::sleep(Duration::from_secs(2));
@@ -339,8 +340,8 @@ fn two_groups_on_one_topic_each_read_every_record() {
         complete(a, PARTITIONS)
     });
     produce_values(&bootstrap, "both", 1, RECORDS);
-    wait_consumed(&first, RECORDS, SETTLE, &broker, String::new);
-    wait_consumed(&second, RECORDS, SETTLE, &broker, String::new);
+    wait_consumed(&first, RECORDS, SETTLE, &broker);
+    wait_consumed(&second, RECORDS, SETTLE, &broker);
     std::thread::sleep(Duration::from_millis(300));
     for m in members {
         m.close();

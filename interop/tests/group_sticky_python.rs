@@ -217,13 +217,7 @@ fn kafka_python_sticky_members_keep_their_partitions_when_one_leaves() {
     assert_eq!(group.members().len(), 3);
 
     produce_values(&bootstrap, "sticky", 1, RECORDS / 2);
-    wait_consumed(
-        &ledger,
-        RECORDS / 2,
-        Duration::from_secs(60),
-        &broker,
-        String::new,
-    );
+    wait_consumed(&ledger, RECORDS / 2, Duration::from_secs(60), &broker);
     let before: Vec<Vec<i32>> = members.iter().map(PyMember::assignment).collect();
     let left_at = Instant::now();
     members.pop().unwrap().stop();
@@ -250,13 +244,7 @@ fn kafka_python_sticky_members_keep_their_partitions_when_one_leaves() {
         assert_eq!(after.len(), 3, "member {i}: {after:?}");
     }
     produce_values(&bootstrap, "sticky", RECORDS / 2, RECORDS);
-    wait_consumed(
-        &ledger,
-        RECORDS,
-        Duration::from_secs(60),
-        &broker,
-        String::new,
-    );
+    wait_consumed(&ledger, RECORDS, Duration::from_secs(60), &broker);
     std::thread::sleep(Duration::from_millis(300));
     for m in members {
         m.stop();

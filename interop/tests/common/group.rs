@@ -225,13 +225,37 @@ fn run(
     }
 }
 
+/// What a wait prints when it gives up: a closure's text, or a broker's log (and then the
+/// wait also gives up at once if that broker died).
+pub trait Report {
+    /// Panics if waiting longer is pointless.
+    fn check(&self) {}
+    fn report(&self) -> String;
+}
+
+impl<F: Fn() -> String> Report for F {
+    fn report(&self) -> String {
+        self()
+    }
+}
+
+impl Report for &super::Broker {
+    fn check(&self) {
+        self.assert_running();
+    }
+
+    fn report(&self) -> String {
+        self.log()
+    }
+}
+
 /// Waits until `check` holds over the members' assignments, panicking with them and the
-/// broker log after `timeout`, or at once if the broker died. Returns how long it took.
+/// report after `timeout`. Returns how long it took.
 pub fn wait_for(
     members: &[&Member],
     timeout: Duration,
     what: &str,
-    broker: &sluice_testkit::Broker,
+    report: impl Report,
     check: impl Fn(&[Vec<i32>]) -> bool,
 ) -> Duration {
     let start = Instant::now();
@@ -240,12 +264,12 @@ pub fn wait_for(
         if check(&now) {
             return start.elapsed();
         }
-        broker.assert_running();
+        report.check();
         if start.elapsed() > timeout {
             let events: Vec<Vec<Rebalanced>> = members.iter().map(|m| m.events()).collect();
             panic!(
                 "{what}: not within {timeout:?}; assignments {now:?}; events {events:?}\n{}",
-                broker.log()
+                report.report()
             );
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -287,24 +311,22 @@ pub fn produce_values(bootstrap: &str, topic: &str, from: usize, to: usize) {
     assert_eq!(d.ok.load(Ordering::SeqCst), to - from);
 }
 
-/// Waits until the ledger holds `count` records, panicking with `context()` and the broker
-/// log after `timeout`, or at once if the broker died. Returns how long it took.
+/// Waits until the ledger holds `count` records, panicking with the report after `timeout`.
+/// Returns how long it took.
 pub fn wait_consumed(
     ledger: &Ledger,
     count: usize,
     timeout: Duration,
-    broker: &sluice_testkit::Broker,
-    context: impl Fn() -> String,
+    report: impl Report,
 ) -> Duration {
     let start = Instant::now();
     while ledger.len() < count {
-        broker.assert_running();
+        report.check();
         assert!(
             start.elapsed() < timeout,
-            "only {} of {count} records committed within {timeout:?}; {}\n{}",
+            "only {} of {count} records committed within {timeout:?}; {}",
             ledger.len(),
-            context(),
-            broker.log()
+            report.report()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
