@@ -298,11 +298,12 @@ pub fn produce_values(bootstrap: &str, topic: &str, from: usize, to: usize) {
         loop {
             match p.send(BaseRecord::to(topic).key(&key).payload(&value)) {
                 Ok(()) => break,
-                Err((rdkafka::error::KafkaError::MessageProduction(e), _))
-                    if e == rdkafka::types::RDKafkaErrorCode::QueueFull =>
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => std::thread::sleep(Duration::from_millis(10)),
                 Err((e, _)) => panic!("produce: {e}"),
             }
         }
