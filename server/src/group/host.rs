@@ -370,13 +370,16 @@ fn apply_record(c: &mut Coordinator, rec: Record, position: i64, now_ms: u64, tp
     }
 }
 
+/// One `__consumer_offsets` record: encoded key and value, `None` for a tombstone.
+type StoredRecord = (Vec<u8>, Option<Vec<u8>>);
+
 /// Appends `records` (key, value or tombstone) as one batch to `__consumer_offsets`
 /// partition `partition`; with `durable`, returns only once they are fdatasync'ed.
 /// Returns the log offset of the first record.
 async fn append_records(
     shard: &Shard,
     partition: i32,
-    records: &[(Vec<u8>, Option<Vec<u8>>)],
+    records: &[StoredRecord],
     durable: bool,
 ) -> Result<i64, GroupError> {
     assert!(!records.is_empty());
@@ -403,11 +406,8 @@ async fn append_records(
 }
 
 /// The records of the coordinator's writes, by `__consumer_offsets` partition.
-fn write_records(
-    writes: Vec<GroupWrite>,
-    table: &TopicTable,
-) -> BTreeMap<i32, Vec<(Vec<u8>, Option<Vec<u8>>)>> {
-    let mut out: BTreeMap<i32, Vec<(Vec<u8>, Option<Vec<u8>>)>> = BTreeMap::new();
+fn write_records(writes: Vec<GroupWrite>, table: &TopicTable) -> BTreeMap<i32, Vec<StoredRecord>> {
+    let mut out: BTreeMap<i32, Vec<StoredRecord>> = BTreeMap::new();
     for w in writes {
         match w {
             GroupWrite::Metadata { group_id, value } => {
@@ -506,7 +506,7 @@ impl Host {
         if prepared.accepted.is_empty() {
             return Ok(prepared.results);
         }
-        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = prepared
+        let records: Vec<StoredRecord> = prepared
             .accepted
             .iter()
             .map(|((topic, partition), o)| {
