@@ -1,5 +1,6 @@
 //! The one place where failures become Kafka error codes: cross-core call failures here,
-//! engine append and read errors in `append_error` / `read_error`, group coordinator
+//! engine append and read errors in `append_error` / `read_error`, failed stores to
+//! `__consumer_offsets` in `offsets_store_error` / `group_store_error`, group coordinator
 //! errors in `group_error`.
 
 use kafka_protocol::ResponseError;
@@ -45,21 +46,38 @@ pub fn read_error(e: &ReadError) -> ResponseError {
     }
 }
 
-/// A failed append to `__consumer_offsets`, as Kafka's group coordinator reports it:
-/// a failed or closed log means this broker no longer coordinates the group, a batch
-/// too large is INVALID_COMMIT_OFFSET_SIZE.
-pub fn group_append_error(e: &AppendError) -> GroupError {
+/// A failed append of offset commits or tombstones to `__consumer_offsets` (given as the
+/// code a produce would get), as Kafka's group coordinator reports it: a failed, closed
+/// or missing log means this broker no longer coordinates the group, a batch too large
+/// is INVALID_COMMIT_OFFSET_SIZE.
+pub fn offsets_store_error(e: ResponseError) -> GroupError {
     match e {
-        AppendError::LogFailed(_) | AppendError::Closed => GroupError::NotCoordinator,
-        AppendError::MessageTooLarge { .. } => GroupError::InvalidCommitOffsetSize,
+        ResponseError::KafkaStorageError
+        | ResponseError::NotLeaderOrFollower
+        | ResponseError::UnknownTopicOrPartition => GroupError::NotCoordinator,
+        ResponseError::MessageTooLarge
+        | ResponseError::RecordListTooLarge
+        | ResponseError::InvalidFetchSize => GroupError::InvalidCommitOffsetSize,
         _ => GroupError::UnknownServerError,
     }
 }
 
-/// A failed wait for `__consumer_offsets` durability.
-pub fn group_flush_error(e: &FlushError) -> GroupError {
+/// A failed store of the leader's assignment in SyncGroup (given as the code a produce
+/// would get), mapped as Kafka's GroupMetadataManager.storeGroup does. Codes it passes
+/// on unchanged have no group error here and become UNKNOWN_SERVER_ERROR.
+pub fn group_store_error(e: ResponseError) -> GroupError {
     match e {
-        FlushError::LogFailed(_) | FlushError::Closed => GroupError::NotCoordinator,
+        ResponseError::UnknownTopicOrPartition
+        | ResponseError::NotEnoughReplicas
+        | ResponseError::NotEnoughReplicasAfterAppend
+        | ResponseError::RequestTimedOut => GroupError::CoordinatorNotAvailable,
+        ResponseError::NotLeaderOrFollower | ResponseError::KafkaStorageError => {
+            GroupError::NotCoordinator
+        }
+        ResponseError::MessageTooLarge
+        | ResponseError::RecordListTooLarge
+        | ResponseError::InvalidFetchSize => GroupError::UnknownServerError,
+        _ => GroupError::UnknownServerError,
     }
 }
 
@@ -84,5 +102,76 @@ pub fn group_error(e: &GroupError) -> ResponseError {
         GroupError::NotCoordinator => ResponseError::NotCoordinator,
         GroupError::InvalidCommitOffsetSize => ResponseError::InvalidCommitOffsetSize,
         GroupError::UnknownServerError => ResponseError::UnknownServerError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_as_kafkas_group_coordinator() {
+        // Proves the two store mappings: a failed assignment store (storeGroup) and a
+        // failed offsets store answer with the codes Kafka's coordinator gives.
+        let group = [
+            (
+                ResponseError::UnknownTopicOrPartition,
+                GroupError::CoordinatorNotAvailable,
+            ),
+            (
+                ResponseError::NotEnoughReplicas,
+                GroupError::CoordinatorNotAvailable,
+            ),
+            (
+                ResponseError::NotEnoughReplicasAfterAppend,
+                GroupError::CoordinatorNotAvailable,
+            ),
+            (
+                ResponseError::RequestTimedOut,
+                GroupError::CoordinatorNotAvailable,
+            ),
+            (
+                ResponseError::NotLeaderOrFollower,
+                GroupError::NotCoordinator,
+            ),
+            (ResponseError::KafkaStorageError, GroupError::NotCoordinator),
+            (
+                ResponseError::MessageTooLarge,
+                GroupError::UnknownServerError,
+            ),
+            (
+                ResponseError::RecordListTooLarge,
+                GroupError::UnknownServerError,
+            ),
+            (
+                ResponseError::InvalidFetchSize,
+                GroupError::UnknownServerError,
+            ),
+            (
+                ResponseError::CorruptMessage,
+                GroupError::UnknownServerError,
+            ),
+        ];
+        for (e, want) in group {
+            assert_eq!(group_store_error(e), want, "{e:?}");
+        }
+        let offsets = [
+            (ResponseError::KafkaStorageError, GroupError::NotCoordinator),
+            (
+                ResponseError::NotLeaderOrFollower,
+                GroupError::NotCoordinator,
+            ),
+            (
+                ResponseError::MessageTooLarge,
+                GroupError::InvalidCommitOffsetSize,
+            ),
+            (
+                ResponseError::CorruptMessage,
+                GroupError::UnknownServerError,
+            ),
+        ];
+        for (e, want) in offsets {
+            assert_eq!(offsets_store_error(e), want, "{e:?}");
+        }
     }
 }

@@ -7,9 +7,12 @@
 //! Persistence: an OffsetCommit is appended to the group's partition and answered once
 //! the engine made it durable (acks=all); only then does the coordinator hold it. Group
 //! metadata and tombstones (`GroupWrite`) are appended after the call that decided them;
-//! a call's own answer waits for their durability, the ticker's writes do not wait. At
-//! start each owned partition is replayed from its log start before its groups are
-//! served; meanwhile their requests get COORDINATOR_LOAD_IN_PROGRESS.
+//! a call's own answer waits for their durability, the ticker's writes do not wait. The
+//! leader's assignment (`GroupWrite::Assignment`) is always made durable first, and its
+//! outcome goes back to the coordinator (`sync_stored`), which only then answers the
+//! members waiting in SyncGroup, the leader included. At start each owned partition is
+//! replayed from its log start before its groups are served; meanwhile their requests
+//! get COORDINATOR_LOAD_IN_PROGRESS.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,6 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::channels::oneshot;
+use kafka_protocol::ResponseError;
 use sluice_engine::Offset;
 use sluice_engine::batch::BatchHeader;
 use sluice_engine::record::{KeyValue, Record, build_batch, decode_batch};
@@ -37,7 +41,7 @@ use super::{
     SyncRequest, Synced,
 };
 use crate::config::BrokerArgs;
-use crate::kafka_errors::{group_append_error, group_flush_error};
+use crate::kafka_errors::{append_error, flush_error, group_store_error, offsets_store_error};
 use crate::partition::{LEADER_EPOCH, now_ms};
 use crate::shard::Shard;
 use crate::topic_table::{OFFSETS_TOPIC, ShardId, TopicPartition, TopicTable};
@@ -375,18 +379,19 @@ type StoredRecord = (Vec<u8>, Option<Vec<u8>>);
 
 /// Appends `records` (key, value or tombstone) as one batch to `__consumer_offsets`
 /// partition `partition`; with `durable`, returns only once they are fdatasync'ed.
-/// Returns the log offset of the first record.
+/// Returns the log offset of the first record, or the error a produce would get, which
+/// the caller maps as Kafka's coordinator does for what it stored.
 async fn append_records(
     shard: &Shard,
     partition: i32,
     records: &[StoredRecord],
     durable: bool,
-) -> Result<i64, GroupError> {
+) -> Result<i64, ResponseError> {
     assert!(!records.is_empty());
     let log = shard
         .partitions
         .get(&offsets_tp(partition))
-        .ok_or(GroupError::NotCoordinator)?;
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
     let kv: Vec<KeyValue<'_>> = records
         .iter()
         .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
@@ -395,19 +400,27 @@ async fn append_records(
     let batch = build_batch(0, now, 0, &kv);
     let info = log
         .append(Bytes::from(batch), LEADER_EPOCH, now)
-        .map_err(|e| group_append_error(&e))?;
+        .map_err(|e| append_error(&e))?;
     shard.appends.notify();
     if durable {
         log.wait_durable(Offset(info.last_offset.0 + 1))
             .await
-            .map_err(|e| group_flush_error(&e))?;
+            .map_err(|e| flush_error(&e))?;
     }
     Ok(info.base_offset.0)
 }
 
+/// The records of the coordinator's writes for one `__consumer_offsets` partition.
+#[derive(Default)]
+struct PartitionWrites {
+    records: Vec<StoredRecord>,
+    /// (group id, generation) of each `GroupWrite::Assignment` among the records.
+    assignments: Vec<(String, i32)>,
+}
+
 /// The records of the coordinator's writes, by `__consumer_offsets` partition.
-fn write_records(writes: Vec<GroupWrite>, table: &TopicTable) -> BTreeMap<i32, Vec<StoredRecord>> {
-    let mut out: BTreeMap<i32, Vec<StoredRecord>> = BTreeMap::new();
+fn write_records(writes: Vec<GroupWrite>, table: &TopicTable) -> BTreeMap<i32, PartitionWrites> {
+    let mut out: BTreeMap<i32, PartitionWrites> = BTreeMap::new();
     for w in writes {
         match w {
             GroupWrite::Metadata { group_id, value } => {
@@ -415,7 +428,23 @@ fn write_records(writes: Vec<GroupWrite>, table: &TopicTable) -> BTreeMap<i32, V
                 let key = encode_key(&RecordKey::GroupMetadata { group: group_id });
                 out.entry(p)
                     .or_default()
+                    .records
                     .push((key, Some(encode_group_metadata_value(&value))));
+            }
+            GroupWrite::Assignment {
+                group_id,
+                generation_id,
+                value,
+            } => {
+                let p = coordinator_of(&group_id, table).0;
+                let key = encode_key(&RecordKey::GroupMetadata {
+                    group: group_id.clone(),
+                });
+                let entry = out.entry(p).or_default();
+                entry
+                    .records
+                    .push((key, Some(encode_group_metadata_value(&value))));
+                entry.assignments.push((group_id, generation_id));
             }
             GroupWrite::OffsetsRemoved {
                 group_id,
@@ -429,13 +458,13 @@ fn write_records(writes: Vec<GroupWrite>, table: &TopicTable) -> BTreeMap<i32, V
                         topic,
                         partition,
                     });
-                    entry.push((key, None));
+                    entry.records.push((key, None));
                 }
             }
             GroupWrite::GroupRemoved { group_id } => {
                 let p = coordinator_of(&group_id, table).0;
                 let key = encode_key(&RecordKey::GroupMetadata { group: group_id });
-                out.entry(p).or_default().push((key, None));
+                out.entry(p).or_default().records.push((key, None));
             }
         }
     }
@@ -469,25 +498,40 @@ impl Host {
         }
     }
 
-    /// Appends the coordinator's pending writes, one batch per partition.
+    /// Appends the coordinator's pending writes, one batch per partition. A partition
+    /// whose batch holds a leader's assignment is always made durable, and the outcome
+    /// completes that SyncGroup (`sync_stored`) before its answers are handed out.
     async fn persist(&self, shard: &Shard, durable: bool) -> Result<(), GroupError> {
         let writes = self.coordinator.borrow_mut().take_writes();
         if writes.is_empty() {
             return Ok(());
         }
         let mut result = Ok(());
-        for (p, records) in write_records(writes, &shard.table()) {
-            if let Err(e) = append_records(shard, p, &records, durable).await {
-                warn!(shard = shard.id.0, partition = p, error = %e, "group records not stored");
-                result = Err(e);
+        for (p, batch) in write_records(writes, &shard.table()) {
+            let durable = durable || !batch.assignments.is_empty();
+            let stored = append_records(shard, p, &batch.records, durable).await;
+            if let Err(e) = stored {
+                warn!(shard = shard.id.0, partition = p, error = ?e, "group records not stored");
+                result = Err(offsets_store_error(e));
             }
+            if batch.assignments.is_empty() {
+                continue;
+            }
+            let outcome = stored.map(|_| ()).map_err(group_store_error);
+            {
+                let mut c = self.coordinator.borrow_mut();
+                for (group_id, generation_id) in &batch.assignments {
+                    c.sync_stored(group_id, *generation_id, outcome.clone(), wall_ms());
+                }
+            }
+            self.deliver();
         }
         result
     }
 
     /// Stores the records of the call that just ran, logging a failure: the call's
-    /// answer stands (Kafka fails only the SyncGroup whose store failed; members then
-    /// rejoin after the next failure anyway).
+    /// answer stands. A leader's assignment is the exception: its failure reaches the
+    /// members through `sync_stored` inside `persist`.
     async fn persist_logged(&self, shard: &Shard) {
         let _ = self.persist(shard, true).await;
     }
@@ -539,11 +583,14 @@ impl Host {
                     .materialize_commit(&who.group_id, stored);
                 Ok(prepared.results)
             }
-            Err(e) => Ok(prepared
-                .results
-                .into_iter()
-                .map(|(tp, r)| (tp, r.and(Err(e.clone()))))
-                .collect()),
+            Err(e) => {
+                let e = offsets_store_error(e);
+                Ok(prepared
+                    .results
+                    .into_iter()
+                    .map(|(tp, r)| (tp, r.and(Err(e.clone()))))
+                    .collect())
+            }
         }
     }
 }

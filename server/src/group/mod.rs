@@ -12,6 +12,14 @@
 //! applies after the append. On start the host replays the partition through
 //! `load_offset` and `load_group`.
 //!
+//! The leader's SyncGroup goes in two steps too, as in Kafka: it decides the assignment
+//! and asks for it to be stored (`GroupWrite::Assignment`), but the group stays
+//! CompletingRebalance and every member waiting in SyncGroup, the leader included, keeps
+//! waiting. The host reports the store's outcome with `sync_stored`: once durable, the
+//! group becomes Stable and the waiting members get their assignments; if the store
+//! failed, they get the error and the group prepares a rebalance. A rebalance, leave or
+//! expiry meanwhile moves the group on, and the late outcome is then ignored.
+//!
 //! The coordinator is pure logic: it never reads a clock or spawns a task. Every call takes
 //! `now_ms`, `tick` expires sessions and rebalance deadlines, and `next_deadline_ms` says
 //! when `tick` must run next. JoinGroup and SyncGroup may have to wait for other members:
@@ -112,6 +120,14 @@ pub enum GroupWrite {
     },
     /// A tombstone of the group's metadata: the group is gone.
     GroupRemoved { group_id: String },
+    /// The group's metadata with the assignment its leader sent for `generation_id`.
+    /// Whoever takes it must store it durably and report the outcome to `sync_stored`:
+    /// until then the group's members wait in SyncGroup.
+    Assignment {
+        group_id: String,
+        generation_id: i32,
+        value: GroupMetadataValue,
+    },
 }
 
 /// The outcome of `prepare_commit`: per-partition refusals, and what may be written.
@@ -353,6 +369,9 @@ struct Group {
     offset_positions: HashMap<(String, i32), i64>,
     /// When the group last became Empty after having members.
     empty_since_ms: Option<u64>,
+    /// CompletingRebalance: the generation whose assignment is being stored. Only counts
+    /// while it is still the group's generation.
+    storing_generation: Option<i32>,
 }
 
 impl Group {
@@ -371,7 +390,14 @@ impl Group {
             offsets: BTreeMap::new(),
             offset_positions: HashMap::new(),
             empty_since_ms: None,
+            storing_generation: None,
         }
+    }
+
+    /// The leader's assignment of the current generation is being stored.
+    fn storing_assignment(&self) -> bool {
+        self.state == GroupState::CompletingRebalance
+            && self.storing_generation == Some(self.generation_id)
     }
 
     /// The record Kafka stores for this group: members with their metadata for the
@@ -787,6 +813,8 @@ impl Coordinator {
     fn prepare_rebalance(&mut self, group_id: &str, now_ms: u64) {
         let delay_ms = self.config.initial_rebalance_delay_ms;
         let group = self.groups.get_mut(group_id).expect("group exists");
+        // A store still in flight now completes into a group that moved on: ignored.
+        group.storing_generation = None;
         if group.state == GroupState::CompletingRebalance {
             for (id, m) in group.members.iter_mut() {
                 if m.awaiting_sync {
@@ -933,7 +961,10 @@ impl Coordinator {
                 let m = group.members.get_mut(&req.member_id).expect("checked");
                 m.last_heartbeat_ms = now_ms;
                 m.awaiting_sync = true;
-                if group.leader.as_deref() != Some(req.member_id.as_str()) {
+                let is_leader = group.leader.as_deref() == Some(req.member_id.as_str());
+                // A leader asking again while its assignment is being stored waits for
+                // that store, like any member: the first assignment stands.
+                if !is_leader || group.storing_assignment() {
                     return Answer::Pending {
                         member_id: req.member_id,
                     };
@@ -948,35 +979,64 @@ impl Coordinator {
                 for (id, m) in group.members.iter_mut() {
                     m.assignment = given.remove(id).unwrap_or_default();
                 }
-                group.state = GroupState::Stable;
-                group.rebalance_deadline_ms = None;
-                self.writes.push(GroupWrite::Metadata {
+                group.storing_generation = Some(group.generation_id);
+                self.writes.push(GroupWrite::Assignment {
                     group_id: req.group_id.clone(),
+                    generation_id: group.generation_id,
                     value: group.metadata_value(now_ms),
                 });
-                let mut own = None;
-                for (id, m) in group.members.iter_mut() {
-                    if !m.awaiting_sync {
-                        continue;
-                    }
-                    m.awaiting_sync = false;
-                    let result = Synced {
-                        protocol_type: group.protocol_type.clone(),
-                        protocol_name: group.protocol_name.clone(),
-                        assignment: m.assignment.clone(),
-                    };
-                    if *id == req.member_id {
-                        own = Some(result);
-                    } else {
-                        self.deliveries.push(Delivery::Sync {
-                            group_id: req.group_id.clone(),
-                            member_id: id.clone(),
-                            result: Ok(result),
-                        });
-                    }
+                Answer::Pending {
+                    member_id: req.member_id,
                 }
-                Answer::Done(Ok(own.expect("the leader awaited sync")))
             }
+        }
+    }
+
+    /// The outcome of storing a `GroupWrite::Assignment`, with the error already as Kafka
+    /// reports a failed group store. Does nothing unless the group is still
+    /// CompletingRebalance in `generation_id` with that store in flight. Success: the
+    /// group becomes Stable and every member waiting in SyncGroup gets its assignment.
+    /// Failure: every waiting member gets the error, the assignments are dropped and the
+    /// group prepares a rebalance.
+    pub fn sync_stored(
+        &mut self,
+        group_id: &str,
+        generation_id: i32,
+        stored: Result<(), GroupError>,
+        now_ms: u64,
+    ) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        if !group.storing_assignment() || group.generation_id != generation_id {
+            return;
+        }
+        group.storing_generation = None;
+        let failed = stored.is_err();
+        for (id, m) in group.members.iter_mut() {
+            if failed {
+                m.assignment = Bytes::new();
+            }
+            if !m.awaiting_sync {
+                continue;
+            }
+            m.awaiting_sync = false;
+            let result = stored.clone().map(|()| Synced {
+                protocol_type: group.protocol_type.clone(),
+                protocol_name: group.protocol_name.clone(),
+                assignment: m.assignment.clone(),
+            });
+            self.deliveries.push(Delivery::Sync {
+                group_id: group_id.to_string(),
+                member_id: id.clone(),
+                result,
+            });
+        }
+        if failed {
+            self.prepare_rebalance(group_id, now_ms);
+        } else {
+            group.state = GroupState::Stable;
+            group.rebalance_deadline_ms = None;
         }
     }
 

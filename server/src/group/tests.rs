@@ -82,22 +82,46 @@ fn sync_delivery(d: &[Delivery], member: &str) -> Result<Synced, GroupError> {
         .unwrap_or_else(|| panic!("no sync delivery for {member} in {d:?}"))
 }
 
+/// The leader's SyncGroup followed by a successful store of its assignment: the leader
+/// waits like every member, the group stays CompletingRebalance until `sync_stored`.
+/// Returns the answers handed out at the store's completion.
+fn leader_sync_stored(c: &mut Coordinator, req: SyncRequest, now: u64) -> Vec<Delivery> {
+    let group_id = req.group_id.clone();
+    let generation = req.generation_id;
+    let leader = req.member_id.clone();
+    assert_eq!(
+        c.sync_group(req, now),
+        Answer::Pending { member_id: leader }
+    );
+    assert_eq!(
+        c.state(&group_id),
+        Some(GroupState::CompletingRebalance),
+        "not Stable before the assignment is stored"
+    );
+    c.sync_stored(&group_id, generation, Ok(()), now);
+    assert_eq!(c.state(&group_id), Some(GroupState::Stable));
+    c.take_deliveries()
+}
+
 /// Forms a stable group of two dynamic members; returns (leader, follower, generation).
 fn stable_pair(c: &mut Coordinator) -> (String, String, i32) {
     let (a, first) = join_new(c, 0);
     // Alone and all joined: the first member's join completes at once.
     let j = joined(first);
     assert_eq!(j.leader, a);
-    let Answer::Done(Ok(_)) = c.sync_group(
+    let d = leader_sync_stored(
+        c,
         sync_req(
             &a,
             j.generation_id,
             vec![(a.clone(), Bytes::from_static(b"all"))],
         ),
         0,
-    ) else {
-        panic!("leader sync");
-    };
+    );
+    assert_eq!(
+        sync_delivery(&d, &a).expect("leader synced").assignment,
+        Bytes::from_static(b"all")
+    );
     // A second member triggers a rebalance; the first rejoins after its heartbeat says so.
     let (b, second) = join_new(c, 100);
     assert!(matches!(second, Answer::Pending { .. }));
@@ -116,7 +140,8 @@ fn stable_pair(c: &mut Coordinator) -> (String, String, i32) {
         c.sync_group(sync_req(&b, generation, vec![]), 400),
         Answer::Pending { .. }
     ));
-    let sa = c.sync_group(
+    let d = leader_sync_stored(
+        c,
         sync_req(
             &a,
             generation,
@@ -128,14 +153,14 @@ fn stable_pair(c: &mut Coordinator) -> (String, String, i32) {
         500,
     );
     assert_eq!(
-        sa,
-        Answer::Done(Ok(Synced {
+        sync_delivery(&d, &a),
+        Ok(Synced {
             protocol_type: Some("consumer".into()),
             protocol_name: Some("range".into()),
             assignment: Bytes::from_static(b"A"),
-        }))
+        })
     );
-    let sb = sync_delivery(&c.take_deliveries(), &b).expect("follower synced");
+    let sb = sync_delivery(&d, &b).expect("follower synced");
     assert_eq!(sb.assignment, Bytes::from_static(b"B"));
     assert_eq!(c.state("g"), Some(GroupState::Stable));
     (a, b, generation)
@@ -269,7 +294,8 @@ fn non_leader_assignments_are_ignored() {
         c.sync_group(sync_req(&x, generation2, fake), 1_400),
         Answer::Pending { .. }
     ));
-    let Answer::Done(Ok(sb)) = c.sync_group(
+    let d = leader_sync_stored(
+        &mut c,
         sync_req(
             &b,
             generation2,
@@ -279,12 +305,13 @@ fn non_leader_assignments_are_ignored() {
             ],
         ),
         1_500,
-    ) else {
-        panic!("leader sync");
-    };
-    assert_eq!(sb.assignment, Bytes::from_static(b"b"));
+    );
     assert_eq!(
-        sync_delivery(&c.take_deliveries(), &x).unwrap().assignment,
+        sync_delivery(&d, &b).unwrap().assignment,
+        Bytes::from_static(b"b")
+    );
+    assert_eq!(
+        sync_delivery(&d, &x).unwrap().assignment,
         Bytes::from_static(b"x")
     );
 }
@@ -372,16 +399,15 @@ fn static_member_restart_keeps_assignment_without_rebalance() {
     let mut c = coordinator();
     let j1 = joined(c.join_group(join_req("", Some("i1"), &["range"]), 0));
     let old = j1.member_id.clone();
-    let Answer::Done(Ok(_)) = c.sync_group(
+    leader_sync_stored(
+        &mut c,
         sync_req(
             &old,
             j1.generation_id,
             vec![(old.clone(), Bytes::from_static(b"p0"))],
         ),
         10,
-    ) else {
-        panic!("sync");
-    };
+    );
     let j2 = joined(c.join_group(join_req("", Some("i1"), &["range"]), 5_000));
     assert_ne!(j2.member_id, old);
     assert_eq!(j2.generation_id, j1.generation_id, "no new generation");
@@ -416,9 +442,7 @@ fn static_leader_rejoin_before_v9_is_not_named_leader() {
         vec![(leader.clone(), Bytes::from_static(b"p0"))],
     );
     s.group_instance_id = Some("i1".into());
-    let Answer::Done(Ok(_)) = c.sync_group(s, 10) else {
-        panic!("sync");
-    };
+    leader_sync_stored(&mut c, s, 10);
 
     let old_client = JoinRequest {
         supports_skip_assignment: false,
@@ -820,9 +844,10 @@ fn replay(
     }
     for w in writes {
         match w {
-            GroupWrite::Metadata { group_id, value } => {
-                c.load_group(group_id, Some(value.clone()), now)
-            }
+            GroupWrite::Metadata { group_id, value }
+            | GroupWrite::Assignment {
+                group_id, value, ..
+            } => c.load_group(group_id, Some(value.clone()), now),
             GroupWrite::GroupRemoved { group_id } => c.load_group(group_id, None, now),
             GroupWrite::OffsetsRemoved {
                 group_id,
@@ -848,10 +873,16 @@ fn completed_generation_is_written_and_rebuilds_a_stable_group() {
     let mut c = coordinator();
     let (a, b, generation) = stable_pair(&mut c);
     let writes = c.take_writes();
-    let GroupWrite::Metadata { group_id, value } = writes.last().expect("metadata written") else {
-        panic!("expected metadata, got {writes:?}");
+    let GroupWrite::Assignment {
+        group_id,
+        generation_id,
+        value,
+    } = writes.last().expect("metadata written")
+    else {
+        panic!("expected the assignment, got {writes:?}");
     };
     assert_eq!(group_id, "g");
+    assert_eq!(*generation_id, generation);
     assert_eq!(value.generation, generation);
     assert_eq!(value.members.len(), 2);
     assert_eq!(value.leader.as_deref(), Some(a.as_str()));
@@ -975,4 +1006,236 @@ fn an_older_record_never_overwrites_a_newer_commit() {
     assert_eq!(c.committed("g", &("t".into(), 0)), Some(&o(20)));
     c.materialize_commit("g", vec![(("t".into(), 0), o(30), Some(9))]);
     assert_eq!(c.committed("g", &("t".into(), 0)), Some(&o(30)));
+}
+
+/// Two members joined in a new generation, neither synced yet; returns (leader, follower,
+/// generation). The previous generation of `stable_pair` is replaced by a rejoin.
+fn completing_pair(c: &mut Coordinator) -> (String, String, i32) {
+    let (a, b, generation) = stable_pair(c);
+    // a changes its protocols: a new generation starts and b rejoins.
+    let changed = join_req(&a, None, &["range", "roundrobin"]);
+    assert!(matches!(
+        c.join_group(changed, 1_000),
+        Answer::Pending { .. }
+    ));
+    let jb = joined(c.join_group(join_req(&b, None, &["range"]), 1_100));
+    let ja = join_delivery(&c.take_deliveries(), &a).expect("leader joined");
+    assert_eq!(ja.leader, a);
+    assert_eq!(jb.generation_id, generation + 1);
+    assert_eq!(c.state("g"), Some(GroupState::CompletingRebalance));
+    (a, b, jb.generation_id)
+}
+
+fn assign_both(a: &str, b: &str) -> Vec<(String, Bytes)> {
+    vec![
+        (a.to_string(), Bytes::from_static(b"A2")),
+        (b.to_string(), Bytes::from_static(b"B2")),
+    ]
+}
+
+#[test]
+fn sync_answers_wait_until_the_assignment_is_stored() {
+    // Proves, as Kafka's doSyncGroup: the leader's SyncGroup asks for the assignment to be
+    // stored but answers nobody, the group stays CompletingRebalance (heartbeats still
+    // fine, describe shows no assignment) until the store succeeds; then the group is
+    // Stable and the leader and the waiting follower get their own assignments.
+    let mut c = coordinator();
+    let (a, b, generation) = completing_pair(&mut c);
+    c.take_writes();
+    assert!(matches!(
+        c.sync_group(sync_req(&b, generation, vec![]), 1_200),
+        Answer::Pending { .. }
+    ));
+    assert_eq!(
+        c.sync_group(sync_req(&a, generation, assign_both(&a, &b)), 1_300),
+        Answer::Pending {
+            member_id: a.clone()
+        }
+    );
+    assert!(
+        c.take_deliveries().is_empty(),
+        "nobody answered before the store"
+    );
+    assert_eq!(c.state("g"), Some(GroupState::CompletingRebalance));
+    let writes = c.take_writes();
+    let [
+        GroupWrite::Assignment {
+            group_id,
+            generation_id,
+            value,
+        },
+    ] = writes.as_slice()
+    else {
+        panic!("expected one assignment write, got {writes:?}");
+    };
+    assert_eq!((group_id.as_str(), *generation_id), ("g", generation));
+    let stored: Vec<_> = value.members.iter().map(|m| m.assignment.clone()).collect();
+    assert!(
+        stored.contains(&Bytes::from_static(b"A2")) && stored.contains(&Bytes::from_static(b"B2"))
+    );
+    assert_eq!(c.heartbeat("g", generation, &a, None, 1_400), Ok(()));
+    assert_eq!(c.heartbeat("g", generation, &b, None, 1_400), Ok(()));
+    assert!(
+        c.describe("g")
+            .members
+            .iter()
+            .all(|m| m.assignment.is_empty())
+    );
+    // The leader asking again while the store is in flight just waits too.
+    assert!(matches!(
+        c.sync_group(sync_req(&a, generation, vec![]), 1_450),
+        Answer::Pending { .. }
+    ));
+    assert!(c.take_writes().is_empty(), "one store per generation");
+
+    c.sync_stored("g", generation, Ok(()), 1_500);
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    let d = c.take_deliveries();
+    assert_eq!(d.len(), 2, "one answer per waiting member: {d:?}");
+    assert_eq!(
+        sync_delivery(&d, &a).unwrap().assignment,
+        Bytes::from_static(b"A2")
+    );
+    assert_eq!(
+        sync_delivery(&d, &b).unwrap().assignment,
+        Bytes::from_static(b"B2")
+    );
+    // A second completion of the same store changes nothing.
+    c.sync_stored("g", generation, Err(GroupError::NotCoordinator), 1_600);
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    assert!(c.take_deliveries().is_empty());
+}
+
+#[test]
+fn a_failed_store_fails_every_waiting_member_and_rebalances() {
+    // Proves Kafka's resetAndPropagateAssignmentError plus maybePrepareRebalance: when the
+    // assignment's store fails, the leader and every waiting follower get the store's
+    // (already mapped) error, assignments are dropped, the group prepares a rebalance,
+    // and a new generation forms once the members rejoin.
+    for error in [
+        GroupError::CoordinatorNotAvailable,
+        GroupError::NotCoordinator,
+        GroupError::UnknownServerError,
+    ] {
+        let mut c = coordinator();
+        let (a, b, generation) = completing_pair(&mut c);
+        assert!(matches!(
+            c.sync_group(sync_req(&b, generation, vec![]), 1_200),
+            Answer::Pending { .. }
+        ));
+        assert!(matches!(
+            c.sync_group(sync_req(&a, generation, assign_both(&a, &b)), 1_300),
+            Answer::Pending { .. }
+        ));
+        c.sync_stored("g", generation, Err(error.clone()), 1_400);
+        let d = c.take_deliveries();
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(sync_delivery(&d, &a), Err(error.clone()));
+        assert_eq!(sync_delivery(&d, &b), Err(error.clone()));
+        assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+        assert_eq!(
+            c.heartbeat("g", generation, &b, None, 1_500),
+            Err(GroupError::RebalanceInProgress)
+        );
+        assert!(matches!(
+            c.join_group(join_req(&a, None, &["range"]), 1_600),
+            Answer::Pending { .. }
+        ));
+        let jb = joined(c.join_group(join_req(&b, None, &["range"]), 1_700));
+        assert_eq!(jb.generation_id, generation + 1);
+        assert_eq!(c.state("g"), Some(GroupState::CompletingRebalance));
+    }
+}
+
+#[test]
+fn a_member_leaving_during_the_store_makes_its_completion_a_no_op() {
+    // Proves the generation check of the store callback: the follower leaves while the
+    // assignment is being stored, the leader is told REBALANCE_IN_PROGRESS and the group
+    // rebalances; the late success (and a late failure) then answer nobody and leave the
+    // group's state, generation and new join phase alone, as does one for a group
+    // that is gone.
+    for late in [Ok(()), Err(GroupError::NotCoordinator)] {
+        let mut c = coordinator();
+        let (a, b, generation) = completing_pair(&mut c);
+        assert!(matches!(
+            c.sync_group(sync_req(&a, generation, assign_both(&a, &b)), 1_200),
+            Answer::Pending { .. }
+        ));
+        c.leave_group(
+            "g",
+            &[LeavingMember {
+                member_id: b.clone(),
+                group_instance_id: None,
+            }],
+            1_300,
+        )
+        .unwrap();
+        assert_eq!(
+            sync_delivery(&c.take_deliveries(), &a),
+            Err(GroupError::RebalanceInProgress)
+        );
+        assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+        c.sync_stored("g", generation, late.clone(), 1_400);
+        assert!(c.take_deliveries().is_empty());
+        assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+        assert_eq!(c.generation("g"), Some(generation));
+        // a rejoins alone: the next generation completes and its store is the one that counts.
+        let ja = joined(c.join_group(join_req(&a, None, &["range"]), 1_500));
+        assert_eq!(ja.generation_id, generation + 1);
+        c.sync_stored("g", generation, late.clone(), 1_550);
+        assert_eq!(c.state("g"), Some(GroupState::CompletingRebalance));
+        let d = leader_sync_stored(
+            &mut c,
+            sync_req(
+                &a,
+                ja.generation_id,
+                vec![(a.clone(), Bytes::from_static(b"all"))],
+            ),
+            1_600,
+        );
+        assert_eq!(
+            sync_delivery(&d, &a).unwrap().assignment,
+            Bytes::from_static(b"all")
+        );
+        c.sync_stored("nogroup", generation, late, 1_700);
+        assert_eq!(c.state("nogroup"), None);
+    }
+}
+
+#[test]
+fn a_follower_arriving_during_the_store_is_answered_at_completion() {
+    // Proves a follower whose SyncGroup arrives after the leader's, while the store is in
+    // flight, waits like any follower in CompletingRebalance and gets its assignment when
+    // the store completes; a member that never synced gets nothing then and syncs later.
+    let mut c = coordinator();
+    let (a, b, generation) = completing_pair(&mut c);
+    assert!(matches!(
+        c.sync_group(sync_req(&a, generation, assign_both(&a, &b)), 1_200),
+        Answer::Pending { .. }
+    ));
+    assert!(matches!(
+        c.sync_group(sync_req(&b, generation, vec![]), 1_300),
+        Answer::Pending { .. }
+    ));
+    assert!(c.take_deliveries().is_empty());
+    c.sync_stored("g", generation, Ok(()), 1_400);
+    let d = c.take_deliveries();
+    assert_eq!(
+        sync_delivery(&d, &a).unwrap().assignment,
+        Bytes::from_static(b"A2")
+    );
+    assert_eq!(
+        sync_delivery(&d, &b).unwrap().assignment,
+        Bytes::from_static(b"B2")
+    );
+
+    // Without b's SyncGroup before completion, b gets its assignment from the Stable group.
+    let mut c = coordinator();
+    let (a, b, generation) = completing_pair(&mut c);
+    let d = leader_sync_stored(&mut c, sync_req(&a, generation, assign_both(&a, &b)), 1_200);
+    assert_eq!(d.len(), 1, "only the leader waited: {d:?}");
+    let Answer::Done(Ok(sb)) = c.sync_group(sync_req(&b, generation, vec![]), 1_300) else {
+        panic!("follower sync in Stable");
+    };
+    assert_eq!(sb.assignment, Bytes::from_static(b"B2"));
 }
