@@ -5,63 +5,26 @@
 //! the internal topic.
 
 mod common;
-
-use std::time::{Duration, Instant};
+mod group_util;
 
 use bytes::Bytes;
 use common::{Broker, Conn};
-use kafka_protocol::ResponseError;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+use group_util::{
+    OFFSETS_TOPIC as OFFSETS, OffsetsRecord, commit_with_metadata, create_topic as create,
+    fetch_offsets, read_offsets_topic, s, until_loaded,
 };
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use sluice_server::group::placement::offsets_partition;
 use sluice_server::group::record::{
     RecordKey, decode_group_metadata_value, decode_key, decode_offset_commit_value,
 };
 
-const OFFSETS: &str = "__consumer_offsets";
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
-fn create(conn: &mut Conn, topic: &str, partitions: i32) {
-    let req = CreateTopicsRequest::default().with_topics(vec![
-        CreatableTopic::default()
-            .with_name(TopicName(s(topic)))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1),
-    ]);
-    let resp: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 7, &req);
-    assert_eq!(resp.topics[0].error_code, 0);
-}
-
-/// Calls until the answer is not COORDINATOR_LOAD_IN_PROGRESS (a restarted coordinator
-/// replays its partitions first), for at most 20 s.
-fn until_loaded<T>(mut call: impl FnMut() -> T, code: impl Fn(&T) -> i16) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = call();
-        if code(&r) != ResponseError::CoordinatorLoadInProgress.code() {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "coordinator never finished loading"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// OffsetCommit v8 of (partition, offset) pairs of topic `t`; the error code per partition.
+/// OffsetCommit v8 of (partition, offset) pairs of topic `t` with metadata `meta-<p>`;
+/// the error code per partition.
 fn commit(
     conn: &mut Conn,
     group: &str,
@@ -69,95 +32,13 @@ fn commit(
     member: &str,
     offsets: &[(i32, i64)],
 ) -> Vec<i16> {
-    let req = OffsetCommitRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_generation_id_or_member_epoch(generation)
-        .with_member_id(s(member))
-        .with_topics(vec![
-            OffsetCommitRequestTopic::default()
-                .with_name(TopicName(s("t")))
-                .with_partitions(
-                    offsets
-                        .iter()
-                        .map(|(p, o)| {
-                            OffsetCommitRequestPartition::default()
-                                .with_partition_index(*p)
-                                .with_committed_offset(*o)
-                                .with_committed_leader_epoch(0)
-                                .with_committed_metadata(Some(s(&format!("meta-{p}"))))
-                        })
-                        .collect(),
-                ),
-        ]);
-    let resp = until_loaded(
-        || -> OffsetCommitResponse { conn.call(ApiKey::OffsetCommit, 8, &req) },
-        |r| r.topics[0].partitions[0].error_code,
-    );
-    resp.topics[0]
-        .partitions
+    let meta: Vec<String> = offsets.iter().map(|(p, _)| format!("meta-{p}")).collect();
+    let offsets: Vec<(i32, i64, Option<&str>)> = offsets
         .iter()
-        .map(|p| p.error_code)
-        .collect()
-}
-
-/// OffsetFetch v7 of partitions 0..n of topic `t`: (offset, metadata) per partition.
-fn fetch_offsets(conn: &mut Conn, group: &str, n: i32) -> Vec<(i64, String)> {
-    let req = OffsetFetchRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_topics(Some(vec![
-            OffsetFetchRequestTopic::default()
-                .with_name(TopicName(s("t")))
-                .with_partition_indexes((0..n).collect()),
-        ]));
-    let resp = until_loaded(
-        || -> OffsetFetchResponse { conn.call(ApiKey::OffsetFetch, 7, &req) },
-        |r| r.error_code,
-    );
-    assert_eq!(resp.error_code, 0);
-    resp.topics[0]
-        .partitions
-        .iter()
-        .map(|p| {
-            assert_eq!(p.error_code, 0);
-            let m = p
-                .metadata
-                .as_ref()
-                .map(|m| m.to_string())
-                .unwrap_or_default();
-            (p.committed_offset, m)
-        })
-        .collect()
-}
-
-/// Every record of one `__consumer_offsets` partition: (key, value or tombstone).
-fn read_offsets_topic(conn: &mut Conn, partition: i32) -> Vec<(Bytes, Option<Bytes>)> {
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
-        .with_max_bytes(50 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(TopicName(s(OFFSETS)))
-                .with_partitions(vec![
-                    FetchPartition::default()
-                        .with_partition(partition)
-                        .with_fetch_offset(0)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ]);
-    let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &req);
-    let part = &resp.responses[0].partitions[0];
-    assert_eq!(part.error_code, 0);
-    let mut buf = part.records.clone().unwrap_or_default();
-    let mut out = Vec::new();
-    for set in kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf).unwrap() {
-        for r in set.records {
-            out.push((r.key.expect("keyed"), r.value));
-        }
-    }
-    out
+        .zip(&meta)
+        .map(|((p, o), m)| (*p, *o, Some(m.as_str())))
+        .collect();
+    commit_with_metadata(conn, group, generation, member, "t", &offsets)
 }
 
 #[test]
@@ -179,17 +60,21 @@ fn commits_survive_restart_and_sigkill_in_kafka_layout() {
     let records = read_offsets_topic(&mut conn, p);
     let commits: Vec<(RecordKey, i64, i32, String)> = records
         .iter()
-        .map(|(k, v)| {
-            assert_eq!(&k[..2], &[0, 1], "offset commit key version 1");
-            let v = v.as_ref().expect("not a tombstone");
-            assert_eq!(&v[..2], &[0, 3], "offset commit value version 3");
-            let d = decode_offset_commit_value(v).unwrap();
-            assert!(
-                d.commit_timestamp_ms > 1_600_000_000_000,
-                "wall-clock commit time"
-            );
-            (decode_key(k).unwrap(), d.offset, d.leader_epoch, d.metadata)
-        })
+        .map(
+            |OffsetsRecord {
+                 key: k, value: v, ..
+             }| {
+                assert_eq!(&k[..2], &[0, 1], "offset commit key version 1");
+                let v = v.as_ref().expect("not a tombstone");
+                assert_eq!(&v[..2], &[0, 3], "offset commit value version 3");
+                let d = decode_offset_commit_value(v).unwrap();
+                assert!(
+                    d.commit_timestamp_ms > 1_600_000_000_000,
+                    "wall-clock commit time"
+                );
+                (decode_key(k).unwrap(), d.offset, d.leader_epoch, d.metadata)
+            },
+        )
         .collect();
     let key = |partition| RecordKey::OffsetCommit {
         group: "g1".into(),
@@ -211,7 +96,7 @@ fn commits_survive_restart_and_sigkill_in_kafka_layout() {
     broker.restart();
     let mut conn = broker.connect();
     assert_eq!(
-        fetch_offsets(&mut conn, "g1", 3),
+        fetch_offsets(&mut conn, "g1", "t", 3),
         vec![
             (5, "meta-0".to_string()),
             (8, "meta-1".to_string()),
@@ -219,7 +104,7 @@ fn commits_survive_restart_and_sigkill_in_kafka_layout() {
         ]
     );
     assert_eq!(
-        fetch_offsets(&mut conn, "other", 1),
+        fetch_offsets(&mut conn, "other", "t", 1),
         vec![(-1, String::new())]
     );
 
@@ -230,7 +115,7 @@ fn commits_survive_restart_and_sigkill_in_kafka_layout() {
     broker.restart();
     let mut conn = broker.connect();
     assert_eq!(
-        fetch_offsets(&mut conn, "g1", 1),
+        fetch_offsets(&mut conn, "g1", "t", 1),
         vec![(42, "meta-0".to_string())]
     );
 }
@@ -293,9 +178,9 @@ fn stable_group_and_its_commits_come_back_after_restart() {
     let p = offsets_partition("g2", 16);
     let stored: Vec<_> = read_offsets_topic(&mut conn, p)
         .into_iter()
-        .filter(|(k, _)| k[..2] == [0, 2])
+        .filter(|r| r.key[..2] == [0, 2])
         .collect();
-    let (key, value) = stored.last().expect("group metadata stored");
+    let OffsetsRecord { key, value, .. } = stored.last().expect("group metadata stored");
     assert_eq!(
         decode_key(key).unwrap(),
         RecordKey::GroupMetadata { group: "g2".into() }
@@ -358,7 +243,7 @@ fn stable_group_and_its_commits_come_back_after_restart() {
         "the empty group came back without members"
     );
     assert_eq!(
-        fetch_offsets(&mut conn, "g2", 1),
+        fetch_offsets(&mut conn, "g2", "t", 1),
         vec![(12, "meta-0".to_string())]
     );
 }
@@ -465,8 +350,8 @@ fn deleted_group_stays_deleted_after_restart() {
     let p = offsets_partition("gone", 16);
     let tombstones: Vec<RecordKey> = read_offsets_topic(&mut conn, p)
         .into_iter()
-        .filter(|(_, v)| v.is_none())
-        .map(|(k, _)| decode_key(&k).unwrap())
+        .filter(|r| r.value.is_none())
+        .map(|r| decode_key(&r.key).unwrap())
         .filter(|k| k.group() == "gone")
         .collect();
     let offset_key = |partition| RecordKey::OffsetCommit {
@@ -490,11 +375,11 @@ fn deleted_group_stays_deleted_after_restart() {
     broker.restart();
     let mut conn = broker.connect();
     assert_eq!(
-        fetch_offsets(&mut conn, "gone", 2),
+        fetch_offsets(&mut conn, "gone", "t", 2),
         vec![(-1, String::new()), (-1, String::new())]
     );
     assert_eq!(
-        fetch_offsets(&mut conn, "kept", 2),
+        fetch_offsets(&mut conn, "kept", "t", 2),
         vec![(-1, String::new()), (6, "meta-1".to_string())]
     );
 }

@@ -1,12 +1,15 @@
 //! Raw-protocol helpers for the group tests: consumer-protocol bytes, joining and syncing
-//! a member, committing and reading offsets, listing groups.
+//! a member, committing and reading offsets, listing groups, waiting out a coordinator
+//! that is still loading, and reading `__consumer_offsets` back record by record.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_request::{
@@ -21,6 +24,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use crate::common::Conn;
+
+/// The internal topic holding committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 pub fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -270,4 +276,169 @@ pub fn heartbeat(c: &mut Conn, group: &str, generation: i32, member_id: &str) ->
 /// Connects to `addr`.
 pub fn connect(addr: SocketAddr) -> Conn {
     Conn::connect(addr)
+}
+
+/// Calls until the answer is not COORDINATOR_LOAD_IN_PROGRESS (a restarted coordinator
+/// replays its partitions first), for at most 20 s.
+pub fn until_loaded<T>(mut call: impl FnMut() -> T, code: impl Fn(&T) -> i16) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = call();
+        if code(&r) != ResponseError::CoordinatorLoadInProgress.code() {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "coordinator never finished loading"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// OffsetCommit v8 of `(partition, offset, metadata)`s of one topic, leader epoch 0,
+/// waiting out a loading coordinator; the error code per partition, in request order.
+pub fn commit_with_metadata(
+    c: &mut Conn,
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    topic: &str,
+    offsets: &[(i32, i64, Option<&str>)],
+) -> Vec<i16> {
+    let req = OffsetCommitRequest::default()
+        .with_group_id(gid(group))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(s(member_id))
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(name(topic))
+                .with_partitions(
+                    offsets
+                        .iter()
+                        .map(|(p, o, m)| {
+                            OffsetCommitRequestPartition::default()
+                                .with_partition_index(*p)
+                                .with_committed_offset(*o)
+                                .with_committed_leader_epoch(0)
+                                .with_committed_metadata(m.map(s))
+                        })
+                        .collect(),
+                ),
+        ]);
+    let resp = until_loaded(
+        || -> OffsetCommitResponse { c.call(ApiKey::OffsetCommit, 8, &req) },
+        |r| r.topics[0].partitions[0].error_code,
+    );
+    resp.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect()
+}
+
+/// OffsetFetch v7 of partitions `0..n` of `topic`, waiting out a loading coordinator:
+/// (committed offset, metadata) per partition, (-1, "") where nothing is committed.
+pub fn fetch_offsets(c: &mut Conn, group: &str, topic: &str, n: i32) -> Vec<(i64, String)> {
+    let req = OffsetFetchRequest::default()
+        .with_group_id(gid(group))
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(name(topic))
+                .with_partition_indexes((0..n).collect()),
+        ]));
+    let resp = until_loaded(
+        || -> OffsetFetchResponse { c.call(ApiKey::OffsetFetch, 7, &req) },
+        |r| r.error_code,
+    );
+    assert_eq!(resp.error_code, 0);
+    resp.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            assert_eq!(p.error_code, 0);
+            let m = p
+                .metadata
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            (p.committed_offset, m)
+        })
+        .collect()
+}
+
+/// One record of `__consumer_offsets` as Fetch serves it; `value` is `None` for a tombstone.
+#[derive(Clone, Debug)]
+pub struct OffsetsRecord {
+    pub offset: i64,
+    pub key: Bytes,
+    pub value: Option<Bytes>,
+}
+
+/// Every record of one `__consumer_offsets` partition, from offset 0 to the high
+/// watermark, in offset order. Fetches continue after each batch's last offset (a
+/// compacted batch keeps its offset range while losing records, and whole batches may
+/// be gone), so every record is read exactly once.
+pub fn read_offsets_topic(c: &mut Conn, partition: i32) -> Vec<OffsetsRecord> {
+    let mut out = Vec::new();
+    let mut next = 0i64;
+    loop {
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(50 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(name(OFFSETS_TOPIC))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(next)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ]);
+        let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &req);
+        let part = &resp.responses[0].partitions[0];
+        assert_eq!(
+            part.error_code, 0,
+            "fetch {OFFSETS_TOPIC}-{partition} at {next}"
+        );
+        let high_watermark = part.high_watermark;
+        let records = part.records.clone().unwrap_or_default();
+        let before = next;
+        // Whole batches only: base offset (8 bytes), length (4), ..., last offset delta
+        // at byte 23.
+        let mut at = 0usize;
+        while records.len() - at >= 27 {
+            let base = i64::from_be_bytes(records[at..at + 8].try_into().unwrap());
+            let len = i32::from_be_bytes(records[at + 8..at + 12].try_into().unwrap());
+            let total = 12 + usize::try_from(len).expect("batch length");
+            if records.len() - at < total {
+                break;
+            }
+            let delta = i32::from_be_bytes(records[at + 23..at + 27].try_into().unwrap());
+            let mut one = records.slice(at..at + total);
+            for set in kafka_protocol::records::RecordBatchDecoder::decode_all(&mut one).unwrap() {
+                for r in set.records {
+                    if r.offset >= next {
+                        out.push(OffsetsRecord {
+                            offset: r.offset,
+                            key: r.key.expect("keyed record"),
+                            value: r.value,
+                        });
+                    }
+                }
+            }
+            next = next.max(base + i64::from(delta) + 1);
+            at += total;
+        }
+        if next >= high_watermark {
+            return out;
+        }
+        assert!(
+            next > before,
+            "no progress reading {OFFSETS_TOPIC} at {next}"
+        );
+    }
 }
