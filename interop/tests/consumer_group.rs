@@ -27,7 +27,7 @@ fn three_members_consume_every_record_once_and_commits_persist() {
     // 100k records is committed exactly once across the group with a synchronous commit
     // per record, each member reads only its own partitions, and a new member of the group
     // afterwards reads only what was produced after the commits.
-    let broker = Broker::start(&["--num-partitions", "6"]);
+    let broker = Broker::start_with(&["--num-partitions", "6"]);
     let bootstrap = broker.bootstrap();
     produce_values(&bootstrap, "shared", 0, 1); // creates the topic
     let ledger = Arc::new(Ledger::default());

@@ -64,7 +64,7 @@ fn rdkafka_lists_describes_and_deletes_groups() {
     // both members with their client ids, host and assignments; DeleteGroups answers
     // NON_EMPTY_GROUP for it and GROUP_ID_NOT_FOUND for an unknown group, and deletes it
     // after its members leave, after which it is no longer listed.
-    let broker = Broker::start(&["--num-partitions", "6"]);
+    let broker = Broker::start_with(&["--num-partitions", "6"]);
     let bootstrap = broker.bootstrap();
     produce_values(&bootstrap, "ta", 0, 60);
     let ledger = Arc::new(Ledger::default());

@@ -29,7 +29,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn start_broker(topic: &str) -> Broker {
-    let broker = Broker::start(&["--num-partitions", "6"]);
+    let broker = Broker::start_with(&["--num-partitions", "6"]);
     // The first record creates the topic.
     produce_values(&broker.bootstrap(), topic, 0, 1);
     broker

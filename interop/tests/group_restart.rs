@@ -77,7 +77,7 @@ fn group_resumes_from_committed_offsets_after_broker_restart() {
     // broker stops cleanly and restarts; 100 more records arrive; a new member of the
     // group then reads exactly the 200 records it had not consumed: none lost, none read
     // again.
-    let mut broker = Broker::start(&["--num-partitions", "3"]);
+    let mut broker = Broker::start_with(&["--num-partitions", "3"]);
     let bootstrap = broker.bootstrap();
     produce(&bootstrap, 0, 300);
     let first = {

@@ -187,7 +187,7 @@ fn kafka_python_sticky_members_keep_their_partitions_when_one_leaves() {
     // member leaves each remaining member still owns every partition it had plus one of
     // the leaver's (range would move partition 2 or 3 between the remaining members), and
     // all records before and after are committed exactly once.
-    let broker = Broker::start(&["--num-partitions", "6"]);
+    let broker = Broker::start_with(&["--num-partitions", "6"]);
     let bootstrap = broker.bootstrap();
     produce_values(&bootstrap, "sticky", 0, 1);
     let ledger = Arc::new(Ledger::default());

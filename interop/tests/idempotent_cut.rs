@@ -23,7 +23,7 @@ fn cut_connections_leave_no_duplicates() {
     // topic holds each record exactly once and in send order per partition.
     let proxy = Proxy::start(0);
     let advertise = proxy.addr.to_string();
-    let broker = Broker::start(&["--num-partitions", "4", "--advertise", &advertise]);
+    let broker = Broker::start_with(&["--num-partitions", "4", "--advertise", &advertise]);
     proxy.set_upstream(broker.addr);
     let (p, d) = producer(
         &advertise,

@@ -114,7 +114,7 @@ fn hundred_thousand_keyed_records_per_codec_then_restart() {
     // Proves the broker stores and serves librdkafka batches under every codec: each of
     // 100k records arrives exactly once, in order within its partition, with its key and
     // header, and all of it is still there after a clean restart.
-    let mut broker = Broker::start(&["--num-partitions", "8"]);
+    let mut broker = Broker::start_with(&["--num-partitions", "8"]);
     for codec in CODECS {
         let topic = format!("keyed-{codec}");
         produce_all(&broker, &topic, codec);

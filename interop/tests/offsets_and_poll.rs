@@ -17,7 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 fn offsets_for_times_finds_the_first_later_record() {
     // Proves ListOffsets by timestamp returns the offset of the first record at or after
     // the asked time, and the end offset (-1) when nothing is that late.
-    let broker = Broker::start(&[]);
+    let broker = Broker::start_with(&[]);
     let (p, d) = producer(&broker.bootstrap(), &[("linger.ms", "0")]);
     for i in 0..10i64 {
         let v = i.to_string();
@@ -51,7 +51,7 @@ fn offsets_for_times_finds_the_first_later_record() {
 fn long_poll_delivers_within_milliseconds() {
     // Proves a consumer whose fetches may wait 10 s gets a new record long before that:
     // the broker wakes the waiting Fetch when the append lands. Prints the latency.
-    let broker = Broker::start(&["--num-partitions", "2"]);
+    let broker = Broker::start_with(&["--num-partitions", "2"]);
     let (p, _) = producer(&broker.bootstrap(), &[("linger.ms", "0"), ("acks", "1")]);
     // A warm-up record on each partition: draining both proves both partitions are in
     // the consumer's fetches before anything is timed (a partition still resolving its

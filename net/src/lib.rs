@@ -22,6 +22,7 @@ pub mod response;
 mod schema;
 #[cfg(test)]
 mod tests;
+pub mod topic_partitions;
 mod wire;
 
 pub use frame::{FrameError, REQUEST_BYTES_MAX_DEFAULT, frame_size, split_frame};

@@ -80,7 +80,7 @@ fn group_consume_counts_every_record_once_and_resumes_from_commits() {
     // exactly the records produced (each record once across members); a second run of the
     // same group with two members counts exactly the records produced since, because it
     // resumes from the first run's commits.
-    let broker = Broker::start();
+    let broker = Broker::start_single_core();
     let dir = tempfile::tempdir().unwrap();
     let bootstrap = broker.bootstrap();
     let first = produce(&broker, dir.path(), "p1", "2");
@@ -135,7 +135,7 @@ fn rebalance_run_reports_remaining_members_consuming_again() {
     // Proves: a rebalance run with three members completes two leave/rejoin rounds, each
     // round reporting the two remaining members consuming again and then all three; the
     // JSON holds both measurements with one observation per round.
-    let broker = Broker::start();
+    let broker = Broker::start_single_core();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rebalance.json");
     let bootstrap = broker.bootstrap();
@@ -183,7 +183,7 @@ fn commit_run_leaves_its_offsets_in_the_groups() {
     // Proves: the commit benchmark's members commit K partitions per request; afterwards
     // each group's committed offset of every partition equals that member's last commit,
     // all partitions alike, and together they cover at least the measured requests.
-    let broker = Broker::start();
+    let broker = Broker::start_single_core();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("commit.json");
     let bootstrap = broker.bootstrap();

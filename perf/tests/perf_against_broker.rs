@@ -58,7 +58,7 @@ fn produce_outputs_match_the_broker_and_feed_compare_and_plot() {
     // reports, and a consumer reading the topic from the start gets exactly that many; the
     // JSON carries machine, broker ApiVersions and parameters; compare passes generous limits
     // and exits 1 past an impossible one; plot draws the runs' json and hlog files.
-    let broker = Broker::start();
+    let broker = Broker::start_single_core();
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
     let bootstrap = broker.bootstrap();
@@ -181,7 +181,7 @@ fn a_paused_broker_shows_in_the_tail_of_a_fixed_rate_run() {
     // the middle of a 1000 records/s run. Batches due during the pause are measured from when
     // they were due, so many records see 100+ ms and the max is close to the pause, instead
     // of the stall hiding behind a sender that waited.
-    let broker = Broker::start();
+    let broker = Broker::start_single_core();
     let dir = tempfile::tempdir().unwrap();
     let out_json = dir.path().join("stall.json");
     let child = Command::new(env!("CARGO_BIN_EXE_sluice-perf"))
@@ -246,7 +246,7 @@ fn e2e_delivers_every_idempotent_compressed_record_it_produced() {
     // Proves `e2e` end to end: an idempotent producer with lz4 batches and a consumer started
     // at the log end run together; every record acknowledged in the measured window is also
     // delivered to the consumer (end-to-end latency recorded for each), with no errors.
-    let broker = Broker::start();
+    let broker = Broker::start_single_core();
     let dir = tempfile::tempdir().unwrap();
     let out_json = dir.path().join("e2e.json");
     perf_ok(

@@ -143,6 +143,12 @@ impl Broker {
         Broker::launch(BrokerOptions::default())
     }
 
+    /// A broker with `--cores 1` and default settings, for tests whose client shares the
+    /// machine's cores with it.
+    pub fn start_single_core() -> Broker {
+        Broker::launch(BrokerOptions::default().cores(1))
+    }
+
     /// A broker with `--cores 2` and extra command-line arguments.
     pub fn start_with(args: &[&str]) -> Broker {
         Broker::launch(BrokerOptions::default().args(args))

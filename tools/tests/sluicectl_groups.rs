@@ -251,7 +251,7 @@ fn group_commands_list_describe_reset_and_delete() {
     // reset-offsets for every target (dry run changes nothing, --execute commits, refused
     // while the group has a member) and delete (refused for a group with members) against
     // a real broker, reading the effects back through describe.
-    let broker = Broker::start();
+    let broker = Broker::start_single_core();
     ok(&broker, &["topic", "create", "t", "--partitions", "3"]);
     produce(&broker, "t", 0, 10);
     produce(&broker, "t", 1, 5);

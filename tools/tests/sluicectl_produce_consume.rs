@@ -36,7 +36,7 @@ fn produced_lines_come_back_in_order_per_partition_with_keys() {
     // Proves stdin lines produced with every codec are stored and consumed back: keyed lines
     // land on the partition Kafka's partitioner picks and come back in order with their keys,
     // `--count` stops early, and a consumer of one partition sees only that partition.
-    let broker = Broker::start();
+    let broker = Broker::start_single_core();
     let (ok, _, err) = sluicectl(
         &broker,
         &["topic", "create", "lines", "--partitions", "3"],

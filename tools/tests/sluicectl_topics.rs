@@ -31,7 +31,7 @@ fn topic_lifecycle_create_describe_alter_delete() {
     // Proves each topic subcommand does what it says on a real broker: a created topic is
     // listed and described with its partitions and config, alter-config changes the config,
     // creating it twice fails with TOPIC_ALREADY_EXISTS, and after delete it is gone.
-    let broker = Broker::start();
+    let broker = Broker::start_single_core();
     ok(
         &broker,
         &[

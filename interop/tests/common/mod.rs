@@ -7,7 +7,6 @@
 pub mod group;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -16,39 +15,7 @@ use rdkafka::ClientContext;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{DeliveryResult, ProducerContext, ThreadedProducer};
 
-pub use sluice_testkit::{BrokerOptions, free_port, sluice_bin};
-
-/// A `sluice_testkit::Broker` (`--cores 2`) started with extra arguments; every method of
-/// that type is reachable through this one.
-pub struct Broker(sluice_testkit::Broker);
-
-impl Broker {
-    pub fn start(extra: &[&str]) -> Broker {
-        Broker(sluice_testkit::Broker::start_with(extra))
-    }
-
-    // Forwarded so that they also work as paths (`Broker::log`), which deref does not.
-    pub fn bootstrap(&self) -> String {
-        self.0.bootstrap()
-    }
-
-    pub fn log(&self) -> String {
-        self.0.log()
-    }
-}
-
-impl Deref for Broker {
-    type Target = sluice_testkit::Broker;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl DerefMut for Broker {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
+pub use sluice_testkit::{Broker, BrokerOptions, free_port, sluice_bin};
 
 /// Counts delivery reports, failed ones separately.
 #[derive(Clone, Default)]

@@ -42,6 +42,7 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use super::admin::error_name;
 use super::connection::{CallError, ConnectError, Connection, ConnectionConfig, SendError};
 use crate::consumer_protocol;
+use crate::topic_partitions::by_topic;
 
 pub use crate::consumer_protocol::CONSUMER_PROTOCOL_TYPE;
 /// The name of the range assignor, the one this member offers.
@@ -192,13 +193,7 @@ pub fn join_group_request(
         .with_session_timeout_ms(settings.session_timeout_ms)
         .with_rebalance_timeout_ms(settings.rebalance_timeout_ms)
         .with_member_id(s(member_id))
-        .with_group_instance_id(
-            settings
-                .group_instance_id
-                .as_deref()
-                .filter(|_| version >= 5)
-                .map(s),
-        )
+        .with_group_instance_id(instance_id(settings, version, 5))
         .with_protocol_type(s(protocol_type))
         .with_protocols(
             protocols
@@ -210,6 +205,16 @@ pub fn join_group_request(
                 })
                 .collect(),
         )
+}
+
+/// The member's `group.instance.id` on request versions from `since` on (older versions
+/// have no such field and the member joins as a dynamic one).
+fn instance_id(settings: &GroupSettings, version: i16, since: i16) -> Option<StrBytes> {
+    settings
+        .group_instance_id
+        .as_deref()
+        .filter(|_| version >= since)
+        .map(s)
 }
 
 /// SyncGroup of a generation; only the leader sends `assignments` (member id, bytes).
@@ -225,13 +230,7 @@ pub fn sync_group_request(
         .with_group_id(GroupId(s(&settings.group_id)))
         .with_generation_id(generation_id)
         .with_member_id(s(member_id))
-        .with_group_instance_id(
-            settings
-                .group_instance_id
-                .as_deref()
-                .filter(|_| version >= 3)
-                .map(s),
-        )
+        .with_group_instance_id(instance_id(settings, version, 3))
         .with_assignments(
             assignments
                 .into_iter()
@@ -263,13 +262,7 @@ pub fn heartbeat_request(
         .with_group_id(GroupId(s(&settings.group_id)))
         .with_generation_id(generation_id)
         .with_member_id(s(member_id))
-        .with_group_instance_id(
-            settings
-                .group_instance_id
-                .as_deref()
-                .filter(|_| version >= 3)
-                .map(s),
-        )
+        .with_group_instance_id(instance_id(settings, version, 3))
 }
 
 /// LeaveGroup of one member; v3+ names it in the batched member list.
@@ -299,47 +292,37 @@ pub fn offset_commit_request(
     offsets: &[(&str, i32, i64)],
     version: i16,
 ) -> OffsetCommitRequest {
-    let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
-    for (topic, partition, offset) in offsets {
+    let topics = by_topic(offsets.iter().map(|(topic, partition, offset)| {
         let entry = OffsetCommitRequestPartition::default()
             .with_partition_index(*partition)
             .with_committed_offset(*offset);
-        match topics.iter_mut().find(|t| t.name.0.as_str() == *topic) {
-            Some(t) => t.partitions.push(entry),
-            None => topics.push(
-                OffsetCommitRequestTopic::default()
-                    .with_name(TopicName(s(topic)))
-                    .with_partitions(vec![entry]),
-            ),
-        }
-    }
+        (*topic, entry)
+    }))
+    .into_iter()
+    .map(|(topic, partitions)| {
+        OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(partitions)
+    })
+    .collect();
     OffsetCommitRequest::default()
         .with_group_id(GroupId(s(&settings.group_id)))
         .with_generation_id_or_member_epoch(generation_id)
         .with_member_id(s(member_id))
-        .with_group_instance_id(
-            settings
-                .group_instance_id
-                .as_deref()
-                .filter(|_| version >= 7)
-                .map(s),
-        )
+        .with_group_instance_id(instance_id(settings, version, 7))
         .with_topics(topics)
 }
 
 /// OffsetFetch of `(topic, partition)` pairs of one group.
 pub fn offset_fetch_request(group_id: &str, partitions: &[(&str, i32)]) -> OffsetFetchRequest {
-    let mut topics: Vec<OffsetFetchRequestTopic> = Vec::new();
-    for (topic, partition) in partitions {
-        match topics.iter_mut().find(|t| t.name.0.as_str() == *topic) {
-            Some(t) => t.partition_indexes.push(*partition),
-            None => topics.push(
-                OffsetFetchRequestTopic::default()
-                    .with_name(TopicName(s(topic)))
-                    .with_partition_indexes(vec![*partition]),
-            ),
-        }
-    }
+    let topics = by_topic(partitions.iter().copied())
+        .into_iter()
+        .map(|(topic, partitions)| {
+            OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partition_indexes(partitions)
+        })
+        .collect();
     OffsetFetchRequest::default()
         .with_group_id(GroupId(s(group_id)))
         .with_topics(Some(topics))

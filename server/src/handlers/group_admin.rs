@@ -21,6 +21,8 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 
+use sluice_net::topic_partitions::by_topic;
+
 use super::groups::{ask, code, failure, s};
 use crate::group::host::{GroupOp, GroupReply};
 use crate::group::{GroupState, GroupSummary};
@@ -235,20 +237,19 @@ pub async fn offset_delete(shard: &Rc<Shard>, r: OffsetDeleteRequest) -> OffsetD
         }
         other => return OffsetDeleteResponse::default().with_error_code(failure(other)),
     }
-    let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
-    for (name, partition, c) in answers {
+    let topics = by_topic(answers.into_iter().map(|(name, partition, c)| {
         let part = OffsetDeleteResponsePartition::default()
             .with_partition_index(partition)
             .with_error_code(c);
-        match topics.iter_mut().find(|t| t.name == name) {
-            Some(t) => t.partitions.push(part),
-            None => topics.push(
-                OffsetDeleteResponseTopic::default()
-                    .with_name(name)
-                    .with_partitions(vec![part]),
-            ),
-        }
-    }
+        (name, part)
+    }))
+    .into_iter()
+    .map(|(name, partitions)| {
+        OffsetDeleteResponseTopic::default()
+            .with_name(name)
+            .with_partitions(partitions)
+    })
+    .collect();
     OffsetDeleteResponse::default().with_topics(topics)
 }
 
@@ -287,8 +288,7 @@ pub async fn offset_fetch_groups(shard: &Rc<Shard>, r: OffsetFetchRequest) -> Of
                 Some(GroupReply::Offsets(found)) => found,
                 other => return base.with_error_code(failure(other)),
             };
-            let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
-            for ((topic, partition), o) in found {
+            let topics = by_topic(found.into_iter().map(|((topic, partition), o)| {
                 let part = OffsetFetchResponsePartitions::default()
                     .with_partition_index(partition)
                     .with_committed_offset(o.as_ref().map_or(-1, |o| o.offset))
@@ -297,15 +297,15 @@ pub async fn offset_fetch_groups(shard: &Rc<Shard>, r: OffsetFetchRequest) -> Of
                         .as_ref()
                         .and_then(|o| o.metadata.as_deref())
                         .unwrap_or(""))));
-                match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
-                    Some(t) => t.partitions.push(part),
-                    None => topics.push(
-                        OffsetFetchResponseTopics::default()
-                            .with_name(TopicName(s(&topic)))
-                            .with_partitions(vec![part]),
-                    ),
-                }
-            }
+                (topic, part)
+            }))
+            .into_iter()
+            .map(|(topic, partitions)| {
+                OffsetFetchResponseTopics::default()
+                    .with_name(TopicName(s(&topic)))
+                    .with_partitions(partitions)
+            })
+            .collect();
             base.with_topics(topics)
         })
         .collect();

@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
     SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_net::topic_partitions::by_topic;
 
 use crate::group::host::{GroupOp, GroupReply, coordinator_shard};
 use crate::group::{
@@ -321,20 +322,19 @@ pub async fn offset_commit(shard: &Rc<Shard>, r: OffsetCommitRequest) -> OffsetC
             answers.iter_mut().for_each(|a| a.2 = c)
         }
     }
-    let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
-    for (name, partition, c) in answers {
+    let topics = by_topic(answers.into_iter().map(|(name, partition, c)| {
         let part = OffsetCommitResponsePartition::default()
             .with_partition_index(partition)
             .with_error_code(c);
-        match topics.iter_mut().find(|t| t.name == name) {
-            Some(t) => t.partitions.push(part),
-            None => topics.push(
-                OffsetCommitResponseTopic::default()
-                    .with_name(name)
-                    .with_partitions(vec![part]),
-            ),
-        }
-    }
+        (name, part)
+    }))
+    .into_iter()
+    .map(|(name, partitions)| {
+        OffsetCommitResponseTopic::default()
+            .with_name(name)
+            .with_partitions(partitions)
+    })
+    .collect();
     OffsetCommitResponse::default().with_topics(topics)
 }
 
@@ -358,8 +358,7 @@ pub async fn offset_fetch(shard: &Rc<Shard>, r: OffsetFetchRequest) -> OffsetFet
         Some(GroupReply::Offsets(found)) => found,
         other => return OffsetFetchResponse::default().with_error_code(failure(other)),
     };
-    let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
-    for ((topic, partition), o) in found {
+    let topics = by_topic(found.into_iter().map(|((topic, partition), o)| {
         let part = OffsetFetchResponsePartition::default()
             .with_partition_index(partition)
             .with_committed_offset(o.as_ref().map_or(-1, |o| o.offset))
@@ -368,14 +367,14 @@ pub async fn offset_fetch(shard: &Rc<Shard>, r: OffsetFetchRequest) -> OffsetFet
                 .as_ref()
                 .and_then(|o| o.metadata.as_deref())
                 .unwrap_or(""))));
-        match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
-            Some(t) => t.partitions.push(part),
-            None => topics.push(
-                OffsetFetchResponseTopic::default()
-                    .with_name(TopicName(s(&topic)))
-                    .with_partitions(vec![part]),
-            ),
-        }
-    }
+        (topic, part)
+    }))
+    .into_iter()
+    .map(|(topic, partitions)| {
+        OffsetFetchResponseTopic::default()
+            .with_name(TopicName(s(&topic)))
+            .with_partitions(partitions)
+    })
+    .collect();
     OffsetFetchResponse::default().with_topics(topics)
 }
