@@ -88,6 +88,15 @@ pub struct LogConfig {
     /// closed segments not yet cleaned hold at least this share of the closed bytes (or a
     /// kept tombstone's delete.retention.ms ran out).
     pub min_cleanable_dirty_permille: u16,
+    /// `min.compaction.lag.ms` (0): a record stays uncompacted at least this long after
+    /// its timestamp. A pass stops before the first dirty closed segment whose largest
+    /// timestamp is newer than now minus this lag.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms` (i64::MAX, no limit): a pass is due, whatever the dirty
+    /// share, once the first batch of a dirty closed segment is older than this lag. A
+    /// compacted log also rolls its active segment at this age, as by `segment_ms`, so
+    /// its records become cleanable in time.
+    pub max_compaction_lag_ms: i64,
     /// `flush.ms`-like: how often unflushed appends are written and fdatasync'ed when
     /// nobody waits for them (acks=1). Kafka leaves this to the page cache; with O_DIRECT
     /// there is none, so the default is 100 ms. Also flushed past
@@ -110,6 +119,8 @@ impl Default for LogConfig {
             cleanup_policy: CleanupPolicy::Delete,
             delete_retention_ms: 24 * 3600 * 1000,
             min_cleanable_dirty_permille: 500,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
             flush_interval_ms: 100,
             flush_bytes_pending_max: 4 << 20,
         }

@@ -186,6 +186,17 @@ impl Drop for IoGuard<'_> {
     }
 }
 
+/// Age of the active segment that rolls it: `segment.ms`, or `max.compaction.lag.ms`
+/// when shorter on a compacted log (Kafka's maxSegmentMs), so no record waits in the
+/// active segment, which is never cleaned, past the max lag.
+fn roll_ms(config: &LogConfig) -> i64 {
+    if config.cleanup_policy != CleanupPolicy::Delete && config.max_compaction_lag_ms > 0 {
+        config.segment_ms.min(config.max_compaction_lag_ms)
+    } else {
+        config.segment_ms
+    }
+}
+
 fn effective_segment_bytes_max(config: &LogConfig) -> u64 {
     config.segment_bytes_max.clamp(1, i32::MAX as u64)
 }
@@ -1459,7 +1470,8 @@ impl Log {
             .map_err(|e| LogIoError::from(self.fail("partition checkpoint", e)))
     }
 
-    /// Rolls by `segment.ms`, then deletes whole segments past `retention.ms` or
+    /// Rolls by `segment.ms` (or the shorter `max.compaction.lag.ms` of a compacted log),
+    /// then deletes whole segments past `retention.ms` or
     /// `retention.bytes`, or below the log start offset. The active segment is rolled
     /// first when it alone is past retention, as Kafka does.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome, LogIoError> {
@@ -1472,7 +1484,7 @@ impl Log {
             let a = st.active();
             let age_due = a.size > 0
                 && a.first_append_ms
-                    .is_some_and(|t| now_ms.saturating_sub(t) >= config.segment_ms);
+                    .is_some_and(|t| now_ms.saturating_sub(t) >= roll_ms(&config));
             let expired = deletes
                 && a.size > 0
                 && config.retention_ms >= 0
@@ -1628,6 +1640,9 @@ impl Log {
             seg.next_offset = new_end;
             seg.max_timestamp = max_ts.0;
             seg.max_timestamp_offset = max_ts.1;
+            if position == 0 {
+                seg.first_batch_timestamp = None;
+            }
             seg.sealed = false;
             seg.finalized = false;
             seg.first_append_ms = None;

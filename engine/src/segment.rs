@@ -59,6 +59,10 @@ pub(crate) struct Segment {
     pub max_timestamp: i64,
     /// Last offset of the batch holding `max_timestamp`.
     pub max_timestamp_offset: Offset,
+    /// Max timestamp of the segment's first batch (`max.compaction.lag.ms`). Known for
+    /// segments built batch by batch; read from the file by the cleaner, once, for
+    /// segments whose indexes were loaded at open. None while not known or empty.
+    pub first_batch_timestamp: Option<i64>,
     /// Wall clock of the first append since the segment became active (segment.ms).
     pub first_append_ms: Option<i64>,
     pub sealed: bool,
@@ -82,6 +86,7 @@ impl Segment {
             bytes_since_index: 0,
             max_timestamp: i64::MIN,
             max_timestamp_offset: Offset(-1),
+            first_batch_timestamp: None,
             first_append_ms: None,
             sealed: false,
             finalized: false,
@@ -121,6 +126,9 @@ impl Segment {
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += len;
+        if position == 0 {
+            self.first_batch_timestamp = Some(h.max_timestamp());
+        }
         if h.max_timestamp() > self.max_timestamp {
             self.max_timestamp = h.max_timestamp();
             self.max_timestamp_offset = h.last_offset();

@@ -1,7 +1,9 @@
 //! Log compaction end to end on `Log`: the newest value per key survives against a
 //! model, tombstones expire, every codec is rewritten with itself, an emptied producer
 //! batch keeps the producer's state, readers during compaction see a consistent log,
-//! and reopening after compaction or after a crash in the middle of it loses nothing.
+//! and reopening after compaction or after a crash in the middle of it loses nothing;
+//! min.compaction.lag.ms holds recent segments back and max.compaction.lag.ms forces a
+//! pass (also after a reopen).
 
 mod common;
 
@@ -688,5 +690,194 @@ fn truncation_during_compaction_keeps_older_values() {
         // A later pass works from the truncated log.
         roll_and_compact(&log, T0, 1 << 20).await;
         assert_eq!(read_all(&log).await.0.len(), 20);
+    });
+}
+
+async fn open_sim_with(dir: &Path, disk: &SimDisk, config: LogConfig) -> Rc<Log> {
+    let d: Rc<dyn Disk> = Rc::new(disk.clone());
+    Log::open_with_disk(dir, config, ReadCache::new(1 << 20), d)
+        .await
+        .unwrap()
+}
+
+/// Appends `n` batches at `ts` (also the append's wall clock), each holding `key` and
+/// `other` with the value `<tag>-<i>`.
+fn append_versions(log: &Log, key: &str, other: &str, tag: &str, n: usize, ts: i64) {
+    for i in 0..n {
+        let v = format!("{tag}-{i}");
+        log.append(
+            kv_batch(
+                &[(Some(key), Some(&v)), (Some(other), Some(&v))],
+                ts,
+                0,
+                None,
+            ),
+            LeaderEpoch(0),
+            ts,
+        )
+        .unwrap();
+    }
+}
+
+/// Compacts at `now_ms` until a call starts no pass. Returns the passes finished.
+async fn compact_until_idle(log: &Log, now_ms: i64) -> u32 {
+    let mut passes = 0;
+    loop {
+        let o = log.compact(now_ms, 1 << 20).await.unwrap();
+        if o.pass_finished {
+            passes += 1;
+        } else if o.idle {
+            return passes;
+        }
+    }
+}
+
+/// (key, value) of every record, in offset order.
+async fn key_values(log: &Log) -> Vec<(String, String)> {
+    let (recs, _) = read_all(log).await;
+    recs.into_iter()
+        .map(|(_, k, v)| (k.unwrap(), v.unwrap()))
+        .collect()
+}
+
+fn kv(k: &str, v: &str) -> (String, String) {
+    (k.to_string(), v.to_string())
+}
+
+const MIN_LAG_MS: i64 = 10_000;
+const MAX_LAG_MS: i64 = 30_000;
+
+// Proves min.compaction.lag.ms: of two closed segments, the one whose records are older
+// than the lag is compacted while the newer one keeps every record (its duplicates of a
+// key, and the older segment's value that they supersede, survive); one ms before the
+// lag has passed for it nothing changes, and at the lag it is compacted too.
+#[test]
+fn min_compaction_lag_holds_back_recent_segments() {
+    run(|| async {
+        let disk = SimDisk::new();
+        let cfg = LogConfig {
+            min_compaction_lag_ms: MIN_LAG_MS,
+            ..config()
+        };
+        let log = open_sim_with(Path::new("/sim/lag-0"), &disk, cfg).await;
+        append_versions(&log, "k", "a", "old", 20, T0 - 2 * MIN_LAG_MS);
+        assert!(log.enforce_retention(T0).await.unwrap().rolled);
+        append_versions(&log, "k", "b", "new", 20, T0);
+        assert!(log.enforce_retention(T0 + 1).await.unwrap().rolled);
+        log.flush().await.unwrap();
+        let recent: Vec<(String, String)> = (0..20)
+            .flat_map(|i| [kv("k", &format!("new-{i}")), kv("b", &format!("new-{i}"))])
+            .collect();
+
+        assert_eq!(compact_until_idle(&log, T0).await, 1);
+        let mut want = vec![kv("k", "old-19"), kv("a", "old-19")];
+        want.extend(recent.iter().cloned());
+        assert_eq!(key_values(&log).await, want);
+
+        assert_eq!(compact_until_idle(&log, T0 + MIN_LAG_MS - 1).await, 0);
+        assert_eq!(key_values(&log).await, want);
+
+        assert_eq!(compact_until_idle(&log, T0 + MIN_LAG_MS).await, 1);
+        assert_eq!(
+            key_values(&log).await,
+            vec![kv("a", "old-19"), kv("k", "new-19"), kv("b", "new-19")]
+        );
+    });
+}
+
+/// A compacted log whose dirty share never reaches min.cleanable.dirty.ratio (1.0) once
+/// a first pass cleaned its first segment, with max.compaction.lag.ms and a segment.ms
+/// far longer than it. Returns it with "k" and "a" compacted in the first segment and
+/// the active segment empty.
+async fn max_lag_log(disk: &SimDisk) -> Rc<Log> {
+    let log = open_sim_with(Path::new("/sim/lag-0"), disk, max_lag_config()).await;
+    append_versions(&log, "k", "a", "old", 20, T0);
+    // The active segment rolls at the max lag, not at segment.ms.
+    assert!(
+        !log.enforce_retention(T0 + MAX_LAG_MS - 1)
+            .await
+            .unwrap()
+            .rolled
+    );
+    assert!(log.enforce_retention(T0 + MAX_LAG_MS).await.unwrap().rolled);
+    log.flush().await.unwrap();
+    // All dirty: due by the ratio.
+    assert_eq!(compact_until_idle(&log, T0 + 1).await, 1);
+    assert_eq!(
+        key_values(&log).await,
+        vec![kv("k", "old-19"), kv("a", "old-19")]
+    );
+    log
+}
+
+fn max_lag_config() -> LogConfig {
+    LogConfig {
+        segment_ms: 7 * 24 * 3600 * 1000,
+        min_cleanable_dirty_permille: 1000,
+        max_compaction_lag_ms: MAX_LAG_MS,
+        ..config()
+    }
+}
+
+// Proves max.compaction.lag.ms: with a dirty ratio that cannot trigger, a closed dirty
+// segment is left alone while its first batch is not older than the max lag (at exactly
+// the lag, several calls) and compacted by the first pass after that; the active segment
+// rolls at the max lag although segment.ms is a week.
+#[test]
+fn max_compaction_lag_forces_a_pass() {
+    run(|| async {
+        let disk = SimDisk::new();
+        let log = max_lag_log(&disk).await;
+        let t1 = T0 + MAX_LAG_MS;
+        append_versions(&log, "k", "b", "new", 20, t1);
+        assert!(log.enforce_retention(t1 + MAX_LAG_MS).await.unwrap().rolled);
+        log.flush().await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(compact_until_idle(&log, t1 + MAX_LAG_MS).await, 0);
+        }
+        assert_eq!(key_values(&log).await.len(), 2 + 40);
+
+        assert_eq!(compact_until_idle(&log, t1 + MAX_LAG_MS + 1).await, 1);
+        assert_eq!(
+            key_values(&log).await,
+            vec![kv("a", "old-19"), kv("k", "new-19"), kv("b", "new-19")]
+        );
+    });
+}
+
+// Proves the max lag also counts for a segment whose indexes were loaded at open (its
+// first batch timestamp is read from the file): the active segment is closed and
+// reopened, gets one more batch, rolls, and is compacted only once its first batch
+// (from before the restart, not the later one) is older than the max lag.
+#[test]
+fn max_compaction_lag_after_reopen() {
+    run(|| async {
+        let disk = SimDisk::new();
+        let log = max_lag_log(&disk).await;
+        let t1 = T0 + MAX_LAG_MS;
+        append_versions(&log, "k", "b", "new", 20, t1);
+        log.close().await.unwrap();
+        drop(log);
+        let log = open_sim_with(Path::new("/sim/lag-0"), &disk, max_lag_config()).await;
+        // After a restart everything is dirty once: the first segment is mapped again.
+        assert_eq!(compact_until_idle(&log, t1).await, 1);
+        assert_eq!(key_values(&log).await.len(), 2 + 40);
+        let t2 = t1 + 5_000;
+        append_versions(&log, "k", "c", "late", 1, t2);
+        assert!(log.enforce_retention(t2 + MAX_LAG_MS).await.unwrap().rolled);
+        log.flush().await.unwrap();
+
+        assert_eq!(compact_until_idle(&log, t1 + MAX_LAG_MS).await, 0);
+        assert_eq!(key_values(&log).await.len(), 2 + 42);
+        assert_eq!(compact_until_idle(&log, t1 + MAX_LAG_MS + 1).await, 1);
+        assert_eq!(
+            key_values(&log).await,
+            vec![
+                kv("a", "old-19"),
+                kv("b", "new-19"),
+                kv("k", "late-0"),
+                kv("c", "late-0")
+            ]
+        );
     });
 }

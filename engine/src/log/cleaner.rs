@@ -18,6 +18,14 @@
 //! versions hold each batch at the same offsets or not at all, so a read racing with the
 //! swap never sees a batch twice or a hole.
 //!
+//! Lags, as Kafka's cleaner: `min.compaction.lag.ms` ends the dirty part before the first
+//! segment not cleaned yet whose largest timestamp is newer than now minus the lag, so
+//! such records are neither mapped nor removed (the dirty share is computed up to there
+//! too); `max.compaction.lag.ms` makes a pass due, whatever the dirty share, once the
+//! first batch of a closed segment not cleaned yet is older than now minus the lag (and
+//! the active segment rolls at that age, see `Log::enforce_retention`). Both are checked
+//! when a pass starts, against the `now_ms` the caller passes.
+//!
 //! Tombstones: a tombstone that is the newest record of its key is kept until
 //! `delete.retention.ms` after its own timestamp (CreateTime, or the batch's
 //! LogAppendTime), then removed by the next pass; the earliest such expiry makes a pass
@@ -178,8 +186,10 @@ async fn read_whole_batches(
 impl Log {
     /// Runs compaction for about `bytes_max` bytes of segment reads, then returns so the
     /// caller can let appends and reads run before calling again (while `idle` is
-    /// false). A new pass starts only when one is due (`min_cleanable_dirty_permille`, or
-    /// a kept tombstone expired). Does nothing for `cleanup.policy=delete`.
+    /// false). A new pass starts only when one is due (`min_cleanable_dirty_permille`,
+    /// `max_compaction_lag_ms`, or a kept tombstone expired) and cleans up to the first
+    /// segment `min_compaction_lag_ms` holds back. Does nothing for
+    /// `cleanup.policy=delete`.
     pub async fn compact(&self, now_ms: i64, bytes_max: u64) -> Result<CompactOutcome, LogIoError> {
         let mut outcome = CompactOutcome::default();
         if self.cleaning.replace(true) {
@@ -205,15 +215,18 @@ impl Log {
             return result.map(|()| outcome);
         }
         let pass = self.cleaner.borrow_mut().pass.take();
-        let mut pass = match pass {
-            Some(p) => p,
-            None => match self.start_pass(now_ms, &config) {
-                Some(p) => p,
-                None => {
-                    outcome.idle = true;
-                    return Ok(outcome);
+        let pass = match pass {
+            Some(p) => Some(p),
+            None => {
+                if config.max_compaction_lag_ms != i64::MAX {
+                    self.load_first_batch_timestamps().await?;
                 }
-            },
+                self.start_pass(now_ms, &config)
+            }
+        };
+        let Some(mut pass) = pass else {
+            outcome.idle = true;
+            return Ok(outcome);
         };
         let rules = CleanRules {
             now_ms,
@@ -260,12 +273,76 @@ impl Log {
         }
     }
 
-    /// End of the cleanable part: the first segment that is not closed and finalized.
-    fn cleanable_end(st: &State) -> Offset {
+    /// End of the cleanable part: the first segment that is not closed and finalized, or
+    /// (`min.compaction.lag.ms`) the first one not cleaned yet holding a record newer
+    /// than `now_ms` minus the lag (Kafka's first uncleanable offset).
+    fn cleanable_end(st: &State, first_dirty: Offset, now_ms: i64, config: &LogConfig) -> Offset {
+        let lag_ms = config.min_compaction_lag_ms;
+        let horizon_ms = now_ms.saturating_sub(lag_ms);
         st.segments
             .values()
-            .find(|s| !s.finalized || !s.sealed)
+            .find(|s| {
+                !s.finalized
+                    || !s.sealed
+                    || (lag_ms > 0 && s.next_offset > first_dirty && s.max_timestamp > horizon_ms)
+            })
             .map_or(st.log_end_offset, |s| s.base_offset)
+    }
+
+    /// Whether `max.compaction.lag.ms` makes a pass due: the earliest first-batch
+    /// timestamp of the closed segments not cleaned yet is older than `now_ms` minus the
+    /// lag. Timestamps below 1 (none set) and segments whose first batch is not known
+    /// yet do not count, as in Kafka.
+    fn max_lag_due(st: &State, first_dirty: Offset, now_ms: i64, config: &LogConfig) -> bool {
+        let horizon_ms = now_ms.saturating_sub(config.max_compaction_lag_ms);
+        st.segments
+            .values()
+            .filter(|s| s.sealed && s.next_offset > first_dirty)
+            .filter_map(|s| s.first_batch_timestamp)
+            .filter(|t| *t > 0)
+            .min()
+            .is_some_and(|t| t < horizon_ms)
+    }
+
+    /// Reads the first batch header of each closed, not yet cleaned segment whose first
+    /// timestamp is unknown (indexes loaded at open), once per segment, for
+    /// `max.compaction.lag.ms`. A header that does not parse counts as no timestamp.
+    async fn load_first_batch_timestamps(&self) -> Result<(), LogIoError> {
+        let first_dirty = self
+            .cleaner
+            .borrow()
+            .first_dirty
+            .unwrap_or(Offset(i64::MIN));
+        let unknown: Vec<(Offset, Rc<dyn DiskFile>)> = {
+            let st = self.state.borrow();
+            st.segments
+                .values()
+                .filter(|s| {
+                    s.sealed
+                        && s.finalized
+                        && s.size >= batch::HEADER_BYTES as u64
+                        && s.first_batch_timestamp.is_none()
+                        && s.next_offset > first_dirty
+                })
+                .filter_map(|s| Some((s.base_offset, s.file.clone()?)))
+                .collect()
+        };
+        for (base, file) in unknown {
+            let head = file
+                .read_at(0, batch::HEADER_BYTES)
+                .await
+                .map_err(|e| LogIoError::LogFailed(format!("read segment: {e}")))?;
+            let timestamp_ms = BatchHeader::new(&head).map_or(i64::MIN, |h| h.max_timestamp());
+            let mut st = self.state.borrow_mut();
+            // Replaced or truncated meanwhile: its first batch is read again next time.
+            if let Some(s) = st.segments.get_mut(&base)
+                && s.size >= batch::HEADER_BYTES as u64
+                && s.file.as_ref().is_some_and(|f| Rc::ptr_eq(f, &file))
+            {
+                s.first_batch_timestamp.get_or_insert(timestamp_ms);
+            }
+        }
+        Ok(())
     }
 
     fn start_pass(&self, now_ms: i64, config: &LogConfig) -> Option<Pass> {
@@ -277,11 +354,12 @@ impl Log {
             c.first_dirty = None;
         }
         let first_base = *st.segments.keys().next().expect("active segment");
-        let end = Self::cleanable_end(&st);
+        let first_unmapped = c.first_dirty.unwrap_or(first_base).max(first_base);
+        let end = Self::cleanable_end(&st, first_unmapped, now_ms, config);
         if end <= first_base {
             return None;
         }
-        let first_dirty = c.first_dirty.unwrap_or(first_base).clamp(first_base, end);
+        let first_dirty = first_unmapped.min(end);
         let (mut dirty, mut total) = (0u64, 0u64);
         for s in st.segments.values().take_while(|s| s.base_offset < end) {
             total += s.size;
@@ -291,12 +369,13 @@ impl Log {
         }
         let ratio_due = dirty > 0
             && dirty * 1000 >= u64::from(config.min_cleanable_dirty_permille) * total.max(1);
+        let lag_due = dirty > 0 && Self::max_lag_due(&st, first_unmapped, now_ms, config);
         let tombstones_due = c.tombstone_expiry_ms.is_some_and(|t| now_ms >= t);
-        if !(ratio_due || tombstones_due) {
+        if !(ratio_due || lag_due || tombstones_due) {
             return None;
         }
         debug!(dir = %self.dir.display(), first_dirty = first_dirty.0, end = end.0, dirty, total,
-            "compaction pass starting");
+            ratio_due, lag_due, tombstones_due, "compaction pass starting");
         Some(Pass {
             truncations: st.truncations,
             end,
