@@ -117,6 +117,25 @@ pub struct BrokerArgs {
     )]
     pub log_cleaner_min_cleanable_ratio: String,
 
+    /// Default time in ms a record stays uncompacted after its timestamp (Kafka:
+    /// log.cleaner.min.compaction.lag.ms; topic: min.compaction.lag.ms).
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_MIN_COMPACTION_LAG_MS",
+        default_value_t = 0
+    )]
+    pub log_cleaner_min_compaction_lag_ms: i64,
+
+    /// Default time in ms after which a record not yet compacted makes its partition due
+    /// for compaction whatever its dirty ratio (Kafka: log.cleaner.max.compaction.lag.ms;
+    /// topic: max.compaction.lag.ms).
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_MAX_COMPACTION_LAG_MS",
+        default_value_t = i64::MAX
+    )]
+    pub log_cleaner_max_compaction_lag_ms: i64,
+
     /// How often each shard looks for compacted topics' partitions to clean (Kafka:
     /// log.cleaner.backoff.ms).
     #[arg(long, env = "SLUICE_LOG_CLEANER_BACKOFF_MS", default_value_t = 15_000)]
@@ -182,7 +201,37 @@ impl BrokerArgs {
             MIN_CLEANABLE_DIRTY_RATIO,
             self.log_cleaner_min_cleanable_ratio.clone(),
         );
+        m.insert(
+            MIN_COMPACTION_LAG_MS,
+            self.log_cleaner_min_compaction_lag_ms.to_string(),
+        );
+        m.insert(
+            MAX_COMPACTION_LAG_MS,
+            self.log_cleaner_max_compaction_lag_ms.to_string(),
+        );
         m
+    }
+
+    /// Checks what depends on several configs of a topic, over its overrides (each one
+    /// already valid alone) on top of the broker defaults, as Kafka's
+    /// LogConfig.validateValues: min.compaction.lag.ms must not exceed
+    /// max.compaction.lag.ms. The error text goes back to the client.
+    pub fn validate_topic_configs(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let defaults = self.topic_defaults();
+        let long = |name: &'static str| -> i64 {
+            let v = overrides.get(name).unwrap_or(&defaults[name]);
+            v.trim().parse().unwrap_or(0)
+        };
+        let (min_lag, max_lag) = (long(MIN_COMPACTION_LAG_MS), long(MAX_COMPACTION_LAG_MS));
+        if min_lag > max_lag {
+            return Err(format!(
+                "{MIN_COMPACTION_LAG_MS} ({min_lag}) must not exceed {MAX_COMPACTION_LAG_MS} ({max_lag})"
+            ));
+        }
+        Ok(())
     }
 
     /// Checks the defaults with the same rules a topic override must pass.
@@ -190,6 +239,7 @@ impl BrokerArgs {
         for (k, v) in self.topic_defaults() {
             validate_topic_config(k, &v)?;
         }
+        self.validate_topic_configs(&BTreeMap::new())?;
         if self.num_partitions < 1 {
             return Err("--num-partitions must be at least 1".into());
         }
@@ -223,14 +273,18 @@ pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
 pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
 pub const MIN_CLEANABLE_DIRTY_RATIO: &str = "min.cleanable.dirty.ratio";
+pub const MIN_COMPACTION_LAG_MS: &str = "min.compaction.lag.ms";
+pub const MAX_COMPACTION_LAG_MS: &str = "max.compaction.lag.ms";
 
 /// Every topic config the broker honours. Anything else is rejected as INVALID_CONFIG.
-pub const TOPIC_CONFIG_NAMES: [&str; 9] = [
+pub const TOPIC_CONFIG_NAMES: [&str; 11] = [
     CLEANUP_POLICY,
     DELETE_RETENTION_MS,
+    MAX_COMPACTION_LAG_MS,
     MAX_MESSAGE_BYTES,
     MESSAGE_TIMESTAMP_TYPE,
     MIN_CLEANABLE_DIRTY_RATIO,
+    MIN_COMPACTION_LAG_MS,
     RETENTION_BYTES,
     RETENTION_MS,
     SEGMENT_BYTES,
@@ -256,6 +310,8 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
             _ => Err(format!("{name} must be CreateTime or LogAppendTime")),
         },
         DELETE_RETENTION_MS => int(0),
+        MIN_COMPACTION_LAG_MS => int(0),
+        MAX_COMPACTION_LAG_MS => int(1),
         MIN_CLEANABLE_DIRTY_RATIO => match value.trim().parse::<f64>() {
             Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
             _ => Err(format!("{name} must be a number in [0, 1], got {value:?}")),
@@ -296,5 +352,50 @@ mod tests {
         assert!(validate_topic_config(MIN_CLEANABLE_DIRTY_RATIO, "1.5").is_err());
         assert!(validate_topic_config(MIN_CLEANABLE_DIRTY_RATIO, "NaN").is_err());
         assert!(validate_topic_config(DELETE_RETENTION_MS, "-1").is_err());
+        assert!(validate_topic_config(MIN_COMPACTION_LAG_MS, "0").is_ok());
+        assert!(validate_topic_config(MIN_COMPACTION_LAG_MS, "-1").is_err());
+        assert!(validate_topic_config(MAX_COMPACTION_LAG_MS, "1").is_ok());
+        assert!(validate_topic_config(MAX_COMPACTION_LAG_MS, "0").is_err());
+        assert!(validate_topic_config(MAX_COMPACTION_LAG_MS, "9223372036854775808").is_err());
+    }
+
+    // Proves min.compaction.lag.ms may not exceed max.compaction.lag.ms, checked over
+    // the overrides on top of the broker defaults, and that bad default flags are refused.
+    #[test]
+    fn compaction_lags_are_checked_together() {
+        let args = BrokerArgs::parse_from(["sluice"]);
+        let topic = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(args.validate_topic_configs(&topic(&[])).is_ok());
+        assert!(
+            args.validate_topic_configs(&topic(&[(MIN_COMPACTION_LAG_MS, "1000")]))
+                .is_ok()
+        );
+        let both = |min: &str, max: &str| {
+            args.validate_topic_configs(&topic(&[
+                (MIN_COMPACTION_LAG_MS, min),
+                (MAX_COMPACTION_LAG_MS, max),
+            ]))
+        };
+        assert!(both("1000", "1000").is_ok());
+        assert!(both("1001", "1000").is_err());
+        let args = BrokerArgs::parse_from(["sluice", "--log-cleaner-max-compaction-lag-ms", "500"]);
+        args.validate().unwrap();
+        assert!(
+            args.validate_topic_configs(&topic(&[(MIN_COMPACTION_LAG_MS, "501")]))
+                .is_err()
+        );
+        let bad = BrokerArgs::parse_from([
+            "sluice",
+            "--log-cleaner-min-compaction-lag-ms",
+            "10",
+            "--log-cleaner-max-compaction-lag-ms",
+            "5",
+        ]);
+        assert!(bad.validate().is_err());
     }
 }

@@ -109,6 +109,8 @@ pub fn log_config(args: &BrokerArgs, overrides: &BTreeMap<String, String>) -> Lo
         _ => CleanupPolicy::Delete,
     };
     c.delete_retention_ms = int(DELETE_RETENTION_MS, c.delete_retention_ms).max(0);
+    c.min_compaction_lag_ms = int(MIN_COMPACTION_LAG_MS, c.min_compaction_lag_ms).max(0);
+    c.max_compaction_lag_ms = int(MAX_COMPACTION_LAG_MS, c.max_compaction_lag_ms).max(1);
     if let Ok(ratio) = get(MIN_CLEANABLE_DIRTY_RATIO).trim().parse::<f64>()
         && (0.0..=1.0).contains(&ratio)
     {
@@ -487,5 +489,36 @@ mod tests {
         let mut neg = a.clone();
         neg[8..12].copy_from_slice(&(-5i32).to_be_bytes());
         assert!(split_batches(&Bytes::from(neg)).is_none());
+    }
+
+    // Proves the compaction lags reach the engine config: Kafka's defaults, the broker
+    // flags as defaults, and topic overrides on top.
+    #[test]
+    fn compaction_lags_reach_the_log_config() {
+        use clap::Parser;
+        let none = BTreeMap::new();
+        let c = log_config(&BrokerArgs::parse_from(["sluice"]), &none);
+        assert_eq!(
+            (c.min_compaction_lag_ms, c.max_compaction_lag_ms),
+            (0, i64::MAX)
+        );
+        let args = BrokerArgs::parse_from([
+            "sluice",
+            "--log-cleaner-min-compaction-lag-ms",
+            "1000",
+            "--log-cleaner-max-compaction-lag-ms",
+            "60000",
+        ]);
+        let c = log_config(&args, &none);
+        assert_eq!(
+            (c.min_compaction_lag_ms, c.max_compaction_lag_ms),
+            (1000, 60000)
+        );
+        let overrides = BTreeMap::from([
+            (MIN_COMPACTION_LAG_MS.to_string(), "5".to_string()),
+            (MAX_COMPACTION_LAG_MS.to_string(), "7".to_string()),
+        ]);
+        let c = log_config(&args, &overrides);
+        assert_eq!((c.min_compaction_lag_ms, c.max_compaction_lag_ms), (5, 7));
     }
 }

@@ -349,6 +349,7 @@ impl Shard {
                 .configs
                 .iter()
                 .find_map(|(k, v)| validate_topic_config(k, v).err())
+                .or_else(|| self.args.validate_topic_configs(&t.configs).err())
             {
                 fail(ResponseError::InvalidConfig, &msg)
             } else {
@@ -555,7 +556,7 @@ impl Shard {
                     }
                 }
             }
-            if let Some(m) = bad {
+            if let Some(m) = bad.or_else(|| self.args.validate_topic_configs(&configs).err()) {
                 outcomes.push(fail(ResponseError::InvalidConfig, &m));
                 continue;
             }
