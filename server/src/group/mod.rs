@@ -20,11 +20,21 @@
 //! failed, they get the error and the group prepares a rebalance. A rebalance, leave or
 //! expiry meanwhile moves the group on, and the late outcome is then ignored.
 //!
+//! Every member owes a SyncGroup for the generation whose JoinGroup answer it got, as in
+//! Kafka's pending sync members: when a join phase completes, all members are pending
+//! sync until their SyncGroup arrives (in CompletingRebalance or Stable) or they leave.
+//! If the group is still in that generation, CompletingRebalance or Stable, when its
+//! rebalance timeout has passed, the members still pending are removed, static ones too
+//! (their instance id is freed), and the group prepares a rebalance. A heartbeat does
+//! not count: a member that heartbeats but never syncs holds partitions nobody consumes.
+//! As in Kafka, a static member replaced by a new member id (a restart that rejoins a
+//! Stable group) stays pending under its old id, so the expiry still rebalances then.
+//!
 //! The coordinator is pure logic: it never reads a clock or spawns a task. Every call takes
-//! `now_ms`, `tick` expires sessions and rebalance deadlines, and `next_deadline_ms` says
-//! when `tick` must run next. JoinGroup and SyncGroup may have to wait for other members:
-//! such a call answers `Pending`, and the answer arrives later as a `Delivery` taken with
-//! `take_deliveries` (after any call). A caller first hands out the deliveries of a call
+//! `now_ms`, `tick` expires sessions, rebalance deadlines and pending syncs, and
+//! `next_deadline_ms` says when `tick` must run next. JoinGroup and SyncGroup may have to
+//! wait for other members: such a call answers `Pending`, and the answer arrives later as
+//! a `Delivery` taken with `take_deliveries` (after any call). A caller first hands out the deliveries of a call
 //! and only then registers the waiter of a `Pending` answer, so a superseded waiter of
 //! the same member is answered before the new one replaces it.
 
@@ -32,7 +42,7 @@ pub mod host;
 pub mod placement;
 pub mod record;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 
@@ -346,6 +356,13 @@ fn session_ms(timeout_ms: i32) -> u64 {
     u64::try_from(timeout_ms.max(0)).unwrap_or(0)
 }
 
+/// The deadline of the SyncGroups owed for one generation.
+#[derive(Clone, Copy, Debug)]
+struct SyncExpiry {
+    generation_id: i32,
+    deadline_ms: u64,
+}
+
 #[derive(Debug)]
 struct Group {
     state: GroupState,
@@ -358,9 +375,14 @@ struct Group {
     static_members: HashMap<String, String>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, with their expiry.
     pending_members: HashMap<String, u64>,
-    /// PreparingRebalance: when the join phase ends even if members are missing;
-    /// CompletingRebalance: when members that did not sync are removed.
+    /// PreparingRebalance: when the join phase ends even if members are missing.
     rebalance_deadline_ms: Option<u64>,
+    /// Members that got the current generation's JoinGroup answer and have sent no
+    /// SyncGroup since (Kafka's pending sync members). As in Kafka, a static member
+    /// replaced by a new member id stays listed under its old id.
+    pending_sync: BTreeSet<String>,
+    /// When the members still in `pending_sync` are removed.
+    sync_expiry: Option<SyncExpiry>,
     /// PreparingRebalance of a formerly empty group: not before this time.
     initial_delay_until_ms: Option<u64>,
     offsets: BTreeMap<(String, i32), CommittedOffset>,
@@ -386,12 +408,69 @@ impl Group {
             static_members: HashMap::new(),
             pending_members: HashMap::new(),
             rebalance_deadline_ms: None,
+            pending_sync: BTreeSet::new(),
+            sync_expiry: None,
             initial_delay_until_ms: None,
             offsets: BTreeMap::new(),
             offset_positions: HashMap::new(),
             empty_since_ms: None,
             storing_generation: None,
         }
+    }
+
+    /// A member's SyncGroup arrived: it no longer owes one. Once nobody does, the
+    /// expiry has nothing left to do and goes.
+    fn sync_received(&mut self, member_id: &str) {
+        self.pending_sync.remove(member_id);
+        if self.pending_sync.is_empty() {
+            self.sync_expiry = None;
+        }
+    }
+
+    /// No member owes a SyncGroup and no expiry is waiting (a rebalance or a new
+    /// generation begins).
+    fn clear_pending_sync(&mut self) {
+        self.pending_sync.clear();
+        self.sync_expiry = None;
+    }
+
+    /// When `tick` must expire pending syncs, if anyone still owes one.
+    fn sync_expiry_ms(&self) -> Option<u64> {
+        self.sync_expiry
+            .filter(|_| !self.pending_sync.is_empty())
+            .map(|e| e.deadline_ms)
+    }
+
+    /// Kafka's sync expiration: at the deadline, if the group is still in the generation
+    /// that armed it and in CompletingRebalance or Stable, every member still owing its
+    /// SyncGroup is removed, whether or not it heartbeats. Returns whether it fired, in
+    /// which case the group must prepare a rebalance, even if every listed id had already
+    /// gone (a replaced static member), as Kafka does.
+    fn expire_pending_sync(&mut self, now_ms: u64) -> bool {
+        let Some(expiry) = self.sync_expiry.filter(|e| now_ms >= e.deadline_ms) else {
+            return false;
+        };
+        self.sync_expiry = None;
+        let current = expiry.generation_id == self.generation_id
+            && matches!(
+                self.state,
+                GroupState::CompletingRebalance | GroupState::Stable
+            );
+        if !current || self.pending_sync.is_empty() {
+            self.pending_sync.clear();
+            return false;
+        }
+        for id in std::mem::take(&mut self.pending_sync) {
+            if !self.members.contains_key(&id) {
+                continue;
+            }
+            let m = remove_member(self, &id);
+            // Only a SyncGroup ends the pending sync, and only a rebalance makes a
+            // member wait in JoinGroup, which clears the pending syncs: nobody waits.
+            assert!(!m.awaiting_sync, "a member pending sync waits in SyncGroup");
+            assert!(!m.awaiting_join, "a member pending sync waits in JoinGroup");
+        }
+        true
     }
 
     /// The leader's assignment of the current generation is being stored.
@@ -815,6 +894,7 @@ impl Coordinator {
         let group = self.groups.get_mut(group_id).expect("group exists");
         // A store still in flight now completes into a group that moved on: ignored.
         group.storing_generation = None;
+        group.clear_pending_sync();
         if group.state == GroupState::CompletingRebalance {
             for (id, m) in group.members.iter_mut() {
                 if m.awaiting_sync {
@@ -862,6 +942,7 @@ impl Coordinator {
             remove_member(group, &id);
         }
         group.pending_members.clear();
+        group.clear_pending_sync();
         group.generation_id += 1;
         group.initial_delay_until_ms = None;
         if group.members.is_empty() {
@@ -884,7 +965,14 @@ impl Coordinator {
         }
         group.protocol_name = group.select_protocol();
         group.state = GroupState::CompletingRebalance;
-        group.rebalance_deadline_ms = Some(now_ms + group.rebalance_timeout_ms());
+        group.rebalance_deadline_ms = None;
+        // Every member now owes a SyncGroup for this generation; whoever has not sent
+        // it within the rebalance timeout is removed (Kafka's schedulePendingSync).
+        group.pending_sync = group.members.keys().cloned().collect();
+        group.sync_expiry = Some(SyncExpiry {
+            generation_id: group.generation_id,
+            deadline_ms: now_ms + group.rebalance_timeout_ms(),
+        });
         let protocol = group.protocol_name.clone().unwrap_or_default();
         let leader = group.leader.clone().unwrap_or_default();
         let all: Vec<JoinedMember> = group
@@ -952,12 +1040,14 @@ impl Coordinator {
             GroupState::Empty | GroupState::Dead => Answer::Done(Err(GroupError::UnknownMemberId)),
             GroupState::PreparingRebalance => Answer::Done(Err(GroupError::RebalanceInProgress)),
             GroupState::Stable => {
+                group.sync_received(&req.member_id);
                 let m = group.members.get_mut(&req.member_id).expect("checked");
                 m.last_heartbeat_ms = now_ms;
                 let a = m.assignment.clone();
                 Answer::Done(Ok(synced(group, a)))
             }
             GroupState::CompletingRebalance => {
+                group.sync_received(&req.member_id);
                 let m = group.members.get_mut(&req.member_id).expect("checked");
                 m.last_heartbeat_ms = now_ms;
                 m.awaiting_sync = true;
@@ -1143,6 +1233,7 @@ impl Coordinator {
         match group.state {
             GroupState::Stable | GroupState::CompletingRebalance => {
                 if group.members.is_empty() {
+                    group.clear_pending_sync();
                     group.state = GroupState::PreparingRebalance;
                     group.rebalance_deadline_ms = Some(now_ms);
                 } else {
@@ -1154,7 +1245,8 @@ impl Coordinator {
         self.check_join_complete(group_id, now_ms);
     }
 
-    /// Expires sessions, pending member ids and rebalance deadlines due at `now_ms`.
+    /// Expires sessions, pending member ids, rebalance deadlines and pending syncs due at
+    /// `now_ms`.
     pub fn tick(&mut self, now_ms: u64) {
         let ids: Vec<String> = self.groups.keys().cloned().collect();
         for group_id in ids {
@@ -1169,21 +1261,8 @@ impl Coordinator {
             for id in &expired {
                 remove_member(group, id);
             }
-            if group.state == GroupState::CompletingRebalance
-                && group.rebalance_deadline_ms.is_some_and(|d| now_ms >= d)
-            {
-                // The leader never sent its assignment: members that did not sync go.
-                let missing: Vec<String> = group
-                    .members
-                    .iter()
-                    .filter(|(_, m)| !m.awaiting_sync)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for id in &missing {
-                    remove_member(group, id);
-                }
-                self.members_changed(&group_id, now_ms);
-            } else if !expired.is_empty() {
+            let sync_expired = group.expire_pending_sync(now_ms);
+            if sync_expired || !expired.is_empty() {
                 self.members_changed(&group_id, now_ms);
             } else {
                 self.check_join_complete(&group_id, now_ms);
@@ -1225,6 +1304,9 @@ impl Coordinator {
                 consider(d);
             }
             if let Some(d) = g.initial_delay_until_ms {
+                consider(d);
+            }
+            if let Some(d) = g.sync_expiry_ms() {
                 consider(d);
             }
             if g.state == GroupState::Empty {
@@ -1647,6 +1729,7 @@ fn remove_member(group: &mut Group, member_id: &str) -> Member {
         .members
         .remove(member_id)
         .expect("member to remove exists");
+    group.pending_sync.remove(member_id);
     if let Some(i) = &m.group_instance_id
         && group.static_members.get(i).map(String::as_str) == Some(member_id)
     {

@@ -1239,3 +1239,338 @@ fn a_follower_arriving_during_the_store_is_answered_at_completion() {
     };
     assert_eq!(sb.assignment, Bytes::from_static(b"B2"));
 }
+
+impl Coordinator {
+    /// When the group's pending syncs expire, if anyone still owes one.
+    fn sync_expiry_of(&self, group_id: &str) -> Option<u64> {
+        self.groups.get(group_id)?.sync_expiry_ms()
+    }
+}
+
+/// Heartbeats every member of `alive` (member id, instance id) every second from `from`
+/// up to and including `until`, ticking after each round, so that no session expires.
+/// Heartbeat errors are left to the caller's later checks.
+fn keep_alive(
+    c: &mut Coordinator,
+    generation: i32,
+    alive: &[(&str, Option<&str>)],
+    from: u64,
+    until: u64,
+) {
+    for t in (from..=until).step_by(1_000) {
+        for (m, i) in alive {
+            let _ = c.heartbeat("g", generation, m, *i, t);
+        }
+        c.tick(t);
+    }
+}
+
+#[test]
+fn a_follower_that_never_syncs_is_removed_after_the_rebalance_timeout() {
+    // Proves Kafka's sync expiration in both states it covers: the follower b gets its
+    // JoinGroup answer and heartbeats, but never sends SyncGroup. While the leader's
+    // assignment is still being stored (CompletingRebalance), and in a second run after
+    // it was stored (Stable), b stays until the rebalance timeout has passed since the
+    // join phase ended, then is removed; the leader is told REBALANCE_IN_PROGRESS and
+    // forms the next generation alone, whose stored assignment lists only the leader.
+    for stored in [false, true] {
+        let mut c = coordinator();
+        let (a, b, generation) = completing_pair(&mut c);
+        let deadline = 1_100 + REBALANCE_MS as u64;
+        if stored {
+            leader_sync_stored(&mut c, sync_req(&a, generation, assign_both(&a, &b)), 1_200);
+        } else {
+            assert!(matches!(
+                c.sync_group(sync_req(&a, generation, assign_both(&a, &b)), 1_200),
+                Answer::Pending { .. }
+            ));
+        }
+        let state = c.state("g");
+        keep_alive(
+            &mut c,
+            generation,
+            &[(&a, None), (&b, None)],
+            2_000,
+            deadline - 1,
+        );
+        assert_eq!(c.state("g"), state, "nobody removed before the deadline");
+        assert_eq!(c.heartbeat("g", generation, &b, None, deadline - 1), Ok(()));
+        assert_eq!(c.next_deadline_ms(), Some(deadline));
+        c.take_deliveries();
+        c.take_writes();
+
+        c.tick(deadline);
+        assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+        assert_eq!(
+            c.heartbeat("g", generation, &b, None, deadline),
+            Err(GroupError::UnknownMemberId)
+        );
+        assert_eq!(
+            c.heartbeat("g", generation, &a, None, deadline),
+            Err(GroupError::RebalanceInProgress)
+        );
+        let d = c.take_deliveries();
+        if stored {
+            assert!(d.is_empty(), "nobody waits in a Stable group: {d:?}");
+        } else {
+            assert_eq!(sync_delivery(&d, &a), Err(GroupError::RebalanceInProgress));
+            // The store's late success belongs to a generation that moved on.
+            c.sync_stored("g", generation, Ok(()), deadline);
+            assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+        }
+        assert!(
+            c.take_writes().is_empty(),
+            "written when a generation completes"
+        );
+
+        let ja = joined(c.join_group(join_req(&a, None, &["range"]), deadline + 100));
+        assert_eq!(ja.generation_id, generation + 1);
+        let ids: Vec<&str> = ja.members.iter().map(|m| m.member_id.as_str()).collect();
+        assert_eq!(ids, vec![a.as_str()], "the leader rejoins alone");
+        let all = vec![(a.clone(), Bytes::from_static(b"all"))];
+        assert!(matches!(
+            c.sync_group(sync_req(&a, ja.generation_id, all), deadline + 200),
+            Answer::Pending { .. }
+        ));
+        let writes = c.take_writes();
+        let [GroupWrite::Assignment { value, .. }] = writes.as_slice() else {
+            panic!("expected the assignment write, got {writes:?}");
+        };
+        let stored_ids: Vec<&str> = value.members.iter().map(|m| m.member_id.as_str()).collect();
+        assert_eq!(stored_ids, vec![a.as_str()]);
+        c.sync_stored("g", ja.generation_id, Ok(()), deadline + 300);
+        assert_eq!(
+            sync_delivery(&c.take_deliveries(), &a).unwrap().assignment,
+            Bytes::from_static(b"all")
+        );
+        assert_eq!(c.state("g"), Some(GroupState::Stable));
+        assert_eq!(
+            c.sync_expiry_of("g"),
+            None,
+            "everyone synced: nothing pending"
+        );
+    }
+}
+
+#[test]
+fn a_member_that_syncs_in_time_is_not_removed() {
+    // Proves a SyncGroup received before the deadline ends the member's pending sync,
+    // whether it arrives in CompletingRebalance (b before the leader, waiting for the
+    // store) or in Stable (b after the store, just before the deadline): past the
+    // deadline both members stay, the group stays Stable in the same generation, and no
+    // sync expiry is left to wait for.
+    for follower_first in [true, false] {
+        let mut c = coordinator();
+        let (a, b, generation) = completing_pair(&mut c);
+        let deadline = 1_100 + REBALANCE_MS as u64;
+        if follower_first {
+            assert!(matches!(
+                c.sync_group(sync_req(&b, generation, vec![]), 1_200),
+                Answer::Pending { .. }
+            ));
+            keep_alive(&mut c, generation, &[(&a, None)], 2_000, deadline - 2_000);
+            let d = leader_sync_stored(
+                &mut c,
+                sync_req(&a, generation, assign_both(&a, &b)),
+                deadline - 1_500,
+            );
+            assert_eq!(
+                sync_delivery(&d, &b).unwrap().assignment,
+                Bytes::from_static(b"B2")
+            );
+        } else {
+            leader_sync_stored(&mut c, sync_req(&a, generation, assign_both(&a, &b)), 1_200);
+            keep_alive(
+                &mut c,
+                generation,
+                &[(&a, None), (&b, None)],
+                2_000,
+                deadline - 2_000,
+            );
+            let Answer::Done(Ok(sb)) = c.sync_group(sync_req(&b, generation, vec![]), deadline - 1)
+            else {
+                panic!("follower sync in Stable");
+            };
+            assert_eq!(sb.assignment, Bytes::from_static(b"B2"));
+        }
+        assert_eq!(c.sync_expiry_of("g"), None);
+        assert!(c.next_deadline_ms().is_some_and(|d| d != deadline));
+        keep_alive(
+            &mut c,
+            generation,
+            &[(&a, None), (&b, None)],
+            deadline - 1_000,
+            deadline + 5_000,
+        );
+        assert_eq!(c.state("g"), Some(GroupState::Stable));
+        assert_eq!(c.generation("g"), Some(generation));
+        assert_eq!(c.describe("g").members.len(), 2);
+        assert_eq!(
+            c.heartbeat("g", generation, &b, None, deadline + 5_100),
+            Ok(())
+        );
+    }
+}
+
+#[test]
+fn a_new_generation_cancels_the_old_sync_expiry() {
+    // Proves the expiry belongs to one generation: neither member of generation G syncs,
+    // a rebalance forms G+1 before G's deadline, so nobody is removed at G's deadline
+    // even though b still has not synced; b is removed at G+1's own deadline instead.
+    let mut c = coordinator();
+    let (a, b, generation) = completing_pair(&mut c);
+    let old_deadline = 1_100 + REBALANCE_MS as u64;
+    keep_alive(&mut c, generation, &[(&a, None), (&b, None)], 2_000, 10_000);
+    // a changes its protocols back: a new join phase, and b rejoins.
+    assert!(matches!(
+        c.join_group(join_req(&a, None, &["range"]), 10_500),
+        Answer::Pending { .. }
+    ));
+    assert_eq!(
+        c.sync_expiry_of("g"),
+        None,
+        "a rebalance clears the pending syncs"
+    );
+    let jb = joined(c.join_group(join_req(&b, None, &["range"]), 10_600));
+    let next = jb.generation_id;
+    assert_eq!(next, generation + 1);
+    let new_deadline = 10_600 + REBALANCE_MS as u64;
+    assert_eq!(c.sync_expiry_of("g"), Some(new_deadline));
+    leader_sync_stored(&mut c, sync_req(&a, next, assign_both(&a, &b)), 10_700);
+
+    keep_alive(
+        &mut c,
+        next,
+        &[(&a, None), (&b, None)],
+        11_000,
+        old_deadline + 1_000,
+    );
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    assert_eq!(
+        c.heartbeat("g", next, &b, None, old_deadline + 1_000),
+        Ok(())
+    );
+    keep_alive(
+        &mut c,
+        next,
+        &[(&a, None), (&b, None)],
+        old_deadline + 2_000,
+        new_deadline - 1,
+    );
+    assert_eq!(c.heartbeat("g", next, &b, None, new_deadline - 1), Ok(()));
+    c.tick(new_deadline);
+    assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+    assert_eq!(
+        c.heartbeat("g", next, &b, None, new_deadline),
+        Err(GroupError::UnknownMemberId)
+    );
+}
+
+/// Two static members, "i1" (leader) and "i2", in a generation where only the leader
+/// has synced (stored, so the group is Stable); returns (leader, follower, generation,
+/// the generation's sync deadline).
+fn static_pair_follower_pending(c: &mut Coordinator) -> (String, String, i32, u64) {
+    let j1 = joined(c.join_group(join_req("", Some("i1"), &["range"]), 0));
+    let a = j1.member_id.clone();
+    let mut s = sync_req(&a, j1.generation_id, vec![(a.clone(), Bytes::new())]);
+    s.group_instance_id = Some("i1".into());
+    leader_sync_stored(c, s, 10);
+    let b = match c.join_group(join_req("", Some("i2"), &["range"]), 100) {
+        Answer::Pending { member_id } => member_id,
+        other => panic!("static join waits for the rebalance: {other:?}"),
+    };
+    let ja = joined(c.join_group(join_req(&a, Some("i1"), &["range"]), 200));
+    assert_eq!(ja.leader, a);
+    let generation = ja.generation_id;
+    let jb = join_delivery(&c.take_deliveries(), &b).expect("i2 joined");
+    assert_eq!(jb.generation_id, generation);
+    let mut s = sync_req(&a, generation, assign_both(&a, &b));
+    s.group_instance_id = Some("i1".into());
+    leader_sync_stored(c, s, 300);
+    (a, b, generation, 200 + REBALANCE_MS as u64)
+}
+
+#[test]
+fn a_static_member_that_never_syncs_is_removed_and_its_instance_freed() {
+    // Proves static members get no exemption, as in Kafka's onExpirePendingSync: the
+    // static follower i2 heartbeats but never syncs, and at the deadline it is removed
+    // like a dynamic member; its group.instance.id is freed (its old member id is now
+    // unknown rather than fenced), and i2 joining again is a new member of the next
+    // generation.
+    let mut c = coordinator();
+    let (a, b, generation, deadline) = static_pair_follower_pending(&mut c);
+    keep_alive(
+        &mut c,
+        generation,
+        &[(&a, Some("i1")), (&b, Some("i2"))],
+        1_000,
+        deadline - 1,
+    );
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    c.tick(deadline);
+    assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+    assert_eq!(
+        c.heartbeat("g", generation, &b, Some("i2"), deadline),
+        Err(GroupError::UnknownMemberId)
+    );
+    let b2 = match c.join_group(join_req("", Some("i2"), &["range"]), deadline + 100) {
+        Answer::Pending { member_id } => member_id,
+        other => panic!("i2 joins as a new member: {other:?}"),
+    };
+    assert_ne!(b2, b);
+    let ja = joined(c.join_group(join_req(&a, Some("i1"), &["range"]), deadline + 200));
+    assert_eq!(ja.generation_id, generation + 1);
+    let mut ids: Vec<&str> = ja.members.iter().map(|m| m.member_id.as_str()).collect();
+    ids.sort();
+    let mut want = vec![a.as_str(), b2.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+}
+
+#[test]
+fn a_replaced_static_member_still_pending_makes_the_expiry_rebalance() {
+    // Proves Kafka's handling of a static member replaced while it owed its SyncGroup:
+    // i2 restarts before syncing and rejoins the Stable group with a new member id, which
+    // keeps the generation and syncs for its assignment at once. Kafka's pending set
+    // still names the old id, so at the deadline nobody is removed but the group
+    // prepares a rebalance, and both current members form the next generation.
+    let mut c = coordinator();
+    let (a, b, generation, deadline) = static_pair_follower_pending(&mut c);
+    let j2 = joined(c.join_group(join_req("", Some("i2"), &["range"]), 1_000));
+    let b2 = j2.member_id.clone();
+    assert_ne!(b2, b);
+    assert_eq!(j2.generation_id, generation);
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    let mut s = sync_req(&b2, generation, vec![]);
+    s.group_instance_id = Some("i2".into());
+    let Answer::Done(Ok(synced)) = c.sync_group(s, 1_100) else {
+        panic!("the new id syncs in Stable");
+    };
+    assert_eq!(synced.assignment, Bytes::from_static(b"B2"));
+    assert_eq!(
+        c.sync_expiry_of("g"),
+        Some(deadline),
+        "the old id is still pending"
+    );
+    keep_alive(
+        &mut c,
+        generation,
+        &[(&a, Some("i1")), (&b2, Some("i2"))],
+        2_000,
+        deadline - 1,
+    );
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    c.tick(deadline);
+    assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+    assert_eq!(c.describe("g").members.len(), 2, "nobody removed");
+    assert_eq!(
+        c.heartbeat("g", generation, &b2, Some("i2"), deadline),
+        Err(GroupError::RebalanceInProgress)
+    );
+    assert!(matches!(
+        c.join_group(join_req(&a, Some("i1"), &["range"]), deadline + 100),
+        Answer::Pending { .. }
+    ));
+    let j = joined(c.join_group(join_req(&b2, Some("i2"), &["range"]), deadline + 200));
+    assert_eq!(j.generation_id, generation + 1);
+}
