@@ -20,9 +20,19 @@
 //! failed, they get the error and the group prepares a rebalance. A rebalance, leave or
 //! expiry meanwhile moves the group on, and the late outcome is then ignored.
 //!
-//! Every member owes a SyncGroup for the generation whose JoinGroup answer it got, as in
-//! Kafka's pending sync members: when a join phase completes, all members are pending
-//! sync until their SyncGroup arrives (in CompletingRebalance or Stable) or they leave.
+//! A join phase ends when every member has rejoined, or at the rebalance deadline. As in
+//! Kafka's onCompleteJoin, dynamic members that did not rejoin are then removed, but
+//! static members stay in the new generation with their last metadata (the leader
+//! assigns to them too): a static member comes back with its member id, heartbeats
+//! ILLEGAL_GENERATION until it rejoins and gets the current generation, or it leaves by
+//! session timeout or pending sync expiry. The new leader is a member that rejoined; when
+//! the only members left are static ones that did not rejoin, the phase waits another
+//! rebalance timeout instead.
+//!
+//! Every member of a generation owes a SyncGroup for it, as in Kafka's pending sync
+//! members: when a join phase completes, all members are pending sync, a static member
+//! that did not rejoin too, until their SyncGroup arrives (in CompletingRebalance or
+//! Stable) or they leave.
 //! If the group is still in that generation, CompletingRebalance or Stable, when its
 //! rebalance timeout has passed, the members still pending are removed, static ones too
 //! (their instance id is freed), and the group prepares a rebalance. A heartbeat does
@@ -562,8 +572,40 @@ impl Group {
             .cloned()
     }
 
+    /// Every member has rejoined and no member id handed out is still unused. A static
+    /// member that has not rejoined counts as missing: only the deadline ends the join
+    /// phase without it.
     fn all_joined(&self) -> bool {
         self.pending_members.is_empty() && self.members.values().all(|m| m.awaiting_join)
+    }
+
+    /// Kafka's maybeElectNewJoinedLeader: the leader of the next generation must have
+    /// rejoined; if the current one has not, the first member that has takes over.
+    /// Returns false when members are left but none of them rejoined.
+    fn elect_joined_leader(&mut self) -> bool {
+        if self.members.is_empty() {
+            return true;
+        }
+        let leader_joined = self
+            .leader
+            .as_ref()
+            .and_then(|l| self.members.get(l))
+            .is_some_and(|m| m.awaiting_join);
+        if leader_joined {
+            return true;
+        }
+        let joined = self
+            .members
+            .iter()
+            .find(|(_, m)| m.awaiting_join)
+            .map(|(id, _)| id.clone());
+        match joined {
+            Some(id) => {
+                self.leader = Some(id);
+                true
+            }
+            None => false,
+        }
     }
 
     fn rebalance_timeout_ms(&self) -> u64 {
@@ -918,7 +960,12 @@ impl Coordinator {
     }
 
     /// Ends the join phase when every member has joined (and any initial delay is over),
-    /// or at the rebalance deadline, removing the members that did not rejoin.
+    /// or at the rebalance deadline. As in Kafka's onCompleteJoin, the dynamic members
+    /// that did not rejoin are removed, while static members stay in the new generation
+    /// with their last metadata: they are expected to rejoin with their member id, or to
+    /// leave by session timeout or pending sync expiry. The leader must be a member that
+    /// rejoined; if only static members that did not rejoin are left, nobody can lead and
+    /// the join phase waits another rebalance timeout.
     fn check_join_complete(&mut self, group_id: &str, now_ms: u64) {
         let Some(group) = self.groups.get_mut(group_id) else {
             return;
@@ -935,11 +982,16 @@ impl Coordinator {
         let gone: Vec<String> = group
             .members
             .iter()
-            .filter(|(_, m)| !m.awaiting_join)
+            .filter(|(_, m)| !m.awaiting_join && m.group_instance_id.is_none())
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
             remove_member(group, &id);
+        }
+        if !group.elect_joined_leader() {
+            group.initial_delay_until_ms = None;
+            group.rebalance_deadline_ms = Some(now_ms + group.rebalance_timeout_ms());
+            return;
         }
         group.pending_members.clear();
         group.clear_pending_sync();
@@ -955,13 +1007,6 @@ impl Coordinator {
                 value: group.metadata_value(now_ms),
             });
             return;
-        }
-        if group
-            .leader
-            .as_ref()
-            .is_none_or(|l| !group.members.contains_key(l))
-        {
-            group.leader = group.members.keys().next().cloned();
         }
         group.protocol_name = group.select_protocol();
         group.state = GroupState::CompletingRebalance;
@@ -984,9 +1029,14 @@ impl Coordinator {
                 metadata: m.metadata_for(&protocol),
             })
             .collect();
+        // As Kafka, every member's session starts again here, a static member that did
+        // not rejoin too: it has that long to come back before it expires. Only the
+        // members that rejoined wait for an answer.
         for (id, m) in group.members.iter_mut() {
-            m.awaiting_join = false;
             m.last_heartbeat_ms = now_ms;
+            if !std::mem::replace(&mut m.awaiting_join, false) {
+                continue;
+            }
             self.deliveries.push(Delivery::Join {
                 group_id: group_id.to_string(),
                 member_id: id.clone(),

@@ -1574,3 +1574,423 @@ fn a_replaced_static_member_still_pending_makes_the_expiry_rebalance() {
     let j = joined(c.join_group(join_req(&b2, Some("i2"), &["range"]), deadline + 200));
     assert_eq!(j.generation_id, generation + 1);
 }
+
+impl Coordinator {
+    /// When the group's join phase ends even if members are missing, if it is in one.
+    fn rebalance_deadline_of(&self, group_id: &str) -> Option<u64> {
+        self.groups.get(group_id)?.rebalance_deadline_ms
+    }
+}
+
+/// A SyncGroup of the static member `instance`.
+fn static_sync(
+    member_id: &str,
+    instance: &str,
+    generation_id: i32,
+    assignments: Vec<(String, Bytes)>,
+) -> SyncRequest {
+    SyncRequest {
+        group_instance_id: Some(instance.into()),
+        ..sync_req(member_id, generation_id, assignments)
+    }
+}
+
+/// (member id, assignment) pairs for a leader's SyncGroup.
+fn assignments(pairs: &[(&str, &'static [u8])]) -> Vec<(String, Bytes)> {
+    pairs
+        .iter()
+        .map(|(m, a)| (m.to_string(), Bytes::from_static(a)))
+        .collect()
+}
+
+/// A Stable group of three members, all synced: the static leader "i1", the static
+/// follower "i2" and a dynamic follower, joined in that order (so their member ids sort in
+/// that order too). Returns (leader, static follower, dynamic follower, generation).
+fn mixed_stable_group(c: &mut Coordinator) -> (String, String, String, i32) {
+    let j1 = joined(c.join_group(join_req("", Some("i1"), &["range"]), 0));
+    let a = j1.member_id.clone();
+    leader_sync_stored(
+        c,
+        static_sync(&a, "i1", j1.generation_id, assignments(&[(&a, b"all")])),
+        10,
+    );
+    let b = match c.join_group(join_req("", Some("i2"), &["range"]), 100) {
+        Answer::Pending { member_id } => member_id,
+        other => panic!("static join waits for the rebalance: {other:?}"),
+    };
+    let (d, pd) = join_new(c, 100);
+    assert!(matches!(pd, Answer::Pending { .. }));
+    let ja = joined(c.join_group(join_req(&a, Some("i1"), &["range"]), 200));
+    assert_eq!(ja.leader, a);
+    assert_eq!(ja.members.len(), 3);
+    let generation = ja.generation_id;
+    let joins = c.take_deliveries();
+    for m in [&b, &d] {
+        assert_eq!(join_delivery(&joins, m).unwrap().generation_id, generation);
+    }
+    assert!(matches!(
+        c.sync_group(static_sync(&b, "i2", generation, vec![]), 250),
+        Answer::Pending { .. }
+    ));
+    assert!(matches!(
+        c.sync_group(sync_req(&d, generation, vec![]), 250),
+        Answer::Pending { .. }
+    ));
+    let synced = leader_sync_stored(
+        c,
+        static_sync(
+            &a,
+            "i1",
+            generation,
+            assignments(&[(&a, b"A"), (&b, b"B"), (&d, b"D")]),
+        ),
+        300,
+    );
+    assert_eq!(synced.len(), 3, "every member synced: {synced:?}");
+    assert_eq!(c.sync_expiry_of("g"), None);
+    c.take_writes();
+    (a, b, d, generation)
+}
+
+/// The members listed to a leader, as (member id, instance id, metadata).
+fn listed(j: &Joined) -> Vec<(&str, Option<&str>, &[u8])> {
+    j.members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.as_str(),
+                m.group_instance_id.as_deref(),
+                m.metadata.as_ref(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_static_member_that_does_not_rejoin_stays_in_the_next_generation() {
+    // Proves Kafka's onCompleteJoin for members that miss a join phase: the leader i1
+    // rejoins, while the static i2 and a dynamic member only heartbeat. The phase waits for
+    // both until the rebalance deadline; then the dynamic member is removed (unknown
+    // from then on) but i2 stays: the leader's member list names it with its last
+    // metadata, it gets no JoinGroup answer (it asked none), its old-generation heartbeat
+    // is ILLEGAL_GENERATION (not fenced, not unknown), and it rejoins with its member id
+    // into the current generation without a new rebalance, syncs for the assignment the
+    // leader gave it (stored for it too) and heartbeats in the new generation. It rejoins
+    // once before the leader's assignment is stored (CompletingRebalance) and, in a
+    // second run, after it (Stable).
+    for rejoin_when_stable in [false, true] {
+        let mut c = coordinator();
+        let (a, b, d, generation) = mixed_stable_group(&mut c);
+        assert!(matches!(
+            c.join_group(join_req(&a, Some("i1"), &["range"]), 1_000),
+            Answer::Pending { .. }
+        ));
+        let deadline = 1_000 + REBALANCE_MS as u64;
+        keep_alive(
+            &mut c,
+            generation,
+            &[(&b, Some("i2")), (&d, None)],
+            2_000,
+            deadline - 1,
+        );
+        assert_eq!(
+            c.state("g"),
+            Some(GroupState::PreparingRebalance),
+            "members that have not rejoined, static or not, are waited for"
+        );
+        assert_eq!(c.next_deadline_ms(), Some(deadline));
+        assert!(c.take_deliveries().is_empty());
+
+        c.tick(deadline);
+        assert_eq!(c.state("g"), Some(GroupState::CompletingRebalance));
+        let next = generation + 1;
+        assert_eq!(c.generation("g"), Some(next));
+        let joins = c.take_deliveries();
+        assert_eq!(joins.len(), 1, "only the leader asked: {joins:?}");
+        let ja = join_delivery(&joins, &a).unwrap();
+        assert_eq!(ja.generation_id, next);
+        assert_eq!(ja.leader, a);
+        assert_eq!(
+            listed(&ja),
+            vec![
+                (a.as_str(), Some("i1"), &b"meta-range"[..]),
+                (b.as_str(), Some("i2"), &b"meta-range"[..]),
+            ]
+        );
+        assert_eq!(
+            c.heartbeat("g", generation, &d, None, deadline),
+            Err(GroupError::UnknownMemberId),
+            "the dynamic member is gone"
+        );
+        assert_eq!(
+            c.heartbeat("g", generation, &b, Some("i2"), deadline),
+            Err(GroupError::IllegalGeneration)
+        );
+
+        let rejoin_b = |c: &mut Coordinator, now: u64| {
+            let jb = joined(c.join_group(join_req(&b, Some("i2"), &["range"]), now));
+            assert_eq!(jb.generation_id, next);
+            assert_eq!(jb.member_id, b);
+            assert_eq!(jb.leader, a);
+            assert!(jb.members.is_empty());
+        };
+        let leader_sync = static_sync(&a, "i1", next, assignments(&[(&a, b"A2"), (&b, b"B2")]));
+        let synced_b = if rejoin_when_stable {
+            let d = leader_sync_stored(&mut c, leader_sync, deadline + 100);
+            assert_eq!(d.len(), 1, "only the leader waited: {d:?}");
+            rejoin_b(&mut c, deadline + 200);
+            assert_eq!(c.state("g"), Some(GroupState::Stable));
+            let Answer::Done(synced) =
+                c.sync_group(static_sync(&b, "i2", next, vec![]), deadline + 300)
+            else {
+                panic!("i2 syncs in the Stable group at once");
+            };
+            synced
+        } else {
+            rejoin_b(&mut c, deadline + 100);
+            assert_eq!(c.state("g"), Some(GroupState::CompletingRebalance));
+            assert!(matches!(
+                c.sync_group(static_sync(&b, "i2", next, vec![]), deadline + 200),
+                Answer::Pending { .. }
+            ));
+            let d = leader_sync_stored(&mut c, leader_sync, deadline + 300);
+            sync_delivery(&d, &b)
+        };
+        assert_eq!(synced_b.unwrap().assignment, Bytes::from_static(b"B2"));
+        let writes = c.take_writes();
+        let [GroupWrite::Assignment { value, .. }] = writes.as_slice() else {
+            panic!("expected the assignment write, got {writes:?}");
+        };
+        let stored: Vec<(&str, &[u8])> = value
+            .members
+            .iter()
+            .map(|m| (m.member_id.as_str(), m.assignment.as_ref()))
+            .collect();
+        assert_eq!(
+            stored,
+            vec![(a.as_str(), &b"A2"[..]), (b.as_str(), &b"B2"[..])]
+        );
+        assert_eq!(c.state("g"), Some(GroupState::Stable));
+        assert_eq!(c.generation("g"), Some(next));
+        assert_eq!(c.sync_expiry_of("g"), None, "everyone synced");
+        assert_eq!(
+            c.heartbeat("g", next, &b, Some("i2"), deadline + 400),
+            Ok(())
+        );
+        assert_eq!(c.describe("g").members.len(), 2);
+    }
+}
+
+#[test]
+fn a_static_leader_that_does_not_rejoin_hands_the_lead_to_a_member_that_did() {
+    // Proves Kafka's maybeElectNewJoinedLeader: a new dynamic member starts a rebalance,
+    // the others rejoin but the static leader i1 only heartbeats. At the deadline i1 stays
+    // a member, but a member that rejoined leads the new generation and is listed i1 with
+    // its metadata; i1 then rejoins with its member id as a follower (leader named, no
+    // members) and syncs for what the new leader gave it.
+    let mut c = coordinator();
+    let (a, b, d, generation) = mixed_stable_group(&mut c);
+    let (x, px) = join_new(&mut c, 1_000);
+    assert!(matches!(px, Answer::Pending { .. }));
+    let deadline = 1_000 + REBALANCE_MS as u64;
+    for m in [&b, &d] {
+        let instance = (*m == b).then_some("i2");
+        assert!(matches!(
+            c.join_group(join_req(m, instance, &["range"]), 1_100),
+            Answer::Pending { .. }
+        ));
+    }
+    keep_alive(&mut c, generation, &[(&a, Some("i1"))], 2_000, deadline - 1);
+    assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+    c.tick(deadline);
+    assert_eq!(c.state("g"), Some(GroupState::CompletingRebalance));
+    let next = generation + 1;
+    let joins = c.take_deliveries();
+    assert_eq!(joins.len(), 3, "b, d and x asked: {joins:?}");
+    let leader = join_delivery(&joins, &b).unwrap().leader;
+    assert_eq!(leader, b, "the first member that rejoined leads");
+    let jl = join_delivery(&joins, &leader).unwrap();
+    let ids: Vec<&str> = jl.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert_eq!(ids, vec![a.as_str(), b.as_str(), d.as_str(), x.as_str()]);
+    assert_eq!(listed(&jl)[0], (a.as_str(), Some("i1"), &b"meta-range"[..]));
+    for m in [&d, &x] {
+        let j = join_delivery(&joins, m).unwrap();
+        assert_eq!(j.leader, leader);
+        assert!(j.members.is_empty());
+    }
+
+    assert_eq!(
+        c.heartbeat("g", generation, &a, Some("i1"), deadline + 100),
+        Err(GroupError::IllegalGeneration)
+    );
+    let ja = joined(c.join_group(join_req(&a, Some("i1"), &["range"]), deadline + 100));
+    assert_eq!(ja.generation_id, next);
+    assert_eq!(ja.leader, leader);
+    assert!(ja.members.is_empty(), "i1 follows now");
+    assert!(matches!(
+        c.sync_group(static_sync(&a, "i1", next, vec![]), deadline + 200),
+        Answer::Pending { .. }
+    ));
+    let given = assignments(&[(&a, b"A3"), (&b, b"B3"), (&d, b"D3"), (&x, b"X3")]);
+    let synced = leader_sync_stored(&mut c, static_sync(&b, "i2", next, given), deadline + 300);
+    assert_eq!(
+        sync_delivery(&synced, &a).unwrap().assignment,
+        Bytes::from_static(b"A3")
+    );
+    assert_eq!(
+        c.heartbeat("g", next, &a, Some("i1"), deadline + 400),
+        Ok(())
+    );
+}
+
+#[test]
+fn a_static_member_that_never_comes_back_is_removed_by_its_session_timeout() {
+    // Proves a static member that never rejoins still leaves by session timeout, in both
+    // places it can happen. Silent since before the rebalance: it expires during the join
+    // phase, and since everyone else has rejoined the phase ends at once, without it.
+    // Alive through the join phase but silent after: it stays in the new generation, whose
+    // completion starts its session again (as Kafka does for every member), and it expires
+    // one session timeout later, before the pending sync expiry; the group rebalances and
+    // the next generation is the two members that stayed. Either way its instance id is
+    // freed: its member id is unknown, not fenced.
+    for alive_through_join in [false, true] {
+        let mut c = coordinator();
+        let (a, b, d, generation) = mixed_stable_group(&mut c);
+        assert!(matches!(
+            c.join_group(join_req(&a, Some("i1"), &["range"]), 1_000),
+            Answer::Pending { .. }
+        ));
+        assert!(matches!(
+            c.join_group(join_req(&d, None, &["range"]), 1_100),
+            Answer::Pending { .. }
+        ));
+        let (gone_at, members) = if alive_through_join {
+            let deadline = 1_000 + REBALANCE_MS as u64;
+            keep_alive(&mut c, generation, &[(&b, Some("i2"))], 2_000, deadline - 1);
+            c.tick(deadline);
+            assert_eq!(c.state("g"), Some(GroupState::CompletingRebalance));
+            let ja = join_delivery(&c.take_deliveries(), &a).unwrap();
+            assert_eq!(ja.members.len(), 3, "i2 stays in the new generation");
+            let next = ja.generation_id;
+            assert!(matches!(
+                c.sync_group(sync_req(&d, next, vec![]), deadline + 100),
+                Answer::Pending { .. }
+            ));
+            let given = assignments(&[(&a, b"A2"), (&b, b"B2"), (&d, b"D2")]);
+            leader_sync_stored(&mut c, static_sync(&a, "i1", next, given), deadline + 200);
+            let gone_at = deadline + SESSION_MS as u64;
+            assert!(
+                c.sync_expiry_of("g").is_some_and(|e| e > gone_at),
+                "the session ends first"
+            );
+            keep_alive(
+                &mut c,
+                next,
+                &[(&a, Some("i1")), (&d, None)],
+                deadline + 1_000,
+                gone_at - 1,
+            );
+            assert_eq!(c.state("g"), Some(GroupState::Stable));
+            assert_eq!(c.next_deadline_ms(), Some(gone_at));
+            c.tick(gone_at);
+            assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+            (gone_at, next)
+        } else {
+            // b's last sign of life was its SyncGroup at 250.
+            let gone_at = 250 + SESSION_MS as u64;
+            assert_eq!(c.next_deadline_ms(), Some(gone_at));
+            c.tick(gone_at - 1);
+            assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+            c.tick(gone_at);
+            assert_eq!(c.state("g"), Some(GroupState::CompletingRebalance));
+            let joins = c.take_deliveries();
+            let ja = join_delivery(&joins, &a).unwrap();
+            let ids: Vec<&str> = ja.members.iter().map(|m| m.member_id.as_str()).collect();
+            assert_eq!(ids, vec![a.as_str(), d.as_str()]);
+            (gone_at, generation)
+        };
+        assert_eq!(
+            c.heartbeat("g", members, &b, Some("i2"), gone_at),
+            Err(GroupError::UnknownMemberId)
+        );
+        if alive_through_join {
+            assert!(matches!(
+                c.join_group(join_req(&a, Some("i1"), &["range"]), gone_at + 100),
+                Answer::Pending { .. }
+            ));
+            let jd = joined(c.join_group(join_req(&d, None, &["range"]), gone_at + 200));
+            assert_eq!(jd.generation_id, members + 1);
+            let ja = join_delivery(&c.take_deliveries(), &a).unwrap();
+            let ids: Vec<&str> = ja.members.iter().map(|m| m.member_id.as_str()).collect();
+            assert_eq!(ids, vec![a.as_str(), d.as_str()]);
+        }
+        let b2 = match c.join_group(join_req("", Some("i2"), &["range"]), gone_at + 300) {
+            Answer::Pending { member_id } => member_id,
+            other => panic!("i2 comes back as a new member: {other:?}"),
+        };
+        assert_ne!(b2, b);
+    }
+}
+
+#[test]
+fn a_join_phase_nobody_rejoined_waits_another_rebalance_timeout() {
+    // Proves Kafka's postponement when no member rejoined: a new member starts a rebalance
+    // and leaves again, and the static members i1 and i2 only heartbeat. At the deadline
+    // nobody can lead, so nothing completes (no new generation, nobody removed) and the
+    // phase waits one more rebalance timeout; when i1 rejoins meanwhile, the phase ends at
+    // that second deadline with i1 leading and i2 still a member.
+    let mut c = coordinator();
+    let (a, b, generation, _) = static_pair_follower_pending(&mut c);
+    assert!(matches!(
+        c.sync_group(static_sync(&b, "i2", generation, vec![]), 400),
+        Answer::Done(Ok(_))
+    ));
+    let (x, px) = join_new(&mut c, 1_000);
+    assert!(matches!(px, Answer::Pending { .. }));
+    let left = c.leave_group(
+        "g",
+        &[LeavingMember {
+            member_id: x.clone(),
+            group_instance_id: None,
+        }],
+        1_500,
+    );
+    assert_eq!(left, Ok(vec![Ok(x.clone())]));
+    c.take_deliveries();
+    c.take_writes();
+    let deadline = 1_000 + REBALANCE_MS as u64;
+    let alive = [(a.as_str(), Some("i1")), (b.as_str(), Some("i2"))];
+    keep_alive(&mut c, generation, &alive, 2_000, deadline - 1);
+    c.tick(deadline);
+    assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+    assert_eq!(c.generation("g"), Some(generation));
+    assert_eq!(c.describe("g").members.len(), 2, "nobody removed");
+    assert!(c.take_deliveries().is_empty());
+    assert!(c.take_writes().is_empty());
+    let second = deadline + REBALANCE_MS as u64;
+    assert_eq!(c.rebalance_deadline_of("g"), Some(second));
+    assert_eq!(
+        c.heartbeat("g", generation, &b, Some("i2"), deadline),
+        Err(GroupError::RebalanceInProgress)
+    );
+
+    assert!(matches!(
+        c.join_group(join_req(&a, Some("i1"), &["range"]), deadline + 500),
+        Answer::Pending { .. }
+    ));
+    keep_alive(
+        &mut c,
+        generation,
+        &alive[1..],
+        deadline + 1_000,
+        second - 1,
+    );
+    assert_eq!(c.state("g"), Some(GroupState::PreparingRebalance));
+    c.tick(second);
+    assert_eq!(c.state("g"), Some(GroupState::CompletingRebalance));
+    let ja = join_delivery(&c.take_deliveries(), &a).unwrap();
+    assert_eq!(ja.generation_id, generation + 1);
+    assert_eq!(ja.leader, a);
+    let ids: Vec<&str> = ja.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert_eq!(ids, vec![a.as_str(), b.as_str()]);
+}
