@@ -3,12 +3,24 @@
 //! 1 ms pause between them (as the broker runs it) until nothing is left to do. Prints
 //! records and bytes cleaned per second, the size before and after, the longest single
 //! slice, and how late a 1 ms ticker on the same executor ran meanwhile (p99, max): the
-//! stall an append or fetch on that shard would see.
+//! stall an append or fetch on that shard would see. A prober appends one small record to
+//! the same log every 1 ms on a fixed schedule (each append its own task) and waits until
+//! it is durable, before and during compaction, timed from the scheduled start: the
+//! latency an acks=all produce or an OffsetCommit to that partition would see (p50, p99,
+//! max).
 //! The result is checked: exactly one record per key, the newest.
-//! `cargo bench -p sluice-engine --bench compaction` runs 1M records over 10k keys; under
-//! `cargo test` it runs a tiny input. `SLUICE_BENCH_DIR` picks the directory.
+//! A second run isolates the segment swap: 64 KiB segments whose every second record is
+//! superseded by the next one (so each segment is rewritten and swapped in, with its
+//! directory syncs and index writes), cleaned in 16 KiB slices (little CPU per slice),
+//! with the same durable-append prober; it prints the swaps made and the prober's
+//! latencies.
+//! `cargo bench -p sluice-engine --bench compaction` runs 1M records over 10k keys (and
+//! 100k records in the swap run); under `cargo test` it runs a tiny input.
+//! `SLUICE_BENCH_DIR` picks the directory.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,6 +32,8 @@ const T0: i64 = 1_700_000_000_000;
 const RECORDS_PER_BATCH: i64 = 100;
 const SLICE_BYTES: u64 = 256 << 10;
 const PAUSE: Duration = Duration::from_millis(1);
+/// Durable appends the prober makes before compaction starts (the idle reference).
+const PROBES_IDLE: u32 = 300;
 
 fn config() -> LogConfig {
     LogConfig {
@@ -30,6 +44,53 @@ fn config() -> LogConfig {
         flush_interval_ms: 1000,
         ..LogConfig::default()
     }
+}
+
+/// Open-loop prober: starts one durable append of a small record every 1 ms on a fixed
+/// schedule, each as its own task (so they share flushes as concurrent producers do,
+/// and a slow one never delays the next), while `more(probes so far)`. Each latency is
+/// taken from the scheduled start, so a stall of the executor counts as well as a wait
+/// for the log's locks: what an acks=all producer would see.
+async fn probes(log: &Rc<Log>, more: impl Fn(u64) -> bool) -> hdrhistogram::Histogram<u64> {
+    let h = Rc::new(RefCell::new(
+        hdrhistogram::Histogram::<u64>::new(3).unwrap(),
+    ));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let mut n = 0u64;
+    while more(n) {
+        let due = start + PAUSE * n as u32;
+        let now = Instant::now();
+        if due > now {
+            glommio::timer::sleep(due - now).await;
+        }
+        let (log, h) = (log.clone(), h.clone());
+        tasks.push(glommio::spawn_local(async move {
+            let value = format!("probe-{n}");
+            let b = build_batch(
+                0,
+                T0,
+                0,
+                &[(Some(b"probe".as_slice()), Some(value.as_bytes()))],
+            );
+            let info = log.append(Bytes::from(b), LeaderEpoch(0), T0).unwrap();
+            log.wait_durable(Offset(info.last_offset.0 + 1))
+                .await
+                .unwrap();
+            h.borrow_mut()
+                .record(due.elapsed().as_micros() as u64)
+                .unwrap();
+        }));
+        n += 1;
+    }
+    for t in tasks {
+        t.await;
+    }
+    Rc::try_unwrap(h).unwrap().into_inner()
+}
+
+fn micros(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
 }
 
 async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
@@ -60,7 +121,8 @@ async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
     log.enforce_retention(T0 + 1000).await.unwrap();
     log.flush().await.unwrap();
     let bytes_before = log.size_bytes();
-    let ticking = std::rc::Rc::new(std::cell::Cell::new(true));
+    let idle = probes(&log, |n| n < u64::from(PROBES_IDLE)).await;
+    let ticking = Rc::new(std::cell::Cell::new(true));
     let ticker = {
         let ticking = ticking.clone();
         glommio::spawn_local(async move {
@@ -73,6 +135,10 @@ async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
             }
             late
         })
+    };
+    let prober = {
+        let (ticking, log) = (ticking.clone(), log.clone());
+        glommio::spawn_local(async move { probes(&log, |_| ticking.get()).await })
     };
     let started = Instant::now();
     let mut slice_max = Duration::ZERO;
@@ -94,8 +160,10 @@ async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
     let took = started.elapsed();
     ticking.set(false);
     let late = ticker.await;
+    let durable = prober.await;
     let bytes_after = log.size_bytes();
-    // Check: one record per key, the newest, at its original offset.
+    // Check: one record per key, the newest, at its original offset (the prober's records
+    // come after them).
     let mut left = 0i64;
     let mut next = log.log_start_offset();
     loop {
@@ -107,6 +175,9 @@ async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
             let h = BatchHeader::new(b).unwrap();
             for rec in decode_batch(b, 1 << 20).unwrap().records {
                 let o = h.base_offset().0 + i64::from(rec.offset_delta);
+                if o >= records {
+                    continue;
+                }
                 assert!(o >= records - keys, "offset {o} is not a newest one");
                 let want = format!("value-of-offset-{o:012}");
                 assert_eq!(rec.value.as_deref(), Some(want.as_bytes()));
@@ -119,7 +190,9 @@ async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
     println!(
         "codec {codec}: {records} records over {keys} keys: compacted in {:.2} s ({:.0} records/s, {:.1} MiB/s read), \
          {:.1} MiB -> {:.2} MiB, {calls} slices of {} KiB, longest slice {:.1} ms, \
-         1 ms ticker late by p99 {:.1} ms max {:.1} ms",
+         1 ms ticker late by p99 {:.1} ms max {:.1} ms; \
+         durable append every 1 ms: idle p50 {:.2} p99 {:.2} max {:.2} ms, \
+         while compacting ({} appends) p50 {:.2} p99 {:.2} max {:.2} ms",
         took.as_secs_f64(),
         records as f64 / took.as_secs_f64(),
         read as f64 / (1 << 20) as f64 / took.as_secs_f64(),
@@ -129,6 +202,107 @@ async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
         slice_max.as_secs_f64() * 1000.0,
         late.value_at_quantile(0.99) as f64 / 1000.0,
         late.max() as f64 / 1000.0,
+        micros(&idle, 0.5),
+        micros(&idle, 0.99),
+        idle.max() as f64 / 1000.0,
+        durable.len(),
+        micros(&durable, 0.5),
+        micros(&durable, 0.99),
+        durable.max() as f64 / 1000.0,
+    );
+    log.close().await.unwrap();
+}
+
+/// Segment size and slice of the swap run.
+const SWAP_SEGMENT_BYTES: u64 = 64 << 10;
+const SWAP_SLICE_BYTES: u64 = 16 << 10;
+
+async fn run_swaps(dir: PathBuf, records: i64) {
+    let cfg = LogConfig {
+        segment_bytes_max: SWAP_SEGMENT_BYTES,
+        ..config()
+    };
+    let log = Log::open(&dir, cfg, ReadCache::new(64 << 20))
+        .await
+        .unwrap();
+    for b in 0..records / RECORDS_PER_BATCH {
+        let recs: Vec<(Vec<u8>, Vec<u8>)> = (0..RECORDS_PER_BATCH)
+            .map(|i| {
+                let o = b * RECORDS_PER_BATCH + i;
+                (
+                    format!("key-{:08}", o / 2).into_bytes(),
+                    format!("value-of-offset-{o:012}").into_bytes(),
+                )
+            })
+            .collect();
+        let refs: Vec<KeyValue<'_>> = recs
+            .iter()
+            .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice())))
+            .collect();
+        log.append(
+            Bytes::from(build_batch(0, T0, 0, &refs)),
+            LeaderEpoch(0),
+            T0,
+        )
+        .unwrap();
+    }
+    log.enforce_retention(T0 + 1000).await.unwrap();
+    log.flush().await.unwrap();
+    let segments = log.segment_count();
+    let idle = probes(&log, |n| n < u64::from(PROBES_IDLE)).await;
+    let probing = Rc::new(std::cell::Cell::new(true));
+    let prober = {
+        let (probing, log) = (probing.clone(), log.clone());
+        glommio::spawn_local(async move { probes(&log, |_| probing.get()).await })
+    };
+    let started = Instant::now();
+    let mut swapped = 0u32;
+    loop {
+        let o = log.compact(T0, SWAP_SLICE_BYTES).await.unwrap();
+        swapped += o.segments_cleaned;
+        if o.idle && !o.pass_finished {
+            break;
+        }
+        glommio::timer::sleep(PAUSE).await;
+    }
+    let took = started.elapsed();
+    probing.set(false);
+    let durable = prober.await;
+    // Check: exactly the odd offsets are left below `records` (the probes come after).
+    let (mut left, mut next) = (0i64, log.log_start_offset());
+    loop {
+        let r = log.read(next, 1 << 20).await.unwrap();
+        if r.batches.is_empty() {
+            break;
+        }
+        for b in &r.batches {
+            let h = BatchHeader::new(b).unwrap();
+            for rec in decode_batch(b, 1 << 20).unwrap().records {
+                let o = h.base_offset().0 + i64::from(rec.offset_delta);
+                if o < records {
+                    assert_eq!(o % 2, 1, "offset {o} was superseded");
+                    left += 1;
+                }
+            }
+            next = Offset(h.last_offset().0 + 1);
+        }
+    }
+    assert_eq!(left, records / 2);
+    println!(
+        "swap run: {records} records in {segments} segments of {} KiB, {swapped} swapped in {:.2} s \
+         ({} KiB slices); durable append every 1 ms: idle p50 {:.2} p99 {:.2} max {:.2} ms, \
+         while compacting ({} appends) p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms",
+        SWAP_SEGMENT_BYTES >> 10,
+        took.as_secs_f64(),
+        SWAP_SLICE_BYTES >> 10,
+        micros(&idle, 0.5),
+        micros(&idle, 0.99),
+        idle.max() as f64 / 1000.0,
+        durable.len(),
+        micros(&durable, 0.5),
+        micros(&durable, 0.99),
+        micros(&durable, 0.999),
+        durable.max() as f64 / 1000.0,
     );
     log.close().await.unwrap();
 }
@@ -161,6 +335,7 @@ fn main() {
             for (i, codec) in [0i16, 3].into_iter().enumerate() {
                 run_one(dir.join(format!("c-{i}")), records, keys, codec).await;
             }
+            run_swaps(dir.join("swaps"), if full { 100_000 } else { 10_000 }).await;
         })
         .unwrap()
         .join()
