@@ -2,8 +2,15 @@
 //! readable at once from memory; a flush (group commit, serialized by `io_busy`) writes
 //! the unflushed tail with O_DIRECT and fdatasyncs it. Reads come from the unflushed
 //! tail, then the shard's read cache, then the segment files. Open runs recovery when the
-//! last stop was not clean. Retention, delete-records and truncation change the segment
-//! list under the same lock.
+//! last stop was not clean.
+//!
+//! Two locks, always taken in this order: `segments_busy` is held by whatever replaces or
+//! removes closed segments (compaction's swap, retention, delete-records, truncation,
+//! close, delete); `io_busy` by whatever writes the log's files in place (a flush, and
+//! all of those but the swap). A flush only appends to the active segment and finalizes
+//! segments that were just rolled, which no swap touches, so it takes `io_busy` alone
+//! and never waits for a swap's file work and directory syncs. The swap changes the
+//! in-memory segment map in one synchronous step after its file work.
 //!
 //! Invariants: segments are contiguous (`next_offset` of one is the base offset of the
 //! next; batches inside may leave gaps once compacted); only the last segment takes appends; `durable_offset <= log_end_offset`;
@@ -148,7 +155,13 @@ pub struct Log {
     cache_id: u64,
     config: RefCell<LogConfig>,
     state: RefCell<State>,
-    /// Held by whoever flushes, truncates, deletes segments or closes.
+    /// Held by whoever replaces or removes closed segments (files or map entries):
+    /// compaction's swap, retention, delete-records, truncation, close, delete. Taken
+    /// before `io_busy`; a flush never takes it.
+    segments_busy: Cell<bool>,
+    /// Notified when `segments_busy` is released.
+    segments_idle: Event,
+    /// Held by whoever flushes, truncates, deletes segments or closes (not by the swap).
     io_busy: Cell<bool>,
     /// Notified when `io_busy` is released (after every flush, among others).
     io_idle: Event,
@@ -174,7 +187,8 @@ struct SyncTicket {
     file: Option<Rc<dyn DiskFile>>,
 }
 
-/// Exclusive right to do I/O that changes the log's files; released on drop.
+/// Exclusive right to write the log's files in place (flush, and with the segments lock
+/// truncation, retention, delete-records, close); released on drop.
 struct IoGuard<'a> {
     log: &'a Log,
 }
@@ -184,6 +198,25 @@ impl Drop for IoGuard<'_> {
         self.log.io_busy.set(false);
         self.log.io_idle.notify();
     }
+}
+
+/// Exclusive right to replace or remove closed segments; released on drop.
+struct SegmentsGuard<'a> {
+    log: &'a Log,
+}
+
+impl Drop for SegmentsGuard<'_> {
+    fn drop(&mut self) {
+        self.log.segments_busy.set(false);
+        self.log.segments_idle.notify();
+    }
+}
+
+/// Both locks, for operations that change closed segments and write files in place.
+/// Fields drop in order: the io lock first.
+struct ExclusiveGuard<'a> {
+    _io: IoGuard<'a>,
+    _segments: SegmentsGuard<'a>,
 }
 
 /// Age of the active segment that rolls it: `segment.ms`, or `max.compaction.lag.ms`
@@ -462,6 +495,8 @@ impl Log {
             cache_id,
             config: RefCell::new(config),
             state: RefCell::new(state),
+            segments_busy: Cell::new(false),
+            segments_idle: Event::new(),
             io_busy: Cell::new(false),
             io_idle: Event::new(),
             syncs_started: Cell::new(0),
@@ -839,6 +874,26 @@ impl Log {
                 return g;
             }
             self.io_idle.listen().await;
+        }
+    }
+
+    /// The segments lock alone (compaction's swap).
+    async fn lock_segments(&self) -> SegmentsGuard<'_> {
+        loop {
+            if !self.segments_busy.replace(true) {
+                return SegmentsGuard { log: self };
+            }
+            self.segments_idle.listen().await;
+        }
+    }
+
+    /// The segments lock, then the io lock.
+    async fn lock_exclusive(&self) -> ExclusiveGuard<'_> {
+        let segments = self.lock_segments().await;
+        let io = self.lock().await;
+        ExclusiveGuard {
+            _io: io,
+            _segments: segments,
         }
     }
 
@@ -1390,7 +1445,7 @@ impl Log {
         &self,
         offset: Offset,
     ) -> Result<Offset, DeleteRecordsError> {
-        let _guard = self.lock().await;
+        let _guard = self.lock_exclusive().await;
         {
             let st = self.state.borrow();
             st.check_writable().map_err(LogIoError::from)?;
@@ -1475,7 +1530,7 @@ impl Log {
     /// `retention.bytes`, or below the log start offset. The active segment is rolled
     /// first when it alone is past retention, as Kafka does.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome, LogIoError> {
-        let _guard = self.lock().await;
+        let _guard = self.lock_exclusive().await;
         let config = *self.config.borrow();
         let deletes = config.cleanup_policy != CleanupPolicy::Compact;
         let rolled = {
@@ -1527,7 +1582,7 @@ impl Log {
     /// `offset` goes too). Below the log start offset the log is emptied and restarts at
     /// `offset`. Followers use this to drop a divergent tail.
     pub async fn truncate_to(&self, offset: Offset) -> Result<(), LogIoError> {
-        let _guard = self.lock().await;
+        let _guard = self.lock_exclusive().await;
         {
             let st = self.state.borrow();
             st.check_writable()?;
@@ -1725,7 +1780,7 @@ impl Log {
     /// Flushes, writes indexes, a producer snapshot and the clean-shutdown checkpoint.
     /// The log takes no more calls afterwards.
     pub async fn close(&self) -> Result<(), LogIoError> {
-        let _guard = self.lock().await;
+        let _guard = self.lock_exclusive().await;
         if self.state.borrow().closed {
             return Ok(());
         }
@@ -1783,7 +1838,7 @@ impl Log {
 
     /// DeleteTopics: closes the log and removes its directory.
     pub async fn delete(self: Rc<Self>) -> Result<(), LogIoError> {
-        let _guard = self.lock().await;
+        let _guard = self.lock_exclusive().await;
         {
             let mut st = self.state.borrow_mut();
             st.closed = true;

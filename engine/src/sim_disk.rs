@@ -5,7 +5,9 @@
 //! sector granularity. Faults (disk full, failing fsync) are injected here too.
 //! Directory operations (remove, rename) and whole-file replacement are modelled as
 //! immediately durable. Like POSIX file descriptors, an open handle keeps its file after
-//! the name is removed or renamed over.
+//! the name is removed or renamed over. Directory syncs and whole-file replacements can be
+//! held and let through one at a time, so a test stops a sequence of file steps between
+//! any two of them (to take a crash image there, or to run other work meanwhile).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -57,6 +59,12 @@ struct SimState {
     /// When set, fdatasync waits (its writes stay unsynced) until released.
     hold_fsync: bool,
     fsync_count: u64,
+    /// When set, `sync_dir` and `write_file_atomic` wait before they take effect.
+    hold_dir_ops: bool,
+    /// Held directory operations allowed to proceed.
+    dir_op_passes: u64,
+    /// Directory operations waiting on the hold.
+    dir_ops_waiting: usize,
 }
 
 /// The simulated disk; clones share the same state.
@@ -64,6 +72,7 @@ struct SimState {
 pub struct SimDisk {
     state: Rc<RefCell<SimState>>,
     released: Event,
+    dir_released: Event,
 }
 
 /// A small deterministic PRNG (splitmix64) so crash images replay from a seed.
@@ -107,6 +116,56 @@ impl SimDisk {
         self.state.borrow_mut().hold_fsync = hold;
         if !hold {
             self.released.notify();
+        }
+    }
+
+    /// While held, every `sync_dir` and `write_file_atomic` waits before it takes effect
+    /// until the hold ends or `pass_dir_op` lets it through.
+    pub fn set_hold_dir_ops(&self, hold: bool) {
+        {
+            let mut st = self.state.borrow_mut();
+            st.hold_dir_ops = hold;
+            st.dir_op_passes = 0;
+        }
+        self.dir_released.notify();
+    }
+
+    /// Lets one held directory operation (waiting now, or the next one) proceed.
+    pub fn pass_dir_op(&self) {
+        self.state.borrow_mut().dir_op_passes += 1;
+        self.dir_released.notify();
+    }
+
+    /// Directory operations waiting on the hold now and not let through yet.
+    pub fn dir_ops_waiting(&self) -> usize {
+        let st = self.state.borrow();
+        st.dir_ops_waiting
+            .saturating_sub(usize::try_from(st.dir_op_passes).unwrap_or(usize::MAX))
+    }
+
+    /// Waits while directory operations are held (see `set_hold_dir_ops`).
+    async fn dir_op_gate(&self) {
+        let mut waiting = false;
+        loop {
+            let listener = self.dir_released.listen();
+            {
+                let mut st = self.state.borrow_mut();
+                let pass = st.dir_op_passes > 0;
+                if !st.hold_dir_ops || pass {
+                    if st.hold_dir_ops {
+                        st.dir_op_passes -= 1;
+                    }
+                    if waiting {
+                        st.dir_ops_waiting -= 1;
+                    }
+                    return;
+                }
+                if !waiting {
+                    st.dir_ops_waiting += 1;
+                    waiting = true;
+                }
+            }
+            listener.await;
         }
     }
 
@@ -187,6 +246,7 @@ impl SimDisk {
                 ..SimState::default()
             })),
             released: Event::new(),
+            dir_released: Event::new(),
         }
     }
 
@@ -258,10 +318,14 @@ impl Disk for SimDisk {
         Ok(())
     }
     fn sync_dir(&self, _dir: &Path) -> IoFuture<'_, ()> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async move {
+            self.dir_op_gate().await;
+            Ok(())
+        })
     }
     fn write_file_atomic<'a>(&'a self, path: &'a Path, data: &'a [u8]) -> IoFuture<'a, ()> {
         Box::pin(async move {
+            self.dir_op_gate().await;
             let mut st = self.state.borrow_mut();
             if st.fail_fsync {
                 return Err(io::Error::other("injected fsync failure"));

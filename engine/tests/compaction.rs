@@ -3,7 +3,9 @@
 //! batch keeps the producer's state, readers during compaction see a consistent log,
 //! and reopening after compaction or after a crash in the middle of it loses nothing;
 //! min.compaction.lag.ms holds recent segments back and max.compaction.lag.ms forces a
-//! pass (also after a reopen).
+//! pass (also after a reopen); a swap stopped in its directory sync lets flushes of the
+//! active segment through while truncation and retention wait for it, and a crash at
+//! every file step of a real swap reopens to the same log.
 
 mod common;
 
@@ -879,5 +881,291 @@ fn max_compaction_lag_after_reopen() {
                 kv("c", "late-0")
             ]
         );
+    });
+}
+
+/// Waits (polling every ms, at most 5 s) until `ready` holds.
+async fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    for _ in 0..5000 {
+        if ready() {
+            return;
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Appends one record for `key` and waits until it is durable; false if that took more
+/// than a second.
+async fn durable_append(log: &Log, key: &str, value: &str) -> bool {
+    let info = log
+        .append(
+            kv_batch(&[(Some(key), Some(value))], T0, 0, None),
+            LeaderEpoch(0),
+            T0,
+        )
+        .unwrap();
+    let flushed = async {
+        log.wait_durable(Offset(info.last_offset.0 + 1))
+            .await
+            .unwrap();
+        true
+    };
+    let late = async {
+        glommio::timer::sleep(std::time::Duration::from_secs(1)).await;
+        false
+    };
+    futures_lite::future::or(flushed, late).await
+}
+
+/// A log of two closed segments and an active one holding one durable record: [0, 30)
+/// holds k0..k19 = "a" then u0..u9 = "u" at `old_ts`, [30, 50) k0..k19 = "b", and "x" at
+/// 50 (the active segment's file exists, so flushing it creates no file). Compaction
+/// shrinks the first segment to the u* records and leaves the second as it is.
+async fn swap_log(disk: &SimDisk, cfg: LogConfig, old_ts: i64) -> Rc<Log> {
+    let log = open_sim_with(Path::new("/sim/swap-0"), disk, cfg).await;
+    for (prefix, value, n, ts) in [("k", "a", 20, old_ts), ("u", "u", 10, old_ts)] {
+        for i in 0..n {
+            let key = format!("{prefix}{i}");
+            log.append(
+                kv_batch(&[(Some(&key), Some(value))], ts, 0, None),
+                LeaderEpoch(0),
+                ts,
+            )
+            .unwrap();
+        }
+    }
+    assert!(log.enforce_retention(old_ts + 1000).await.unwrap().rolled);
+    for i in 0..20 {
+        let key = format!("k{i}");
+        log.append(
+            kv_batch(&[(Some(&key), Some("b"))], T0, 0, None),
+            LeaderEpoch(0),
+            T0,
+        )
+        .unwrap();
+    }
+    assert!(log.enforce_retention(T0 + 1000).await.unwrap().rolled);
+    assert!(durable_append(&log, "x", "x").await);
+    assert_eq!(
+        log.segment_base_offsets(),
+        vec![Offset(0), Offset(30), Offset(50)]
+    );
+    log
+}
+
+/// Starts compaction at T0 until idle with directory operations held, and waits until the
+/// swap of the first segment stops at its first directory sync (index files removed, the
+/// copy not yet renamed in). The task's flag is set when compaction is done.
+async fn hold_first_swap(
+    disk: &SimDisk,
+    log: &Rc<Log>,
+) -> (glommio::Task<()>, Rc<std::cell::Cell<bool>>) {
+    disk.set_hold_dir_ops(true);
+    let done = Rc::new(std::cell::Cell::new(false));
+    let compactor = {
+        let (log, done) = (log.clone(), done.clone());
+        glommio::spawn_local(async move {
+            while !log.compact(T0, 1 << 20).await.unwrap().idle {}
+            done.set(true);
+        })
+    };
+    wait_until("the swap waits in its directory sync", || {
+        disk.dir_ops_waiting() == 1
+    })
+    .await;
+    let dir = Path::new("/sim/swap-0");
+    assert!(
+        disk.contents(&dir.join("00000000000000000000.log.cleaned"))
+            .is_some()
+    );
+    assert!(
+        disk.contents(&dir.join("00000000000000000000.index"))
+            .is_none()
+    );
+    (compactor, done)
+}
+
+// Proves a swap holds no lock that flushes wait for, while truncation waits for it: with
+// the swap of a compacted segment stopped inside its directory sync (SimDisk holds it),
+// appends to the active segment are made durable one after another (each within a
+// second; before, a flush waited for the whole swap), a truncate_to started meanwhile
+// does not run (log end offset and segments unchanged) until the swap finished, and then
+// truncates after it: the log reads the compacted first segment, the second one and the
+// active segment up to the truncation point.
+#[test]
+fn flush_goes_on_and_truncation_waits_while_swap_syncs() {
+    run(|| async {
+        let disk = SimDisk::new();
+        let log = swap_log(&disk, config(), T0).await;
+        let (compactor, compacted) = hold_first_swap(&disk, &log).await;
+        for i in 0..10 {
+            assert!(
+                durable_append(&log, "p", &format!("{i}")).await,
+                "flush {i} waited for the swap"
+            );
+        }
+        assert_eq!(log.durable_offset(), Offset(61));
+        let truncated = Rc::new(std::cell::Cell::new(false));
+        let truncation = {
+            let (log, truncated) = (log.clone(), truncated.clone());
+            glommio::spawn_local(async move {
+                log.truncate_to(Offset(55)).await.unwrap();
+                truncated.set(true);
+            })
+        };
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!truncated.get());
+        assert_eq!(log.log_end_offset(), Offset(61));
+        assert_eq!(disk.dir_ops_waiting(), 1);
+        assert!(!compacted.get());
+        disk.set_hold_dir_ops(false);
+        compactor.await;
+        truncation.await;
+        assert_eq!(log.log_end_offset(), Offset(55));
+        let mut want: Vec<(String, String)> = (0..10).map(|i| kv(&format!("u{i}"), "u")).collect();
+        want.extend((0..20).map(|i| kv(&format!("k{i}"), "b")));
+        want.push(kv("x", "x"));
+        want.extend((0..4).map(|i| kv("p", &format!("{i}"))));
+        assert_eq!(key_values(&log).await, want);
+        assert_eq!(
+            read_all(&log).await.0[0].0,
+            20,
+            "the first segment was compacted"
+        );
+        log.close().await.unwrap();
+        let reopened = open_sim_with(Path::new("/sim/swap-0"), &disk, config()).await;
+        assert_eq!(key_values(&reopened).await, want);
+    });
+}
+
+// Proves retention waits for a swap instead of racing it: with the swap of the first
+// segment stopped inside its directory sync, enforce_retention (compact,delete, the
+// first segment past retention.ms) does not run until the swap finished, then deletes
+// the compacted segment whole: no file of it is left, not even the copy, and the log
+// starts at the second segment, also after a reopen.
+#[test]
+fn retention_waits_for_swap() {
+    run(|| async {
+        let disk = SimDisk::new();
+        let cfg = LogConfig {
+            cleanup_policy: CleanupPolicy::CompactDelete,
+            ..config()
+        };
+        let old_ts = T0 - 7_200_000;
+        let log = swap_log(&disk, cfg, old_ts).await;
+        let (compactor, _) = hold_first_swap(&disk, &log).await;
+        log.set_config(LogConfig {
+            retention_ms: 3_600_000,
+            ..cfg
+        });
+        let retained = Rc::new(std::cell::Cell::new(None));
+        let retention = {
+            let (log, retained) = (log.clone(), retained.clone());
+            glommio::spawn_local(async move {
+                retained.set(Some(log.enforce_retention(T0 + 1000).await.unwrap()));
+            })
+        };
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(retained.get().is_none());
+        assert_eq!(log.log_start_offset(), Offset(0));
+        assert!(durable_append(&log, "p", "0").await);
+        disk.set_hold_dir_ops(false);
+        compactor.await;
+        retention.await;
+        let outcome = retained.get().unwrap();
+        assert_eq!(outcome.segments_deleted, 1);
+        assert_eq!(outcome.log_start_offset, Offset(30));
+        let mut want: Vec<(String, String)> = (0..20).map(|i| kv(&format!("k{i}"), "b")).collect();
+        want.push(kv("x", "x"));
+        want.push(kv("p", "0"));
+        assert_eq!(key_values(&log).await, want);
+        assert!(
+            !disk
+                .paths()
+                .iter()
+                .any(|p| p.to_string_lossy().contains("00000000000000000000.")),
+            "{:?}",
+            disk.paths()
+        );
+        let reopened = open_sim_with(Path::new("/sim/swap-0"), &disk, cfg).await;
+        assert_eq!(reopened.log_start_offset(), Offset(30));
+        assert_eq!(key_values(&reopened).await, want);
+    });
+}
+
+// Proves every file step of the swap is crash-safe as it actually runs: compaction of a
+// log of many segments runs with every directory sync and index write held, and at each
+// stop crash images (unsynced writes lost, applied or torn) reopen to a log with the same
+// log end offset, the newest value of every key, only the model's records, and no
+// leftover copy. The stops cover each step: before the rename (indexes removed, copy
+// beside the original), after it (both the directory sync and the first index write),
+// between the two index writes, and the removal of an emptied segment.
+#[test]
+fn crash_at_every_swap_step() {
+    run(|| async {
+        let dir = Path::new("/sim/t-0");
+        let disk = SimDisk::new();
+        let log = open_sim(dir, &disk).await;
+        let model = fill(&log, 300, 2);
+        log.enforce_retention(T0 + 1000).await.unwrap();
+        log.flush().await.unwrap();
+        let leo = log.log_end_offset();
+        disk.set_hold_dir_ops(true);
+        let done = Rc::new(std::cell::Cell::new(false));
+        let compactor = {
+            let (log, done) = (log.clone(), done.clone());
+            glommio::spawn_local(async move {
+                while !log.compact(T0, 1 << 20).await.unwrap().idle {}
+                done.set(true);
+            })
+        };
+        let name = |p: &std::path::PathBuf| p.file_name().unwrap().to_string_lossy().to_string();
+        let (mut before_rename, mut after_rename, mut between_indexes, mut other) = (0, 0, 0, 0);
+        loop {
+            wait_until("a held step or the end", || {
+                done.get() || disk.dir_ops_waiting() == 1
+            })
+            .await;
+            if done.get() {
+                break;
+            }
+            let names: Vec<String> = disk.paths().iter().map(name).collect();
+            let has = |n: &str| names.iter().any(|m| m == n);
+            let logs: Vec<&String> = names.iter().filter(|n| n.ends_with(".log")).collect();
+            let stem = |n: &String| n.trim_end_matches(".log").to_string();
+            if names.iter().any(|n| n.ends_with(".log.cleaned"))
+                && logs.iter().any(|l| !has(&format!("{}.index", stem(l))))
+            {
+                before_rename += 1;
+            } else if logs.iter().any(|l| {
+                has(&format!("{}.index", stem(l))) && !has(&format!("{}.timeindex", stem(l)))
+            }) {
+                between_indexes += 1;
+            } else if logs.iter().any(|l| !has(&format!("{}.index", stem(l)))) {
+                after_rename += 1;
+            } else {
+                other += 1;
+            }
+            for seed in 0..2 {
+                let img = disk.crash_image(&mut SimRng::new(seed));
+                let reopened = open_sim(dir, &img).await;
+                assert!(
+                    !img.paths()
+                        .iter()
+                        .any(|p| p.to_string_lossy().ends_with(".cleaned"))
+                );
+                assert_eq!(reopened.log_end_offset(), leo);
+                check_consistent(&model, &read_all(&reopened).await.0);
+            }
+            disk.pass_dir_op();
+        }
+        compactor.await;
+        assert!(before_rename >= 1, "{before_rename}");
+        assert!(after_rename >= 2, "{after_rename}");
+        assert!(between_indexes >= 1, "{between_indexes}");
+        assert!(other >= 1, "emptied segments: {other}");
+        disk.set_hold_dir_ops(false);
+        assert_eq!(read_all(&log).await.0, expected(&model, T0));
     });
 }

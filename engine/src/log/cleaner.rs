@@ -7,16 +7,21 @@
 //! map up to the first segment that is not closed and finalized (never the active one);
 //! (2) clean: every closed segment from the start up to there is rewritten batch by batch
 //! into `<base>.log.cleaned` (offsets, timestamps, producer fields and codec kept, CRC
-//! refreshed), fsync'ed, and swapped in under the io lock.
+//! refreshed), fsync'ed, and swapped in under the segments lock (not the io lock: flushes
+//! of the active segment, acks=all produces and OffsetCommits, go on during the swap's
+//! file work and directory syncs; retention, delete-records, truncation and close wait
+//! for it).
 //!
 //! Swap order, crash-safe at every step: remove the segment's index files, sync the
 //! directory, rename `.cleaned` over `.log` (atomic), sync the directory, write the new
 //! indexes. A copy left with no batch replaces nothing: unless it is the first segment,
-//! its files are deleted and the previous segment spans its offsets. A crash before the rename leaves the original (the `.cleaned` leftover is
-//! deleted on open; missing indexes are rebuilt by scanning); after it, the cleaned file.
-//! Readers holding the old file or batch `Bytes` keep reading the old bytes; both
-//! versions hold each batch at the same offsets or not at all, so a read racing with the
-//! swap never sees a batch twice or a hole.
+//! its files are deleted and the previous segment spans its offsets. A crash before the
+//! rename leaves the original (the `.cleaned` leftover is deleted on open; missing
+//! indexes are rebuilt by scanning); after it, the cleaned file. The in-memory segment
+//! map changes in one synchronous step after the last file step. Readers holding the old
+//! file or batch `Bytes` keep reading the old bytes; both versions hold each batch at the
+//! same offsets or not at all, so a read racing with the swap never sees a batch twice or
+//! a hole.
 //!
 //! Lags, as Kafka's cleaner: `min.compaction.lag.ms` ends the dirty part before the first
 //! segment not cleaned yet whose largest timestamp is newer than now minus the lag, so
@@ -669,6 +674,16 @@ impl Log {
         Ok(())
     }
 
+    /// Whether the log's segment at the copy's base is still the one the copy was made
+    /// from.
+    fn is_source(st: &State, c: &SegmentClean) -> bool {
+        st.segments.get(&c.base).is_some_and(|s| {
+            s.size == c.src_size
+                && s.next_offset == c.src_next_offset
+                && s.file.as_ref().is_some_and(|f| Rc::ptr_eq(f, &c.src))
+        })
+    }
+
     /// Makes the finished copy durable and puts it in place of its segment, unless the
     /// segment changed meanwhile. Returns whether it was swapped.
     async fn swap_in(
@@ -679,18 +694,17 @@ impl Log {
         let copy_io = |e: std::io::Error| LogIoError::LogFailed(format!("sync cleaned copy: {e}"));
         c.out.truncate(c.built.size).await.map_err(copy_io)?;
         c.out.fdatasync().await.map_err(copy_io)?;
-        let _guard = self.lock().await;
+        // Nothing else replaces or removes closed segments until the guard drops: what is
+        // checked here still holds after the file steps below. Flushes go on meanwhile;
+        // they only write the active segment and finalize rolled ones, never this one.
+        let _guard = self.lock_segments().await;
         let still_same = {
             let st = self.state.borrow();
             // A truncation may have removed records the key map saw.
             !st.closed
                 && st.failed.is_none()
                 && st.truncations == truncations
-                && st.segments.get(&c.base).is_some_and(|s| {
-                    s.size == c.src_size
-                        && s.next_offset == c.src_next_offset
-                        && s.file.as_ref().is_some_and(|f| Rc::ptr_eq(f, &c.src))
-                })
+                && Self::is_source(&st, &c)
         };
         if !still_same {
             let _ = self.disk.remove_file(&c.out_path);
@@ -724,6 +738,7 @@ impl Log {
                 .map_err(|e| fail("sync dir", e))?;
             {
                 let mut st = self.state.borrow_mut();
+                assert!(Self::is_source(&st, &c));
                 st.segments.remove(&c.base);
                 if let Some((_, prev)) = st.segments.range_mut(..c.base).next_back() {
                     prev.next_offset = c.src_next_offset;
@@ -767,6 +782,7 @@ impl Log {
         seg.finalized = true;
         {
             let mut st = self.state.borrow_mut();
+            assert!(Self::is_source(&st, &c));
             st.segments.insert(c.base, seg);
             st.recompute_max_timestamp();
         }
