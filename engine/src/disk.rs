@@ -1,7 +1,8 @@
 //! The `Disk` trait: the only way the engine touches files. `DmaDisk` is the real
 //! implementation over glommio's O_DIRECT `DmaFile` (io_uring); `SimDisk` (sim_disk.rs)
 //! is an in-memory disk for crash tests. Everything here runs on the shard's own
-//! executor; handles are `Rc` and never cross threads.
+//! executor (directory syncs and whole-file replacements on its blocking thread pool);
+//! handles are `Rc` and never cross threads.
 //!
 //! Data files are written only at aligned positions in aligned lengths (O_DIRECT rules);
 //! small metadata files (indexes, checkpoints) are replaced atomically as whole files.
@@ -134,24 +135,30 @@ impl Disk for DmaDisk {
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_dir_all(path)
     }
+    // Directory syncs and whole-file replacements run on the executor's blocking thread
+    // pool: done inline, their fsyncs would stall every task of the shard (every
+    // partition's flushes and fetches). The pool has one thread per executor, so they
+    // run one at a time and in order, also when a caller's future is dropped meanwhile.
     fn sync_dir(&self, dir: &Path) -> IoFuture<'_, ()> {
         let dir = dir.to_path_buf();
-        Box::pin(async move { std::fs::File::open(&dir)?.sync_all() })
+        Box::pin(glommio::executor().spawn_blocking(move || std::fs::File::open(&dir)?.sync_all()))
     }
     fn write_file_atomic<'a>(&'a self, path: &'a Path, data: &'a [u8]) -> IoFuture<'a, ()> {
-        Box::pin(async move {
+        let path = path.to_path_buf();
+        let data = data.to_vec();
+        Box::pin(glommio::executor().spawn_blocking(move || {
             use std::io::Write;
-            let tmp = tmp_path(path);
+            let tmp = tmp_path(&path);
             let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(data)?;
+            f.write_all(&data)?;
             f.sync_data()?;
             drop(f);
-            std::fs::rename(&tmp, path)?;
+            std::fs::rename(&tmp, &path)?;
             if let Some(dir) = path.parent() {
                 std::fs::File::open(dir)?.sync_all()?;
             }
             Ok(())
-        })
+        }))
     }
     fn read_file(&self, path: &Path) -> IoFuture<'_, Option<Vec<u8>>> {
         let path = path.to_path_buf();
