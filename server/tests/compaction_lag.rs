@@ -8,15 +8,12 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Broker, Conn, batch, decode_records};
+use common::{Broker, Conn, create_topic_with, produce_keyed, read_keyed};
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -33,28 +30,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-/// CreateTopics of one single-partition topic; returns its error code.
-fn create(conn: &mut Conn, topic: &str, configs: &[(&str, &str)]) -> i16 {
-    let req = CreateTopicsRequest::default().with_topics(vec![
-        CreatableTopic::default()
-            .with_name(TopicName(s(topic)))
-            .with_num_partitions(1)
-            .with_replication_factor(1)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(s(k))
-                            .with_value(Some(s(v)))
-                    })
-                    .collect(),
-            ),
-    ]);
-    let resp: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 7, &req);
-    resp.topics[0].error_code
 }
 
 /// IncrementalAlterConfigs of one topic: (name, Some(value)) sets, (name, None) deletes.
@@ -102,68 +77,6 @@ fn lags(conn: &mut Conn, topic: &str) -> ((String, i8), (String, i8)) {
     (d[MIN_LAG].clone(), d[MAX_LAG].clone())
 }
 
-fn produce(conn: &mut Conn, topic: &str, records: &[(String, String)], ts: i64) {
-    let refs: Vec<(&str, &str, i64)> = records
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str(), ts))
-        .collect();
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(s(topic)))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch(&refs, None))),
-                ]),
-        ]);
-    let resp: ProduceResponse = conn.call(ApiKey::Produce, 9, &req);
-    let p = &resp.responses[0].partition_responses[0];
-    assert_eq!(p.error_code, 0, "{p:?}");
-}
-
-/// Reads partition 0 from offset 0 to its end in small fetches, as a consumer does:
-/// (offset, key, value), offsets strictly increasing.
-fn read_all(conn: &mut Conn, topic: &str) -> Vec<(i64, String, String)> {
-    let mut out: Vec<(i64, String, String)> = Vec::new();
-    let mut next = 0i64;
-    loop {
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(0)
-            .with_min_bytes(1)
-            .with_max_bytes(1 << 20)
-            .with_session_epoch(-1)
-            .with_topics(vec![
-                FetchTopic::default()
-                    .with_topic(TopicName(s(topic)))
-                    .with_partitions(vec![
-                        FetchPartition::default()
-                            .with_partition(0)
-                            .with_fetch_offset(next)
-                            .with_partition_max_bytes(3000),
-                    ]),
-            ]);
-        let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &req);
-        let p = &resp.responses[0].partitions[0];
-        assert_eq!(p.error_code, 0, "fetch at {next}: {p:?}");
-        let recs = p.records.as_ref().map(decode_records).unwrap_or_default();
-        let fresh: Vec<_> = recs.into_iter().filter(|r| r.0 >= next).collect();
-        if fresh.is_empty() {
-            return out;
-        }
-        for (o, k, v, _) in fresh {
-            if let Some(last) = out.last() {
-                assert!(o > last.0, "offset {o} after {}", last.0);
-            }
-            next = o + 1;
-            out.push((o, k, v));
-        }
-    }
-}
-
 #[test]
 fn lag_configs_are_validated_and_described() {
     // Proves Kafka's rules for the two lags: CreateTopics refuses a min lag above the max
@@ -183,7 +96,7 @@ fn lag_configs_are_validated_and_described() {
     for (i, configs) in bad.iter().enumerate() {
         let name = format!("bad-{i}");
         assert_eq!(
-            create(&mut conn, &name, configs),
+            create_topic_with(&mut conn, &name, 1, configs),
             INVALID_CONFIG,
             "{configs:?}"
         );
@@ -202,7 +115,7 @@ fn lag_configs_are_validated_and_described() {
     assert_eq!(INVALID_CONFIG, ResponseError::InvalidConfig.code());
 
     assert_eq!(
-        create(&mut conn, "plain", &[("cleanup.policy", "compact")]),
+        create_topic_with(&mut conn, "plain", 1, &[("cleanup.policy", "compact")]),
         0
     );
     assert_eq!(
@@ -210,7 +123,7 @@ fn lag_configs_are_validated_and_described() {
         (("0".into(), 5), ("9223372036854775807".into(), 5))
     );
     let lagged = [(MIN_LAG, "5000"), (MAX_LAG, "5000")];
-    assert_eq!(create(&mut conn, "lagged", &lagged), 0);
+    assert_eq!(create_topic_with(&mut conn, "lagged", 1, &lagged), 0);
     assert_eq!(
         lags(&mut conn, "lagged"),
         (("5000".into(), 1), ("5000".into(), 1))
@@ -273,11 +186,11 @@ fn min_compaction_lag_keeps_recent_duplicates() {
         ("segment.bytes", "4096"),
         ("min.cleanable.dirty.ratio", "0.01"),
     ];
-    assert_eq!(create(&mut conn, "no-lag", &base), 0);
+    assert_eq!(create_topic_with(&mut conn, "no-lag", 1, &base), 0);
     let lag = LAG_MS.to_string();
     let mut with_lag = base.to_vec();
     with_lag.push((MIN_LAG, &lag));
-    assert_eq!(create(&mut conn, "with-lag", &with_lag), 0);
+    assert_eq!(create_topic_with(&mut conn, "with-lag", 1, &with_lag), 0);
 
     let ts = now_ms();
     let started = Instant::now();
@@ -285,8 +198,8 @@ fn min_compaction_lag_keeps_recent_duplicates() {
         let records: Vec<(String, String)> = (0..KEYS)
             .map(|k| (format!("key-{k}"), format!("key-{k}-version-{version}")))
             .collect();
-        produce(&mut conn, "no-lag", &records, ts);
-        produce(&mut conn, "with-lag", &records, ts);
+        produce_keyed(&mut conn, "no-lag", 0, &records, ts);
+        produce_keyed(&mut conn, "with-lag", 0, &records, ts);
     }
     let produced = KEYS * VERSIONS;
     let compacted = |n: usize| n < produced / 3;
@@ -296,7 +209,7 @@ fn min_compaction_lag_keeps_recent_duplicates() {
     let mut other_compacted = false;
     let deadline = started + Duration::from_millis(LAG_MS as u64 + 20_000);
     let lagged = loop {
-        let read = read_all(&mut conn, "with-lag");
+        let read = read_keyed(&mut conn, "with-lag", 0);
         let ended_ms = now_ms();
         if ended_ms < ts + LAG_MS {
             assert_eq!(read.len(), produced, "compacted before the lag passed");
@@ -307,7 +220,7 @@ fn min_compaction_lag_keeps_recent_duplicates() {
             break read;
         }
         if !other_compacted {
-            other_compacted = compacted(read_all(&mut conn, "no-lag").len());
+            other_compacted = compacted(read_keyed(&mut conn, "no-lag", 0).len());
         }
         assert!(
             Instant::now() < deadline,

@@ -70,3 +70,124 @@ pub fn decode_records(records: &Bytes) -> Vec<(i64, String, String, i64)> {
     }
     out
 }
+
+fn s(v: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(v.to_string())
+}
+
+/// CreateTopics (v7) of one topic with `partitions` and topic configs; its error code.
+pub fn create_topic_with(
+    conn: &mut Conn,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> i16 {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    let req = CreateTopicsRequest::default().with_topics(vec![
+        CreatableTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(s(k))
+                            .with_value(Some(s(v)))
+                    })
+                    .collect(),
+            ),
+    ]);
+    let resp: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 7, &req);
+    resp.topics[0].error_code
+}
+
+/// Produces (key, value) records stamped `timestamp_ms` to one partition with acks=all
+/// (Produce v9) and asserts they were accepted.
+pub fn produce_keyed(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    records: &[(String, String)],
+    timestamp_ms: i64,
+) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+    let refs: Vec<(&str, &str, i64)> = records
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str(), timestamp_ms))
+        .collect();
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(s(topic)))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch(&refs, None))),
+                ]),
+        ]);
+    let resp: ProduceResponse = conn.call(ApiKey::Produce, 9, &req);
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0, "{p:?}");
+}
+
+/// One small Fetch (v12, 3000 bytes) from `offset`: (record batches as served, high
+/// watermark); asserts no error.
+pub fn fetch_raw(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> (Option<Bytes>, i64) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(s(topic)))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(3000),
+                ]),
+        ]);
+    let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &req);
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0, "fetch at {offset}: {p:?}");
+    (p.records.clone(), p.high_watermark)
+}
+
+/// Reads a partition from offset 0 to its end in small fetches, as a consumer does:
+/// (offset, key, value), asserting that offsets strictly increase (a compacted log may
+/// have gaps) and that the end is not past the high watermark.
+pub fn read_keyed(conn: &mut Conn, topic: &str, partition: i32) -> Vec<(i64, String, String)> {
+    let mut out: Vec<(i64, String, String)> = Vec::new();
+    let mut next = 0i64;
+    loop {
+        let (raw, hw) = fetch_raw(conn, topic, partition, next);
+        let recs = raw.as_ref().map(decode_records).unwrap_or_default();
+        let fresh: Vec<_> = recs.into_iter().filter(|r| r.0 >= next).collect();
+        if fresh.is_empty() {
+            assert!(next <= hw, "read to {next}, high watermark {hw}");
+            return out;
+        }
+        for (o, k, v, _) in fresh {
+            if let Some(last) = out.last() {
+                assert!(o > last.0, "offset {o} after {}", last.0);
+            }
+            next = o + 1;
+            out.push((o, k, v));
+        }
+    }
+}
