@@ -93,16 +93,15 @@ fn micros(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
-    let log = Log::open(&dir, config(), ReadCache::new(64 << 20))
-        .await
-        .unwrap();
+/// Appends `records` keyed records in batches of `RECORDS_PER_BATCH` with `codec`; the
+/// record at offset `o` has key number `key_of(o)` and a value naming its offset.
+fn append_keyed(log: &Log, records: i64, codec: i16, key_of: impl Fn(i64) -> i64) {
     for b in 0..records / RECORDS_PER_BATCH {
         let recs: Vec<(Vec<u8>, Vec<u8>)> = (0..RECORDS_PER_BATCH)
             .map(|i| {
                 let o = b * RECORDS_PER_BATCH + i;
                 (
-                    format!("key-{:08}", o % keys).into_bytes(),
+                    format!("key-{:08}", key_of(o)).into_bytes(),
                     format!("value-of-offset-{o:012}").into_bytes(),
                 )
             })
@@ -118,6 +117,13 @@ async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
         )
         .unwrap();
     }
+}
+
+async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
+    let log = Log::open(&dir, config(), ReadCache::new(64 << 20))
+        .await
+        .unwrap();
+    append_keyed(&log, records, codec, |o| o % keys);
     log.enforce_retention(T0 + 1000).await.unwrap();
     log.flush().await.unwrap();
     let bytes_before = log.size_bytes();
@@ -225,27 +231,7 @@ async fn run_swaps(dir: PathBuf, records: i64) {
     let log = Log::open(&dir, cfg, ReadCache::new(64 << 20))
         .await
         .unwrap();
-    for b in 0..records / RECORDS_PER_BATCH {
-        let recs: Vec<(Vec<u8>, Vec<u8>)> = (0..RECORDS_PER_BATCH)
-            .map(|i| {
-                let o = b * RECORDS_PER_BATCH + i;
-                (
-                    format!("key-{:08}", o / 2).into_bytes(),
-                    format!("value-of-offset-{o:012}").into_bytes(),
-                )
-            })
-            .collect();
-        let refs: Vec<KeyValue<'_>> = recs
-            .iter()
-            .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice())))
-            .collect();
-        log.append(
-            Bytes::from(build_batch(0, T0, 0, &refs)),
-            LeaderEpoch(0),
-            T0,
-        )
-        .unwrap();
-    }
+    append_keyed(&log, records, 0, |o| o / 2);
     log.enforce_retention(T0 + 1000).await.unwrap();
     log.flush().await.unwrap();
     let segments = log.segment_count();
