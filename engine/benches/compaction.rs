@@ -14,9 +14,17 @@
 //! directory syncs and index writes), cleaned in 16 KiB slices (little CPU per slice),
 //! with the same durable-append prober; it prints the swaps made and the prober's
 //! latencies.
+//! A third run times the first pass after a restart: a log of N records over N/2 keys is
+//! compacted, gets N/20 newer values (one dirty segment), is closed and reopened, and
+//! compacted again, once with the cleaner checkpoint and once with it removed (every
+//! byte dirty, as before the checkpoint existed). It prints, for both, the pass's time,
+//! the bytes it read and mapped (the dirty share `min.cleanable.dirty.ratio` judges), and
+//! the segments and bytes it rewrote.
 //! `cargo bench -p sluice-engine --bench compaction` runs 1M records over 10k keys (and
-//! 100k records in the swap run); under `cargo test` it runs a tiny input.
-//! `SLUICE_BENCH_DIR` picks the directory.
+//! 100k records in the swap run, 1M over 500k keys in the restart run); under
+//! `cargo test` it runs a tiny input. A further argument (`-- restart`, `-- swap`,
+//! `-- codec`) runs only the runs whose name contains it. `SLUICE_BENCH_DIR` picks the
+//! directory.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -293,8 +301,117 @@ async fn run_swaps(dir: PathBuf, records: i64) {
     log.close().await.unwrap();
 }
 
+/// Builds the restart run's log in `dir` and closes it: `records` over `records / 2`
+/// keys, compacted, then `records / 20` newer values of the first keys in a closed
+/// segment and one record in the active segment (so the dirty segment stays closed after
+/// the reopen).
+async fn restart_log(dir: &std::path::Path, records: i64) {
+    let log = Log::open(dir, config(), ReadCache::new(64 << 20))
+        .await
+        .unwrap();
+    let keys = records / 2;
+    append_keyed(&log, records, 0, |o| o % keys);
+    log.enforce_retention(T0 + 1000).await.unwrap();
+    log.flush().await.unwrap();
+    while !log.compact(T0, 64 << 20).await.unwrap().idle {}
+    let base = log.log_end_offset().0;
+    let newer = records / 20;
+    for b in 0..newer / RECORDS_PER_BATCH {
+        let recs: Vec<(Vec<u8>, Vec<u8>)> = (0..RECORDS_PER_BATCH)
+            .map(|i| {
+                let n = b * RECORDS_PER_BATCH + i;
+                (
+                    format!("key-{n:08}").into_bytes(),
+                    format!("value-of-offset-{:012}", base + n).into_bytes(),
+                )
+            })
+            .collect();
+        let refs: Vec<KeyValue<'_>> = recs
+            .iter()
+            .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice())))
+            .collect();
+        log.append(
+            Bytes::from(build_batch(0, T0, 0, &refs)),
+            LeaderEpoch(0),
+            T0,
+        )
+        .unwrap();
+    }
+    log.enforce_retention(T0 + 1000).await.unwrap();
+    let tail = build_batch(
+        0,
+        T0,
+        0,
+        &[(Some(b"tail".as_slice()), Some(b"x".as_slice()))],
+    );
+    log.append(Bytes::from(tail), LeaderEpoch(0), T0).unwrap();
+    log.flush().await.unwrap();
+    log.close().await.unwrap();
+}
+
+async fn run_restart(dir: PathBuf, records: i64) {
+    for with_checkpoint in [true, false] {
+        let dir = dir.join(if with_checkpoint { "with" } else { "without" });
+        restart_log(&dir, records).await;
+        let checkpoint = dir.join(sluice_engine::checkpoint::CLEANER_FILE);
+        assert!(checkpoint.exists());
+        if !with_checkpoint {
+            std::fs::remove_file(&checkpoint).unwrap();
+        }
+        let log = Log::open(&dir, config(), ReadCache::new(64 << 20))
+            .await
+            .unwrap();
+        let size = log.size_bytes();
+        let started = Instant::now();
+        let mut sum = sluice_engine::CompactOutcome::default();
+        let mut calls = 0u32;
+        loop {
+            calls += 1;
+            let o = log.compact(T0, SLICE_BYTES).await.unwrap();
+            sum.bytes_read += o.bytes_read;
+            sum.bytes_mapped += o.bytes_mapped;
+            sum.segments_cleaned += o.segments_cleaned;
+            sum.bytes_before += o.bytes_before;
+            sum.bytes_after += o.bytes_after;
+            if o.idle && !o.pass_finished {
+                break;
+            }
+            glommio::timer::sleep(PAUSE).await;
+        }
+        let took = started.elapsed();
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        println!(
+            "restart run {}: {records} records over {} keys + {} newer values, {:.2} MiB; \
+             first pass after the reopen: {:.3} s ({} slices paused 1 ms), read {:.2} MiB, \
+             mapped {:.2} MiB ({:.0}% of the log), rewrote {} segments \
+             ({:.2} MiB -> {:.2} MiB written)",
+            if with_checkpoint {
+                "with the cleaner checkpoint"
+            } else {
+                "without (before)"
+            },
+            records / 2,
+            records / 20,
+            mib(size),
+            took.as_secs_f64(),
+            calls,
+            mib(sum.bytes_read),
+            mib(sum.bytes_mapped),
+            100.0 * sum.bytes_mapped as f64 / size.max(1) as f64,
+            sum.segments_cleaned,
+            mib(sum.bytes_before),
+            mib(sum.bytes_after),
+        );
+        log.close().await.unwrap();
+    }
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    let only = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
     let (records, keys) = if full {
         (1_000_000, 10_000)
     } else {
@@ -318,10 +435,17 @@ fn main() {
     );
     glommio::LocalExecutorBuilder::default()
         .spawn(move || async move {
-            for (i, codec) in [0i16, 3].into_iter().enumerate() {
-                run_one(dir.join(format!("c-{i}")), records, keys, codec).await;
+            if "codec".contains(only.as_str()) {
+                for (i, codec) in [0i16, 3].into_iter().enumerate() {
+                    run_one(dir.join(format!("c-{i}")), records, keys, codec).await;
+                }
             }
-            run_swaps(dir.join("swaps"), if full { 100_000 } else { 10_000 }).await;
+            if "swap".contains(only.as_str()) {
+                run_swaps(dir.join("swaps"), if full { 100_000 } else { 10_000 }).await;
+            }
+            if "restart".contains(only.as_str()) {
+                run_restart(dir.join("restart"), records).await;
+            }
         })
         .unwrap()
         .join()

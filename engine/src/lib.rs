@@ -10,7 +10,7 @@
 //! Byte layouts of every file are in `FORMAT.md`.
 
 pub mod batch;
-mod checkpoint;
+pub mod checkpoint;
 pub mod compaction;
 pub mod disk;
 mod error;

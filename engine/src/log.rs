@@ -27,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use tracing::{debug, error, info, warn};
 
 use crate::batch::{self, BatchError, BatchHeader};
-use crate::checkpoint::{META_FILE, PartitionMeta};
+use crate::checkpoint::{CLEANER_FILE, META_FILE, PartitionMeta};
 use crate::disk::{Disk, DiskFile, DmaDisk, align_down};
 use crate::error::{AppendError, DeleteRecordsError, FlushError, LogIoError, OpenError, ReadError};
 use crate::event::{Event, EventListener};
@@ -487,6 +487,11 @@ impl Log {
             truncations: 0,
         };
         state.recompute_max_timestamp();
+        // Before the partition checkpoint below: its directory sync makes the removal of
+        // an unusable cleaner checkpoint durable.
+        let cleaner = cleaner::Cleaner::load(&*disk, dir, log_start_offset, log_end_offset)
+            .await
+            .map_err(io_err(&dir.join(CLEANER_FILE)))?;
         let cache_id = cache.register_log();
         let log = Rc::new(Log {
             dir: dir.to_path_buf(),
@@ -505,7 +510,7 @@ impl Log {
             me: RefCell::new(std::rc::Weak::new()),
             appended: Event::new(),
             flush_wanted: Event::new(),
-            cleaner: RefCell::new(cleaner::Cleaner::default()),
+            cleaner: RefCell::new(cleaner),
             cleaning: Cell::new(false),
         });
         *log.me.borrow_mut() = Rc::downgrade(&log);
@@ -1710,8 +1715,10 @@ impl Log {
             removed
         };
         self.cache.remove_from(self.cache_id, new_end);
-        // The checkpoint goes first: with the recovery point at or below the cut, a crash
-        // in the middle of the file operations below is repaired by the recovery scan.
+        // The checkpoints go first: with the recovery point at or below the cut, a crash
+        // in the middle of the file operations below is repaired by the recovery scan, and
+        // the cleaner's progress never counts records appended after the cut as clean.
+        self.truncate_cleaner_checkpoint(new_end).await?;
         self.persist_meta().await?;
         file.truncate(position)
             .await
@@ -1746,6 +1753,7 @@ impl Log {
             removed
         };
         self.cache.remove_log(self.cache_id);
+        self.truncate_cleaner_checkpoint(offset).await?;
         self.persist_meta().await?;
         self.delete_segment_files(&removed);
         self.after_truncation().await

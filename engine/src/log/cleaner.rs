@@ -34,11 +34,23 @@
 //! Tombstones: a tombstone that is the newest record of its key is kept until
 //! `delete.retention.ms` after its own timestamp (CreateTime, or the batch's
 //! LogAppendTime), then removed by the next pass; the earliest such expiry makes a pass
-//! due even when nothing is dirty. The cleaned-up-to point is kept in memory only: after
-//! a restart the first pass maps the whole log again.
+//! due even when nothing is dirty.
+//!
+//! Progress survives a restart (Kafka's cleaner offset checkpoint): after each finished
+//! pass the first dirty offset and the earliest tombstone expiry are written to
+//! `cleaner-offset-checkpoint` (whole-file replacement under the segments lock, so it is
+//! ordered with truncations; never on the append path). Open loads it, so the first pass
+//! after a restart maps only the dirty part and the dirty share counts only that part.
+//! Invariant: the checkpoint on disk is never above the records a finished pass mapped.
+//! A value too high could let an expired tombstone go while an older value of its key,
+//! never mapped, stays: the key would come back. Hence a lost (older) checkpoint only
+//! costs mapping again, while a truncation below it writes the truncation point first,
+//! before any file is cut, and open ignores (and removes) a damaged checkpoint or one
+//! past the log end offset, raising one below the log start offset to it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::checkpoint::{CLEANER_FILE, CleanerCheckpoint};
 use crate::compaction::{self, CleanRules, CleanedBatch, CompactError, KeyOffsetMap};
 use crate::disk::align_down;
 
@@ -72,6 +84,8 @@ pub struct CompactOutcome {
     /// Their sizes before and after.
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Of `bytes_read`, the bytes read to build the key map (the dirty part).
+    pub bytes_mapped: u64,
 }
 
 #[derive(Default)]
@@ -80,9 +94,64 @@ pub(super) struct Cleaner {
     first_dirty: Option<Offset>,
     /// Earliest time a kept tombstone may be removed.
     tombstone_expiry_ms: Option<i64>,
-    /// `State::truncations` when `first_dirty` was set.
-    truncations_seen: u64,
+    /// What `cleaner-offset-checkpoint` holds (None: no usable file).
+    persisted: Option<CleanerCheckpoint>,
     pass: Option<Pass>,
+}
+
+impl Cleaner {
+    /// The progress recorded in `dir`'s checkpoint, validated against the log as opened:
+    /// a damaged checkpoint, or one past `log_end` (recovery cut the log below it), is
+    /// logged, removed (the caller's next directory sync makes that durable, so the value
+    /// cannot become valid again once the log grows past it) and ignored; one below
+    /// `log_start` (retention or delete-records removed cleaned segments) is raised to
+    /// it.
+    ///
+    /// Kafka's upper bound is the active segment's base offset. Here a segment is
+    /// created by its first flush, so a log reopened after a pass that ended at an
+    /// empty active segment has the last cleaned segment active again, and the first
+    /// dirty offset is its end: the log end offset. Every record below it was mapped.
+    pub(super) async fn load(
+        disk: &dyn Disk,
+        dir: &Path,
+        log_start: Offset,
+        log_end: Offset,
+    ) -> std::io::Result<Cleaner> {
+        let path = dir.join(CLEANER_FILE);
+        let Some(bytes) = disk.read_file(&path).await? else {
+            return Ok(Cleaner::default());
+        };
+        let loaded = CleanerCheckpoint::decode(&bytes);
+        let usable = match loaded {
+            None => {
+                warn!(dir = %dir.display(), "cleaner checkpoint damaged; ignoring it, the next pass maps the whole log");
+                None
+            }
+            Some(c) if c.first_dirty > log_end => {
+                warn!(dir = %dir.display(), first_dirty = c.first_dirty.0, log_end_offset = log_end.0,
+                    "cleaner checkpoint past the log end; ignoring it, the next pass maps the whole log");
+                None
+            }
+            Some(c) if c.first_dirty < log_start => {
+                info!(dir = %dir.display(), first_dirty = c.first_dirty.0, log_start_offset = log_start.0,
+                    "cleaner checkpoint below the log start offset; dirty part starts at the log start");
+                Some(CleanerCheckpoint {
+                    first_dirty: log_start,
+                    ..c
+                })
+            }
+            Some(c) => Some(c),
+        };
+        if usable.is_none() {
+            disk.remove_file(&path)?;
+        }
+        Ok(Cleaner {
+            first_dirty: usable.map(|c| c.first_dirty),
+            tombstone_expiry_ms: usable.and_then(|c| c.tombstone_expiry_ms),
+            persisted: usable.and(loaded),
+            pass: None,
+        })
+    }
 }
 
 struct Pass {
@@ -242,16 +311,22 @@ impl Log {
         let result = self
             .run_slices(&mut pass, &rules, interval, bytes_max, &mut outcome)
             .await;
+        // A truncation during the last step (its swap was refused) ends the pass as one
+        // dropped: what it mapped may be gone.
+        let truncated = self.state.borrow().truncations != pass.truncations;
         match result {
-            Ok(true) if pass.dropped => outcome.idle = true,
+            Ok(true) if pass.dropped || truncated => outcome.idle = true,
             Ok(true) => {
-                let mut c = self.cleaner.borrow_mut();
-                c.first_dirty = Some(pass.end);
-                c.tombstone_expiry_ms = pass.tombstone_expiry_ms;
+                {
+                    let mut c = self.cleaner.borrow_mut();
+                    c.first_dirty = Some(pass.end);
+                    c.tombstone_expiry_ms = pass.tombstone_expiry_ms;
+                }
                 outcome.idle = true;
                 outcome.pass_finished = true;
                 info!(dir = %self.dir.display(), cleaned_to = pass.end.0, keys = pass.map.len(),
                     undecodable_batches = pass.undecodable_batches, "compaction pass finished");
+                self.persist_cleaner_checkpoint().await?;
             }
             Ok(false) => self.cleaner.borrow_mut().pass = Some(pass),
             Err(e) => {
@@ -260,6 +335,61 @@ impl Log {
             }
         }
         Ok(outcome)
+    }
+
+    /// Writes the in-memory progress to `cleaner-offset-checkpoint` unless the file holds
+    /// it already. Under the segments lock, so a truncation (which lowers the progress
+    /// and writes it itself) is never overtaken by an older, higher value.
+    async fn persist_cleaner_checkpoint(&self) -> Result<(), LogIoError> {
+        let _guard = self.lock_segments().await;
+        let want = {
+            let st = self.state.borrow();
+            let c = self.cleaner.borrow();
+            if st.closed || st.failed.is_some() {
+                return Ok(());
+            }
+            let Some(first_dirty) = c.first_dirty else {
+                return Ok(());
+            };
+            let want = CleanerCheckpoint {
+                first_dirty,
+                tombstone_expiry_ms: c.tombstone_expiry_ms,
+            };
+            if c.persisted == Some(want) {
+                return Ok(());
+            }
+            want
+        };
+        self.write_cleaner_checkpoint(want).await
+    }
+
+    async fn write_cleaner_checkpoint(&self, c: CleanerCheckpoint) -> Result<(), LogIoError> {
+        self.disk
+            .write_file_atomic(&self.dir.join(CLEANER_FILE), &c.encode())
+            .await
+            .map_err(|e| LogIoError::from(self.fail("cleaner checkpoint", e)))?;
+        self.cleaner.borrow_mut().persisted = Some(c);
+        Ok(())
+    }
+
+    /// A truncation to `end`: records from `end` on are new, so the progress drops to
+    /// `end` (Kafka's maybeTruncateCheckpoint), on disk before the caller cuts any file.
+    /// The caller holds both locks.
+    pub(super) async fn truncate_cleaner_checkpoint(&self, end: Offset) -> Result<(), LogIoError> {
+        let lowered = {
+            let mut c = self.cleaner.borrow_mut();
+            c.first_dirty = c.first_dirty.map(|d| d.min(end));
+            c.persisted
+                .filter(|p| p.first_dirty > end)
+                .map(|p| CleanerCheckpoint {
+                    first_dirty: end,
+                    ..p
+                })
+        };
+        match lowered {
+            Some(c) => self.write_cleaner_checkpoint(c).await,
+            None => Ok(()),
+        }
     }
 
     /// Drops a pass in progress and its partial copy.
@@ -352,12 +482,9 @@ impl Log {
 
     fn start_pass(&self, now_ms: i64, config: &LogConfig) -> Option<Pass> {
         let st = self.state.borrow();
-        let mut c = self.cleaner.borrow_mut();
-        if c.truncations_seen != st.truncations {
-            // Records below the old cleaned-up-to point may be new: map everything.
-            c.truncations_seen = st.truncations;
-            c.first_dirty = None;
-        }
+        let c = self.cleaner.borrow();
+        // A truncation lowered `first_dirty` to its cut (`truncate_cleaner_checkpoint`):
+        // what is below is unchanged and stays clean.
         let first_base = *st.segments.keys().next().expect("active segment");
         let first_unmapped = c.first_dirty.unwrap_or(first_base).max(first_base);
         let end = Self::cleanable_end(&st, first_unmapped, now_ms, config);
@@ -369,7 +496,18 @@ impl Log {
         for s in st.segments.values().take_while(|s| s.base_offset < end) {
             total += s.size;
             if s.next_offset > first_dirty {
-                dirty += s.size;
+                // The segment holding the first dirty offset (after a reopen, the last
+                // cleaned segment took appends) counts from its index entry at or before
+                // it.
+                let from = if s.base_offset < first_dirty {
+                    u64::from(offset_index::lookup(
+                        &s.offset_index,
+                        s.relative(first_dirty),
+                    ))
+                } else {
+                    0
+                };
+                dirty += s.size - from.min(s.size);
             }
         }
         let ratio_due = dirty > 0
@@ -477,6 +615,7 @@ impl Log {
         let mut next = cursor;
         for (_, b) in &batches {
             outcome.bytes_read += b.len() as u64;
+            outcome.bytes_mapped += b.len() as u64;
             let h = BatchHeader::new(b).expect("checked batch");
             if h.last_offset() < cursor {
                 continue;
