@@ -651,4 +651,128 @@ mod tests {
             Err(RecordError::VarintTooLong { .. })
         ));
     }
+
+    /// Records the largest single allocation made by the current thread, so the property
+    /// tests below can prove decoding never sizes a buffer from an untrusted count or
+    /// past the decompression cap. Installed for this crate's whole unit-test binary;
+    /// it only reads and writes a thread-local. zstd's own C allocations are not seen.
+    struct LargestAllocation;
+
+    thread_local! {
+        static LARGEST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    unsafe impl std::alloc::GlobalAlloc for LargestAllocation {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            let _ = LARGEST.try_with(|l| l.set(l.get().max(layout.size())));
+            unsafe { std::alloc::System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(
+            &self,
+            ptr: *mut u8,
+            layout: std::alloc::Layout,
+            new_size: usize,
+        ) -> *mut u8 {
+            let _ = LARGEST.try_with(|l| l.set(l.get().max(new_size)));
+            unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: LargestAllocation = LargestAllocation;
+
+    /// The decompression cap of the property tests: small, so inputs reach it.
+    const CAP: usize = 64 << 10;
+
+    /// The most one decode may allocate at once: the decompressed records grow by
+    /// doubling to at most twice the cap, and an lz4 frame may declare 4 MiB linked
+    /// blocks, for which lz4_flex reserves twice the block plus a 64 KiB window from the
+    /// header alone. The record list holds at most one `Record` per 7 decompressed bytes.
+    const ALLOCATION_BYTES_MAX: usize = 2 * (CAP + 1) + 2 * (4 << 20) + (64 << 10);
+
+    /// Decodes `batch`, checks a decoded batch survives `encode_batch` (when its records
+    /// meet that function's preconditions), and returns the largest allocation made.
+    fn decode_checked(batch: &[u8]) -> Result<usize, proptest::test_runner::TestCaseError> {
+        LARGEST.with(|l| l.set(0));
+        let decoded = decode_batch(batch, CAP);
+        let largest = LARGEST.with(|l| l.get());
+        if let Ok(d) = decoded {
+            let header = BatchHeader::new(batch).unwrap();
+            let last = header.last_offset_delta();
+            if !d.records.is_empty() && d.records.iter().all(|r| r.offset_delta <= last) {
+                let again = encode_batch(&header, &d.records, d.snappy_xerial).unwrap();
+                let reread = decode_batch(&again, CAP).unwrap();
+                proptest::prop_assert_eq!(reread.records, d.records);
+                proptest::prop_assert_eq!(reread.snappy_xerial, d.snappy_xerial);
+            }
+        }
+        Ok(largest)
+    }
+
+    /// A well-formed header (codec from `attributes`, `count` records) before `body`.
+    fn steered(attributes: i16, count: i32, body: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; HEADER_BYTES];
+        b[8..12]
+            .copy_from_slice(&((HEADER_BYTES - LOG_OVERHEAD + body.len()) as i32).to_be_bytes());
+        b[16] = MAGIC_V2 as u8;
+        b[21..23].copy_from_slice(&attributes.to_be_bytes());
+        b[23..27].copy_from_slice(&count.saturating_sub(1).max(0).to_be_bytes());
+        b[57..61].copy_from_slice(&count.to_be_bytes());
+        b.extend_from_slice(body);
+        b
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(300))]
+
+        // Proves arbitrary bytes, as a whole batch and as the (compressed) records behind a
+        // well-formed header of every codec, decode to Ok or a typed error without a panic
+        // or an allocation past the cap, and what decodes survives a re-encode.
+        #[test]
+        fn arbitrary_bytes_never_panic_or_overallocate(
+            attributes in 0i16..6,
+            count in -1i32..40,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let largest = decode_checked(&body)?;
+            proptest::prop_assert!(largest <= ALLOCATION_BYTES_MAX, "{largest} bytes");
+            let largest = decode_checked(&steered(attributes, count, &body))?;
+            proptest::prop_assert!(largest <= ALLOCATION_BYTES_MAX, "{largest} bytes");
+        }
+
+        // Proves valid batches of every codec with a few bytes replaced (in the header, the
+        // compressed stream or the records) and cut short decode to Ok or a typed error
+        // without a panic or an allocation past the cap.
+        #[test]
+        fn mutated_batches_never_panic_or_overallocate(
+            codec in 0usize..5,
+            records in proptest::collection::vec(
+                (
+                    proptest::option::of(proptest::collection::vec(0u8..4, 0..12)),
+                    proptest::option::of(proptest::collection::vec(0u8..4, 0..200)),
+                ),
+                1..6,
+            ),
+            edits in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                1..4,
+            ),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let kvs: Vec<KeyValue<'_>> =
+                records.iter().map(|(k, v)| (k.as_deref(), v.as_deref())).collect();
+            let mut b = build_batch(0, 1, CODECS[codec].0, &kvs);
+            for (at, byte) in &edits {
+                let i = at.index(b.len());
+                b[i] = *byte;
+            }
+            let largest = decode_checked(&b)?;
+            proptest::prop_assert!(largest <= ALLOCATION_BYTES_MAX, "{largest} bytes");
+            let largest = decode_checked(&b[..cut.index(b.len())])?;
+            proptest::prop_assert!(largest <= ALLOCATION_BYTES_MAX, "{largest} bytes");
+        }
+    }
 }
