@@ -276,6 +276,16 @@ fn snappy_decompress(data: &[u8], bytes_max: usize) -> Result<(Vec<u8>, bool), R
     Ok((out, true))
 }
 
+/// The largest window (log2 of its bytes) a zstd frame may declare when its output is
+/// capped at `bytes_max`: the smallest power of two above the cap, within zstd's own
+/// limits (2^10 to its default 2^27). The decoder allocates the declared window before it
+/// writes a byte, so without this nine hostile bytes make it allocate 128 MiB whatever
+/// the cap. Encoders size the window from the content when they know it, and records
+/// that fit the cap never need a longer one; a frame declaring one is refused.
+fn zstd_window_log_max(bytes_max: usize) -> u32 {
+    (usize::BITS - bytes_max.leading_zeros()).clamp(10, 27)
+}
+
 /// Decompresses a batch's record bytes with an output cap of `bytes_max`.
 fn decompress(codec: Codec, data: &[u8], bytes_max: usize) -> Result<(Vec<u8>, bool), RecordError> {
     match codec {
@@ -290,11 +300,22 @@ fn decompress(codec: Codec, data: &[u8], bytes_max: usize) -> Result<(Vec<u8>, b
             false,
         )),
         Codec::Zstd => {
-            let decoder =
-                zstd::stream::read::Decoder::new(data).map_err(|e| RecordError::Decompress {
-                    codec,
-                    reason: e.to_string(),
-                })?;
+            let err = |e: std::io::Error| RecordError::Decompress {
+                codec,
+                reason: e.to_string(),
+            };
+            // A frame stating a content size over the cap (librdkafka's do) is refused
+            // from its header, before the decoder allocates a window for it.
+            if let Ok(Some(n)) = zstd::zstd_safe::get_frame_content_size(data)
+                && n > u64::try_from(bytes_max).unwrap_or(u64::MAX)
+            {
+                return Err(RecordError::DecompressedTooLarge { bytes_max });
+            }
+            // The slice is read in place (no input buffer), and the window is limited.
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(data).map_err(err)?;
+            decoder
+                .window_log_max(zstd_window_log_max(bytes_max))
+                .map_err(err)?;
             Ok((read_capped(decoder, codec, bytes_max)?, false))
         }
         Codec::Unknown(_) => Err(RecordError::UnsupportedCodec(codec)),
@@ -624,6 +645,29 @@ mod tests {
             decode_batch(&b, 1 << 16),
             Err(RecordError::BadCount { .. })
         ));
+    }
+
+    // Proves a zstd frame declaring a window far beyond the cap is refused before the
+    // decoder allocates that window (found by fuzzing: nine bytes declaring a 2^27 window
+    // made it allocate 128 MiB under any cap), while zstd batches whose records fit the
+    // cap still decode under a small cap.
+    #[test]
+    fn zstd_window_is_bounded_by_the_cap() {
+        let frame = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x88, 0x01, 0x00, 0x00];
+        let b = steered(4, 0, &frame);
+        assert!(matches!(
+            decode_batch(&b, 256 << 10),
+            Err(RecordError::Decompress {
+                codec: Codec::Zstd,
+                ..
+            })
+        ));
+        assert_eq!(zstd_window_log_max(256 << 10), 19);
+        assert_eq!(zstd_window_log_max(64 << 20), 27);
+        assert_eq!(zstd_window_log_max(0), 10);
+        let value = [1u8; 3000];
+        let b = build_batch(0, 1, 4, &[(Some(b"k"), Some(&value))]);
+        assert_eq!(decode_batch(&b, 4096).unwrap().records.len(), 1);
     }
 
     // Proves varints decode at their limits and overlong ones are rejected.
