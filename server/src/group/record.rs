@@ -672,4 +672,131 @@ mod tests {
             .is_err()
         );
     }
+
+    /// Records the largest single allocation made by the current thread, so the property
+    /// tests below can prove decoding never sizes a buffer from an untrusted count.
+    /// Installed for this crate's whole unit-test binary; it only touches a thread-local.
+    struct LargestAllocation;
+
+    thread_local! {
+        static LARGEST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    unsafe impl std::alloc::GlobalAlloc for LargestAllocation {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            let _ = LARGEST.try_with(|l| l.set(l.get().max(layout.size())));
+            unsafe { std::alloc::System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(
+            &self,
+            ptr: *mut u8,
+            layout: std::alloc::Layout,
+            new_size: usize,
+        ) -> *mut u8 {
+            let _ = LARGEST.try_with(|l| l.set(l.get().max(new_size)));
+            unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: LargestAllocation = LargestAllocation;
+
+    /// The most one decode may allocate at once for `len` input bytes: strings and bytes
+    /// are copies of at most `len` bytes, and the member list holds one `MemberMetadata`
+    /// (under 256 bytes) per `MEMBER_BYTES_MIN` input bytes.
+    fn allocation_bytes_max(len: usize) -> usize {
+        64 + len.max(256 / MEMBER_BYTES_MIN * len)
+    }
+
+    /// Decodes `bytes` as a key and as both values, checks that what decodes survives a
+    /// re-encode (keys always; values written in the version we write), and returns the
+    /// largest allocation made.
+    fn decode_checked(bytes: &[u8]) -> Result<usize, proptest::test_runner::TestCaseError> {
+        LARGEST.with(|l| l.set(0));
+        let key = decode_key(bytes);
+        let offset = decode_offset_commit_value(bytes);
+        let group = decode_group_metadata_value(bytes);
+        let largest = LARGEST.with(|l| l.get());
+        let version = bytes.get(..2).map(|v| i16::from_be_bytes([v[0], v[1]]));
+        if let Ok(k) = key {
+            // Key versions 0 and 1 share a layout; we write 1.
+            proptest::prop_assert_eq!(decode_key(&encode_key(&k)).unwrap(), k);
+        }
+        if let Ok(v) = offset
+            && version == Some(OFFSET_COMMIT_VALUE_VERSION)
+        {
+            proptest::prop_assert_eq!(encode_offset_commit_value(&v), bytes);
+        }
+        if let Ok(v) = group
+            && version == Some(GROUP_METADATA_VALUE_VERSION)
+        {
+            proptest::prop_assert_eq!(encode_group_metadata_value(&v), bytes);
+        }
+        Ok(largest)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(1000))]
+
+        // Proves arbitrary record bytes behind every key and value version (and unknown
+        // ones) decode to Ok or a typed error, never a panic or an allocation sized from an
+        // untrusted count, and that what decodes in the version we write re-encodes to the
+        // same bytes.
+        #[test]
+        fn arbitrary_bytes_never_panic_or_overallocate(
+            version in -1i16..7,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let mut bytes = version.to_be_bytes().to_vec();
+            bytes.extend_from_slice(&body);
+            let largest = decode_checked(&bytes)?;
+            proptest::prop_assert!(largest <= allocation_bytes_max(bytes.len()), "{largest} bytes");
+        }
+
+        // Proves our own encodings of keys and values with a few bytes replaced, and cut
+        // short, decode to Ok or a typed error without a panic or an oversized allocation.
+        #[test]
+        fn mutated_records_never_panic_or_overallocate(
+            pick in 0usize..4,
+            text in "[a-z]{0,6}",
+            members in 0usize..4,
+            edits in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                1..4,
+            ),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let mut group = group_value();
+            group.protocol_type = text.clone();
+            group.members.truncate(members.min(2));
+            let mut bytes = match pick {
+                0 => encode_key(&RecordKey::OffsetCommit {
+                    group: text.clone(),
+                    topic: "topic".into(),
+                    partition: 7,
+                }),
+                1 => encode_key(&RecordKey::GroupMetadata { group: text.clone() }),
+                2 => encode_offset_commit_value(&OffsetCommitValue {
+                    offset: 42,
+                    leader_epoch: 3,
+                    metadata: text.clone(),
+                    commit_timestamp_ms: 1,
+                    expire_timestamp_ms: -1,
+                }),
+                _ => encode_group_metadata_value(&group),
+            };
+            for (at, byte) in &edits {
+                let i = at.index(bytes.len());
+                bytes[i] = *byte;
+            }
+            let largest = decode_checked(&bytes)?;
+            proptest::prop_assert!(largest <= allocation_bytes_max(bytes.len()), "{largest} bytes");
+            let short = &bytes[..cut.index(bytes.len())];
+            let largest = decode_checked(short)?;
+            proptest::prop_assert!(largest <= allocation_bytes_max(short.len()), "{largest} bytes");
+        }
+    }
 }
