@@ -288,6 +288,12 @@ impl<'a> Reader<'a> {
             position,
         };
         let n = usize::try_from(len).map_err(|_| bad.clone())?;
+        // Strings are at most i16::MAX bytes in every version, as Kafka's readers check:
+        // a longer compact one would be loaded and then break `put_str` when the group
+        // is written again.
+        if !wide && n > i16::MAX as usize {
+            return Err(bad);
+        }
         if n.saturating_mul(unit_bytes_min) > self.left() {
             return Err(bad);
         }
@@ -670,6 +676,44 @@ mod tests {
                 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
             ])
             .is_err()
+        );
+    }
+
+    // Proves a compact (version 4) string longer than i16::MAX is refused when read, as
+    // Kafka refuses it, instead of being loaded into a group that `put_str` then cannot
+    // write back (its assert would stop the shard at the group's next write).
+    #[test]
+    fn long_compact_strings_are_refused() {
+        let long = "m".repeat(i16::MAX as usize + 1);
+        let mut g4 = vec![0, 4];
+        g4.extend_from_slice(&[0x81, 0x80, 0x02]); // compact length 32768 + 1
+        g4.extend_from_slice(long.as_bytes());
+        g4.extend_from_slice(&3i32.to_be_bytes());
+        g4.extend_from_slice(&[0, 0]);
+        g4.extend_from_slice(&(-1i64).to_be_bytes());
+        g4.extend_from_slice(&[1, 0]); // no members, no tags
+        assert_eq!(
+            decode_group_metadata_value(&g4),
+            Err(RecordCodecError::BadLength {
+                what: "protocol type",
+                len: 32768,
+                position: 2,
+            })
+        );
+        // The longest string Kafka allows still reads.
+        let max = "m".repeat(i16::MAX as usize);
+        let mut g4 = vec![0, 4];
+        g4.extend_from_slice(&[0x80, 0x80, 0x02]); // compact length 32767 + 1
+        g4.extend_from_slice(max.as_bytes());
+        g4.extend_from_slice(&3i32.to_be_bytes());
+        g4.extend_from_slice(&[0, 0]);
+        g4.extend_from_slice(&(-1i64).to_be_bytes());
+        g4.extend_from_slice(&[1, 0]);
+        let v = decode_group_metadata_value(&g4).unwrap();
+        assert_eq!(v.protocol_type, max);
+        assert_eq!(
+            decode_group_metadata_value(&encode_group_metadata_value(&v)),
+            Ok(v)
         );
     }
 
