@@ -410,3 +410,103 @@ fn produce_records_are_a_slice_of_the_frame() {
     assert_eq!(&records[..], b"batch");
     assert_eq!(records.as_ptr(), f[f.len() - 5..].as_ptr());
 }
+
+/// Encodes a consumer protocol message the way a client does: version, then the struct.
+fn consumer_protocol_bytes(
+    version: i16,
+    msg: &impl kafka_protocol::protocol::Encodable,
+) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    buf.put_i16(version);
+    msg.encode(&mut buf, version).unwrap();
+    buf.to_vec()
+}
+
+/// A decoded consumer protocol message encoded again behind its version, read as the
+/// newest known one when above it. `None` when kafka-protocol refuses a value our
+/// decoder accepts; such messages cannot be compared.
+fn reencoded(version: i16, msg: &impl kafka_protocol::protocol::Encodable) -> Option<Bytes> {
+    use crate::consumer_protocol::CONSUMER_PROTOCOL_VERSION_MAX;
+    let mut buf = BytesMut::new();
+    buf.put_i16(version);
+    msg.encode(&mut buf, version.min(CONSUMER_PROTOCOL_VERSION_MAX))
+        .ok()?;
+    Some(buf.freeze())
+}
+
+/// Decodes `bytes` as both a subscription and an assignment, checks each that decodes
+/// survives kafka-protocol's encoder, and returns the largest allocation decoding made.
+fn consumer_protocol_decodes(bytes: &[u8]) -> Result<usize, TestCaseError> {
+    use crate::consumer_protocol::{decode_assignment, decode_subscription};
+    let input = Bytes::copy_from_slice(bytes);
+    let (subscription, largest_s) =
+        largest_allocation_during(|| decode_subscription(input.clone()));
+    let (assignment, largest_a) = largest_allocation_during(|| decode_assignment(input.clone()));
+    if let Ok((v, s)) = subscription
+        && let Some(b) = reencoded(v, &s)
+    {
+        prop_assert_eq!(decode_subscription(b).unwrap(), (v, s));
+    }
+    if let Ok((v, a)) = assignment
+        && let Some(b) = reencoded(v, &a)
+    {
+        prop_assert_eq!(decode_assignment(b).unwrap(), (v, a));
+    }
+    Ok(largest_s.max(largest_a))
+}
+
+/// The most a consumer protocol decode may allocate at once for `len` input bytes: every
+/// count is checked against the bytes left, and the largest element (an assigned or owned
+/// topic partition) is under 128 bytes while each takes at least 6 input bytes.
+fn consumer_protocol_allocation_max(len: usize) -> usize {
+    1024 + 32 * len
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #[test]
+    fn arbitrary_consumer_protocol_bytes_never_panic_or_overallocate(
+        version in -1i16..6,
+        body in proptest::collection::vec(any::<u8>(), 0..256),
+    ) {
+        // Proves arbitrary subscription and assignment bytes behind any version decode to Ok
+        // or an error, whatever decodes survives a re-encode, and no allocation is sized
+        // from an untrusted count.
+        let mut bytes = version.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&body);
+        let largest = consumer_protocol_decodes(&bytes)?;
+        prop_assert!(largest <= consumer_protocol_allocation_max(bytes.len()), "{largest} bytes");
+    }
+
+    #[test]
+    fn mutated_consumer_protocol_messages_never_panic_or_overallocate(
+        seed: u64,
+        version in 0i16..4,
+        edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<proptest::sample::Index>(),
+    ) {
+        // Proves real encodings (kafka-protocol's, of random subscriptions and assignments)
+        // with a few bytes replaced, and each such encoding truncated, are decoded without a
+        // panic or an allocation sized from a corrupted count.
+        use crate::random::{Gen, Rng};
+        use crate::wire::Cx;
+        use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
+        let mut g = Rng::new(seed);
+        let cx = Cx { version, flex: false };
+        let encodings = [
+            consumer_protocol_bytes(version, &ConsumerProtocolSubscription::generate(&mut g, cx)),
+            consumer_protocol_bytes(version, &ConsumerProtocolAssignment::generate(&mut g, cx)),
+        ];
+        for mut bytes in encodings {
+            for (at, byte) in &edits {
+                let i = at.index(bytes.len());
+                bytes[i] = *byte;
+            }
+            let largest = consumer_protocol_decodes(&bytes)?;
+            prop_assert!(largest <= consumer_protocol_allocation_max(bytes.len()), "{largest} bytes");
+            let short = &bytes[..cut.index(bytes.len())];
+            let largest = consumer_protocol_decodes(short)?;
+            prop_assert!(largest <= consumer_protocol_allocation_max(short.len()), "{largest} bytes");
+        }
+    }
+}
