@@ -534,6 +534,7 @@ pub fn build_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_testkit::{LargestAllocation, largest_allocation_during};
 
     const CODECS: [(i16, Codec); 5] = [
         (0, Codec::None),
@@ -696,35 +697,9 @@ mod tests {
         ));
     }
 
-    /// Records the largest single allocation made by the current thread, so the property
-    /// tests below can prove decoding never sizes a buffer from an untrusted count or
-    /// past the decompression cap. Installed for this crate's whole unit-test binary;
-    /// it only reads and writes a thread-local. zstd's own C allocations are not seen.
-    struct LargestAllocation;
-
-    thread_local! {
-        static LARGEST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    }
-
-    unsafe impl std::alloc::GlobalAlloc for LargestAllocation {
-        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-            let _ = LARGEST.try_with(|l| l.set(l.get().max(layout.size())));
-            unsafe { std::alloc::System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-            unsafe { std::alloc::System.dealloc(ptr, layout) }
-        }
-        unsafe fn realloc(
-            &self,
-            ptr: *mut u8,
-            layout: std::alloc::Layout,
-            new_size: usize,
-        ) -> *mut u8 {
-            let _ = LARGEST.try_with(|l| l.set(l.get().max(new_size)));
-            unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
-        }
-    }
-
+    /// Installed for this crate's whole unit-test binary, so the property tests below can
+    /// prove decoding never sizes a buffer from an untrusted count or past the
+    /// decompression cap.
     #[global_allocator]
     static ALLOCATOR: LargestAllocation = LargestAllocation;
 
@@ -740,9 +715,7 @@ mod tests {
     /// Decodes `batch`, checks a decoded batch survives `encode_batch` (when its records
     /// meet that function's preconditions), and returns the largest allocation made.
     fn decode_checked(batch: &[u8]) -> Result<usize, proptest::test_runner::TestCaseError> {
-        LARGEST.with(|l| l.set(0));
-        let decoded = decode_batch(batch, CAP);
-        let largest = LARGEST.with(|l| l.get());
+        let (decoded, largest) = largest_allocation_during(|| decode_batch(batch, CAP));
         if let Ok(d) = decoded {
             let header = BatchHeader::new(batch).unwrap();
             let last = header.last_offset_delta();

@@ -2,13 +2,11 @@
 //! version we decode (kafka-protocol's encoder is the oracle), the allocation
 //! bomb, header and error classification, and hand-written golden frames.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest};
 use kafka_protocol::protocol::encode_request_header_into_buffer;
 use proptest::prelude::*;
+use sluice_testkit::{LargestAllocation, largest_allocation_during};
 
 use crate::reader::ReadError;
 use crate::request::{
@@ -16,36 +14,10 @@ use crate::request::{
     decode_request,
 };
 
-/// Records the largest single allocation made by the current thread, so a test
-/// can prove a decoder did not size a buffer from an untrusted count.
-struct LargestAllocation;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for LargestAllocation {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = LARGEST.try_with(|l| l.set(l.get().max(layout.size())));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = LARGEST.try_with(|l| l.set(l.get().max(new_size)));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+/// Records the largest allocation of each thread, so a test can prove a decoder did not
+/// size a buffer from an untrusted count.
 #[global_allocator]
 static ALLOCATOR: LargestAllocation = LargestAllocation;
-
-fn largest_allocation_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    LARGEST.with(|l| l.set(0));
-    let out = f();
-    (out, LARGEST.with(|l| l.get()))
-}
 
 fn check_all_versions(api_key: ApiKey, seed: u64) -> Result<(), TestCaseError> {
     let (lo, hi) = decodable_versions(api_key).expect("decodable");

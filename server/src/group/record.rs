@@ -484,6 +484,7 @@ pub fn decode_group_metadata_value(bytes: &[u8]) -> Result<GroupMetadataValue, R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_testkit::{LargestAllocation, largest_allocation_during};
 
     fn group_value() -> GroupMetadataValue {
         GroupMetadataValue {
@@ -717,34 +718,8 @@ mod tests {
         );
     }
 
-    /// Records the largest single allocation made by the current thread, so the property
-    /// tests below can prove decoding never sizes a buffer from an untrusted count.
-    /// Installed for this crate's whole unit-test binary; it only touches a thread-local.
-    struct LargestAllocation;
-
-    thread_local! {
-        static LARGEST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    }
-
-    unsafe impl std::alloc::GlobalAlloc for LargestAllocation {
-        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-            let _ = LARGEST.try_with(|l| l.set(l.get().max(layout.size())));
-            unsafe { std::alloc::System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-            unsafe { std::alloc::System.dealloc(ptr, layout) }
-        }
-        unsafe fn realloc(
-            &self,
-            ptr: *mut u8,
-            layout: std::alloc::Layout,
-            new_size: usize,
-        ) -> *mut u8 {
-            let _ = LARGEST.try_with(|l| l.set(l.get().max(new_size)));
-            unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
-        }
-    }
-
+    /// Installed for this crate's whole unit-test binary, so the property tests below can
+    /// prove decoding never sizes a buffer from an untrusted count.
     #[global_allocator]
     static ALLOCATOR: LargestAllocation = LargestAllocation;
 
@@ -759,11 +734,13 @@ mod tests {
     /// re-encode (keys always; values written in the version we write), and returns the
     /// largest allocation made.
     fn decode_checked(bytes: &[u8]) -> Result<usize, proptest::test_runner::TestCaseError> {
-        LARGEST.with(|l| l.set(0));
-        let key = decode_key(bytes);
-        let offset = decode_offset_commit_value(bytes);
-        let group = decode_group_metadata_value(bytes);
-        let largest = LARGEST.with(|l| l.get());
+        let ((key, offset, group), largest) = largest_allocation_during(|| {
+            (
+                decode_key(bytes),
+                decode_offset_commit_value(bytes),
+                decode_group_metadata_value(bytes),
+            )
+        });
         let version = bytes.get(..2).map(|v| i16::from_be_bytes([v[0], v[1]]));
         if let Ok(k) = key {
             // Key versions 0 and 1 share a layout; we write 1.
