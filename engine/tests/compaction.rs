@@ -902,6 +902,43 @@ async fn wait_until(what: &str, ready: impl Fn() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
+/// Runs `op` in a task with every directory sync and whole-file write of `disk` held,
+/// and at each held step runs `at_stop` (crash images, checks) before letting that one
+/// step through; returns once `op` finished, with nothing held any more.
+async fn step_through_held_dir_ops(
+    disk: &SimDisk,
+    op: impl std::future::Future<Output = ()> + 'static,
+    mut at_stop: impl AsyncFnMut(),
+) {
+    disk.set_hold_dir_ops(true);
+    let done = Rc::new(std::cell::Cell::new(false));
+    let task = {
+        let done = done.clone();
+        glommio::spawn_local(async move {
+            op.await;
+            done.set(true);
+        })
+    };
+    loop {
+        wait_until("a held step or the end", || {
+            done.get() || disk.dir_ops_waiting() == 1
+        })
+        .await;
+        if done.get() {
+            break;
+        }
+        at_stop().await;
+        disk.pass_dir_op();
+    }
+    task.await;
+    disk.set_hold_dir_ops(false);
+}
+
+/// Compacts `log` at `T0` in 1 MiB slices until a call starts no pass.
+async fn compact_to_idle(log: Rc<Log>) {
+    while !log.compact(T0, 1 << 20).await.unwrap().idle {}
+}
+
 /// Appends one record for `key` and waits until it is durable; false if that took more
 /// than a second.
 async fn durable_append(log: &Log, key: &str, value: &str) -> bool {
@@ -973,7 +1010,7 @@ async fn hold_first_swap(
     let compactor = {
         let (log, done) = (log.clone(), done.clone());
         glommio::spawn_local(async move {
-            while !log.compact(T0, 1 << 20).await.unwrap().idle {}
+            compact_to_idle(log).await;
             done.set(true);
         })
     };
@@ -1118,25 +1155,9 @@ fn crash_at_every_swap_step() {
         log.enforce_retention(T0 + 1000).await.unwrap();
         log.flush().await.unwrap();
         let leo = log.log_end_offset();
-        disk.set_hold_dir_ops(true);
-        let done = Rc::new(std::cell::Cell::new(false));
-        let compactor = {
-            let (log, done) = (log.clone(), done.clone());
-            glommio::spawn_local(async move {
-                while !log.compact(T0, 1 << 20).await.unwrap().idle {}
-                done.set(true);
-            })
-        };
         let name = |p: &std::path::PathBuf| p.file_name().unwrap().to_string_lossy().to_string();
         let (mut before_rename, mut after_rename, mut between_indexes, mut other) = (0, 0, 0, 0);
-        loop {
-            wait_until("a held step or the end", || {
-                done.get() || disk.dir_ops_waiting() == 1
-            })
-            .await;
-            if done.get() {
-                break;
-            }
+        step_through_held_dir_ops(&disk, compact_to_idle(log.clone()), async || {
             let names: Vec<String> = disk.paths().iter().map(name).collect();
             let has = |n: &str| names.iter().any(|m| m == n);
             let logs: Vec<&String> = names.iter().filter(|n| n.ends_with(".log")).collect();
@@ -1165,14 +1186,12 @@ fn crash_at_every_swap_step() {
                 assert_eq!(reopened.log_end_offset(), leo);
                 check_consistent(&model, &read_all(&reopened).await.0);
             }
-            disk.pass_dir_op();
-        }
-        compactor.await;
+        })
+        .await;
         assert!(before_rename >= 1, "{before_rename}");
         assert!(after_rename >= 2, "{after_rename}");
         assert!(between_indexes >= 1, "{between_indexes}");
         assert!(other >= 1, "emptied segments: {other}");
-        disk.set_hold_dir_ops(false);
         assert_eq!(read_all(&log).await.0, expected(&model, T0));
     });
 }
@@ -1465,27 +1484,15 @@ fn truncation_below_checkpoint_lowers_it() {
             .1
             .unwrap();
         let old_leo = log.log_end_offset();
-        disk.set_hold_dir_ops(true);
-        let truncated = Rc::new(std::cell::Cell::new(false));
-        let truncation = {
-            let (log, truncated) = (log.clone(), truncated.clone());
-            glommio::spawn_local(async move {
-                log.truncate_to(cut).await.unwrap();
-                truncated.set(true);
-            })
-        };
         // Crash images at every whole-file write and directory sync of the truncation:
         // the checkpoint is the old one only while no file was cut, and never above what
         // the reopened log holds.
         let mut lowered_before_cut = 0;
-        loop {
-            wait_until("a held step or the end", || {
-                truncated.get() || disk.dir_ops_waiting() == 1
-            })
-            .await;
-            if truncated.get() {
-                break;
-            }
+        let truncation = {
+            let log = log.clone();
+            async move { log.truncate_to(cut).await.unwrap() }
+        };
+        step_through_held_dir_ops(&disk, truncation, async || {
             let img = disk.crash_image(&mut SimRng::new(0));
             let c = checkpoint_of(&img, dir).unwrap().first_dirty;
             let reopened = open_sim(dir, &img).await;
@@ -1500,10 +1507,8 @@ fn truncation_below_checkpoint_lowers_it() {
                 after.is_none_or(|c| c <= reopened.log_end_offset()),
                 "{after:?}"
             );
-            disk.pass_dir_op();
-        }
-        truncation.await;
-        disk.set_hold_dir_ops(false);
+        })
+        .await;
         assert!(
             lowered_before_cut >= 1,
             "a stop between the checkpoint write and the cut"
@@ -1561,24 +1566,8 @@ fn crash_around_checkpoint_write() {
         log.enforce_retention(T0 + 1000).await.unwrap();
         log.flush().await.unwrap();
         let leo = log.log_end_offset();
-        disk.set_hold_dir_ops(true);
-        let done = Rc::new(std::cell::Cell::new(false));
-        let compactor = {
-            let (log, done) = (log.clone(), done.clone());
-            glommio::spawn_local(async move {
-                while !log.compact(T0, 1 << 20).await.unwrap().idle {}
-                done.set(true);
-            })
-        };
         let mut stops = 0;
-        loop {
-            wait_until("a held step or the end", || {
-                done.get() || disk.dir_ops_waiting() == 1
-            })
-            .await;
-            if done.get() {
-                break;
-            }
+        step_through_held_dir_ops(&disk, compact_to_idle(log.clone()), async || {
             stops += 1;
             assert_eq!(checkpoint_of(&disk, dir).unwrap().first_dirty, first);
             for seed in 0..2 {
@@ -1597,10 +1586,8 @@ fn crash_around_checkpoint_write() {
                     reopened.log_end_offset()
                 );
             }
-            disk.pass_dir_op();
-        }
-        compactor.await;
-        disk.set_hold_dir_ops(false);
+        })
+        .await;
         assert!(stops >= 4, "{stops}");
         assert_eq!(checkpoint_of(&disk, dir).unwrap().first_dirty, leo);
         let reopened = open_sim(dir, &disk.crash_image(&mut SimRng::new(0))).await;
