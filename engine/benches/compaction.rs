@@ -368,11 +368,7 @@ async fn run_restart(dir: PathBuf, records: i64) {
         loop {
             calls += 1;
             let o = log.compact(T0, SLICE_BYTES).await.unwrap();
-            sum.bytes_read += o.bytes_read;
-            sum.bytes_mapped += o.bytes_mapped;
-            sum.segments_cleaned += o.segments_cleaned;
-            sum.bytes_before += o.bytes_before;
-            sum.bytes_after += o.bytes_after;
+            sum.add(&o);
             if o.idle && !o.pass_finished {
                 break;
             }

@@ -1210,12 +1210,7 @@ async fn compact_sum(log: &Log, now_ms: i64, slice_bytes: u64) -> CompactOutcome
     let mut sum = CompactOutcome::default();
     loop {
         let o = log.compact(now_ms, slice_bytes).await.unwrap();
-        sum.pass_finished |= o.pass_finished;
-        sum.bytes_read += o.bytes_read;
-        sum.bytes_mapped += o.bytes_mapped;
-        sum.segments_cleaned += o.segments_cleaned;
-        sum.bytes_before += o.bytes_before;
-        sum.bytes_after += o.bytes_after;
+        sum.add(&o);
         if o.idle && !o.pass_finished {
             return sum;
         }

@@ -88,6 +88,20 @@ pub struct CompactOutcome {
     pub bytes_mapped: u64,
 }
 
+impl CompactOutcome {
+    /// Adds the work of a later call: the counts sum, `pass_finished` is whether any call
+    /// finished a pass, and `idle` is the later call's.
+    pub fn add(&mut self, later: &CompactOutcome) {
+        self.idle = later.idle;
+        self.pass_finished |= later.pass_finished;
+        self.bytes_read += later.bytes_read;
+        self.segments_cleaned += later.segments_cleaned;
+        self.bytes_before += later.bytes_before;
+        self.bytes_after += later.bytes_after;
+        self.bytes_mapped += later.bytes_mapped;
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Cleaner {
     /// Everything below was mapped by a finished pass (None: nothing yet, since open).
