@@ -74,9 +74,7 @@ pub fn group_store_error(e: ResponseError) -> GroupError {
         ResponseError::NotLeaderOrFollower | ResponseError::KafkaStorageError => {
             GroupError::NotCoordinator
         }
-        ResponseError::MessageTooLarge
-        | ResponseError::RecordListTooLarge
-        | ResponseError::InvalidFetchSize => GroupError::UnknownServerError,
+        // MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE and INVALID_FETCH_SIZE included.
         _ => GroupError::UnknownServerError,
     }
 }
