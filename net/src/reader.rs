@@ -39,8 +39,6 @@ pub enum ReadError {
         declared: usize,
         used: usize,
     },
-    #[error("{count} bytes left after the end of the message")]
-    TrailingBytes { count: usize },
 }
 
 /// A cursor over a frame. Reads consume from the front.
@@ -62,14 +60,6 @@ impl Reader {
     /// The unread bytes, without consuming them.
     pub fn rest(&self) -> &Bytes {
         &self.buf
-    }
-
-    /// Fails with `TrailingBytes` unless everything was read.
-    pub fn finish(&self) -> Result<(), ReadError> {
-        match self.buf.len() {
-            0 => Ok(()),
-            count => Err(ReadError::TrailingBytes { count }),
-        }
     }
 
     fn need(&self, needed: u64) -> Result<(), ReadError> {

@@ -5,7 +5,9 @@
 //! read first: an unknown key or unsupported version is reported with the
 //! correlation id the server needs to answer. Then the header (v1, or v2 with
 //! tagged fields) and the body are read with the bounded decoders of
-//! `schema.rs`; a body must use up its frame exactly.
+//! `schema.rs`. Like Kafka, bytes after the last field of the body are
+//! ignored (logged at debug with their count): the newest librdkafka sends
+//! some. A field cut short is still malformed.
 
 use bytes::Bytes;
 use kafka_protocol::messages::{self as msg, ApiKey, RequestHeader};
@@ -225,7 +227,15 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
         flex: header_version >= 2,
     };
     let body = decode_body(api_key, &mut r, cx).map_err(malformed)?;
-    r.finish().map_err(malformed)?;
+    if r.remaining() > 0 {
+        tracing::debug!(
+            api_key = raw_api_key,
+            api_version,
+            correlation_id,
+            ignored_bytes = r.remaining(),
+            "bytes after the end of the request body ignored"
+        );
+    }
     Ok(Request {
         header,
         api_key,

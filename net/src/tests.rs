@@ -300,15 +300,72 @@ fn header_errors_carry_what_the_server_needs_to_answer() {
             ..
         })
     ));
-    // Garbage after a valid ApiVersions v0 header and body.
+    // A field cut short after a valid header: the client id claims 5 bytes, 2 follow.
     assert!(matches!(
-        decode_request(frame(18, 0, 7, &[0, 1, b'c', 0xde, 0xad])),
+        decode_request(frame(18, 0, 7, &[0, 5, b'c', 0xde])),
         Err(DecodeError::Malformed {
             correlation_id: Some(7),
-            source: ReadError::TrailingBytes { count: 2 },
+            source: ReadError::UnexpectedEnd { .. },
             ..
         })
     ));
+}
+
+#[test]
+fn bytes_after_the_body_are_ignored_like_kafka() {
+    // Proves bytes after the last field of a request body are ignored, as Kafka does, for a
+    // non-flexible and a flexible version, while the same body cut short is still refused.
+    let req = decode_request(frame(18, 0, 7, &[0, 1, b'c', 0xde, 0xad])).unwrap();
+    assert_eq!(req.header.client_id.as_deref(), Some("c"));
+    assert_eq!(
+        req.body,
+        RequestBody::ApiVersions(ApiVersionsRequest::default())
+    );
+    // ApiVersions v3: client id, header tags, two compact strings, body tags, then junk.
+    let rest: &[u8] = &[0, 1, b'c', 0, 2, b'n', 2, b'v', 0, 0xff, 0xff, 0xff];
+    let req = decode_request(frame(18, 3, 8, rest)).unwrap();
+    assert_eq!(
+        req.body,
+        RequestBody::ApiVersions(
+            ApiVersionsRequest::default()
+                .with_client_software_name("n".into())
+                .with_client_software_version("v".into())
+        )
+    );
+    assert!(matches!(
+        decode_request(frame(18, 3, 8, &rest[..8])),
+        Err(DecodeError::Malformed {
+            correlation_id: Some(8),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn golden_metadata_v12_from_librdkafka_2_16_with_trailing_bytes() {
+    // Proves the exact 25-byte Metadata v12 frame librdkafka 2.16 sends (three bytes after the
+    // body's tagged fields) decodes to its fields instead of being refused.
+    let frame = Bytes::from_static(&[
+        0x00, 0x03, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x03, 0x00, 0x07, b'r', b'd', b'k', b'a', b'f',
+        b'k', b'a', 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+    ]);
+    assert_eq!(frame.len(), 25);
+    let req = decode_request(frame).unwrap();
+    assert_eq!(req.api_key, ApiKey::Metadata);
+    assert_eq!(req.api_version, 12);
+    assert_eq!(req.header.correlation_id, 3);
+    assert_eq!(req.header.client_id.as_deref(), Some("rdkafka"));
+    // Header tags (0), then the body: null topics (compact 0), allow auto-creation false,
+    // include topic authorized operations false, no tagged fields; then 01 00 00 is ignored.
+    assert_eq!(
+        req.body,
+        RequestBody::Metadata(
+            MetadataRequest::default()
+                .with_topics(None)
+                .with_allow_auto_topic_creation(false)
+                .with_include_topic_authorized_operations(false)
+        )
+    );
 }
 
 #[test]
