@@ -8,6 +8,10 @@
 use bytes::{Buf, Bytes};
 use kafka_protocol::protocol::StrBytes;
 
+/// The longest string Kafka accepts in a request, compact strings included (whose
+/// varint length could otherwise claim up to 4 GB): every string fits an i16 length.
+pub const STRING_BYTES_MAX: u64 = i16::MAX as u64;
+
 /// Why a request body (or header) could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
@@ -25,6 +29,8 @@ pub enum ReadError {
         element_bytes_min: usize,
         remaining: usize,
     },
+    #[error("string of {length} bytes is longer than the {length_max} Kafka allows")]
+    StringTooLong { length: u64, length_max: u64 },
     #[error("string is not valid UTF-8")]
     InvalidUtf8,
     #[error("varint longer than {bytes_max} bytes")]
@@ -185,10 +191,15 @@ impl Reader {
         Ok(self.buf.split_to(len as usize))
     }
 
-    /// STRING (i16 length) or COMPACT_STRING; `None` for null.
+    /// STRING (i16 length) or COMPACT_STRING; `None` for null. Longer than
+    /// `STRING_BYTES_MAX` is refused, as Kafka does, before the bytes are looked at.
     pub fn nullable_string(&mut self, flex: bool) -> Result<Option<StrBytes>, ReadError> {
         match self.length(flex, LengthWidth::I16)? {
             None => Ok(None),
+            Some(length) if length > STRING_BYTES_MAX => Err(ReadError::StringTooLong {
+                length,
+                length_max: STRING_BYTES_MAX,
+            }),
             Some(len) => {
                 let raw = self.sized_bytes(len)?;
                 StrBytes::from_utf8(raw)
@@ -383,6 +394,36 @@ mod tests {
         assert!(matches!(
             reader(&[0, 0, 0, 9, 1]).bytes_field(false),
             Err(ReadError::UnexpectedEnd { .. })
+        ));
+    }
+
+    #[test]
+    fn strings_longer_than_i16_max_are_refused_compact_ones_too() {
+        // Proves a compact string of 32,768 bytes is refused with StringTooLong even though
+        // every byte is present, while 32,767 bytes (the most an i16 length can say) decode.
+        let mut ok = vec![0x80, 0x80, 0x02]; // varint 32,768: length 32,767
+        ok.extend(std::iter::repeat_n(b'a', 32_767));
+        assert_eq!(reader(&ok).string(true).map(|s| s.len()), Ok(32_767));
+        let mut long = vec![0x81, 0x80, 0x02]; // varint 32,769: length 32,768
+        long.extend(std::iter::repeat_n(b'a', 32_768));
+        assert_eq!(
+            reader(&long).string(true),
+            Err(ReadError::StringTooLong {
+                length: 32_768,
+                length_max: 32_767
+            })
+        );
+        assert_eq!(
+            reader(&long).nullable_string(true),
+            Err(ReadError::StringTooLong {
+                length: 32_768,
+                length_max: 32_767
+            })
+        );
+        // A claim far beyond the bytes left is refused for its length, not read.
+        assert!(matches!(
+            reader(&[0xff, 0xff, 0xff, 0xff, 0x0f]).string(true),
+            Err(ReadError::StringTooLong { .. })
         ));
     }
 

@@ -368,6 +368,64 @@ fn golden_metadata_v12_from_librdkafka_2_16_with_trailing_bytes() {
     );
 }
 
+/// An OffsetCommit v8 body (flexible) with a group id of `group_len` bytes, one topic "t"
+/// with partition 0 at offset 5, after a header v2 with a null client id.
+fn offset_commit_v8_rest(group_len: usize) -> Vec<u8> {
+    let mut rest = BytesMut::new();
+    rest.put_i16(-1); // client id: null
+    rest.put_u8(0); // header tagged fields
+    put_unsigned_varint(&mut rest, group_len as u32 + 1);
+    rest.put_bytes(b'g', group_len);
+    rest.put_i32(-1); // generation id
+    rest.put_u8(1); // member id: ""
+    rest.put_u8(0); // group instance id: null
+    rest.put_u8(2); // one topic
+    rest.put_u8(2);
+    rest.put_u8(b't');
+    rest.put_u8(2); // one partition
+    rest.put_i32(0); // partition index
+    rest.put_i64(5); // committed offset
+    rest.put_i32(-1); // committed leader epoch
+    rest.put_u8(0); // committed metadata: null
+    rest.put_u8(0); // partition tagged fields
+    rest.put_u8(0); // topic tagged fields
+    rest.put_u8(0); // body tagged fields
+    rest.to_vec()
+}
+
+fn put_unsigned_varint(buf: &mut BytesMut, mut v: u32) {
+    while v >= 0x80 {
+        buf.put_u8((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
+}
+
+#[test]
+fn compact_strings_longer_than_kafka_allows_are_malformed() {
+    // Proves an OffsetCommit v8 whose compact group id is 40,000 bytes (all present) is
+    // refused as Malformed with StringTooLong, while the same request with a 32,767-byte
+    // group id decodes.
+    let req = decode_request(frame(8, 8, 41, &offset_commit_v8_rest(32_767))).unwrap();
+    let RequestBody::OffsetCommit(body) = req.body else {
+        panic!("{req:?}")
+    };
+    assert_eq!(body.group_id.len(), 32_767);
+    assert_eq!(body.topics[0].partitions[0].committed_offset, 5);
+    assert_eq!(
+        decode_request(frame(8, 8, 42, &offset_commit_v8_rest(40_000))),
+        Err(DecodeError::Malformed {
+            correlation_id: Some(42),
+            api_key: Some(8),
+            api_version: Some(8),
+            source: ReadError::StringTooLong {
+                length: 40_000,
+                length_max: 32_767
+            },
+        })
+    );
+}
+
 #[test]
 fn golden_api_versions_v3_from_the_spec() {
     // Proves a hand-assembled ApiVersions v3 request (header v2, compact strings, as librdkafka
