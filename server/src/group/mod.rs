@@ -58,6 +58,9 @@ use bytes::Bytes;
 
 use record::{GroupMetadataValue, MemberMetadata};
 
+/// The longest member id we generate: a Kafka string (i16 length).
+const MEMBER_ID_BYTES_MAX: usize = i16::MAX as usize;
+
 /// Per-partition outcome of OffsetCommit and OffsetDelete, keyed by (topic, partition).
 pub type PartitionResults = Vec<((String, i32), Result<(), GroupError>)>;
 
@@ -661,10 +664,18 @@ impl Coordinator {
         self.groups.get(group_id).map(|g| g.generation_id)
     }
 
+    /// Kafka's form, `<client id>-<unique suffix>`. A client id may itself be 32,767
+    /// bytes, so it is cut (at a char boundary) to keep the member id within the i16
+    /// length that requests, responses and the stored group metadata give strings.
     fn new_member_id(&mut self, client_id: &str) -> String {
         self.member_seq += 1;
         let nonce: u64 = rand::random();
-        format!("{client_id}-{:08x}-{nonce:016x}", self.member_seq)
+        let suffix = format!("-{:08x}-{nonce:016x}", self.member_seq);
+        let mut keep = client_id.len().min(MEMBER_ID_BYTES_MAX - suffix.len());
+        while !client_id.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        format!("{}{suffix}", &client_id[..keep])
     }
 
     pub fn join_group(&mut self, req: JoinRequest, now_ms: u64) -> Answer<Joined> {
