@@ -10,6 +10,7 @@ pub mod foreign_wake;
 pub mod group;
 pub mod handlers;
 pub mod kafka_errors;
+pub mod lifecycle;
 pub mod partition;
 pub mod shard;
 pub mod shard_request;

@@ -664,11 +664,36 @@ fn allowed_cpus() -> Vec<usize> {
     (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
 }
 
-/// Loads metadata, starts one pinned executor per shard, and waits for them all to exit
-/// (after SIGINT/SIGTERM). Returns an error only for startup failures.
+/// How long a requested stop may take (every shard closing its logs) before the process
+/// ends without waiting further; the logs not closed by then are recovered at the next
+/// start like after a crash.
+pub const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a shard looks at the process-wide stop flag.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// The target of the one INFO line that says every shard accepts connections; tests wait
+/// for it (it is logged whatever `RUST_LOG` filters elsewhere, if this target is enabled).
+pub const READY_TARGET: &str = "sluice::ready";
+
+/// Loads metadata, takes the data directory and listen address for this process alone,
+/// starts one pinned executor per shard, and supervises them from this thread: logs the
+/// ready line once every shard accepts connections, stops them all on SIGINT/SIGTERM
+/// (bounded by `SHUTDOWN_TIMEOUT`), and ends the process at once if any shard fails.
+/// Returns an error only for startup failures.
 pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::lifecycle::{
+        DataDirLock, ExitReport, FATAL_EXIT_CODE, ListenClaim, ShardEvent, exit_now,
+        spawn_signal_thread,
+    };
+
     args.validate().map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&args.data_dir)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("data directory {}", args.data_dir.display()))?;
+    // Held until this function returns; the kernel releases both if the process dies.
+    let _data_dir_lock = DataDirLock::acquire(&args.data_dir)?;
+    let _listen_claim = ListenClaim::acquire(args.listen)?;
     let cpus = allowed_cpus();
     let shard_count = args.cores.unwrap_or(cpus.len()).clamp(1, 256);
     let store: Arc<dyn TopicStore + Sync> = Arc::new(FileTopicStore::new(&args.data_dir));
@@ -696,12 +721,15 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         "starting sluice"
     );
 
-    // Signals must be blocked before any executor thread exists so that only shard 0's
-    // signalfd sees them.
+    // Signals are blocked before any other thread exists, so every thread inherits the
+    // mask and only the signal thread's sigwait takes them.
     glommio::signal::block(&[libc::SIGINT, libc::SIGTERM])
         .map_err(|e| anyhow::anyhow!("blocking signals: {e}"))?;
+    let (events, inbox) = std::sync::mpsc::channel::<ShardEvent>();
+    spawn_signal_thread(events.clone()).context("starting the signal thread")?;
 
     let args = Arc::new(args);
+    let stop = Arc::new(AtomicBool::new(false));
     let mesh = MeshBuilder::<ShardRequest, _>::full(shard_count, MESH_CHANNEL_CAPACITY);
     let mut controller_parts = Some((store, records, producer_ids));
     let mut handles = Vec::new();
@@ -716,29 +744,91 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         } else {
             None
         };
+        let life = ShardLife {
+            stop: stop.clone(),
+            events: events.clone(),
+        };
+        let report = ExitReport::new(s as u16, events.clone());
         let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{s}"))
             .spawn(move || async move {
-                shard_main(ShardId(s as u16), args, cluster_id, mesh, table, ctl).await
+                let r =
+                    shard_main(ShardId(s as u16), args, cluster_id, mesh, table, ctl, life).await;
+                report.report(r);
             })
             .map_err(|e| anyhow::anyhow!("starting shard {s}: {e}"))?;
         handles.push(h);
     }
-    let mut failed = None;
-    for (s, h) in handles.into_iter().enumerate() {
-        match h.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failed = Some(anyhow::anyhow!("shard {s}: {e}")),
-            Err(e) => failed = Some(anyhow::anyhow!("shard {s} thread: {e}")),
+    drop(events);
+
+    let (mut ready, mut exited) = (0usize, 0usize);
+    let mut stop_deadline: Option<std::time::Instant> = None;
+    while exited < shard_count {
+        let event = match stop_deadline {
+            None => inbox.recv().ok(),
+            Some(d) => inbox
+                .recv_timeout(d.saturating_duration_since(std::time::Instant::now()))
+                .ok(),
+        };
+        match event {
+            Some(ShardEvent::Ready(_)) => {
+                ready += 1;
+                if ready == shard_count {
+                    info!(
+                        target: READY_TARGET,
+                        shards = shard_count,
+                        listen = %args.listen,
+                        "sluice ready: every shard accepts connections"
+                    );
+                }
+            }
+            Some(ShardEvent::Exited(_, Ok(()))) if stop_deadline.is_some() => exited += 1,
+            Some(ShardEvent::Exited(s, Ok(()))) => {
+                error!(
+                    shard = s,
+                    "shard stopped without a stop request: stopping the broker"
+                );
+                exit_now(FATAL_EXIT_CODE);
+            }
+            Some(ShardEvent::Exited(s, Err(e))) => {
+                error!(shard = s, error = %e, "shard failed: stopping the broker");
+                exit_now(FATAL_EXIT_CODE);
+            }
+            Some(ShardEvent::Signal(sig)) if stop_deadline.is_some() => {
+                error!(
+                    signal = sig,
+                    "second stop signal: stopping at once, logs not closed"
+                );
+                exit_now(FATAL_EXIT_CODE);
+            }
+            Some(ShardEvent::Signal(sig)) => {
+                info!(signal = sig, "shutting down");
+                stop.store(true, Ordering::SeqCst);
+                stop_deadline = Some(std::time::Instant::now() + SHUTDOWN_TIMEOUT);
+            }
+            None => {
+                error!(
+                    stopped = exited,
+                    shards = shard_count,
+                    timeout_ms = SHUTDOWN_TIMEOUT.as_millis() as u64,
+                    "shards did not stop in time: stopping at once, logs not closed"
+                );
+                exit_now(FATAL_EXIT_CODE);
+            }
         }
     }
-    match failed {
-        Some(e) => Err(e),
-        None => {
-            info!("sluice stopped cleanly");
-            Ok(())
-        }
+    for h in handles {
+        let _ = h.join();
     }
+    info!("sluice stopped cleanly");
+    Ok(())
+}
+
+/// What a shard needs from the process around it: the stop flag the main thread sets on
+/// SIGINT/SIGTERM, and the channel on which it reports being ready.
+struct ShardLife {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    events: std::sync::mpsc::Sender<crate::lifecycle::ShardEvent>,
 }
 
 type ControllerParts = (
@@ -754,8 +844,13 @@ async fn shard_main(
     mesh: MeshBuilder<ShardRequest, glommio::channels::channel_mesh::Full>,
     table: Arc<TopicTable>,
     ctl: Option<ControllerParts>,
+    life: ShardLife,
 ) -> Result<(), String> {
     let (senders, mut receivers) = mesh.join().await.map_err(|e| e.to_string())?;
+    // Bound before the partitions open, as Kafka binds before loading logs: a taken
+    // address fails the start at once, and early clients wait in the backlog.
+    let listener =
+        TcpListener::bind(args.listen).map_err(|e| format!("bind {}: {e}", args.listen))?;
     let controller = ctl.map(|(store, records, producer_ids)| Controller {
         store,
         records: RefCell::new(records),
@@ -776,10 +871,23 @@ async fn shard_main(
         controller,
     });
 
+    // The main thread's stop request (SIGINT/SIGTERM), seen whatever this shard is doing.
+    {
+        let shard = shard.clone();
+        let stop = life.stop.clone();
+        glommio::spawn_local(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                glommio::timer::sleep(STOP_POLL).await;
+            }
+            shard.shutdown.cancel();
+        })
+        .detach();
+    }
+
     // Open the partitions this shard owns before taking any connection.
     for meta in table.topics() {
         for (p, owner) in meta.owners.iter().enumerate() {
-            if *owner == id {
+            if *owner == id && !shard.shutdown.is_cancelled() {
                 shard
                     .partitions
                     .open(&args, meta.name.clone(), p as i32, &meta.configs)
@@ -829,27 +937,8 @@ async fn shard_main(
         .detach();
     }
 
-    let listener =
-        TcpListener::bind(args.listen).map_err(|e| format!("bind {}: {e}", args.listen))?;
     info!(shard = id.0, listen = %args.listen, "accepting connections");
-
-    if id.0 == 0 {
-        let shard = shard.clone();
-        glommio::spawn_local(async move {
-            let signals = match glommio::signal::Signals::new(&[libc::SIGINT, libc::SIGTERM]) {
-                Ok(s) => s,
-                Err(e) => {
-                    error!(error = %e, "cannot watch signals");
-                    return;
-                }
-            };
-            if let Ok(sig) = signals.recv().await {
-                info!(signal = sig, "shutting down");
-            }
-            shard.shutdown.cancel();
-        })
-        .detach();
-    }
+    let _ = life.events.send(crate::lifecycle::ShardEvent::Ready(id.0));
 
     let accept_loop = {
         let shard = shard.clone();

@@ -1,7 +1,14 @@
 //! A running `sluice` broker for tests: where the binary is, a free port, start and wait
-//! until it listens, its log (appended across restarts), SIGTERM / SIGKILL by PID, and
+//! until it is ready, its log (appended across restarts), SIGTERM / SIGKILL by PID, and
 //! waiting for connection refused after a kill. Dropping the guard kills the broker and,
 //! when the test is panicking, prints the broker log.
+//!
+//! Ready means the broker logged its ready line (every shard accepts connections), not
+//! that one connect succeeded: with SO_REUSEPORT one shard's socket answers before the
+//! others exist. Ports are drawn at random below the kernel's ephemeral range, so they do
+//! not collide with client sockets, and test binaries running in parallel that draw the
+//! same port are told apart by the broker itself: the second one exits with "address in
+//! use" and the harness starts it again on another port.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +22,12 @@ use crate::conn::Conn;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a SIGTERM may take before the broker is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Starts on a freshly drawn port before giving up, when each found its port taken.
+const START_ATTEMPTS: u32 = 20;
+/// What the broker logs once every shard accepts connections (target `sluice::ready`).
+pub const READY_LINE: &str = "sluice ready: every shard accepts connections";
+/// The ready line's log target, enabled whatever `SLUICE_TEST_LOG` says.
+const READY_TARGET: &str = "sluice::ready";
 
 /// `target/<profile>/<name>`, next to the test executable's `deps/` directory; built with
 /// `cargo build -p <package>` first when it is missing (a binary of another crate is not
@@ -44,13 +57,40 @@ pub fn sluice_bin() -> PathBuf {
     workspace_binary("sluice", "sluice-server")
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// Lowest port `free_port` draws from.
+const PORT_LOW: u16 = 20_000;
+
+/// The first port of the kernel's ephemeral range (what connect and bind(0) hand out).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .filter(|low: &u16| *low > PORT_LOW + 1000)
+        .unwrap_or(32_768)
+}
+
+/// A random number, different on every call and in every process.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// A port that was free a moment ago on 127.0.0.1, drawn at random below the ephemeral
+/// range. Another process may take it before the broker binds it; `Broker::launch` then
+/// draws again.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("local address")
-        .port()
+    let span = u64::from(ephemeral_low() - PORT_LOW);
+    loop {
+        let port = PORT_LOW + (random_u64() % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// How to start a broker: `--cores`, extra command-line arguments, environment.
@@ -97,13 +137,33 @@ pub struct Broker {
     options: BrokerOptions,
 }
 
-fn spawn(dir: &Path, addr: SocketAddr, options: &BrokerOptions) -> Child {
+/// Why a broker did not start.
+enum StartError {
+    /// Another process holds the port (the broker said "address in use").
+    AddressInUse,
+}
+
+fn broker_log_len(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join("broker.log")).map_or(0, |m| m.len())
+}
+
+/// The broker log from byte `from` on: the current run's part.
+fn broker_log_since(dir: &Path, from: u64) -> String {
+    let log = std::fs::read(dir.join("broker.log")).unwrap_or_default();
+    let from = usize::try_from(from).unwrap_or(usize::MAX).min(log.len());
+    String::from_utf8_lossy(&log[from..]).into_owned()
+}
+
+/// Starts the broker and waits for its ready line.
+fn spawn(dir: &Path, addr: SocketAddr, options: &BrokerOptions) -> Result<Child, StartError> {
+    let log_from = broker_log_len(dir);
     // Appended, so a restarted broker's log follows the previous run's.
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("broker.log"))
         .expect("open broker.log");
+    let filter = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into());
     let mut child = Command::new(sluice_bin())
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -113,28 +173,29 @@ fn spawn(dir: &Path, addr: SocketAddr, options: &BrokerOptions) -> Child {
         .arg(options.cores.to_string())
         .args(&options.args)
         .envs(options.env.iter().map(|(k, v)| (k, v)))
-        .env(
-            "RUST_LOG",
-            std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .env("RUST_LOG", format!("{filter},{READY_TARGET}=info"))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start sluice");
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
-        if TcpStream::connect(addr).is_ok() {
-            return child;
+        if broker_log_since(dir, log_from).contains(READY_LINE) {
+            return Ok(child);
         }
         if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(dir.join("broker.log")).unwrap_or_default();
-            panic!("sluice exited with {status} before listening on {addr}\n{log}");
+            let log = broker_log_since(dir, log_from);
+            if log.to_ascii_lowercase().contains("address in use") {
+                return Err(StartError::AddressInUse);
+            }
+            let all = std::fs::read_to_string(dir.join("broker.log")).unwrap_or_default();
+            panic!("sluice exited with {status} before it was ready on {addr}\n{all}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("sluice did not start listening on {addr}");
+    panic!("sluice was not ready on {addr} within {START_TIMEOUT:?}");
 }
 
 impl Broker {
@@ -161,14 +222,21 @@ impl Broker {
 
     pub fn launch(options: BrokerOptions) -> Broker {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let child = spawn(dir.path(), addr, &options);
-        Broker {
-            addr,
-            dir,
-            child: Mutex::new(Some(child)),
-            options,
+        for _ in 0..START_ATTEMPTS {
+            let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            match spawn(dir.path(), addr, &options) {
+                Ok(child) => {
+                    return Broker {
+                        addr,
+                        dir,
+                        child: Mutex::new(Some(child)),
+                        options,
+                    };
+                }
+                Err(StartError::AddressInUse) => continue,
+            }
         }
+        panic!("sluice found its port taken {START_ATTEMPTS} times in a row");
     }
 
     fn child(&self) -> MutexGuard<'_, Option<Child>> {
@@ -227,11 +295,18 @@ impl Broker {
         }
     }
 
-    /// Starts the broker again on the same port, data directory and options.
+    /// Starts the broker again on the same port, data directory and options. Panics if
+    /// another process took the port meanwhile (clients of this test know the port).
     pub fn restart(&mut self) {
         assert!(self.child().is_none(), "stop or crash first");
-        let child = spawn(self.dir.path(), self.addr, &self.options);
-        *self.child() = Some(child);
+        match spawn(self.dir.path(), self.addr, &self.options) {
+            Ok(child) => *self.child() = Some(child),
+            Err(StartError::AddressInUse) => panic!(
+                "{} was taken by another process while the broker was stopped\n{}",
+                self.addr,
+                self.log()
+            ),
+        }
     }
 
     /// The exit status if the broker has exited (crashed, or stopped by itself).

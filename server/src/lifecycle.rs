@@ -1,0 +1,236 @@
+//! The broker process's life around the shards: the panic policy (a panic on any thread
+//! ends the whole process with one ERROR line), the exclusive hold on the data directory
+//! (`flock` on `<data-dir>/.lock`, as Kafka's log directory lock) and on the listen
+//! address (every shard binds it with SO_REUSEPORT, which would let a second broker share
+//! it), and the events the shards report to the main thread (ready, exited, signal).
+//! Runs on the main thread and the signal thread; nothing here touches a shard's state.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+
+use tracing::error;
+
+/// Exit status of a process ended by a panic (the status Rust gives an uncaught panic).
+pub const PANIC_EXIT_CODE: i32 = 101;
+/// Exit status of a process ended by a fatal error after start (a shard failed, a stop
+/// that did not finish in time).
+pub const FATAL_EXIT_CODE: i32 = 1;
+
+/// Set by the first thread that ends the process. `exit` must run once: a second
+/// concurrent call (two shards panicking at once) is undefined behaviour in libc.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// Ends the process with `code` at once, without closing any log: acknowledged data is
+/// already fsynced, and a log closed by a failing process must not be marked clean. The
+/// first caller exits; any later one (another thread failing meanwhile) parks forever.
+pub fn exit_now(code: i32) -> ! {
+    if EXITING.swap(true, Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+    std::process::exit(code)
+}
+
+/// Installs the panic policy: a panic on any thread (a shard, its blocking pool, the main
+/// thread) logs one ERROR line naming the thread, the message and the place, and ends the
+/// process with status 101, so a supervisor restarts it. A half-alive broker (some shards
+/// dead, the others serving or waiting on them forever) can therefore never exist.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info
+            .location()
+            .map_or_else(|| "unknown".to_string(), |l| l.to_string());
+        if !EXITING.load(Ordering::SeqCst) {
+            error!(
+                thread,
+                location = %location,
+                panic = message,
+                "panic: stopping the broker at once (acknowledged data is durable; restart it)"
+            );
+        }
+        exit_now(PANIC_EXIT_CODE);
+    }));
+}
+
+/// Why the broker cannot take its data directory or listen address.
+#[derive(Debug, thiserror::Error)]
+pub enum ExclusiveError {
+    #[error(
+        "data directory {} is in use by another sluice process (lock {} held); stop it or choose another --data-dir",
+        dir.display(),
+        lock.display()
+    )]
+    DataDirInUse { dir: PathBuf, lock: PathBuf },
+    #[error("cannot lock data directory {}: {source} (lock file {})", dir.display(), lock.display())]
+    DataDirLock {
+        dir: PathBuf,
+        lock: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "--listen {addr}: address in use by another process; stop it or choose another --listen port"
+    )]
+    AddressInUse { addr: SocketAddr },
+    #[error("--listen {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The exclusive `flock` on `<data-dir>/.lock`, held while the value lives (the kernel
+/// drops it when the process ends, however it ends).
+pub struct DataDirLock {
+    _file: File,
+}
+
+impl DataDirLock {
+    pub const FILE_NAME: &'static str = ".lock";
+
+    pub fn acquire(dir: &Path) -> Result<DataDirLock, ExclusiveError> {
+        let lock = dir.join(Self::FILE_NAME);
+        let err = |source| ExclusiveError::DataDirLock {
+            dir: dir.to_path_buf(),
+            lock: lock.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(err)?;
+        // SAFETY: flock(2) on a descriptor this function owns; no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Err(ExclusiveError::DataDirInUse {
+                    dir: dir.to_path_buf(),
+                    lock,
+                });
+            }
+            return Err(err(e));
+        }
+        Ok(DataDirLock { _file: file })
+    }
+}
+
+/// The claim on the listen address, held while the value lives. Two checks, because the
+/// shards' SO_REUSEPORT sockets would accept a second broker's sockets beside them:
+/// an abstract unix socket named after the address (exclusive per network namespace,
+/// released by the kernel when the process ends) keeps two brokers apart even when they
+/// start at the same instant; a plain bind without SO_REUSEPORT, closed again at once,
+/// fails while any other socket (of any program) listens on the address.
+pub struct ListenClaim {
+    _name: UnixListener,
+}
+
+impl ListenClaim {
+    pub fn acquire(addr: SocketAddr) -> Result<ListenClaim, ExclusiveError> {
+        let in_use = || ExclusiveError::AddressInUse { addr };
+        let name = format!("sluice-listen/{addr}");
+        let unix = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .map_err(|source| ExclusiveError::Listen { addr, source })?;
+        let claim = match UnixListener::bind_addr(&unix) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(in_use()),
+            Err(source) => return Err(ExclusiveError::Listen { addr, source }),
+        };
+        // std sets SO_REUSEADDR (so connections in TIME_WAIT from an earlier run do not
+        // count) but not SO_REUSEPORT (so a listening socket does).
+        match std::net::TcpListener::bind(addr) {
+            Ok(probe) => drop(probe),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(in_use()),
+            Err(source) => return Err(ExclusiveError::Listen { addr, source }),
+        }
+        Ok(ListenClaim { _name: claim })
+    }
+}
+
+/// What shards and the signal thread tell the main thread.
+#[derive(Debug)]
+pub enum ShardEvent {
+    /// The shard opened its partitions and accepts connections.
+    Ready(u16),
+    /// The shard's executor ended: `Ok` after a requested stop, `Err` when it failed.
+    Exited(u16, Result<(), String>),
+    /// SIGINT or SIGTERM arrived.
+    Signal(i32),
+}
+
+/// Reports `Exited` for a shard when dropped without `report` (its executor could not be
+/// created, or its thread unwound), so the main thread never waits on a shard that is gone.
+pub struct ExitReport {
+    shard: u16,
+    tx: Option<Sender<ShardEvent>>,
+}
+
+impl ExitReport {
+    pub fn new(shard: u16, tx: Sender<ShardEvent>) -> Self {
+        ExitReport {
+            shard,
+            tx: Some(tx),
+        }
+    }
+
+    pub fn report(mut self, result: Result<(), String>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(ShardEvent::Exited(self.shard, result));
+        }
+    }
+}
+
+impl Drop for ExitReport {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(ShardEvent::Exited(
+                self.shard,
+                Err("the shard's executor ended before running it".into()),
+            ));
+        }
+    }
+}
+
+/// Waits for SIGINT/SIGTERM (blocked in every thread before any was started) on a thread
+/// of its own, so a stop request is seen whatever state the shards are in.
+pub fn spawn_signal_thread(tx: Sender<ShardEvent>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            loop {
+                // SAFETY: `set` is plain data initialised by sigemptyset/sigaddset before
+                // sigwait reads it; `sig` is written by sigwait.
+                let sig = unsafe {
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, libc::SIGINT);
+                    libc::sigaddset(&mut set, libc::SIGTERM);
+                    let mut sig: libc::c_int = 0;
+                    if libc::sigwait(&set, &mut sig) != 0 {
+                        continue;
+                    }
+                    sig
+                };
+                if tx.send(ShardEvent::Signal(sig)).is_err() {
+                    return;
+                }
+            }
+        })
+        .map(|_| ())
+}
