@@ -55,6 +55,42 @@ pub struct BrokerArgs {
     )]
     pub socket_request_max_bytes: u32,
 
+    /// Closes a connection with no request in flight after this many ms without a read
+    /// or a write (Kafka: connections.max.idle.ms).
+    #[arg(
+        long,
+        env = "SLUICE_CONNECTIONS_MAX_IDLE_MS",
+        default_value_t = 600_000
+    )]
+    pub connections_max_idle_ms: u64,
+
+    /// Closes a connection that started sending a request and did not finish it within
+    /// this many ms of its first byte (Sluice's own; Kafka has no such bound). Time spent
+    /// waiting for queued.max.request.bytes does not count.
+    #[arg(long, env = "SLUICE_REQUEST_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_read_timeout_ms: u64,
+
+    /// Most client connections open at once; more are closed right after accept (Kafka: max.connections).
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = i32::MAX)]
+    pub max_connections: i32,
+
+    /// Most client connections open at once from one IP address; more are closed right
+    /// after accept (Kafka: max.connections.per.ip).
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS_PER_IP", default_value_t = i32::MAX)]
+    pub max_connections_per_ip: i32,
+
+    /// Most bytes held by requests being read, split evenly over the shards; a connection
+    /// waits (stops reading) until its frame fits, and a frame larger than one shard's
+    /// share closes its connection. -1 for no limit (Kafka: queued.max.request.bytes,
+    /// whose default is -1; Sluice defaults to 512 MiB).
+    #[arg(
+        long,
+        env = "SLUICE_QUEUED_MAX_REQUEST_BYTES",
+        default_value_t = 536_870_912,
+        allow_negative_numbers = true
+    )]
+    pub queued_max_request_bytes: i64,
+
     /// Default segment size in bytes before a roll (Kafka: log.segment.bytes; topic: segment.bytes).
     #[arg(
         long,
@@ -259,6 +295,21 @@ impl BrokerArgs {
         }
         if self.socket_request_max_bytes < 1024 {
             return Err("--socket-request-max-bytes must be at least 1024".into());
+        }
+        if self.connections_max_idle_ms == 0 {
+            return Err("--connections-max-idle-ms must be positive".into());
+        }
+        if self.request_read_timeout_ms == 0 {
+            return Err("--request-read-timeout-ms must be positive".into());
+        }
+        if self.max_connections < 0 {
+            return Err("--max-connections must be at least 0".into());
+        }
+        if self.max_connections_per_ip < 0 {
+            return Err("--max-connections-per-ip must be at least 0".into());
+        }
+        if self.queued_max_request_bytes != -1 && self.queued_max_request_bytes < 1024 {
+            return Err("--queued-max-request-bytes must be -1 or at least 1024".into());
         }
         Ok(())
     }

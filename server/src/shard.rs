@@ -68,6 +68,8 @@ pub struct Shard {
     pub shutdown: CancellationToken,
     shutdown_reply: RefCell<Option<Reply<()>>>,
     next_conn: Cell<u64>,
+    /// Read budget, read scratch and (on shard 0) connection counts.
+    pub connections: connection::ShardConnections,
     controller: Option<Controller>,
 }
 
@@ -250,6 +252,13 @@ impl Shard {
             ShardRequest::Shutdown { reply } => {
                 *self.shutdown_reply.borrow_mut() = Some(reply);
                 self.shutdown.cancel();
+            }
+            ShardRequest::AdmitConnection { ip, reply } => {
+                let _ = reply.send(self.connections.admit(ip, &self.args));
+            }
+            ShardRequest::ReleaseConnection { ip, reply } => {
+                self.connections.release(ip);
+                let _ = reply.send(());
             }
         }
     }
@@ -868,6 +877,7 @@ async fn shard_main(
         shutdown: CancellationToken::new(),
         shutdown_reply: RefCell::new(None),
         next_conn: Cell::new(0),
+        connections: connection::ShardConnections::new(&args, table.shard_count()),
         controller,
     });
 
@@ -946,9 +956,12 @@ async fn shard_main(
             loop {
                 match listener.accept().await {
                     Ok(stream) => {
+                        // Admission (max.connections, max.connections.per.ip) runs in
+                        // the connection's own task, so a slow answer from shard 0
+                        // never stalls accepting.
                         let conn = shard.next_conn_id();
                         let s = shard.clone();
-                        glommio::spawn_local(connection::serve(s, stream, conn)).detach();
+                        glommio::spawn_local(connection::admit_and_serve(s, stream, conn)).detach();
                     }
                     Err(e) => {
                         warn!(shard = shard.id.0, error = %e, "accept failed");

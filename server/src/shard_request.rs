@@ -5,6 +5,7 @@
 //! `CallError::Dropped`, which handlers turn into a retriable Kafka error.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -181,4 +182,21 @@ pub enum ShardRequest {
     },
     /// From shard 0 to all: stop accepting, close every log cleanly, then exit.
     Shutdown { reply: Reply<()> },
+    /// To shard 0, which counts every client connection: admit one more from `ip`, or
+    /// refuse it over max.connections / max.connections.per.ip. Dropped: the connection
+    /// is closed uncounted.
+    AdmitConnection { ip: IpAddr, reply: Reply<Admission> },
+    /// To shard 0: a connection it admitted from `ip` closed. Dropped (only while shutting
+    /// down): the count stays one too high, which no longer matters.
+    ReleaseConnection { ip: IpAddr, reply: Reply<()> },
+}
+
+/// Shard 0's answer to `AdmitConnection`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// The broker already has max.connections open.
+    TooManyConnections,
+    /// The client's address already has max.connections.per.ip open.
+    TooManyConnectionsPerIp,
 }
