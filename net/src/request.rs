@@ -125,7 +125,7 @@ macro_rules! requests {
 // decoded: the server advertises min 0 and answers them UNSUPPORTED_VERSION.
 requests! {
     Produce(ProduceRequest) 3..=13,
-    Fetch(FetchRequest) 4..=18,
+    Fetch(FetchRequest) 0..=18,
     ListOffsets(ListOffsetsRequest) 0..=10,
     Metadata(MetadataRequest) 0..=13,
     OffsetCommit(OffsetCommitRequest) 0..=9,

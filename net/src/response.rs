@@ -61,6 +61,7 @@ pub struct LegacyVersions {
 /// The removed versions Sluice serves for `api_key`, if any.
 pub fn legacy_versions(api_key: ApiKey) -> Option<LegacyVersions> {
     let (min, encoded_at) = match api_key {
+        ApiKey::Fetch => (0, 4),
         ApiKey::ListOffsets => (0, 1),
         ApiKey::OffsetCommit => (0, 2),
         ApiKey::OffsetFetch => (0, 1),
@@ -129,6 +130,31 @@ fn downgrade(api_key: ApiKey, api_version: i16, newer: Bytes) -> Result<Option<B
                 w.copy_string()?; // name
                 w.copy(2)?; // error_code
                 w.skip_string()?; // error_message
+            }
+        }
+        // v4 added each partition's last_stable_offset and aborted_transactions, v1
+        // throttle_time_ms. The records are copied as they are: the caller converts them
+        // to the message format of the version (v0-1: magic 0, v2-3: magic 1).
+        (ApiKey::Fetch, 0..=3) => {
+            if api_version == 0 {
+                w.skip(4)?;
+            } else {
+                w.copy(4)?;
+            }
+            for _ in 0..w.copy_count()? {
+                w.copy_string()?; // topic
+                for _ in 0..w.copy_count()? {
+                    w.copy(4 + 2 + 8)?; // partition_index, error_code, high_watermark
+                    w.skip(8)?; // last_stable_offset
+                    for _ in 0..w.count()? {
+                        w.skip(8 + 8)?; // aborted: producer_id, first_offset
+                    }
+                    let len = w.r.i32()?;
+                    w.out.put_i32(len);
+                    if len > 0 {
+                        w.copy(len as usize)?; // records
+                    }
+                }
             }
         }
         // v1 added each partition's leader_epoch.
@@ -716,6 +742,65 @@ mod tests {
                 v0_frame(4, &want),
                 "v{v}"
             );
+        }
+    }
+
+    #[test]
+    fn legacy_fetch_v0_to_v3_drop_v4_fields_and_keep_records() {
+        // Proves Fetch v0-v3 responses are Kafka 3.9's layout: each partition without
+        // last_stable_offset and aborted_transactions, v1-v3 with throttle_time_ms in front
+        // and v0 without it, the records bytes copied unchanged.
+        use kafka_protocol::messages::fetch_response::*;
+        use kafka_protocol::messages::{FetchResponse, ProducerId};
+        let records = Bytes::from_static(b"message set bytes");
+        let body = FetchResponse::default()
+            .with_throttle_time_ms(6)
+            .with_responses(vec![
+                FetchableTopicResponse::default()
+                    .with_topic(topic("t"))
+                    .with_partitions(vec![
+                        PartitionData::default()
+                            .with_partition_index(1)
+                            .with_error_code(0)
+                            .with_high_watermark(10)
+                            .with_last_stable_offset(10)
+                            .with_aborted_transactions(Some(vec![
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(4))
+                                    .with_first_offset(2),
+                            ]))
+                            .with_records(Some(records.clone())),
+                        PartitionData::default()
+                            .with_partition_index(2)
+                            .with_error_code(1)
+                            .with_high_watermark(-1)
+                            .with_records(None),
+                    ]),
+            ]);
+        // [throttle_time_ms], responses: [topic, partitions: [partition_index, error_code,
+        // high_watermark, records]]
+        for v in 0..=3 {
+            let mut want = BytesMut::new();
+            if v > 0 {
+                want.put_i32(6);
+            }
+            want.put_i32(1);
+            put_string(&mut want, "t");
+            want.put_i32(2);
+            want.put_i32(1);
+            want.put_i16(0);
+            want.put_i64(10);
+            want.put_i32(records.len() as i32);
+            want.put_slice(&records);
+            want.put_i32(2);
+            want.put_i16(1);
+            want.put_i64(-1);
+            want.put_i32(-1);
+            let frame = encode_response(5, ApiKey::Fetch, v, &body).unwrap();
+            assert_eq!(frame, v0_frame(5, &want), "v{v}");
+            let chunks =
+                encode_response_vectored(5, ApiKey::Fetch, v, &body, &[records.clone()]).unwrap();
+            assert_eq!(chunks.concat(), frame.to_vec(), "vectored v{v}");
         }
     }
 

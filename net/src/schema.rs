@@ -49,45 +49,45 @@ wire_struct! { produce_request::TopicProduceData [3..=13] {
 } }
 
 // fetch
-wire_struct! { fetch_request::FetchPartition [4..=18] {
-    partition: 4..=18,
+wire_struct! { fetch_request::FetchPartition [0..=18] {
+    partition: 0..=18,
     current_leader_epoch: 9..=18,
-    fetch_offset: 4..=18,
+    fetch_offset: 0..=18,
     last_fetched_epoch: 12..=18,
     log_start_offset: 5..=18,
-    partition_max_bytes: 4..=18,
+    partition_max_bytes: 0..=18,
 } tagged {
     replica_directory_id: 0 @ 17..=18,
     high_watermark: 1 @ 18..=18,
 } }
-wire_struct! { fetch_request::FetchRequest [4..=18] {
-    replica_id: 4..=14,
-    max_wait_ms: 4..=18,
-    min_bytes: 4..=18,
-    max_bytes: 4..=18,
+wire_struct! { fetch_request::FetchRequest [0..=18] {
+    replica_id: 0..=14,
+    max_wait_ms: 0..=18,
+    min_bytes: 0..=18,
+    max_bytes: 3..=18,
     isolation_level: 4..=18,
     session_id: 7..=18,
     session_epoch: 7..=18,
-    topics: 4..=18,
+    topics: 0..=18,
     forgotten_topics_data: 7..=18,
     rack_id: 11..=18,
 } tagged {
     cluster_id: 0 @ 12..=18,
     replica_state: 1 @ 15..=18,
 } }
-wire_struct! { fetch_request::FetchTopic [4..=18] {
-    topic: 4..=12,
+wire_struct! { fetch_request::FetchTopic [0..=18] {
+    topic: 0..=12,
     topic_id: 13..=18,
-    partitions: 4..=18,
+    partitions: 0..=18,
 } tagged {
 } }
-wire_struct! { fetch_request::ForgottenTopic [4..=18] {
+wire_struct! { fetch_request::ForgottenTopic [0..=18] {
     topic: 7..=12,
     topic_id: 13..=18,
     partitions: 7..=18,
 } tagged {
 } }
-wire_struct! { fetch_request::ReplicaState [4..=18] {
+wire_struct! { fetch_request::ReplicaState [0..=18] {
     replica_id: 15..=18,
     replica_epoch: 15..=18,
 } tagged {

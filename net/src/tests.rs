@@ -669,6 +669,57 @@ fn golden_offset_for_leader_epoch_v0_v1_from_kafka_3_9_schema() {
 }
 
 #[test]
+fn golden_fetch_v0_and_v3_from_kafka_3_9_schema() {
+    // Proves Fetch v0 (no max_bytes) and v3 (with max_bytes) decode to the fields they carry,
+    // read uncommitted and with the struct's defaults for the rest, and every truncation is
+    // refused.
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+    let body = |max_bytes: Option<i32>| {
+        let mut rest = golden_rest();
+        rest.put_i32(-1); // replica_id
+        rest.put_i32(500); // max_wait_ms
+        rest.put_i32(1); // min_bytes
+        if let Some(m) = max_bytes {
+            rest.put_i32(m); // max_bytes (v3+)
+        }
+        rest.put_i32(1); // topics
+        put_string(&mut rest, "t");
+        rest.put_i32(1); // partitions
+        rest.put_i32(0); // partition
+        rest.put_i64(7); // fetch_offset
+        rest.put_i32(4096); // partition_max_bytes
+        rest
+    };
+    let expected = |max_bytes: i32| {
+        RequestBody::Fetch(
+            FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(500)
+                .with_min_bytes(1)
+                .with_max_bytes(max_bytes)
+                .with_topics(vec![
+                    FetchTopic::default()
+                        .with_topic(TopicName("t".into()))
+                        .with_partitions(vec![
+                            FetchPartition::default()
+                                .with_partition(0)
+                                .with_fetch_offset(7)
+                                .with_partition_max_bytes(4096),
+                        ]),
+                ]),
+        )
+    };
+    let v0 = decode_golden(1, 0, &body(None));
+    assert_eq!(v0, expected(i32::MAX));
+    let RequestBody::Fetch(ref f) = v0 else {
+        unreachable!()
+    };
+    assert_eq!(f.isolation_level, 0, "read uncommitted");
+    assert_eq!(decode_golden(1, 3, &body(Some(65_536))), expected(65_536));
+}
+
+#[test]
 fn golden_api_versions_v3_from_the_spec() {
     // Proves a hand-assembled ApiVersions v3 request (header v2, compact strings, as librdkafka
     // sends it) decodes to the expected fields.
