@@ -798,8 +798,14 @@ mod tests {
             want.put_i32(-1);
             let frame = encode_response(5, ApiKey::Fetch, v, &body).unwrap();
             assert_eq!(frame, v0_frame(5, &want), "v{v}");
-            let chunks =
-                encode_response_vectored(5, ApiKey::Fetch, v, &body, &[records.clone()]).unwrap();
+            let chunks = encode_response_vectored(
+                5,
+                ApiKey::Fetch,
+                v,
+                &body,
+                std::slice::from_ref(&records),
+            )
+            .unwrap();
             assert_eq!(chunks.concat(), frame.to_vec(), "vectored v{v}");
         }
     }
