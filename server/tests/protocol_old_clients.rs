@@ -6,12 +6,13 @@
 mod common;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use common::{Broker, Conn, batch};
+use common::{Broker, Conn};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use sluice_engine::record::build_batch;
 
 #[test]
 fn librdkafka_2_16_metadata_v12_with_trailing_bytes_is_answered() {
@@ -95,6 +96,7 @@ impl Body {
     }
 }
 
+/// Appends one batch of three records (offsets 0-2, timestamp 5) to partition 0.
 fn produce_three(c: &mut Conn, topic: &str) {
     let req = ProduceRequest::default()
         .with_acks(-1)
@@ -105,10 +107,16 @@ fn produce_three(c: &mut Conn, topic: &str) {
                 .with_partition_data(vec![
                     PartitionProduceData::default()
                         .with_index(0)
-                        .with_records(Some(batch(
-                            &[("k", "a", 1), ("k", "b", 2), ("k", "c", 3)],
-                            None,
-                        ))),
+                        .with_records(Some(Bytes::from(build_batch(
+                            0,
+                            5,
+                            0,
+                            &[
+                                (Some(&b"k"[..]), Some(&b"a"[..])),
+                                (Some(&b"k"[..]), Some(&b"b"[..])),
+                                (Some(&b"k"[..]), Some(&b"c"[..])),
+                            ],
+                        )))),
                 ]),
         ]);
     let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
@@ -129,6 +137,7 @@ fn versions_kafka_4_removed_are_served_in_kafka_3_9_layouts() {
         c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     for key in [
         ApiKey::Produce,
+        ApiKey::Fetch,
         ApiKey::ListOffsets,
         ApiKey::OffsetCommit,
         ApiKey::OffsetFetch,
@@ -189,6 +198,68 @@ fn versions_kafka_4_removed_are_served_in_kafka_3_9_layouts() {
     b.end();
 
     produce_three(&mut c, "old");
+
+    // Fetch v0-v3: replica_id, max_wait_ms, min_bytes, (v3: max_bytes), topics [topic,
+    // partitions [partition, fetch_offset, partition_max_bytes]]. Answer: (v1+:
+    // throttle_time_ms), responses [topic, partitions [partition_index, error_code,
+    // high_watermark, records]], the records as messages of magic 0 (v0-v1) or 1 (v2-v3).
+    for v in 0..=3 {
+        let mut req = BytesMut::new();
+        req.put_i32(-1);
+        req.put_i32(500);
+        req.put_i32(1);
+        if v == 3 {
+            req.put_i32(1 << 20);
+        }
+        req.put_i32(1);
+        put_string(&mut req, "old");
+        req.put_i32(1);
+        req.put_i32(0);
+        req.put_i64(1); // from the second record on
+        req.put_i32(1 << 20);
+        let mut b = old_call(&mut c, 1, v, 100 + i32::from(v), &req);
+        if v >= 1 {
+            assert_eq!(b.i32(), 0, "throttle_time_ms");
+        }
+        assert_eq!(b.i32(), 1);
+        assert_eq!(b.string().as_deref(), Some("old"));
+        assert_eq!(b.i32(), 1);
+        assert_eq!((b.i32(), b.i16(), b.i64()), (0, 0, 3), "v{v}");
+        let len = b.i32();
+        assert!(len > 0, "v{v} records");
+        let mut set = b.0.split_to(len as usize);
+        b.end();
+        let magic = if v < 2 { 0 } else { 1 };
+        let mut got = Vec::new();
+        while set.has_remaining() {
+            let offset = set.get_i64();
+            let size = set.get_i32() as usize;
+            let mut m = set.split_to(size);
+            let crc = m.get_u32();
+            assert_eq!(crc, crc32fast::hash(&m), "v{v} crc of offset {offset}");
+            assert_eq!(m.get_i8(), magic, "v{v}");
+            assert_eq!(m.get_i8(), 0, "v{v} attributes");
+            let timestamp = (magic == 1).then(|| m.get_i64());
+            let key_len = m.get_i32();
+            let key = m.split_to(key_len as usize);
+            let value_len = m.get_i32();
+            let value = m.split_to(value_len as usize);
+            assert!(m.is_empty());
+            assert_eq!(&key[..], b"k");
+            got.push((
+                offset,
+                String::from_utf8(value.to_vec()).unwrap(),
+                timestamp,
+            ));
+        }
+        // The batch begins at offset 0; the record before the fetch offset is left out.
+        let ts = (magic == 1).then_some(5);
+        assert_eq!(
+            got,
+            vec![(1, "b".to_string(), ts), (2, "c".to_string(), ts)],
+            "v{v}"
+        );
+    }
 
     // ListOffsets v0: replica_id, topics [name, partitions [partition_index, timestamp,
     // max_num_offsets]]. Answer: topics [name, partitions [partition_index, error_code,

@@ -11,12 +11,12 @@ use crate::connection::Outcome;
 
 /// What the handlers implement: `(api, min, max)`. The minima are Kafka 3.9's (KIP-896
 /// removed some versions in 4.0, but clients such as Sarama 1.22 still send them; net
-/// decodes them and rewrites their responses), except Fetch, whose v0-v3 need the old
-/// message formats. Produce advertises min 0 as clients expect, while v0-v2 (not
-/// decodable) are refused.
+/// decodes them and rewrites their responses; Fetch v0-v3 get their records converted to
+/// the old message formats). Produce advertises min 0 as clients expect, while v0-v2 (not
+/// decodable, they would need message sets converted up to RecordBatch v2) are refused.
 const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 0, 11),
-    (ApiKey::Fetch, 4, 16),
+    (ApiKey::Fetch, 0, 16),
     (ApiKey::ListOffsets, 0, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::InitProducerId, 0, 5),

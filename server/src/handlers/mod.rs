@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api_versions;
 pub mod fetch;
+pub mod fetch_legacy;
 pub mod group_admin;
 pub mod groups;
 pub mod metadata;
@@ -82,6 +83,10 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
             Some(resp) => respond(cid, key, v, &resp),
             None => Outcome::Silent,
         },
+        RequestBody::Fetch(r) if v < 4 => {
+            let resp = fetch_legacy::handle(&shard, &conn.fetch_sessions, r, v).await;
+            respond(cid, key, v, &resp)
+        }
         RequestBody::Fetch(r) => {
             let resp = fetch::handle(&shard, &conn.fetch_sessions, r, v).await;
             let shared: Vec<bytes::Bytes> = resp
