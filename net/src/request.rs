@@ -121,10 +121,10 @@ macro_rules! requests {
 
 // Versions: the maxima `kafka-protocol` 0.18 can encode; the minima are Kafka
 // 3.9's for the APIs whose removed versions `response::legacy_versions` can
-// answer (KIP-896), and kafka-protocol's for the rest. Produce v0-v2 are not
-// decoded: the server advertises min 0 and answers them UNSUPPORTED_VERSION.
+// answer (KIP-896), and kafka-protocol's for the rest. Produce v0-v2 carry
+// message sets of the old formats, which the server converts.
 requests! {
-    Produce(ProduceRequest) 3..=13,
+    Produce(ProduceRequest) 0..=13,
     Fetch(FetchRequest) 0..=18,
     ListOffsets(ListOffsetsRequest) 0..=10,
     Metadata(MetadataRequest) 0..=13,

@@ -61,6 +61,7 @@ pub struct LegacyVersions {
 /// The removed versions Sluice serves for `api_key`, if any.
 pub fn legacy_versions(api_key: ApiKey) -> Option<LegacyVersions> {
     let (min, encoded_at) = match api_key {
+        ApiKey::Produce => (0, 3),
         ApiKey::Fetch => (0, 4),
         ApiKey::ListOffsets => (0, 1),
         ApiKey::OffsetCommit => (0, 2),
@@ -130,6 +131,21 @@ fn downgrade(api_key: ApiKey, api_version: i16, newer: Bytes) -> Result<Option<B
                 w.copy_string()?; // name
                 w.copy(2)?; // error_code
                 w.skip_string()?; // error_message
+            }
+        }
+        // v2 is v3's layout (v3 changed only the request).
+        (ApiKey::Produce, 2) => return Ok(Some(newer)),
+        // v2 added each partition's log_append_time_ms, v1 throttle_time_ms at the end.
+        (ApiKey::Produce, 0 | 1) => {
+            for _ in 0..w.copy_count()? {
+                w.copy_string()?; // name
+                for _ in 0..w.copy_count()? {
+                    w.copy(4 + 2 + 8)?; // index, error_code, base_offset
+                    w.skip(8)?; // log_append_time_ms
+                }
+            }
+            if api_version == 0 {
+                w.skip(4)?; // throttle_time_ms
             }
         }
         // v4 added each partition's last_stable_offset and aborted_transactions, v1
@@ -807,6 +823,46 @@ mod tests {
             )
             .unwrap();
             assert_eq!(chunks.concat(), frame.to_vec(), "vectored v{v}");
+        }
+    }
+
+    #[test]
+    fn legacy_produce_v0_to_v2_match_kafka_3_9_bytes() {
+        // Proves Produce v2 responses are v3's layout, v1 drops each partition's
+        // log_append_time_ms, and v0 also the trailing throttle_time_ms.
+        use kafka_protocol::messages::ProduceResponse;
+        use kafka_protocol::messages::produce_response::*;
+        let body = ProduceResponse::default()
+            .with_throttle_time_ms(8)
+            .with_responses(vec![
+                TopicProduceResponse::default()
+                    .with_name(topic("t"))
+                    .with_partition_responses(vec![
+                        PartitionProduceResponse::default()
+                            .with_index(1)
+                            .with_error_code(0)
+                            .with_base_offset(17)
+                            .with_log_append_time_ms(99),
+                    ]),
+            ]);
+        // responses: [name, partition_responses: [index, error_code, base_offset,
+        // (v2: log_append_time_ms)]], (v1+: throttle_time_ms)
+        for v in 0..=2 {
+            let mut want = BytesMut::new();
+            want.put_i32(1);
+            put_string(&mut want, "t");
+            want.put_i32(1);
+            want.put_i32(1);
+            want.put_i16(0);
+            want.put_i64(17);
+            if v == 2 {
+                want.put_i64(99);
+            }
+            if v >= 1 {
+                want.put_i32(8);
+            }
+            let frame = encode_response(6, ApiKey::Produce, v, &body).unwrap();
+            assert_eq!(frame, v0_frame(6, &want), "v{v}");
         }
     }
 

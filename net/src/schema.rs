@@ -29,22 +29,22 @@ wire_struct! { metadata_request::MetadataRequestTopic [0..=13] {
 } }
 
 // produce
-wire_struct! { produce_request::PartitionProduceData [3..=13] {
-    index: 3..=13,
-    records: 3..=13,
+wire_struct! { produce_request::PartitionProduceData [0..=13] {
+    index: 0..=13,
+    records: 0..=13,
 } tagged {
 } }
-wire_struct! { produce_request::ProduceRequest [3..=13] {
+wire_struct! { produce_request::ProduceRequest [0..=13] {
     transactional_id: 3..=13,
-    acks: 3..=13,
-    timeout_ms: 3..=13,
-    topic_data: 3..=13,
+    acks: 0..=13,
+    timeout_ms: 0..=13,
+    topic_data: 0..=13,
 } tagged {
 } }
-wire_struct! { produce_request::TopicProduceData [3..=13] {
-    name: 3..=12,
+wire_struct! { produce_request::TopicProduceData [0..=13] {
+    name: 0..=12,
     topic_id: 13..=13,
-    partition_data: 3..=13,
+    partition_data: 0..=13,
 } tagged {
 } }
 

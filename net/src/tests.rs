@@ -279,10 +279,10 @@ fn header_errors_carry_what_the_server_needs_to_answer() {
         })
     );
     assert_eq!(
-        decode_request(frame(0, 2, 6, &[])),
+        decode_request(frame(0, 14, 6, &[])),
         Err(DecodeError::UnsupportedVersion {
             api_key: ApiKey::Produce,
-            api_version: 2,
+            api_version: 14,
             correlation_id: 6
         })
     );
@@ -717,6 +717,43 @@ fn golden_fetch_v0_and_v3_from_kafka_3_9_schema() {
     };
     assert_eq!(f.isolation_level, 0, "read uncommitted");
     assert_eq!(decode_golden(1, 3, &body(Some(65_536))), expected(65_536));
+}
+
+#[test]
+fn golden_produce_v0_to_v2_from_kafka_3_9_schema() {
+    // Proves Produce v0-v2 (no transactional_id) decode to the fields they carry with the
+    // records as a slice of the frame, and every truncation is refused.
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    let mut rest = golden_rest();
+    rest.put_i16(1); // acks
+    rest.put_i32(1500); // timeout_ms
+    rest.put_i32(1); // topic_data
+    put_string(&mut rest, "t");
+    rest.put_i32(1); // partition_data
+    rest.put_i32(2); // index
+    rest.put_i32(3); // records
+    rest.put_slice(b"set");
+    for v in 0..=2 {
+        assert_eq!(
+            decode_golden(0, v, &rest),
+            RequestBody::Produce(
+                ProduceRequest::default()
+                    .with_acks(1)
+                    .with_timeout_ms(1500)
+                    .with_topic_data(vec![
+                        TopicProduceData::default()
+                            .with_name(TopicName("t".into()))
+                            .with_partition_data(vec![
+                                PartitionProduceData::default()
+                                    .with_index(2)
+                                    .with_records(Some(Bytes::from_static(b"set"))),
+                            ]),
+                    ])
+            ),
+            "v{v}"
+        );
+    }
 }
 
 #[test]
