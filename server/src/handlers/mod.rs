@@ -79,6 +79,12 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
         RequestBody::DescribeCluster(_) => {
             respond(cid, key, v, &metadata::describe_cluster(&shard))
         }
+        RequestBody::Produce(r) if v < 3 => {
+            match produce_legacy::handle(&shard, &conn, r, v).await {
+                Some(resp) => respond(cid, key, v, &resp),
+                None => Outcome::Silent,
+            }
+        }
         RequestBody::Produce(r) => match produce::handle(&shard, &conn, r, v).await {
             Some(resp) => respond(cid, key, v, &resp),
             None => Outcome::Silent,
