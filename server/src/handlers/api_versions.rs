@@ -9,11 +9,10 @@ use sluice_net::decodable_versions;
 
 use crate::connection::Outcome;
 
-/// What the handlers implement: `(api, min, max)`. The minima are Kafka 3.9's (KIP-896
-/// removed some versions in 4.0, but clients such as Sarama 1.22 still send them; net
-/// decodes them and rewrites their responses; Fetch v0-v3 get their records converted to
-/// the old message formats). Produce advertises min 0 as clients expect, while v0-v2 (not
-/// decodable, they would need message sets converted up to RecordBatch v2) are refused.
+/// What the handlers implement: `(api, min, max)`. The minima are Kafka 3.9's: KIP-896
+/// removed some versions in 4.0, but clients such as Sarama 1.22 still send them. net
+/// decodes them and rewrites their responses; Produce v0-v2 and Fetch v0-v3 also have
+/// their records converted from and to the old message formats.
 const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 0, 11),
     (ApiKey::Fetch, 0, 16),
@@ -46,12 +45,7 @@ pub fn advertised_range(key: ApiKey) -> Option<(i16, i16)> {
     let (_, lo, hi) = IMPLEMENTED.iter().find(|(k, _, _)| *k == key)?;
     let (dlo, dhi) = decodable_versions(key)?;
     let hi = (*hi).min(dhi);
-    // Produce keeps min 0 in the advertisement even though v0-v2 are not decodable.
-    let lo = if key == ApiKey::Produce {
-        *lo
-    } else {
-        (*lo).max(dlo)
-    };
+    let lo = (*lo).max(dlo);
     (lo <= hi).then_some((lo, hi))
 }
 
