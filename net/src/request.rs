@@ -276,7 +276,8 @@ pub(crate) mod tests {
     /// Generates a random body for `version`, encodes it with `kafka-protocol`,
     /// and checks that our decoder returns the same struct as the input and as
     /// `kafka-protocol`'s own decoder, that re-encoding ours gives the same
-    /// bytes, and that every strict prefix of the frame is rejected.
+    /// bytes, that every strict prefix of the frame is rejected, and that bytes
+    /// appended after the body are ignored.
     pub(crate) fn round_trip<T>(
         api_key: ApiKey,
         version: i16,
@@ -337,6 +338,16 @@ pub(crate) mod tests {
                     "{api_key:?} v{version} seed {seed}: prefix of {len} bytes decoded"
                 ));
             }
+        }
+        // Bytes after the body are ignored, as Kafka does.
+        let mut longer = BytesMut::from(&frame[..]);
+        longer.extend_from_slice(&[0xa5, 0x00, 0xff][..1 + (seed % 3) as usize]);
+        let longer = decode_request(longer.freeze())
+            .map_err(|e| format!("{api_key:?} v{version} seed {seed}, trailing bytes: {e}"))?;
+        if unwrap(longer.body).as_ref() != Some(&input) {
+            return Err(format!(
+                "{api_key:?} v{version} seed {seed}: trailing bytes changed the body"
+            ));
         }
         Ok(())
     }
