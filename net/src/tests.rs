@@ -38,7 +38,8 @@ macro_rules! round_trip_tests {
                 #[test]
                 fn $name(seed: u64) {
                     // Proves our decoder agrees with kafka-protocol's encoder and decoder on random
-                    // requests of every version, and rejects every truncation of them.
+                    // requests of every version, rejects every truncation of them and ignores bytes
+                    // after them.
                     check_all_versions(ApiKey::$key, seed)?;
                 }
             )*
