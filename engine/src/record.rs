@@ -286,8 +286,14 @@ fn zstd_window_log_max(bytes_max: usize) -> u32 {
     (usize::BITS - bytes_max.leading_zeros()).clamp(10, 27)
 }
 
-/// Decompresses a batch's record bytes with an output cap of `bytes_max`.
-fn decompress(codec: Codec, data: &[u8], bytes_max: usize) -> Result<(Vec<u8>, bool), RecordError> {
+/// Decompresses a batch's record bytes with an output cap of `bytes_max`; also says
+/// whether snappy bytes were xerial-framed. The server uses it for the old message
+/// formats' compressed wrapper messages too.
+pub fn decompress(
+    codec: Codec,
+    data: &[u8],
+    bytes_max: usize,
+) -> Result<(Vec<u8>, bool), RecordError> {
     match codec {
         Codec::None => Ok((data.to_vec(), false)),
         Codec::Gzip => Ok((

@@ -30,7 +30,10 @@ pub use reader::{ReadError, Reader};
 pub use request::{
     DECODABLE_API_KEYS, DecodeError, Request, RequestBody, decodable_versions, decode_request,
 };
-pub use response::{EncodeError, SHARED_BYTES_MIN, encode_response, encode_response_vectored};
+pub use response::{
+    EncodeError, LegacyVersions, SHARED_BYTES_MIN, encode_response, encode_response_vectored,
+    legacy_versions,
+};
 
 /// The `kafka-protocol` crate whose message structs this crate decodes into
 /// and encodes from; re-exported so callers use the same version.

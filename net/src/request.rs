@@ -119,15 +119,17 @@ macro_rules! requests {
     };
 }
 
-// Versions: the maxima `kafka-protocol` 0.18 can encode. Produce v0-v2 are not
-// decoded: the server advertises min 0 and answers them UNSUPPORTED_VERSION.
+// Versions: the maxima `kafka-protocol` 0.18 can encode; the minima are Kafka
+// 3.9's for the APIs whose removed versions `response::legacy_versions` can
+// answer (KIP-896), and kafka-protocol's for the rest. Produce v0-v2 carry
+// message sets of the old formats, which the server converts.
 requests! {
-    Produce(ProduceRequest) 3..=13,
-    Fetch(FetchRequest) 4..=18,
-    ListOffsets(ListOffsetsRequest) 1..=10,
+    Produce(ProduceRequest) 0..=13,
+    Fetch(FetchRequest) 0..=18,
+    ListOffsets(ListOffsetsRequest) 0..=10,
     Metadata(MetadataRequest) 0..=13,
-    OffsetCommit(OffsetCommitRequest) 2..=9,
-    OffsetFetch(OffsetFetchRequest) 1..=9,
+    OffsetCommit(OffsetCommitRequest) 0..=9,
+    OffsetFetch(OffsetFetchRequest) 0..=9,
     FindCoordinator(FindCoordinatorRequest) 0..=6,
     JoinGroup(JoinGroupRequest) 0..=9,
     Heartbeat(HeartbeatRequest) 0..=4,
@@ -137,16 +139,16 @@ requests! {
     ListGroups(ListGroupsRequest) 0..=5,
     SaslHandshake(SaslHandshakeRequest) 0..=1,
     ApiVersions(ApiVersionsRequest) 0..=4,
-    CreateTopics(CreateTopicsRequest) 2..=7,
-    DeleteTopics(DeleteTopicsRequest) 1..=6,
+    CreateTopics(CreateTopicsRequest) 0..=7,
+    DeleteTopics(DeleteTopicsRequest) 0..=6,
     DeleteRecords(DeleteRecordsRequest) 0..=2,
     InitProducerId(InitProducerIdRequest) 0..=5,
-    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) 2..=4,
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest) 0..=4,
     AddPartitionsToTxn(AddPartitionsToTxnRequest) 0..=5,
     AddOffsetsToTxn(AddOffsetsToTxnRequest) 0..=4,
     EndTxn(EndTxnRequest) 0..=5,
     TxnOffsetCommit(TxnOffsetCommitRequest) 0..=5,
-    DescribeConfigs(DescribeConfigsRequest) 1..=4,
+    DescribeConfigs(DescribeConfigsRequest) 0..=4,
     CreatePartitions(CreatePartitionsRequest) 0..=3,
     DeleteGroups(DeleteGroupsRequest) 0..=2,
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest) 0..=1,
@@ -274,7 +276,8 @@ pub(crate) mod tests {
     /// Generates a random body for `version`, encodes it with `kafka-protocol`,
     /// and checks that our decoder returns the same struct as the input and as
     /// `kafka-protocol`'s own decoder, that re-encoding ours gives the same
-    /// bytes, and that every strict prefix of the frame is rejected.
+    /// bytes, that every strict prefix of the frame is rejected, and that bytes
+    /// appended after the body are ignored.
     pub(crate) fn round_trip<T>(
         api_key: ApiKey,
         version: i16,
@@ -336,20 +339,35 @@ pub(crate) mod tests {
                 ));
             }
         }
+        // Bytes after the body are ignored, as Kafka does.
+        let mut longer = BytesMut::from(&frame[..]);
+        longer.extend_from_slice(&[0xa5, 0x00, 0xff][..1 + (seed % 3) as usize]);
+        let longer = decode_request(longer.freeze())
+            .map_err(|e| format!("{api_key:?} v{version} seed {seed}, trailing bytes: {e}"))?;
+        if unwrap(longer.body).as_ref() != Some(&input) {
+            return Err(format!(
+                "{api_key:?} v{version} seed {seed}: trailing bytes changed the body"
+            ));
+        }
         Ok(())
     }
 
     #[test]
     fn decodable_versions_lie_within_kafka_protocol_ranges() {
-        // Proves we never claim a version kafka-protocol's structs (and so our responses) cannot represent.
+        // Proves we never claim a version kafka-protocol's structs cannot represent, nor one
+        // below its range that response.rs cannot rewrite a response to.
         for &key in DECODABLE_API_KEYS {
             let (lo, hi) = decodable_versions(key).unwrap();
             let valid = key.valid_versions();
             assert!(lo <= hi, "{key:?}");
-            assert!(
-                valid.min <= lo && hi <= valid.max,
-                "{key:?} {lo}..{hi} vs {valid}"
-            );
+            assert!(hi <= valid.max, "{key:?} {lo}..{hi} vs {valid}");
+            match crate::response::legacy_versions(key) {
+                Some(legacy) => {
+                    assert_eq!(legacy.encoded_at, valid.min, "{key:?}");
+                    assert_eq!(legacy.min, lo, "{key:?}");
+                }
+                None => assert!(valid.min <= lo, "{key:?} {lo}..{hi} vs {valid}"),
+            }
         }
     }
 }

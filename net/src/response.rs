@@ -2,6 +2,11 @@
 //! fields for flexible versions; ApiVersions always v0) and the body encoded
 //! by `kafka-protocol`.
 //!
+//! Versions Kafka 4.0 removed (KIP-896) but 3.9 still served, which
+//! `kafka-protocol` cannot encode, are encoded at the oldest version it can
+//! (`LegacyVersions::encoded_at`) and rewritten to the old layout in one place,
+//! `downgrade`: the old layouts are the newer ones without a field or two.
+//!
 //! `encode_response` returns one contiguous frame. `encode_response_vectored`
 //! returns the frame as chunks for a vectored write, in which large `Bytes`
 //! fields the caller names (Fetch records read from the log) are the caller's
@@ -14,6 +19,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
 use kafka_protocol::protocol::buf::ByteBufMut;
+
+use crate::reader::{ReadError, Reader};
 
 /// Why a response could not be encoded. The request should fail on the
 /// server side; the connection itself is still in sync.
@@ -40,6 +47,240 @@ pub enum EncodeError {
     },
 }
 
+/// Versions of an API that Kafka 3.9 served and 4.0 removed, for the APIs
+/// Sluice still serves them for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegacyVersions {
+    /// The oldest version served.
+    pub min: i16,
+    /// The oldest version `kafka-protocol` encodes; the versions below are
+    /// encoded at this one and rewritten by `downgrade`.
+    pub encoded_at: i16,
+}
+
+/// The removed versions Sluice serves for `api_key`, if any.
+pub fn legacy_versions(api_key: ApiKey) -> Option<LegacyVersions> {
+    let (min, encoded_at) = match api_key {
+        ApiKey::Produce => (0, 3),
+        ApiKey::Fetch => (0, 4),
+        ApiKey::ListOffsets => (0, 1),
+        ApiKey::OffsetCommit => (0, 2),
+        ApiKey::OffsetFetch => (0, 1),
+        ApiKey::CreateTopics => (0, 2),
+        ApiKey::DeleteTopics => (0, 1),
+        ApiKey::OffsetForLeaderEpoch => (0, 2),
+        ApiKey::DescribeConfigs => (0, 1),
+        _ => return None,
+    };
+    Some(LegacyVersions { min, encoded_at })
+}
+
+/// The body of a response: encoded by `kafka-protocol`, or for a removed
+/// version encoded at `encoded_at` and rewritten to the old layout.
+fn encode_body<R: Encodable>(
+    api_key: ApiKey,
+    api_version: i16,
+    body: &R,
+) -> Result<Option<Bytes>, EncodeError> {
+    let Some(legacy) = legacy_versions(api_key).filter(|l| api_version < l.encoded_at) else {
+        return Ok(None);
+    };
+    let body_err = |reason: String| EncodeError::Body {
+        api_key,
+        api_version,
+        reason,
+    };
+    if api_version < legacy.min {
+        return Err(body_err("version not supported".into()));
+    }
+    let mut newer = BytesMut::new();
+    body.encode(&mut newer, legacy.encoded_at)
+        .map_err(|e| body_err(e.to_string()))?;
+    match downgrade(api_key, api_version, newer.freeze()) {
+        Ok(Some(body)) => Ok(Some(body)),
+        Ok(None) => Err(body_err(format!(
+            "no rewrite from v{} to v{api_version}",
+            legacy.encoded_at
+        ))),
+        Err(e) => Err(body_err(format!(
+            "rewriting v{} to v{api_version}: {e}",
+            legacy.encoded_at
+        ))),
+    }
+}
+
+/// Rewrites a non-flexible response body encoded at `legacy_versions(api_key)`'s
+/// `encoded_at` to the layout of the older `api_version` (Kafka 3.9's schemas);
+/// `None` for a version this does not know.
+fn downgrade(api_key: ApiKey, api_version: i16, newer: Bytes) -> Result<Option<Bytes>, ReadError> {
+    let mut w = Rewrite {
+        r: Reader::new(newer.clone()),
+        out: BytesMut::with_capacity(newer.len()),
+    };
+    match (api_key, api_version) {
+        // v0 and v1 are v2's layout; v1 differs only in its request.
+        (ApiKey::OffsetCommit, 0 | 1) | (ApiKey::OffsetFetch, 0) => return Ok(Some(newer)),
+        // v1 added throttle_time_ms in front.
+        (ApiKey::DeleteTopics, 0) => w.skip(4)?,
+        // v2 added throttle_time_ms in front.
+        (ApiKey::CreateTopics, 1) | (ApiKey::OffsetForLeaderEpoch, 1) => w.skip(4)?,
+        // v1 added each topic's error_message.
+        (ApiKey::CreateTopics, 0) => {
+            w.skip(4)?;
+            for _ in 0..w.copy_count()? {
+                w.copy_string()?; // name
+                w.copy(2)?; // error_code
+                w.skip_string()?; // error_message
+            }
+        }
+        // v2 is v3's layout (v3 changed only the request).
+        (ApiKey::Produce, 2) => return Ok(Some(newer)),
+        // v2 added each partition's log_append_time_ms, v1 throttle_time_ms at the end.
+        (ApiKey::Produce, 0 | 1) => {
+            for _ in 0..w.copy_count()? {
+                w.copy_string()?; // name
+                for _ in 0..w.copy_count()? {
+                    w.copy(4 + 2 + 8)?; // index, error_code, base_offset
+                    w.skip(8)?; // log_append_time_ms
+                }
+            }
+            if api_version == 0 {
+                w.skip(4)?; // throttle_time_ms
+            }
+        }
+        // v4 added each partition's last_stable_offset and aborted_transactions, v1
+        // throttle_time_ms. The records are copied as they are: the caller converts them
+        // to the message format of the version (v0-1: magic 0, v2-3: magic 1).
+        (ApiKey::Fetch, 0..=3) => {
+            if api_version == 0 {
+                w.skip(4)?;
+            } else {
+                w.copy(4)?;
+            }
+            for _ in 0..w.copy_count()? {
+                w.copy_string()?; // topic
+                for _ in 0..w.copy_count()? {
+                    w.copy(4 + 2 + 8)?; // partition_index, error_code, high_watermark
+                    w.skip(8)?; // last_stable_offset
+                    for _ in 0..w.count()? {
+                        w.skip(8 + 8)?; // aborted: producer_id, first_offset
+                    }
+                    let len = w.r.i32()?;
+                    w.out.put_i32(len);
+                    if len > 0 {
+                        w.copy(len as usize)?; // records
+                    }
+                }
+            }
+        }
+        // v1 added each partition's leader_epoch.
+        (ApiKey::OffsetForLeaderEpoch, 0) => {
+            w.skip(4)?;
+            for _ in 0..w.copy_count()? {
+                w.copy_string()?; // topic
+                for _ in 0..w.copy_count()? {
+                    w.copy(2 + 4)?; // error_code, partition
+                    w.skip(4)?; // leader_epoch
+                    w.copy(8)?; // end_offset
+                }
+            }
+        }
+        // v1 replaced the list of offsets (old_style_offsets) by one timestamp and offset.
+        (ApiKey::ListOffsets, 0) => {
+            for _ in 0..w.copy_count()? {
+                w.copy_string()?; // name
+                for _ in 0..w.copy_count()? {
+                    w.copy(4)?; // partition_index
+                    let error_code = w.r.i16()?;
+                    w.out.put_i16(error_code);
+                    let _timestamp = w.r.i64()?;
+                    let offset = w.r.i64()?;
+                    if error_code == 0 && offset >= 0 {
+                        w.out.put_i32(1);
+                        w.out.put_i64(offset);
+                    } else {
+                        w.out.put_i32(0);
+                    }
+                }
+            }
+        }
+        // v1 replaced is_default by config_source (same width) and added synonyms.
+        (ApiKey::DescribeConfigs, 0) => {
+            w.copy(4)?; // throttle_time_ms
+            for _ in 0..w.copy_count()? {
+                w.copy(2)?; // error_code
+                w.copy_string()?; // error_message
+                w.copy(1)?; // resource_type
+                w.copy_string()?; // resource_name
+                for _ in 0..w.copy_count()? {
+                    w.copy_string()?; // name
+                    w.copy_string()?; // value
+                    w.copy(1)?; // read_only
+                    let is_default = w.r.i8()? == CONFIG_SOURCE_DEFAULT;
+                    w.out.put_u8(u8::from(is_default));
+                    w.copy(1)?; // is_sensitive
+                    for _ in 0..w.count()? {
+                        w.skip_string()?; // name
+                        w.skip_string()?; // value
+                        w.skip(1)?; // source
+                    }
+                }
+            }
+        }
+        _ => return Ok(None),
+    }
+    w.out.extend_from_slice(w.r.rest());
+    Ok(Some(w.out.freeze()))
+}
+
+/// DescribeConfigs' config_source of a value nobody set (DEFAULT_CONFIG), which is
+/// what v0's is_default says.
+const CONFIG_SOURCE_DEFAULT: i8 = 5;
+
+/// A cursor over an encoded body and the rewritten body, for `downgrade`.
+struct Rewrite {
+    r: Reader,
+    out: BytesMut,
+}
+
+impl Rewrite {
+    fn copy(&mut self, len: usize) -> Result<(), ReadError> {
+        let b = self.r.bytes(len)?;
+        self.out.extend_from_slice(&b);
+        Ok(())
+    }
+    fn skip(&mut self, len: usize) -> Result<(), ReadError> {
+        self.r.bytes(len).map(drop)
+    }
+    /// An array count (null counts as empty), not copied.
+    fn count(&mut self) -> Result<usize, ReadError> {
+        Ok(self.r.array_len(false, 1)?.unwrap_or(0))
+    }
+    /// An array count, copied as it was.
+    fn copy_count(&mut self) -> Result<usize, ReadError> {
+        let raw = self.r.rest().slice(..4.min(self.r.remaining()));
+        let count = self.count()?;
+        self.out.extend_from_slice(&raw);
+        Ok(count)
+    }
+    /// A nullable STRING (i16 length).
+    fn copy_string(&mut self) -> Result<(), ReadError> {
+        let len = self.r.i16()?;
+        self.out.put_i16(len);
+        if len > 0 {
+            self.copy(len as usize)?;
+        }
+        Ok(())
+    }
+    fn skip_string(&mut self) -> Result<(), ReadError> {
+        let len = self.r.i16()?;
+        if len > 0 {
+            self.skip(len as usize)?;
+        }
+        Ok(())
+    }
+}
+
 /// Encodes one complete response frame, size prefix included.
 pub fn encode_response<R: Encodable>(
     correlation_id: i32,
@@ -52,14 +293,18 @@ pub fn encode_response<R: Encodable>(
         api_version,
         reason,
     };
+    let legacy_body = encode_body(api_key, api_version, body)?;
     let header_version = api_key.response_header_version(api_version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_size = header
         .compute_size(header_version)
         .map_err(|e| body_err(e.to_string()))?;
-    let body_size = body
-        .compute_size(api_version)
-        .map_err(|e| body_err(e.to_string()))?;
+    let body_size = match &legacy_body {
+        Some(b) => b.len(),
+        None => body
+            .compute_size(api_version)
+            .map_err(|e| body_err(e.to_string()))?,
+    };
     let size = header_size + body_size;
     let Ok(size_prefix) = i32::try_from(size) else {
         return Err(EncodeError::TooLarge {
@@ -73,8 +318,12 @@ pub fn encode_response<R: Encodable>(
     header
         .encode(&mut buf, header_version)
         .map_err(|e| body_err(e.to_string()))?;
-    body.encode(&mut buf, api_version)
-        .map_err(|e| body_err(e.to_string()))?;
+    match legacy_body {
+        Some(b) => buf.extend_from_slice(&b),
+        None => body
+            .encode(&mut buf, api_version)
+            .map_err(|e| body_err(e.to_string()))?,
+    }
     if buf.len() != 4 + size {
         return Err(EncodeError::SizeMismatch {
             api_key,
@@ -101,6 +350,9 @@ pub fn encode_response_vectored<R: Encodable>(
     body: &R,
     shared: &[Bytes],
 ) -> Result<Vec<Bytes>, EncodeError> {
+    if legacy_versions(api_key).is_some_and(|l| api_version < l.encoded_at) {
+        return encode_response(correlation_id, api_key, api_version, body).map(|f| vec![f]);
+    }
     let body_err = |reason: String| EncodeError::Body {
         api_key,
         api_version,
@@ -256,6 +508,372 @@ mod tests {
         let frame = encode_response(1, ApiKey::Metadata, 8, &body).unwrap();
         let mut rest = frame.slice(8..);
         assert_eq!(MetadataResponse::decode(&mut rest, 8).unwrap(), body);
+    }
+
+    /// A frame with header v0 holding `body`, as Kafka 3.9 writes it.
+    fn v0_frame(correlation_id: i32, body: &[u8]) -> Bytes {
+        let mut f = BytesMut::new();
+        f.put_i32(4 + body.len() as i32);
+        f.put_i32(correlation_id);
+        f.put_slice(body);
+        f.freeze()
+    }
+
+    /// A STRING: i16 length, then the bytes.
+    fn put_string(b: &mut BytesMut, s: &str) {
+        b.put_i16(s.len() as i16);
+        b.put_slice(s.as_bytes());
+    }
+
+    fn topic(name: &str) -> kafka_protocol::messages::TopicName {
+        kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(
+            name.to_string(),
+        ))
+    }
+
+    #[test]
+    fn legacy_offset_commit_and_offset_fetch_match_kafka_3_9_bytes() {
+        // Proves OffsetCommit v0/v1 and OffsetFetch v0 responses are the bytes of Kafka 3.9's
+        // schemas (which equal the next version's layout), header v0 included.
+        use kafka_protocol::messages::offset_commit_response::*;
+        use kafka_protocol::messages::offset_fetch_response::*;
+        use kafka_protocol::messages::{OffsetCommitResponse, OffsetFetchResponse};
+        let commit = OffsetCommitResponse::default().with_topics(vec![
+            OffsetCommitResponseTopic::default()
+                .with_name(topic("t"))
+                .with_partitions(vec![
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(3)
+                        .with_error_code(25),
+                ]),
+        ]);
+        // topics: [name, partitions: [partition_index, error_code]]
+        let mut want = BytesMut::new();
+        want.put_i32(1);
+        put_string(&mut want, "t");
+        want.put_i32(1);
+        want.put_i32(3);
+        want.put_i16(25);
+        for v in [0, 1] {
+            let frame = encode_response(9, ApiKey::OffsetCommit, v, &commit).unwrap();
+            assert_eq!(frame, v0_frame(9, &want), "v{v}");
+        }
+        let fetch = OffsetFetchResponse::default().with_topics(vec![
+            OffsetFetchResponseTopic::default()
+                .with_name(topic("t"))
+                .with_partitions(vec![
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(42)
+                        .with_metadata(Some("m".into()))
+                        .with_error_code(0),
+                ]),
+        ]);
+        // topics: [name, partitions: [partition_index, committed_offset, metadata, error_code]]
+        let mut want = BytesMut::new();
+        want.put_i32(1);
+        put_string(&mut want, "t");
+        want.put_i32(1);
+        want.put_i32(0);
+        want.put_i64(42);
+        put_string(&mut want, "m");
+        want.put_i16(0);
+        let frame = encode_response(10, ApiKey::OffsetFetch, 0, &fetch).unwrap();
+        assert_eq!(frame, v0_frame(10, &want));
+    }
+
+    #[test]
+    fn legacy_describe_configs_v0_has_is_default_and_no_synonyms() {
+        // Proves DescribeConfigs v0 is Kafka 3.9's layout: is_default (true exactly for
+        // DEFAULT_CONFIG) where v1 has config_source, and no synonyms array.
+        use kafka_protocol::messages::DescribeConfigsResponse;
+        use kafka_protocol::messages::describe_configs_response::*;
+        let body = DescribeConfigsResponse::default()
+            .with_throttle_time_ms(7)
+            .with_results(vec![
+                DescribeConfigsResult::default()
+                    .with_error_code(0)
+                    .with_error_message(None)
+                    .with_resource_type(2)
+                    .with_resource_name("t".into())
+                    .with_configs(vec![
+                        DescribeConfigsResourceResult::default()
+                            .with_name("a".into())
+                            .with_value(Some("1".into()))
+                            .with_read_only(false)
+                            .with_config_source(5)
+                            .with_is_sensitive(false),
+                        DescribeConfigsResourceResult::default()
+                            .with_name("b".into())
+                            .with_value(None)
+                            .with_read_only(true)
+                            .with_config_source(1)
+                            .with_is_sensitive(true)
+                            .with_synonyms(vec![
+                                DescribeConfigsSynonym::default()
+                                    .with_name("b".into())
+                                    .with_value(Some("x".into()))
+                                    .with_source(1),
+                            ]),
+                    ]),
+            ]);
+        // throttle_time_ms, results: [error_code, error_message, resource_type, resource_name,
+        // configs: [name, value, read_only, is_default, is_sensitive]]
+        let mut want = BytesMut::new();
+        want.put_i32(7);
+        want.put_i32(1);
+        want.put_i16(0);
+        want.put_i16(-1);
+        want.put_i8(2);
+        put_string(&mut want, "t");
+        want.put_i32(2);
+        put_string(&mut want, "a");
+        put_string(&mut want, "1");
+        want.put_u8(0);
+        want.put_u8(1);
+        want.put_u8(0);
+        put_string(&mut want, "b");
+        want.put_i16(-1);
+        want.put_u8(1);
+        want.put_u8(0);
+        want.put_u8(1);
+        let frame = encode_response(11, ApiKey::DescribeConfigs, 0, &body).unwrap();
+        assert_eq!(frame, v0_frame(11, &want));
+    }
+
+    #[test]
+    fn legacy_list_offsets_v0_answers_a_list_of_offsets() {
+        // Proves ListOffsets v0 carries old_style_offsets: the one offset found, or none
+        // for an error or no offset, in Kafka 3.9's layout.
+        use kafka_protocol::messages::ListOffsetsResponse;
+        use kafka_protocol::messages::list_offsets_response::*;
+        let body = ListOffsetsResponse::default().with_topics(vec![
+            ListOffsetsTopicResponse::default()
+                .with_name(topic("t"))
+                .with_partitions(vec![
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1)
+                        .with_offset(42),
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(1)
+                        .with_error_code(3)
+                        .with_offset(-1),
+                ]),
+        ]);
+        // topics: [name, partitions: [partition_index, error_code, old_style_offsets: [i64]]]
+        let mut want = BytesMut::new();
+        want.put_i32(1);
+        put_string(&mut want, "t");
+        want.put_i32(2);
+        want.put_i32(0);
+        want.put_i16(0);
+        want.put_i32(1);
+        want.put_i64(42);
+        want.put_i32(1);
+        want.put_i16(3);
+        want.put_i32(0);
+        let frame = encode_response(12, ApiKey::ListOffsets, 0, &body).unwrap();
+        assert_eq!(frame, v0_frame(12, &want));
+    }
+
+    #[test]
+    fn legacy_create_delete_topics_and_offset_for_leader_epoch_drop_newer_fields() {
+        // Proves CreateTopics v0/v1, DeleteTopics v0 and OffsetForLeaderEpoch v0/v1 are
+        // Kafka 3.9's layouts: no throttle_time_ms, and v0 without CreateTopics'
+        // error_message or OffsetForLeaderEpoch's leader_epoch.
+        use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+        use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+        use kafka_protocol::messages::offset_for_leader_epoch_response::*;
+        use kafka_protocol::messages::{
+            CreateTopicsResponse, DeleteTopicsResponse, OffsetForLeaderEpochResponse,
+        };
+        let create = CreateTopicsResponse::default()
+            .with_throttle_time_ms(5)
+            .with_topics(vec![
+                CreatableTopicResult::default()
+                    .with_name(topic("t"))
+                    .with_error_code(36)
+                    .with_error_message(Some("exists".into())),
+            ]);
+        let mut v1 = BytesMut::new();
+        v1.put_i32(1);
+        put_string(&mut v1, "t");
+        v1.put_i16(36);
+        let mut v0 = v1.clone();
+        put_string(&mut v1, "exists");
+        assert_eq!(
+            encode_response(1, ApiKey::CreateTopics, 1, &create).unwrap(),
+            v0_frame(1, &v1)
+        );
+        assert_eq!(
+            encode_response(2, ApiKey::CreateTopics, 0, &create).unwrap(),
+            v0_frame(2, &v0)
+        );
+        v0.clear();
+
+        let delete = DeleteTopicsResponse::default()
+            .with_throttle_time_ms(5)
+            .with_responses(vec![
+                DeletableTopicResult::default()
+                    .with_name(Some(topic("t")))
+                    .with_error_code(3),
+            ]);
+        let mut want = BytesMut::new();
+        want.put_i32(1);
+        put_string(&mut want, "t");
+        want.put_i16(3);
+        assert_eq!(
+            encode_response(3, ApiKey::DeleteTopics, 0, &delete).unwrap(),
+            v0_frame(3, &want)
+        );
+
+        let epochs = OffsetForLeaderEpochResponse::default()
+            .with_throttle_time_ms(5)
+            .with_topics(vec![
+                OffsetForLeaderTopicResult::default()
+                    .with_topic(topic("t"))
+                    .with_partitions(vec![
+                        EpochEndOffset::default()
+                            .with_error_code(0)
+                            .with_partition(2)
+                            .with_leader_epoch(4)
+                            .with_end_offset(99),
+                    ]),
+            ]);
+        // topics: [topic, partitions: [error_code, partition, (v1: leader_epoch), end_offset]]
+        for (v, leader_epoch) in [(0, None), (1, Some(4))] {
+            let mut want = BytesMut::new();
+            want.put_i32(1);
+            put_string(&mut want, "t");
+            want.put_i32(1);
+            want.put_i16(0);
+            want.put_i32(2);
+            if let Some(e) = leader_epoch {
+                want.put_i32(e);
+            }
+            want.put_i64(99);
+            assert_eq!(
+                encode_response(4, ApiKey::OffsetForLeaderEpoch, v, &epochs).unwrap(),
+                v0_frame(4, &want),
+                "v{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn legacy_fetch_v0_to_v3_drop_v4_fields_and_keep_records() {
+        // Proves Fetch v0-v3 responses are Kafka 3.9's layout: each partition without
+        // last_stable_offset and aborted_transactions, v1-v3 with throttle_time_ms in front
+        // and v0 without it, the records bytes copied unchanged.
+        use kafka_protocol::messages::fetch_response::*;
+        use kafka_protocol::messages::{FetchResponse, ProducerId};
+        let records = Bytes::from_static(b"message set bytes");
+        let body = FetchResponse::default()
+            .with_throttle_time_ms(6)
+            .with_responses(vec![
+                FetchableTopicResponse::default()
+                    .with_topic(topic("t"))
+                    .with_partitions(vec![
+                        PartitionData::default()
+                            .with_partition_index(1)
+                            .with_error_code(0)
+                            .with_high_watermark(10)
+                            .with_last_stable_offset(10)
+                            .with_aborted_transactions(Some(vec![
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(4))
+                                    .with_first_offset(2),
+                            ]))
+                            .with_records(Some(records.clone())),
+                        PartitionData::default()
+                            .with_partition_index(2)
+                            .with_error_code(1)
+                            .with_high_watermark(-1)
+                            .with_records(None),
+                    ]),
+            ]);
+        // [throttle_time_ms], responses: [topic, partitions: [partition_index, error_code,
+        // high_watermark, records]]
+        for v in 0..=3 {
+            let mut want = BytesMut::new();
+            if v > 0 {
+                want.put_i32(6);
+            }
+            want.put_i32(1);
+            put_string(&mut want, "t");
+            want.put_i32(2);
+            want.put_i32(1);
+            want.put_i16(0);
+            want.put_i64(10);
+            want.put_i32(records.len() as i32);
+            want.put_slice(&records);
+            want.put_i32(2);
+            want.put_i16(1);
+            want.put_i64(-1);
+            want.put_i32(-1);
+            let frame = encode_response(5, ApiKey::Fetch, v, &body).unwrap();
+            assert_eq!(frame, v0_frame(5, &want), "v{v}");
+            let chunks = encode_response_vectored(
+                5,
+                ApiKey::Fetch,
+                v,
+                &body,
+                std::slice::from_ref(&records),
+            )
+            .unwrap();
+            assert_eq!(chunks.concat(), frame.to_vec(), "vectored v{v}");
+        }
+    }
+
+    #[test]
+    fn legacy_produce_v0_to_v2_match_kafka_3_9_bytes() {
+        // Proves Produce v2 responses are v3's layout, v1 drops each partition's
+        // log_append_time_ms, and v0 also the trailing throttle_time_ms.
+        use kafka_protocol::messages::ProduceResponse;
+        use kafka_protocol::messages::produce_response::*;
+        let body = ProduceResponse::default()
+            .with_throttle_time_ms(8)
+            .with_responses(vec![
+                TopicProduceResponse::default()
+                    .with_name(topic("t"))
+                    .with_partition_responses(vec![
+                        PartitionProduceResponse::default()
+                            .with_index(1)
+                            .with_error_code(0)
+                            .with_base_offset(17)
+                            .with_log_append_time_ms(99),
+                    ]),
+            ]);
+        // responses: [name, partition_responses: [index, error_code, base_offset,
+        // (v2: log_append_time_ms)]], (v1+: throttle_time_ms)
+        for v in 0..=2 {
+            let mut want = BytesMut::new();
+            want.put_i32(1);
+            put_string(&mut want, "t");
+            want.put_i32(1);
+            want.put_i32(1);
+            want.put_i16(0);
+            want.put_i64(17);
+            if v == 2 {
+                want.put_i64(99);
+            }
+            if v >= 1 {
+                want.put_i32(8);
+            }
+            let frame = encode_response(6, ApiKey::Produce, v, &body).unwrap();
+            assert_eq!(frame, v0_frame(6, &want), "v{v}");
+        }
+    }
+
+    #[test]
+    fn versions_below_the_legacy_minimum_are_refused() {
+        // Proves a version below what Kafka 3.9 served is an encode error, never bytes.
+        use kafka_protocol::messages::ListOffsetsResponse;
+        assert!(matches!(
+            encode_response(1, ApiKey::ListOffsets, -1, &ListOffsetsResponse::default()),
+            Err(EncodeError::Body { .. })
+        ));
     }
 
     #[test]

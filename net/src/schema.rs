@@ -1,8 +1,9 @@
 //! The wire layout of every request Sluice decodes, as `wire_struct!` tables:
 //! each struct's fields in wire order with the versions that carry them, then
 //! its tagged fields (tag number and versions). The layouts are Kafka's message
-//! schemas; the property tests in `request.rs` check every table against
-//! `kafka-protocol`'s encoder for every version.
+//! schemas (Kafka 3.9's for the versions 4.0 removed); the property tests in
+//! `request.rs` check every table against `kafka-protocol`'s encoder for every
+//! version it has, and golden frames in `tests.rs` cover the removed ones.
 
 use crate::wire::wire_struct;
 
@@ -28,87 +29,89 @@ wire_struct! { metadata_request::MetadataRequestTopic [0..=13] {
 } }
 
 // produce
-wire_struct! { produce_request::PartitionProduceData [3..=13] {
-    index: 3..=13,
-    records: 3..=13,
+wire_struct! { produce_request::PartitionProduceData [0..=13] {
+    index: 0..=13,
+    records: 0..=13,
 } tagged {
 } }
-wire_struct! { produce_request::ProduceRequest [3..=13] {
+wire_struct! { produce_request::ProduceRequest [0..=13] {
     transactional_id: 3..=13,
-    acks: 3..=13,
-    timeout_ms: 3..=13,
-    topic_data: 3..=13,
+    acks: 0..=13,
+    timeout_ms: 0..=13,
+    topic_data: 0..=13,
 } tagged {
 } }
-wire_struct! { produce_request::TopicProduceData [3..=13] {
-    name: 3..=12,
+wire_struct! { produce_request::TopicProduceData [0..=13] {
+    name: 0..=12,
     topic_id: 13..=13,
-    partition_data: 3..=13,
+    partition_data: 0..=13,
 } tagged {
 } }
 
 // fetch
-wire_struct! { fetch_request::FetchPartition [4..=18] {
-    partition: 4..=18,
+wire_struct! { fetch_request::FetchPartition [0..=18] {
+    partition: 0..=18,
     current_leader_epoch: 9..=18,
-    fetch_offset: 4..=18,
+    fetch_offset: 0..=18,
     last_fetched_epoch: 12..=18,
     log_start_offset: 5..=18,
-    partition_max_bytes: 4..=18,
+    partition_max_bytes: 0..=18,
 } tagged {
     replica_directory_id: 0 @ 17..=18,
     high_watermark: 1 @ 18..=18,
 } }
-wire_struct! { fetch_request::FetchRequest [4..=18] {
-    replica_id: 4..=14,
-    max_wait_ms: 4..=18,
-    min_bytes: 4..=18,
-    max_bytes: 4..=18,
+wire_struct! { fetch_request::FetchRequest [0..=18] {
+    replica_id: 0..=14,
+    max_wait_ms: 0..=18,
+    min_bytes: 0..=18,
+    max_bytes: 3..=18,
     isolation_level: 4..=18,
     session_id: 7..=18,
     session_epoch: 7..=18,
-    topics: 4..=18,
+    topics: 0..=18,
     forgotten_topics_data: 7..=18,
     rack_id: 11..=18,
 } tagged {
     cluster_id: 0 @ 12..=18,
     replica_state: 1 @ 15..=18,
 } }
-wire_struct! { fetch_request::FetchTopic [4..=18] {
-    topic: 4..=12,
+wire_struct! { fetch_request::FetchTopic [0..=18] {
+    topic: 0..=12,
     topic_id: 13..=18,
-    partitions: 4..=18,
+    partitions: 0..=18,
 } tagged {
 } }
-wire_struct! { fetch_request::ForgottenTopic [4..=18] {
+wire_struct! { fetch_request::ForgottenTopic [0..=18] {
     topic: 7..=12,
     topic_id: 13..=18,
     partitions: 7..=18,
 } tagged {
 } }
-wire_struct! { fetch_request::ReplicaState [4..=18] {
+wire_struct! { fetch_request::ReplicaState [0..=18] {
     replica_id: 15..=18,
     replica_epoch: 15..=18,
 } tagged {
 } }
 
 // list_offsets
-wire_struct! { list_offsets_request::ListOffsetsPartition [1..=10] {
-    partition_index: 1..=10,
+wire_struct! { list_offsets_request::ListOffsetsPartition [0..=10] {
+    partition_index: 0..=10,
     current_leader_epoch: 4..=10,
-    timestamp: 1..=10,
+    timestamp: 0..=10,
+    // v0's answer is the one offset v1 gives (or none), whatever count is asked for.
+    max_num_offsets as i32: 0..=0,
 } tagged {
 } }
-wire_struct! { list_offsets_request::ListOffsetsRequest [1..=10] {
-    replica_id: 1..=10,
+wire_struct! { list_offsets_request::ListOffsetsRequest [0..=10] {
+    replica_id: 0..=10,
     isolation_level: 2..=10,
-    topics: 1..=10,
+    topics: 0..=10,
     timeout_ms: 10..=10,
 } tagged {
 } }
-wire_struct! { list_offsets_request::ListOffsetsTopic [1..=10] {
-    name: 1..=10,
-    partitions: 1..=10,
+wire_struct! { list_offsets_request::ListOffsetsTopic [0..=10] {
+    name: 0..=10,
+    partitions: 0..=10,
 } tagged {
 } }
 
@@ -124,41 +127,41 @@ wire_struct! { init_producer_id_request::InitProducerIdRequest [0..=5] {
 } }
 
 // create_topics
-wire_struct! { create_topics_request::CreatableReplicaAssignment [2..=7] {
-    partition_index: 2..=7,
-    broker_ids: 2..=7,
+wire_struct! { create_topics_request::CreatableReplicaAssignment [0..=7] {
+    partition_index: 0..=7,
+    broker_ids: 0..=7,
 } tagged {
 } }
-wire_struct! { create_topics_request::CreatableTopic [2..=7] {
-    name: 2..=7,
-    num_partitions: 2..=7,
-    replication_factor: 2..=7,
-    assignments: 2..=7,
-    configs: 2..=7,
+wire_struct! { create_topics_request::CreatableTopic [0..=7] {
+    name: 0..=7,
+    num_partitions: 0..=7,
+    replication_factor: 0..=7,
+    assignments: 0..=7,
+    configs: 0..=7,
 } tagged {
 } }
-wire_struct! { create_topics_request::CreatableTopicConfig [2..=7] {
-    name: 2..=7,
-    value: 2..=7,
+wire_struct! { create_topics_request::CreatableTopicConfig [0..=7] {
+    name: 0..=7,
+    value: 0..=7,
 } tagged {
 } }
-wire_struct! { create_topics_request::CreateTopicsRequest [2..=7] {
-    topics: 2..=7,
-    timeout_ms: 2..=7,
-    validate_only: 2..=7,
+wire_struct! { create_topics_request::CreateTopicsRequest [0..=7] {
+    topics: 0..=7,
+    timeout_ms: 0..=7,
+    validate_only: 1..=7,
 } tagged {
 } }
 
 // delete_topics
-wire_struct! { delete_topics_request::DeleteTopicState [1..=6] {
+wire_struct! { delete_topics_request::DeleteTopicState [0..=6] {
     name: 6..=6,
     topic_id: 6..=6,
 } tagged {
 } }
-wire_struct! { delete_topics_request::DeleteTopicsRequest [1..=6] {
+wire_struct! { delete_topics_request::DeleteTopicsRequest [0..=6] {
     topics: 6..=6,
-    topic_names: 1..=5,
-    timeout_ms: 1..=6,
+    topic_names: 0..=5,
+    timeout_ms: 0..=6,
 } tagged {
 } }
 
@@ -181,16 +184,16 @@ wire_struct! { create_partitions_request::CreatePartitionsTopic [0..=3] {
 } }
 
 // describe_configs
-wire_struct! { describe_configs_request::DescribeConfigsRequest [1..=4] {
-    resources: 1..=4,
+wire_struct! { describe_configs_request::DescribeConfigsRequest [0..=4] {
+    resources: 0..=4,
     include_synonyms: 1..=4,
     include_documentation: 3..=4,
 } tagged {
 } }
-wire_struct! { describe_configs_request::DescribeConfigsResource [1..=4] {
-    resource_type: 1..=4,
-    resource_name: 1..=4,
-    configuration_keys: 1..=4,
+wire_struct! { describe_configs_request::DescribeConfigsResource [0..=4] {
+    resource_type: 0..=4,
+    resource_name: 0..=4,
+    configuration_keys: 0..=4,
 } tagged {
 } }
 
@@ -214,20 +217,20 @@ wire_struct! { incremental_alter_configs_request::IncrementalAlterConfigsRequest
 } }
 
 // offset_for_leader_epoch
-wire_struct! { offset_for_leader_epoch_request::OffsetForLeaderEpochRequest [2..=4] {
+wire_struct! { offset_for_leader_epoch_request::OffsetForLeaderEpochRequest [0..=4] {
     replica_id: 3..=4,
-    topics: 2..=4,
+    topics: 0..=4,
 } tagged {
 } }
-wire_struct! { offset_for_leader_epoch_request::OffsetForLeaderPartition [2..=4] {
-    partition: 2..=4,
+wire_struct! { offset_for_leader_epoch_request::OffsetForLeaderPartition [0..=4] {
+    partition: 0..=4,
     current_leader_epoch: 2..=4,
-    leader_epoch: 2..=4,
+    leader_epoch: 0..=4,
 } tagged {
 } }
-wire_struct! { offset_for_leader_epoch_request::OffsetForLeaderTopic [2..=4] {
-    topic: 2..=4,
-    partitions: 2..=4,
+wire_struct! { offset_for_leader_epoch_request::OffsetForLeaderTopic [0..=4] {
+    topic: 0..=4,
+    partitions: 0..=4,
 } tagged {
 } }
 
@@ -306,50 +309,52 @@ wire_struct! { leave_group_request::MemberIdentity [0..=5] {
 } }
 
 // offset_commit
-wire_struct! { offset_commit_request::OffsetCommitRequest [2..=9] {
-    group_id: 2..=9,
-    generation_id_or_member_epoch: 2..=9,
-    member_id: 2..=9,
+wire_struct! { offset_commit_request::OffsetCommitRequest [0..=9] {
+    group_id: 0..=9,
+    generation_id_or_member_epoch: 1..=9,
+    member_id: 1..=9,
     group_instance_id: 7..=9,
     retention_time_ms: 2..=4,
-    topics: 2..=9,
+    topics: 0..=9,
 } tagged {
 } }
-wire_struct! { offset_commit_request::OffsetCommitRequestPartition [2..=9] {
-    partition_index: 2..=9,
-    committed_offset: 2..=9,
+wire_struct! { offset_commit_request::OffsetCommitRequestPartition [0..=9] {
+    partition_index: 0..=9,
+    committed_offset: 0..=9,
     committed_leader_epoch: 6..=9,
-    committed_metadata: 2..=9,
+    // The commit time is the broker's, as from v2 on.
+    commit_timestamp as i64: 1..=1,
+    committed_metadata: 0..=9,
 } tagged {
 } }
-wire_struct! { offset_commit_request::OffsetCommitRequestTopic [2..=9] {
-    name: 2..=9,
+wire_struct! { offset_commit_request::OffsetCommitRequestTopic [0..=9] {
+    name: 0..=9,
     // topic_id: never on the wire
-    partitions: 2..=9,
+    partitions: 0..=9,
 } tagged {
 } }
 
 // offset_fetch
-wire_struct! { offset_fetch_request::OffsetFetchRequest [1..=9] {
-    group_id: 1..=7,
-    topics: 1..=7,
+wire_struct! { offset_fetch_request::OffsetFetchRequest [0..=9] {
+    group_id: 0..=7,
+    topics: 0..=7,
     groups: 8..=9,
     require_stable: 7..=9,
 } tagged {
 } }
-wire_struct! { offset_fetch_request::OffsetFetchRequestGroup [1..=9] {
+wire_struct! { offset_fetch_request::OffsetFetchRequestGroup [0..=9] {
     group_id: 8..=9,
     member_id: 9..=9,
     member_epoch: 9..=9,
     topics: 8..=9,
 } tagged {
 } }
-wire_struct! { offset_fetch_request::OffsetFetchRequestTopic [1..=9] {
-    name: 1..=7,
-    partition_indexes: 1..=7,
+wire_struct! { offset_fetch_request::OffsetFetchRequestTopic [0..=9] {
+    name: 0..=7,
+    partition_indexes: 0..=7,
 } tagged {
 } }
-wire_struct! { offset_fetch_request::OffsetFetchRequestTopics [1..=9] {
+wire_struct! { offset_fetch_request::OffsetFetchRequestTopics [0..=9] {
     name: 8..=9,
     // topic_id: never on the wire
     partition_indexes: 8..=9,

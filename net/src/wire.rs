@@ -200,10 +200,12 @@ pub(crate) trait TaggedFields {
 /// Declares the wire layout of one `kafka-protocol` struct: its fields in wire
 /// order with the versions each is present in, then its tagged fields with tag
 /// number and versions (or `never_flexible` for messages without flexible
-/// versions). Generates `Wire` (and, under test, `Gen`) for it.
+/// versions). A field written `name as Type` exists only in versions Kafka 4.0
+/// removed (so not in the struct): it is read as `Type` and dropped. Generates
+/// `Wire` (and, under test, `Gen`) for the struct.
 macro_rules! wire_struct {
     ($module:ident :: $ty:ident [$lo:literal ..= $hi:literal] {
-        $( $field:ident : $flo:literal ..= $fhi:literal ),* $(,)?
+        $( $field:ident $(as $skip:ty)? : $flo:literal ..= $fhi:literal ),* $(,)?
     } tagged {
         $( $tfield:ident : $tag:literal @ $tlo:literal ..= $thi:literal ),* $(,)?
     }) => {
@@ -242,10 +244,10 @@ macro_rules! wire_struct {
                 self.unknown_tagged_fields = g.unknown_tagged_fields();
             }
         }
-        $crate::wire::wire_struct!(@fields $module::$ty { $( $field: $flo..=$fhi, )* });
+        $crate::wire::wire_struct!(@fields $module::$ty { $( $field $(as $skip)?: $flo..=$fhi, )* });
     };
     ($module:ident :: $ty:ident [$lo:literal ..= $hi:literal] {
-        $( $field:ident : $flo:literal ..= $fhi:literal ),* $(,)?
+        $( $field:ident $(as $skip:ty)? : $flo:literal ..= $fhi:literal ),* $(,)?
     } never_flexible) => {
         impl $crate::wire::TaggedFields for kafka_protocol::messages::$module::$ty {
             fn read_tagged(
@@ -259,9 +261,27 @@ macro_rules! wire_struct {
             #[cfg(test)]
             fn generate_tagged(&mut self, _g: &mut $crate::random::Rng, _cx: $crate::wire::Cx) {}
         }
-        $crate::wire::wire_struct!(@fields $module::$ty { $( $field: $flo..=$fhi, )* });
+        $crate::wire::wire_struct!(@fields $module::$ty { $( $field $(as $skip)?: $flo..=$fhi, )* });
     };
-    (@fields $module:ident :: $ty:ident { $( $field:ident : $flo:literal ..= $fhi:literal, )* }) => {
+    // A field the struct has is read into it; `name as Type` is a field only old versions
+    // carry, which the struct (Kafka 4.0's) lacks: it is read as `Type` and dropped.
+    (@read $s:ident $r:ident $cx:ident $field:ident) => {
+        $s.$field = $crate::wire::Wire::read($r, $cx)?;
+    };
+    (@read $s:ident $r:ident $cx:ident $field:ident as $skip:ty) => {
+        let _: $skip = $crate::wire::Wire::read($r, $cx)?;
+    };
+    (@bytes_min $cx:ident $field:ident) => {
+        $crate::wire::field_bytes_min(|s: &Self| &s.$field, $cx)
+    };
+    (@bytes_min $cx:ident $field:ident as $skip:ty) => {
+        <$skip as $crate::wire::Wire>::bytes_min($cx)
+    };
+    (@generate $s:ident $g:ident $cx:ident $field:ident) => {
+        $s.$field = $crate::random::Gen::generate($g, $cx);
+    };
+    (@generate $s:ident $g:ident $cx:ident $field:ident as $skip:ty) => {};
+    (@fields $module:ident :: $ty:ident { $( $field:ident $(as $skip:ty)? : $flo:literal ..= $fhi:literal, )* }) => {
         impl $crate::wire::Wire for kafka_protocol::messages::$module::$ty {
             fn read(
                 r: &mut $crate::reader::Reader,
@@ -270,7 +290,7 @@ macro_rules! wire_struct {
                 let mut s = Self::default();
                 $(
                     if ($flo..=$fhi).contains(&cx.version) {
-                        s.$field = $crate::wire::Wire::read(r, cx)?;
+                        $crate::wire::wire_struct!(@read s r cx $field $(as $skip)?);
                     }
                 )*
                 if cx.flex {
@@ -284,7 +304,7 @@ macro_rules! wire_struct {
                 let mut n = usize::from(cx.flex);
                 $(
                     if ($flo..=$fhi).contains(&cx.version) {
-                        n += $crate::wire::field_bytes_min(|s: &Self| &s.$field, cx);
+                        n += $crate::wire::wire_struct!(@bytes_min cx $field $(as $skip)?);
                     }
                 )*
                 n
@@ -312,7 +332,7 @@ macro_rules! wire_struct {
                 let mut s = Self::default();
                 $(
                     if ($flo..=$fhi).contains(&cx.version) {
-                        s.$field = $crate::random::Gen::generate(g, cx);
+                        $crate::wire::wire_struct!(@generate s g cx $field $(as $skip)?);
                     }
                 )*
                 if cx.flex {

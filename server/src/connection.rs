@@ -401,7 +401,6 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
                         break 'conn;
                     }
                 };
-                let raw = frame.clone();
                 let task = match decode_request(frame) {
                     Ok(req) => {
                         let s = shard.clone();
@@ -419,20 +418,6 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
                     }) => {
                         debug!(api_version, "ApiVersions above our range; v0 fallback");
                         let out = handlers::api_versions::unsupported_version(correlation_id);
-                        glommio::spawn_local(async move { out }).detach()
-                    }
-                    Err(DecodeError::UnsupportedVersion {
-                        api_key: ApiKey::Produce,
-                        api_version: 0..=2,
-                        ..
-                    }) => {
-                        // Produce v0-v2: each partition answered UNSUPPORTED_VERSION.
-                        let out = match handlers::produce_legacy::unsupported_version_response(&raw)
-                        {
-                            Some(frame) if frame.is_empty() => Outcome::Silent,
-                            Some(frame) => Outcome::Respond(frame),
-                            None => Outcome::Close,
-                        };
                         glommio::spawn_local(async move { out }).detach()
                     }
                     Err(e) => {

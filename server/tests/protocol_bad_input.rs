@@ -134,7 +134,20 @@ fn hostile_frames_close_only_their_connection() {
     c.send_raw(&raw).unwrap();
     assert!(c.closed_within(CLOSE_WAIT), "unsupported Metadata version");
 
-    // Produce v2 (advertised min 0, refused): every partition gets UNSUPPORTED_VERSION.
+    // Produce v2 whose message set fails its CRC, and one with null records: each
+    // partition gets CORRUPT_MESSAGE in the v2 layout, and nothing is appended.
+    let mut message = BytesMut::new();
+    message.put_i8(1); // magic
+    message.put_i8(0); // attributes
+    message.put_i64(1); // timestamp
+    message.put_i32(-1); // key: null
+    message.put_i32(3);
+    message.put_slice(b"bad");
+    let mut set = BytesMut::new();
+    set.put_i64(0); // offset
+    set.put_i32(4 + message.len() as i32);
+    set.put_u32(crc32fast::hash(&message) ^ 1);
+    set.put_slice(&message);
     let mut body = BytesMut::new();
     body.put_i16(0); // api key Produce
     body.put_i16(2); // version
@@ -145,7 +158,10 @@ fn hostile_frames_close_only_their_connection() {
     body.put_i32(1); // one topic
     body.put_i16(4);
     body.put_slice(b"safe");
-    body.put_i32(1); // one partition
+    body.put_i32(2); // two partitions
+    body.put_i32(0);
+    body.put_i32(set.len() as i32);
+    body.put_slice(&set);
     body.put_i32(0);
     body.put_i32(-1); // null records
     let mut c = broker.connect();
@@ -156,16 +172,18 @@ fn hostile_frames_close_only_their_connection() {
     expected.put_i32(1);
     expected.put_i16(4);
     expected.put_slice(b"safe");
-    expected.put_i32(1);
-    expected.put_i32(0);
-    expected.put_i16(ResponseError::UnsupportedVersion.code());
-    expected.put_i64(-1); // base offset
-    expected.put_i64(-1); // log append time (v2)
+    expected.put_i32(2);
+    for _ in 0..2 {
+        expected.put_i32(0);
+        expected.put_i16(ResponseError::CorruptMessage.code());
+        expected.put_i64(-1); // base offset
+        expected.put_i64(-1); // log append time (v2)
+    }
     expected.put_i32(0); // throttle time (v1+)
     assert_eq!(
         resp,
         expected.freeze(),
-        "Produce v2 answered UNSUPPORTED_VERSION"
+        "Produce v2 with a bad message set answered CORRUPT_MESSAGE"
     );
 
     // A body field cut short after a valid header: ApiVersions v3 whose client software

@@ -9,19 +9,21 @@ use sluice_net::decodable_versions;
 
 use crate::connection::Outcome;
 
-/// What the handlers implement: `(api, min, max)`. Produce advertises min 0 as clients
-/// expect, while v0-v2 (not decodable) are refused.
+/// What the handlers implement: `(api, min, max)`. The minima are Kafka 3.9's: KIP-896
+/// removed some versions in 4.0, but clients such as Sarama 1.22 still send them. net
+/// decodes them and rewrites their responses; Produce v0-v2 and Fetch v0-v3 also have
+/// their records converted from and to the old message formats.
 const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 0, 11),
-    (ApiKey::Fetch, 4, 16),
-    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Fetch, 0, 16),
+    (ApiKey::ListOffsets, 0, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::InitProducerId, 0, 5),
-    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::OffsetForLeaderEpoch, 0, 4),
     (ApiKey::ApiVersions, 0, 4),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreateTopics, 0, 7),
+    (ApiKey::DeleteTopics, 0, 6),
+    (ApiKey::DescribeConfigs, 0, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
@@ -30,8 +32,8 @@ const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::OffsetCommit, 0, 9),
+    (ApiKey::OffsetFetch, 0, 9),
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
@@ -43,12 +45,7 @@ pub fn advertised_range(key: ApiKey) -> Option<(i16, i16)> {
     let (_, lo, hi) = IMPLEMENTED.iter().find(|(k, _, _)| *k == key)?;
     let (dlo, dhi) = decodable_versions(key)?;
     let hi = (*hi).min(dhi);
-    // Produce keeps min 0 in the advertisement even though v0-v2 are not decodable.
-    let lo = if key == ApiKey::Produce {
-        *lo
-    } else {
-        (*lo).max(dlo)
-    };
+    let lo = (*lo).max(dlo);
     (lo <= hi).then_some((lo, hi))
 }
 

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api_versions;
 pub mod fetch;
+pub mod fetch_legacy;
 pub mod group_admin;
 pub mod groups;
 pub mod metadata;
@@ -78,10 +79,20 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
         RequestBody::DescribeCluster(_) => {
             respond(cid, key, v, &metadata::describe_cluster(&shard))
         }
+        RequestBody::Produce(r) if v < 3 => {
+            match produce_legacy::handle(&shard, &conn, r, v).await {
+                Some(resp) => respond(cid, key, v, &resp),
+                None => Outcome::Silent,
+            }
+        }
         RequestBody::Produce(r) => match produce::handle(&shard, &conn, r, v).await {
             Some(resp) => respond(cid, key, v, &resp),
             None => Outcome::Silent,
         },
+        RequestBody::Fetch(r) if v < 4 => {
+            let resp = fetch_legacy::handle(&shard, &conn.fetch_sessions, r, v).await;
+            respond(cid, key, v, &resp)
+        }
         RequestBody::Fetch(r) => {
             let resp = fetch::handle(&shard, &conn.fetch_sessions, r, v).await;
             let shared: Vec<bytes::Bytes> = resp

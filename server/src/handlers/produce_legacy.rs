@@ -1,142 +1,368 @@
-//! Produce v0-v2: advertised (min 0, as clients expect) but refused. net does not decode
-//! them and kafka-protocol cannot encode their responses, so this file reads just enough
-//! of the request (topic names and partition indexes, every count bounded by the bytes
-//! left) to answer each partition with UNSUPPORTED_VERSION in the v0-v2 layout.
+//! Produce v0-v2, which Kafka 3.9 served and 4.0 removed (KIP-896): their records come
+//! as message sets of magic 0 or 1, which the log cannot hold. Each partition's message
+//! set is converted to one uncompressed RecordBatch v2, as Kafka's up-conversion does, and
+//! the request then goes through the Produce handler like any other. Every message's
+//! CRC-32 is checked; compressed wrapper messages (gzip, snappy, lz4) are opened one level
+//! deep, with the decompressed bytes capped. A message set that does not convert (bad CRC,
+//! cut short, a magic other than 0 and 1, nested compression) leaves that partition with
+//! no records, which the handler answers with CORRUPT_MESSAGE. Runs on the shard serving
+//! the request.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::ResponseError;
+use std::rc::Rc;
 
-/// Smallest encoded topic entry (name length + partition count) and partition entry
-/// (index + records length): bounds the counts read from the request.
-const TOPIC_BYTES_MIN: usize = 2 + 4;
-const PARTITION_BYTES_MIN: usize = 4 + 4;
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use sluice_engine::batch::{BatchHeader, Codec, HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2};
+use sluice_engine::record::{Record, RecordError, decompress, encode_batch};
+use tracing::debug;
 
-fn take(buf: &mut Bytes, n: usize) -> Option<Bytes> {
-    (buf.remaining() >= n).then(|| buf.split_to(n))
+use crate::connection::ConnState;
+use crate::shard::Shard;
+
+/// Decompressed bytes one compressed wrapper message may expand to.
+const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
+/// Offset, message size, then crc, magic, attributes, key length and value length: the
+/// smallest magic 0 message.
+const MESSAGE_BYTES_MIN: usize = 8 + 4 + 4 + 1 + 1 + 4 + 4;
+/// Compression codec bits of a message's attributes (the timestamp type bit of magic 1 is
+/// the broker's to set and is ignored).
+const ATTRIBUTE_CODEC_MASK: u8 = 0x07;
+
+/// Why a Produce v0-v2 message set could not be converted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    #[error("message set cut short at byte {position}")]
+    Truncated { position: usize },
+    #[error("message at byte {position} has size {size}")]
+    BadSize { position: usize, size: i32 },
+    #[error(
+        "message at byte {position} fails its CRC (stored {stored:#x}, computed {computed:#x})"
+    )]
+    Crc {
+        position: usize,
+        stored: u32,
+        computed: u32,
+    },
+    #[error("message at byte {position} has magic {magic}")]
+    BadMagic { position: usize, magic: i8 },
+    #[error("compressed message inside a compressed message")]
+    NestedCompression,
+    #[error("message set holds no message")]
+    Empty,
+    #[error("more than i32::MAX messages")]
+    TooMany,
+    #[error("records: {0}")]
+    Record(#[from] RecordError),
 }
 
-fn i16_(buf: &mut Bytes) -> Option<i16> {
-    (buf.remaining() >= 2).then(|| buf.get_i16())
-}
-
-fn i32_(buf: &mut Bytes) -> Option<i32> {
-    (buf.remaining() >= 4).then(|| buf.get_i32())
-}
-
-/// A count of entries each at least `min` bytes long, checked against what is left.
-fn count(buf: &mut Bytes, min: usize) -> Option<usize> {
-    let n = usize::try_from(i32_(buf)?).ok()?;
-    (n <= buf.remaining() / min).then_some(n)
-}
-
-/// The response frame (size prefix included) for a Produce v0-v2 `frame`; empty for
-/// acks=0 (no response is owed); `None` if the frame does not parse (the connection is
-/// then closed).
-pub fn unsupported_version_response(frame: &Bytes) -> Option<Bytes> {
-    let mut b = frame.clone();
-    let _api_key = i16_(&mut b)?;
-    let version = i16_(&mut b)?;
-    let correlation_id = i32_(&mut b)?;
-    let client_id_len = i16_(&mut b)?;
-    if client_id_len > 0 {
-        take(&mut b, client_id_len as usize)?;
-    }
-    let acks = i16_(&mut b)?;
-    let _timeout_ms = i32_(&mut b)?;
-    let mut topics = Vec::new();
-    for _ in 0..count(&mut b, TOPIC_BYTES_MIN)? {
-        let name_len = usize::try_from(i16_(&mut b)?).ok()?;
-        let name = take(&mut b, name_len)?;
-        let mut partitions = Vec::new();
-        for _ in 0..count(&mut b, PARTITION_BYTES_MIN)? {
-            partitions.push(i32_(&mut b)?);
-            let records_len = i32_(&mut b)?;
-            if records_len > 0 {
-                take(&mut b, records_len as usize)?;
+/// Serves Produce v0-v2: converts each partition's message set, then produces.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    conn: &ConnState,
+    mut req: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
+    for t in req.topic_data.iter_mut() {
+        for p in t.partition_data.iter_mut() {
+            if let Some(records) = p.records.as_mut() {
+                *records = match up_convert(records) {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        debug!(error = %e, topic = %t.name.0, partition = p.index, "old message set not converted");
+                        Bytes::new()
+                    }
+                };
             }
         }
-        topics.push((name, partitions));
     }
-    if b.has_remaining() || !(0..=2).contains(&version) {
+    super::produce::handle(shard, conn, req, version).await
+}
+
+/// One message read from a message set.
+struct Message {
+    codec: Codec,
+    /// -1 (no timestamp) for magic 0.
+    timestamp: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+}
+
+/// Converts a message set of magic 0 or 1 to one uncompressed RecordBatch v2 holding its
+/// messages in order (compressed wrappers replaced by what they hold), at offset deltas
+/// 0, 1, ... from base offset 0 (the log assigns the real offsets).
+pub fn up_convert(set: &Bytes) -> Result<Bytes, ConvertError> {
+    let mut messages = Vec::new();
+    for m in read_message_set(set)? {
+        if m.codec == Codec::None {
+            messages.push(m);
+            continue;
+        }
+        let Some(value) = m.value.as_ref() else {
+            return Err(ConvertError::Empty);
+        };
+        let (plain, _) = decompress(m.codec, value, DECOMPRESSED_BYTES_MAX)?;
+        for inner in read_message_set(&Bytes::from(plain))? {
+            if inner.codec != Codec::None {
+                return Err(ConvertError::NestedCompression);
+            }
+            messages.push(inner);
+        }
+    }
+    if messages.is_empty() {
+        return Err(ConvertError::Empty);
+    }
+    let count = i32::try_from(messages.len()).map_err(|_| ConvertError::TooMany)?;
+    let base_timestamp = messages[0].timestamp;
+    let max_timestamp = messages.iter().map(|m| m.timestamp).max().unwrap_or(-1);
+    let records: Vec<Record> = messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| Record {
+            attributes: 0,
+            timestamp_delta: m.timestamp - base_timestamp,
+            // `count` fits i32, so every index does.
+            offset_delta: i as i32,
+            key: m.key,
+            value: m.value,
+            headers: Vec::new(),
+        })
+        .collect();
+    let header = batch_header(count - 1, base_timestamp, max_timestamp);
+    let view = BatchHeader::new(&header).map_err(RecordError::from)?;
+    Ok(Bytes::from(encode_batch(&view, &records, false)?))
+}
+
+/// The header `encode_batch` copies from: base offset 0, no codec, CreateTime, no
+/// producer id, with the given last offset delta and timestamps.
+fn batch_header(last_offset_delta: i32, base_timestamp: i64, max_timestamp: i64) -> Vec<u8> {
+    let mut h = vec![0u8; HEADER_BYTES];
+    h[8..12].copy_from_slice(&((HEADER_BYTES - LOG_OVERHEAD) as i32).to_be_bytes());
+    h[12..16].copy_from_slice(&(-1i32).to_be_bytes());
+    h[16] = MAGIC_V2 as u8;
+    h[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
+    h[27..35].copy_from_slice(&base_timestamp.to_be_bytes());
+    h[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+    h[43..51].copy_from_slice(&(-1i64).to_be_bytes());
+    h[51..53].copy_from_slice(&(-1i16).to_be_bytes());
+    h[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    h
+}
+
+/// Reads every message of a message set: offset, size, then crc, magic, attributes,
+/// timestamp (magic 1), key and value. Offsets are not used; every length is checked
+/// against the bytes left.
+fn read_message_set(set: &Bytes) -> Result<Vec<Message>, ConvertError> {
+    let mut out = Vec::with_capacity((set.len() / MESSAGE_BYTES_MIN).min(1024));
+    let mut at = 0;
+    while at < set.len() {
+        let position = at;
+        let truncated = ConvertError::Truncated { position };
+        if set.len() - at < 12 {
+            return Err(truncated);
+        }
+        let mut head = &set[at + 8..at + 12];
+        let size = head.get_i32();
+        let body_len = usize::try_from(size)
+            .ok()
+            .filter(|s| *s >= MESSAGE_BYTES_MIN - 12)
+            .ok_or(ConvertError::BadSize { position, size })?;
+        if set.len() - at - 12 < body_len {
+            return Err(truncated);
+        }
+        let mut body = set.slice(at + 12..at + 12 + body_len);
+        at += 12 + body_len;
+        let stored = body.get_u32();
+        let computed = crc32fast::hash(&body);
+        if stored != computed {
+            return Err(ConvertError::Crc {
+                position,
+                stored,
+                computed,
+            });
+        }
+        let magic = body.get_i8();
+        let attributes = body.get_u8();
+        let timestamp = match magic {
+            0 => -1,
+            1 if body.remaining() >= 8 => body.get_i64(),
+            1 => return Err(truncated),
+            _ => return Err(ConvertError::BadMagic { position, magic }),
+        };
+        let key = read_bytes(&mut body).ok_or(ConvertError::Truncated { position })?;
+        let value = read_bytes(&mut body).ok_or(ConvertError::Truncated { position })?;
+        if body.has_remaining() {
+            return Err(ConvertError::BadSize { position, size });
+        }
+        let codec = match attributes & ATTRIBUTE_CODEC_MASK {
+            0 => Codec::None,
+            1 => Codec::Gzip,
+            2 => Codec::Snappy,
+            3 => Codec::Lz4,
+            other => Codec::Unknown(other),
+        };
+        out.push(Message {
+            codec,
+            timestamp,
+            key,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// BYTES: i32 length (-1 for null), then the bytes; `None` when cut short.
+fn read_bytes(body: &mut Bytes) -> Option<Option<Bytes>> {
+    if body.remaining() < 4 {
         return None;
     }
-    if acks == 0 {
-        return Some(Bytes::new());
+    let len = body.get_i32();
+    if len < 0 {
+        return Some(None);
     }
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    out.put_i32(correlation_id);
-    out.put_i32(topics.len() as i32);
-    for (name, partitions) in &topics {
-        out.put_i16(name.len() as i16);
-        out.put_slice(name);
-        out.put_i32(partitions.len() as i32);
-        for p in partitions {
-            out.put_i32(*p);
-            out.put_i16(ResponseError::UnsupportedVersion.code());
-            out.put_i64(-1);
-            if version >= 2 {
-                out.put_i64(-1);
-            }
-        }
-    }
-    if version >= 1 {
-        out.put_i32(0);
-    }
-    let size = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&size.to_be_bytes());
-    Some(out.freeze())
+    let len = len as usize;
+    (body.remaining() >= len).then(|| Some(body.split_to(len)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::{BufMut, BytesMut};
+    use sluice_engine::record::decode_batch;
 
-    // Proves a v2 request with two partitions gets both back with error 35 in the v2
-    // layout, and that a request claiming 2^31-1 topics is refused without allocating.
+    /// One message (offset and size included) in Kafka's magic 0/1 layout.
+    fn message(
+        offset: i64,
+        magic: i8,
+        attributes: u8,
+        ts: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+    ) -> Vec<u8> {
+        let mut body = BytesMut::new();
+        body.put_i8(magic);
+        body.put_u8(attributes);
+        if magic == 1 {
+            body.put_i64(ts);
+        }
+        match key {
+            None => body.put_i32(-1),
+            Some(k) => {
+                body.put_i32(k.len() as i32);
+                body.put_slice(k);
+            }
+        }
+        body.put_i32(value.len() as i32);
+        body.put_slice(value);
+        let mut out = BytesMut::new();
+        out.put_i64(offset);
+        out.put_i32(4 + body.len() as i32);
+        out.put_u32(crc32fast::hash(&body));
+        out.put_slice(&body);
+        out.to_vec()
+    }
+
+    fn records_of(batch: &Bytes) -> Vec<(i32, i64, Option<Bytes>, Option<Bytes>)> {
+        let h = BatchHeader::new(batch).unwrap();
+        assert_eq!(h.total_bytes(), Some(batch.len()));
+        assert_eq!(h.crc(), sluice_engine::batch::compute_crc(batch));
+        decode_batch(batch, 1 << 20)
+            .unwrap()
+            .records
+            .into_iter()
+            .map(|r| {
+                (
+                    r.offset_delta,
+                    h.base_timestamp() + r.timestamp_delta,
+                    r.key,
+                    r.value,
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn answers_each_partition_and_bounds_counts() {
-        let mut req = BytesMut::new();
-        req.put_i16(0);
-        req.put_i16(2);
-        req.put_i32(42);
-        req.put_i16(-1);
-        req.put_i16(1);
-        req.put_i32(1000);
-        req.put_i32(1);
-        req.put_i16(1);
-        req.put_slice(b"t");
-        req.put_i32(2);
-        for p in [3, 5] {
-            req.put_i32(p);
-            req.put_i32(2);
-            req.put_slice(b"xy");
-        }
-        let resp = unsupported_version_response(&req.freeze()).unwrap();
-        let mut r = resp.clone();
-        assert_eq!(r.get_i32() as usize, resp.len() - 4);
-        assert_eq!(r.get_i32(), 42);
-        assert_eq!(r.get_i32(), 1);
-        assert_eq!(r.get_i16(), 1);
-        assert_eq!(r.get_u8(), b't');
-        assert_eq!(r.get_i32(), 2);
-        for p in [3, 5] {
-            assert_eq!(r.get_i32(), p);
-            assert_eq!(r.get_i16(), 35);
-            assert_eq!(r.get_i64(), -1);
-            assert_eq!(r.get_i64(), -1);
-        }
-        assert_eq!(r.get_i32(), 0);
-        assert!(!r.has_remaining());
+    fn magic_0_and_1_message_sets_become_one_v2_batch() {
+        // Proves a magic 0 set converts to a valid v2 batch (CRC32C and length checked) with
+        // no timestamps, and a magic 1 set keeps each message's timestamp, key and value,
+        // offsets counted from 0 whatever the producer wrote.
+        let mut set = message(0, 0, 0, 0, None, b"a");
+        set.extend(message(1, 0, 0, 0, Some(b"k"), b"b"));
+        let batch = up_convert(&Bytes::from(set)).unwrap();
+        assert_eq!(
+            records_of(&batch),
+            vec![
+                (0, -1, None, Some(Bytes::from_static(b"a"))),
+                (
+                    1,
+                    -1,
+                    Some(Bytes::from_static(b"k")),
+                    Some(Bytes::from_static(b"b"))
+                ),
+            ]
+        );
+        let mut set = message(7, 1, 0, 1_000, None, b"x");
+        set.extend(message(9, 1, 0, 900, None, b"y"));
+        let batch = up_convert(&Bytes::from(set)).unwrap();
+        let h = BatchHeader::new(&batch).unwrap();
+        assert_eq!((h.base_offset().0, h.last_offset_delta()), (0, 1));
+        assert_eq!(h.max_timestamp(), 1_000);
+        assert_eq!(
+            records_of(&batch),
+            vec![
+                (0, 1_000, None, Some(Bytes::from_static(b"x"))),
+                (1, 900, None, Some(Bytes::from_static(b"y"))),
+            ]
+        );
+    }
 
-        let mut bomb = BytesMut::new();
-        bomb.put_i16(0);
-        bomb.put_i16(1);
-        bomb.put_i32(1);
-        bomb.put_i16(-1);
-        bomb.put_i16(1);
-        bomb.put_i32(1000);
-        bomb.put_i32(i32::MAX);
-        assert!(unsupported_version_response(&bomb.freeze()).is_none());
+    #[test]
+    fn gzip_wrapper_messages_are_opened() {
+        // Proves a gzip-compressed wrapper message (magic 1, relative inner offsets) is
+        // replaced by the messages it holds.
+        use std::io::Write;
+        let mut inner = message(0, 1, 0, 5, None, b"p");
+        inner.extend(message(1, 1, 0, 6, None, b"q"));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&inner).unwrap();
+        let wrapper = message(1, 1, 1, 6, None, &gz.finish().unwrap());
+        let batch = up_convert(&Bytes::from(wrapper)).unwrap();
+        assert_eq!(
+            records_of(&batch),
+            vec![
+                (0, 5, None, Some(Bytes::from_static(b"p"))),
+                (1, 6, None, Some(Bytes::from_static(b"q"))),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_message_sets_are_refused_without_panicking() {
+        // Proves a flipped byte (CRC), a set cut anywhere, a bad magic, a negative size and an
+        // empty set are errors, never a panic or a batch.
+        let good = message(0, 1, 0, 5, Some(b"k"), b"value");
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            up_convert(&Bytes::from(flipped)),
+            Err(ConvertError::Crc { .. })
+        ));
+        for cut in 1..good.len() {
+            assert!(
+                up_convert(&Bytes::copy_from_slice(&good[..cut])).is_err(),
+                "{cut}"
+            );
+        }
+        let bad_magic = message(0, 2, 0, 5, None, b"v");
+        assert!(matches!(
+            up_convert(&Bytes::from(bad_magic)),
+            Err(ConvertError::BadMagic { magic: 2, .. })
+        ));
+        let mut negative = good.clone();
+        negative[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(matches!(
+            up_convert(&Bytes::from(negative)),
+            Err(ConvertError::BadSize { size: -5, .. })
+        ));
+        assert_eq!(up_convert(&Bytes::new()), Err(ConvertError::Empty));
     }
 }
