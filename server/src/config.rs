@@ -449,4 +449,26 @@ mod tests {
         ]);
         assert!(bad.validate().is_err());
     }
+
+    // Proves the connection limit flags parse with Kafka's defaults (queued.max.request.bytes
+    // excepted: Sluice bounds it), take -1 for an unbounded budget, and refuse values that
+    // would make no sense.
+    #[test]
+    fn connection_limits_are_checked() {
+        let args = BrokerArgs::parse_from(["sluice"]);
+        assert_eq!(args.connections_max_idle_ms, 600_000);
+        assert_eq!(args.max_connections, i32::MAX);
+        assert_eq!(args.max_connections_per_ip, i32::MAX);
+        assert_eq!(args.queued_max_request_bytes, 536_870_912);
+        let parse = |flag: &str, v: &str| {
+            BrokerArgs::parse_from(["sluice", &format!("{flag}={v}")]).validate()
+        };
+        assert!(parse("--queued-max-request-bytes", "-1").is_ok());
+        assert!(parse("--queued-max-request-bytes", "0").is_err());
+        assert!(parse("--queued-max-request-bytes", "-2").is_err());
+        assert!(parse("--max-connections-per-ip", "0").is_ok());
+        assert!(parse("--max-connections", "-1").is_err());
+        assert!(parse("--connections-max-idle-ms", "0").is_err());
+        assert!(parse("--request-read-timeout-ms", "0").is_err());
+    }
 }

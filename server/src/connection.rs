@@ -70,11 +70,22 @@ struct Admitted {
 }
 
 impl ShardConnections {
-    pub fn new(args: &BrokerArgs, shard_count: u16) -> ShardConnections {
+    pub fn new(args: &BrokerArgs, shard: ShardId, shard_count: u16) -> ShardConnections {
         assert!(shard_count > 0);
         let share = u64::try_from(args.queued_max_request_bytes)
             .ok()
             .map(|total| total / u64::from(shard_count));
+        if let Some(share) = share
+            && share < u64::from(args.socket_request_max_bytes)
+            && shard == ADMISSION_SHARD
+        {
+            warn!(
+                share,
+                shards = shard_count,
+                socket_request_max_bytes = args.socket_request_max_bytes,
+                "requests larger than one shard's share of queued.max.request.bytes close their connection"
+            );
+        }
         ShardConnections {
             budget: share.map(Semaphore::new),
             budget_bytes_max: share.unwrap_or(u64::MAX),
@@ -443,10 +454,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
             }
             let due = *deadline.get_or_insert_with(|| Instant::now() + read_timeout);
             // The size prefix was already checked against socket.request.max.bytes.
-            let size = match frame_size(&buf, size_max) {
-                Ok(size) => size,
-                Err(_) => None,
-            };
+            let size = frame_size(&buf, size_max).ok().flatten();
             let frame_bytes = size.map_or(4, |size| 4 + size as usize);
             if let Some(size) = size
                 && !sized
@@ -489,4 +497,39 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    // Proves admission counts per address and in total, refuses at each limit without
+    // counting the refused connection, and gives places back on release.
+    #[test]
+    fn admission_counts_total_and_per_ip() {
+        let args = BrokerArgs::parse_from([
+            "sluice",
+            "--max-connections",
+            "3",
+            "--max-connections-per-ip",
+            "2",
+        ]);
+        let c = ShardConnections::new(&args, ShardId(0), 1);
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        assert_eq!(c.admit(a, &args), Admission::Admitted);
+        assert_eq!(c.admit(a, &args), Admission::Admitted);
+        assert_eq!(c.admit(a, &args), Admission::TooManyConnectionsPerIp);
+        assert_eq!(c.admit(b, &args), Admission::Admitted);
+        assert_eq!(c.admit(b, &args), Admission::TooManyConnections);
+        c.release(a);
+        assert_eq!(c.admit(b, &args), Admission::Admitted);
+        assert_eq!(c.admit(a, &args), Admission::TooManyConnections);
+        c.release(b);
+        c.release(b);
+        c.release(a);
+        assert_eq!(c.admitted.borrow().total, 0);
+        assert!(c.admitted.borrow().per_ip.is_empty());
+    }
 }

@@ -877,7 +877,7 @@ async fn shard_main(
         shutdown: CancellationToken::new(),
         shutdown_reply: RefCell::new(None),
         next_conn: Cell::new(0),
-        connections: connection::ShardConnections::new(&args, table.shard_count()),
+        connections: connection::ShardConnections::new(&args, id, table.shard_count()),
         controller,
     });
 

@@ -120,8 +120,9 @@ fn settle() {
 
 #[test]
 fn dribbling_client_is_cut_off_at_the_read_deadline() {
-    // Proves a client sending one byte every 200 ms of a frame it never finishes is
-    // closed about request.read.timeout.ms (1 s) after its first byte, while a complete
+    // Proves a client sending one byte every 200 ms of a frame it never finishes, and one
+    // that sends part of a frame and stops, are each closed about
+    // request.read.timeout.ms (1 s) after their first byte, while a complete
     // request sent in pieces within the deadline is answered and a bystander connection
     // keeps being served.
     let broker = Broker::start_with(&["--request-read-timeout-ms", "1000"]);
@@ -169,6 +170,20 @@ fn dribbling_client_is_cut_off_at_the_read_deadline() {
     assert!(
         closed_after >= Duration::from_millis(900) && closed_after < Duration::from_secs(4),
         "closed after {closed_after:?}"
+    );
+
+    // A client that sends part of a frame and then nothing is closed just as well.
+    let mut stalled = broker.connect();
+    stalled.send_raw(&bytes).unwrap();
+    let stalled_at = Instant::now();
+    assert!(
+        stalled.closed_within(CLOSE_WAIT),
+        "stalled connection still open"
+    );
+    let stalled_for = stalled_at.elapsed();
+    assert!(
+        stalled_for >= Duration::from_millis(900) && stalled_for < Duration::from_secs(4),
+        "closed after {stalled_for:?}"
     );
     assert!(answers(&mut bystander));
     broker.assert_running();
