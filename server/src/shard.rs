@@ -824,6 +824,25 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Test hook, in debug builds only (release builds do not read the variable):
+/// `SLUICE_TEST_PANIC_SHARD=N` makes shard N panic `TEST_PANIC_DELAY` after it starts
+/// accepting connections, so tests can watch the panic policy end the whole process.
+#[cfg(debug_assertions)]
+fn arm_test_panic(id: ShardId) {
+    const TEST_PANIC_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+    let armed = std::env::var("SLUICE_TEST_PANIC_SHARD")
+        .ok()
+        .and_then(|v| v.trim().parse::<u16>().ok())
+        == Some(id.0);
+    if armed {
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(TEST_PANIC_DELAY).await;
+            panic!("SLUICE_TEST_PANIC_SHARD={}: test panic", id.0);
+        })
+        .detach();
+    }
+}
+
 /// What a shard needs from the process around it: the stop flag the main thread sets on
 /// SIGINT/SIGTERM, and the channel on which it reports being ready.
 struct ShardLife {
@@ -939,6 +958,8 @@ async fn shard_main(
 
     info!(shard = id.0, listen = %args.listen, "accepting connections");
     let _ = life.events.send(crate::lifecycle::ShardEvent::Ready(id.0));
+    #[cfg(debug_assertions)]
+    arm_test_panic(id);
 
     let accept_loop = {
         let shard = shard.clone();
