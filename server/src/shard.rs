@@ -26,7 +26,8 @@ use crate::topic_store::{
     FileTopicStore, ProducerIdBlocks, TopicRecord, TopicStore, load_or_create_cluster_id,
 };
 use crate::topic_table::{
-    OFFSETS_TOPIC, PARTITIONS_MAX, ShardId, TopicTable, is_internal, valid_topic_name,
+    OFFSETS_TOPIC, PARTITIONS_MAX, ShardId, TopicPartition, TopicTable, is_internal,
+    valid_topic_name,
 };
 
 /// Capacity of each mesh channel; a full channel makes the sender wait (backpressure).
@@ -64,6 +65,8 @@ pub struct Shard {
     table: RefCell<Arc<TopicTable>>,
     mesh: Senders<ShardRequest>,
     pub partitions: PartitionSet,
+    /// Every offline partition of every shard (each owner announces its own), for Metadata.
+    offline_partitions: RefCell<std::collections::HashSet<TopicPartition>>,
     pub appends: Rc<AppendSignal>,
     pub shutdown: CancellationToken,
     shutdown_reply: RefCell<Option<Reply<()>>>,
@@ -87,6 +90,55 @@ impl Shard {
 
     pub fn shard_count(&self) -> u16 {
         self.table.borrow().shard_count()
+    }
+
+    /// Whether a partition (on any shard) is offline: its log could not be opened.
+    pub fn is_offline(&self, topic: &str, partition: i32) -> bool {
+        self.offline_partitions.borrow().contains(&TopicPartition {
+            topic: Arc::from(topic),
+            partition,
+        })
+    }
+
+    /// Tells every shard (this one included) that `tp` went offline or came back.
+    async fn announce_offline(self: &Rc<Self>, tp: TopicPartition, offline: bool) {
+        for s in 0..self.shard_count() {
+            let tp = tp.clone();
+            if let Err(e) = self
+                .ask(ShardId(s), |reply| ShardRequest::PartitionOffline {
+                    tp,
+                    offline,
+                    reply,
+                })
+                .await
+            {
+                warn!(shard = self.id.0, error = %e, "offline mark not delivered");
+            }
+        }
+    }
+
+    /// Announces, in a task of its own (the caller may be a handler the announcement
+    /// waits behind), the partitions of `topic` that are offline here.
+    fn announce_offline_later(
+        self: &Rc<Self>,
+        topic: &Arc<str>,
+        partitions: &[i32],
+        offline: bool,
+    ) {
+        let tps: Vec<TopicPartition> = partitions
+            .iter()
+            .map(|&partition| TopicPartition {
+                topic: topic.clone(),
+                partition,
+            })
+            .collect();
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            for tp in tps {
+                me.announce_offline(tp, offline).await;
+            }
+        })
+        .detach();
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -206,16 +258,23 @@ impl Shard {
                 configs,
                 reply,
             } => {
+                // One partition that cannot be opened goes offline alone; the rest open.
                 let mut result = Ok(());
+                let mut failed = Vec::new();
                 for p in partitions {
                     if let Err(e) = self
                         .partitions
                         .open(&self.args, topic.clone(), p, &configs)
                         .await
                     {
-                        result = Err(e);
-                        break;
+                        failed.push(p);
+                        if result.is_ok() {
+                            result = Err(e);
+                        }
                     }
+                }
+                if !failed.is_empty() {
+                    self.announce_offline_later(&topic, &failed, true);
                 }
                 let _ = reply.send(result);
             }
@@ -225,10 +284,21 @@ impl Shard {
                 delete,
                 reply,
             } => {
+                let mut were_offline = Vec::new();
                 for p in partitions {
+                    let tp = TopicPartition {
+                        topic: topic.clone(),
+                        partition: p,
+                    };
+                    if self.partitions.is_offline(&tp) {
+                        were_offline.push(p);
+                    }
                     self.partitions
                         .close(&self.args, topic.clone(), p, delete)
                         .await;
+                }
+                if !were_offline.is_empty() {
+                    self.announce_offline_later(&topic, &were_offline, false);
                 }
                 let _ = reply.send(());
             }
@@ -245,6 +315,14 @@ impl Shard {
             }
             ShardRequest::TableUpdate { table, reply } => {
                 *self.table.borrow_mut() = table;
+                let _ = reply.send(());
+            }
+            ShardRequest::PartitionOffline { tp, offline, reply } => {
+                if offline {
+                    self.offline_partitions.borrow_mut().insert(tp);
+                } else {
+                    self.offline_partitions.borrow_mut().remove(&tp);
+                }
                 let _ = reply.send(());
             }
             ShardRequest::Shutdown { reply } => {
@@ -883,6 +961,7 @@ async fn shard_main(
         table: RefCell::new(table.clone()),
         mesh: senders,
         partitions: PartitionSet::new(&args),
+        offline_partitions: RefCell::new(Default::default()),
         appends: Rc::new(AppendSignal::default()),
         shutdown: CancellationToken::new(),
         shutdown_reply: RefCell::new(None),
@@ -903,14 +982,22 @@ async fn shard_main(
         .detach();
     }
 
-    // Open the partitions this shard owns before taking any connection.
+    // Open the partitions this shard owns before taking any connection. One that cannot
+    // be opened goes offline alone (logged by `open`); the others serve.
+    let mut offline = Vec::new();
     for meta in table.topics() {
         for (p, owner) in meta.owners.iter().enumerate() {
             if *owner == id && !shard.shutdown.is_cancelled() {
-                shard
+                let opened = shard
                     .partitions
                     .open(&args, meta.name.clone(), p as i32, &meta.configs)
-                    .await?;
+                    .await;
+                if opened.is_err() {
+                    offline.push(TopicPartition {
+                        topic: meta.name.clone(),
+                        partition: p as i32,
+                    });
+                }
             }
         }
     }
@@ -954,6 +1041,13 @@ async fn shard_main(
             }
         })
         .detach();
+    }
+
+    // Only now that every shard's mesh receivers run (each spawns them before waiting on
+    // anyone) can announcements wait for their replies without a deadlock; they are
+    // delivered before this shard reports ready.
+    for tp in offline {
+        shard.announce_offline(tp, true).await;
     }
 
     info!(shard = id.0, listen = %args.listen, "accepting connections");
