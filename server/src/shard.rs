@@ -762,23 +762,37 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use crate::lifecycle::{
-        DataDirLock, ExitReport, FATAL_EXIT_CODE, ListenClaim, ShardEvent, exit_now,
-        spawn_signal_thread,
+        DataDirLock, ExitReport, FATAL_EXIT_CODE, IO_MEMORY_PER_SHARD, ListenClaim, ShardEvent,
+        check_memlock, exit_now, spawn_signal_thread,
     };
 
     args.validate().map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("data directory {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "creating data directory {} (--data-dir must name a directory this user can write)",
+            args.data_dir.display()
+        )
+    })?;
     // Held until this function returns; the kernel releases both if the process dies.
     let _data_dir_lock = DataDirLock::acquire(&args.data_dir)?;
     let _listen_claim = ListenClaim::acquire(args.listen)?;
     let cpus = allowed_cpus();
     let shard_count = args.cores.unwrap_or(cpus.len()).clamp(1, 256);
+    match check_memlock(shard_count) {
+        Ok(None) => {}
+        Ok(Some(warning)) => warn!("{warning}"),
+        Err(e) => anyhow::bail!(e),
+    }
+    let data_dir = args.data_dir.display().to_string();
     let store: Arc<dyn TopicStore + Sync> = Arc::new(FileTopicStore::new(&args.data_dir));
-    let mut records = store.load()?;
+    let mut records = store
+        .load()
+        .with_context(|| format!("reading topic metadata in {data_dir}"))?;
     if !records.iter().any(|r| r.name == OFFSETS_TOPIC) {
         records.push(offsets_topic_record(&args));
-        store.save(&records)?;
+        store
+            .save(&records)
+            .with_context(|| format!("writing topic metadata in {data_dir}"))?;
         info!(
             partitions = args.offsets_topic_num_partitions,
             "created {OFFSETS_TOPIC}"
@@ -789,8 +803,12 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         table = table.with_topic(&r.name, r.id, r.partitions as usize, r.configs.clone());
     }
     let table = Arc::new(table);
-    let producer_ids = ProducerIdBlocks::open(&args.data_dir)?;
-    let cluster_id: Arc<str> = Arc::from(load_or_create_cluster_id(&args.data_dir)?);
+    let producer_ids = ProducerIdBlocks::open(&args.data_dir)
+        .with_context(|| format!("producer id blocks in {data_dir}"))?;
+    let cluster_id: Arc<str> = Arc::from(
+        load_or_create_cluster_id(&args.data_dir)
+            .with_context(|| format!("cluster id in {data_dir}"))?,
+    );
     info!(
         shards = shard_count,
         topics = records.len(),
@@ -829,13 +847,14 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         let report = ExitReport::new(s as u16, events.clone());
         let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{s}"))
+            .io_memory(IO_MEMORY_PER_SHARD)
             .spawn(move || async move {
                 let r =
                     shard_main(ShardId(s as u16), args, cluster_id, mesh, table, ctl, life).await;
                 report.report(r);
             })
             .map_err(|e| anyhow::anyhow!("starting shard {s}: {e}"))?;
-        handles.push(h);
+        handles.push(Some(h));
     }
     drop(events);
 
@@ -869,15 +888,21 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
                 exit_now(FATAL_EXIT_CODE);
             }
             Some(ShardEvent::Exited(s, Err(e))) => {
-                error!(shard = s, error = %e, "shard failed: stopping the broker");
+                // Its thread is ending: the join returns at once, with the executor's
+                // own error if it could not be created (e.g. the memlock limit).
+                let cause = handles
+                    .get_mut(usize::from(s))
+                    .and_then(Option::take)
+                    .and_then(|h| h.join().err())
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                error!(shard = s, error = %format!("{e}{cause}"), "shard failed: stopping the broker");
                 exit_now(FATAL_EXIT_CODE);
             }
+            // Supervisors may signal the process and its group: a stop already under way
+            // is bounded by SHUTDOWN_TIMEOUT, so a repeated signal changes nothing.
             Some(ShardEvent::Signal(sig)) if stop_deadline.is_some() => {
-                error!(
-                    signal = sig,
-                    "second stop signal: stopping at once, logs not closed"
-                );
-                exit_now(FATAL_EXIT_CODE);
+                info!(signal = sig, "already shutting down");
             }
             Some(ShardEvent::Signal(sig)) => {
                 info!(signal = sig, "shutting down");
@@ -895,7 +920,7 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
             }
         }
     }
-    for h in handles {
+    for h in handles.into_iter().flatten() {
         let _ = h.join();
     }
     info!("sluice stopped cleanly");
