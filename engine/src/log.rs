@@ -394,7 +394,10 @@ impl Log {
                 recovered_bytes += rebuilt.size;
                 if let Some(stop) = stop {
                     let zero_tail = stop.reason.starts_with("batch length 0");
-                    if trusted && !(clean && zero_tail && next_base.is_none()) {
+                    // The last segment's tail is recovered like after a crash whatever the
+                    // clean-shutdown mark says (a copy or a full disk may have cut it
+                    // after the stop); a bad batch in a segment before it is corruption.
+                    if trusted && next_base.is_some() {
                         return Err(OpenError::Corrupt {
                             segment: base,
                             position: stop.position,

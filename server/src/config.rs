@@ -23,8 +23,9 @@ pub struct BrokerArgs {
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
     pub data_dir: PathBuf,
 
-    /// Address the client listener binds (Kafka: listeners).
-    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:9092")]
+    /// Address the client listener binds, host:port; a host name is resolved once at
+    /// start, to its first IPv4 address if it has one (Kafka: listeners).
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:9092", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// host:port clients are told to connect to (Kafka: advertised.listeners). Defaults to --listen.
@@ -202,6 +203,29 @@ pub struct BrokerArgs {
         default_value_t = 10_080
     )]
     pub offsets_retention_minutes: u64,
+}
+
+/// `--listen`: an IP address and port, or a host name and port resolved now (Kafka
+/// accepts host names in `listeners`). `localhost` resolves to 127.0.0.1, not `::1`.
+pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(format!("{value:?} is not host:port"));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{value:?}: port {port:?} is not a number in 0..=65535"))?;
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("cannot resolve host {host:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("host {host:?} has no address"))
 }
 
 impl BrokerArgs {
@@ -470,5 +494,29 @@ mod tests {
         assert!(parse("--max-connections", "-1").is_err());
         assert!(parse("--connections-max-idle-ms", "0").is_err());
         assert!(parse("--request-read-timeout-ms", "0").is_err());
+    }
+
+    // Proves --listen takes an IP address and port as before, resolves a host name
+    // (localhost to 127.0.0.1, as Kafka accepts host names in listeners), and refuses a
+    // value without a port or with a bad one.
+    #[test]
+    fn listen_accepts_host_names() {
+        assert_eq!(
+            parse_listen("127.0.0.1:9092").unwrap(),
+            "127.0.0.1:9092".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_listen("[::1]:9092").unwrap(),
+            "[::1]:9092".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_listen("localhost:19092").unwrap(),
+            "127.0.0.1:19092".parse::<SocketAddr>().unwrap()
+        );
+        let args = BrokerArgs::parse_from(["sluice", "--listen", "localhost:9093"]);
+        assert_eq!(args.listen, "127.0.0.1:9093".parse::<SocketAddr>().unwrap());
+        assert!(parse_listen("localhost").is_err());
+        assert!(parse_listen("localhost:99999").is_err());
+        assert!(BrokerArgs::try_parse_from(["sluice", "--listen", "localhost:x"]).is_err());
     }
 }

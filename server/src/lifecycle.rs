@@ -76,7 +76,11 @@ pub enum ExclusiveError {
         lock.display()
     )]
     DataDirInUse { dir: PathBuf, lock: PathBuf },
-    #[error("cannot lock data directory {}: {source} (lock file {})", dir.display(), lock.display())]
+    #[error(
+        "cannot lock data directory {} (lock file {}; --data-dir must name a directory this user can write)",
+        dir.display(),
+        lock.display()
+    )]
     DataDirLock {
         dir: PathBuf,
         lock: PathBuf,
@@ -86,7 +90,7 @@ pub enum ExclusiveError {
         "--listen {addr}: address in use by another process; stop it or choose another --listen port"
     )]
     AddressInUse { addr: SocketAddr },
-    #[error("--listen {addr}: {source}")]
+    #[error("--listen {addr}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
@@ -131,12 +135,19 @@ impl DataDirLock {
     }
 }
 
+/// How long a start waits for the listen address to be released when no live broker
+/// holds it: a process that just ended keeps its listening sockets until the kernel has
+/// torn down its io_uring instances, which happens asynchronously.
+const LISTEN_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The claim on the listen address, held while the value lives. Two checks, because the
 /// shards' SO_REUSEPORT sockets would accept a second broker's sockets beside them:
 /// an abstract unix socket named after the address (exclusive per network namespace,
 /// released by the kernel when the process ends) keeps two brokers apart even when they
 /// start at the same instant; a plain bind without SO_REUSEPORT, closed again at once,
-/// fails while any other socket (of any program) listens on the address.
+/// fails while any other socket (of any program) listens on the address. The second
+/// check is retried for `LISTEN_RELEASE_WAIT`: sockets of a broker that just ended would
+/// otherwise share the port with the new shards and swallow connections.
 pub struct ListenClaim {
     _name: UnixListener,
 }
@@ -154,13 +165,86 @@ impl ListenClaim {
         };
         // std sets SO_REUSEADDR (so connections in TIME_WAIT from an earlier run do not
         // count) but not SO_REUSEPORT (so a listening socket does).
-        match std::net::TcpListener::bind(addr) {
-            Ok(probe) => drop(probe),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(in_use()),
-            Err(source) => return Err(ExclusiveError::Listen { addr, source }),
+        let deadline = std::time::Instant::now() + LISTEN_RELEASE_WAIT;
+        loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(probe) => {
+                    drop(probe);
+                    return Ok(ListenClaim { _name: claim });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(in_use());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(source) => return Err(ExclusiveError::Listen { addr, source }),
+            }
         }
-        Ok(ListenClaim { _name: claim })
     }
+}
+
+/// Bytes of I/O buffer arena each shard's executor allocates and registers with each of
+/// its io_uring rings (glommio's default, set explicitly so the numbers below hold).
+pub const IO_MEMORY_PER_SHARD: usize = 10 << 20;
+/// io_uring rings per shard (main, latency, poll); the kernel counts a registered buffer
+/// against the locked-memory limit once per ring.
+const RINGS_PER_SHARD: u64 = 3;
+/// Locked memory below which glommio refuses to create an executor at all.
+const MEMLOCK_MIN_BYTES: u64 = 512 << 10;
+
+/// Locked memory `shards` executors register for their I/O buffers.
+pub fn memlock_needed_bytes(shards: usize) -> u64 {
+    shards as u64 * RINGS_PER_SHARD * IO_MEMORY_PER_SHARD as u64
+}
+
+/// Checks the locked-memory limit (RLIMIT_MEMLOCK, `ulimit -l`) before any executor
+/// exists, so a too-low limit is one message saying what to raise and to what, not an
+/// executor failing with `MemLockLimit(65536/524288)`. Returns a warning to log when the
+/// limit lets the executors start but not register their I/O buffers (glommio then skips
+/// the registration and uses slower unregistered I/O).
+pub fn check_memlock(shards: usize) -> Result<Option<String>, String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) fills the struct passed by pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return Ok(None);
+    }
+    if limit.rlim_cur == libc::RLIM_INFINITY {
+        return Ok(None);
+    }
+    let have = limit.rlim_cur;
+    let need = memlock_needed_bytes(shards);
+    let advice = format!(
+        "raise it to at least {} KiB for {shards} shards ({} MiB each: a {} MiB I/O buffer \
+         arena registered with each of a shard's {RINGS_PER_SHARD} io_uring rings), e.g. \
+         `ulimit -l {}` or `ulimit -l unlimited`, LimitMEMLOCK= in a systemd unit, \
+         --ulimit memlock= for a container",
+        need >> 10,
+        (RINGS_PER_SHARD * IO_MEMORY_PER_SHARD as u64) >> 20,
+        IO_MEMORY_PER_SHARD >> 20,
+        need >> 10,
+    );
+    if have < MEMLOCK_MIN_BYTES {
+        return Err(format!(
+            "the locked-memory limit (RLIMIT_MEMLOCK, ulimit -l) is {} KiB, below the {} KiB \
+             io_uring needs to start a shard: {advice}",
+            have >> 10,
+            MEMLOCK_MIN_BYTES >> 10
+        ));
+    }
+    // SAFETY: geteuid(2) has no arguments and cannot fail.
+    let privileged = unsafe { libc::geteuid() } == 0;
+    if have < need && !privileged {
+        return Ok(Some(format!(
+            "the locked-memory limit (ulimit -l) is {} KiB: too low to register I/O buffers, \
+             I/O will be slower; {advice}",
+            have >> 10
+        )));
+    }
+    Ok(None)
 }
 
 /// What shards and the signal thread tell the main thread.

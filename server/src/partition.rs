@@ -150,6 +150,9 @@ pub struct PartitionSet {
     data_dir: PathBuf,
     cache: Rc<ReadCache>,
     logs: RefCell<HashMap<TopicPartition, Rc<Log>>>,
+    /// Partitions this shard owns whose log could not be opened, with why. They answer
+    /// KAFKA_STORAGE_ERROR (as Kafka's offline partitions) while the rest serve.
+    offline: RefCell<HashMap<TopicPartition, String>>,
 }
 
 impl PartitionSet {
@@ -158,6 +161,7 @@ impl PartitionSet {
             data_dir: args.data_dir.clone(),
             cache: ReadCache::new(READ_CACHE_BYTES),
             logs: RefCell::new(HashMap::new()),
+            offline: RefCell::new(HashMap::new()),
         }
     }
 
@@ -169,7 +173,24 @@ impl PartitionSet {
         self.logs.borrow().get(tp).cloned()
     }
 
-    /// Opens (creating or recovering) a partition this shard now owns.
+    /// Whether `tp` is owned here but offline (its log could not be opened).
+    pub fn is_offline(&self, tp: &TopicPartition) -> bool {
+        self.offline.borrow().contains_key(tp)
+    }
+
+    /// The error for a partition that has no open log here: KAFKA_STORAGE_ERROR when it
+    /// is offline, NOT_LEADER_OR_FOLLOWER when it is not (or no longer) on this shard.
+    fn absent_error(&self, tp: &TopicPartition) -> ResponseError {
+        if self.is_offline(tp) {
+            ResponseError::KafkaStorageError
+        } else {
+            ResponseError::NotLeaderOrFollower
+        }
+    }
+
+    /// Opens (creating or recovering) a partition this shard now owns. A log that cannot
+    /// be opened takes this partition offline alone: one ERROR line naming it and why,
+    /// and KAFKA_STORAGE_ERROR for it until it opens.
     pub async fn open(
         &self,
         args: &BrokerArgs,
@@ -182,10 +203,17 @@ impl PartitionSet {
             return Ok(());
         }
         let dir = self.dir(&tp);
-        let log = Log::open(&dir, log_config(args, configs), self.cache.clone())
-            .await
-            .map_err(|e| format!("{tp}: {e}"))?;
+        let log = match Log::open(&dir, log_config(args, configs), self.cache.clone()).await {
+            Ok(log) => log,
+            Err(e) => {
+                error!(partition = %tp, dir = %dir.display(), error = %e, "partition offline: its log cannot be opened");
+                let message = format!("{tp}: {e}");
+                self.offline.borrow_mut().insert(tp, message.clone());
+                return Err(message);
+            }
+        };
         info!(partition = %tp, log_end_offset = log.log_end_offset().0, "opened partition");
+        self.offline.borrow_mut().remove(&tp);
         self.logs.borrow_mut().insert(tp, log);
         Ok(())
     }
@@ -193,6 +221,7 @@ impl PartitionSet {
     /// Closes a partition; with `delete`, removes its directory.
     pub async fn close(&self, _args: &BrokerArgs, topic: Arc<str>, partition: i32, delete: bool) {
         let tp = TopicPartition { topic, partition };
+        self.offline.borrow_mut().remove(&tp);
         let Some(log) = self.logs.borrow_mut().remove(&tp) else {
             return;
         };
@@ -297,10 +326,12 @@ impl PartitionSet {
             log_start_offset: -1,
         };
         let Some(log) = self.get(tp) else {
-            return fail(
-                ResponseError::NotLeaderOrFollower,
-                format!("{tp} is not on this shard"),
-            );
+            let error = self.absent_error(tp);
+            let message = match self.offline.borrow().get(tp) {
+                Some(why) => format!("{tp} is offline: {why}"),
+                None => format!("{tp} is not on this shard"),
+            };
+            return fail(error, message);
         };
         let Some(batches) = split_batches(&records) else {
             return fail(
@@ -384,7 +415,7 @@ impl PartitionSet {
     async fn read_one(&self, p: &FetchPart) -> FetchPartResult {
         let Some(log) = self.get(&p.tp) else {
             return FetchPartResult {
-                error: Some(ResponseError::NotLeaderOrFollower),
+                error: Some(self.absent_error(&p.tp)),
                 high_watermark: -1,
                 log_start_offset: -1,
                 records: None,
@@ -434,7 +465,7 @@ impl PartitionSet {
     /// after the timestamp. Returns `(timestamp, offset, leader epoch)`.
     pub async fn list_offsets(&self, tp: &TopicPartition, timestamp: i64) -> ListOffsetResult {
         let Some(log) = self.get(tp) else {
-            return Err(ResponseError::NotLeaderOrFollower);
+            return Err(self.absent_error(tp));
         };
         match timestamp {
             -2 => Ok((-1, log.log_start_offset().0, LEADER_EPOCH.0)),
@@ -454,7 +485,7 @@ impl PartitionSet {
 
     pub fn epoch_end(&self, tp: &TopicPartition, leader_epoch: i32) -> EpochEndResult {
         let Some(log) = self.get(tp) else {
-            return Err(ResponseError::NotLeaderOrFollower);
+            return Err(self.absent_error(tp));
         };
         if leader_epoch > LEADER_EPOCH.0 {
             return Err(ResponseError::UnknownLeaderEpoch);

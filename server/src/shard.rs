@@ -26,7 +26,8 @@ use crate::topic_store::{
     FileTopicStore, ProducerIdBlocks, TopicRecord, TopicStore, load_or_create_cluster_id,
 };
 use crate::topic_table::{
-    OFFSETS_TOPIC, PARTITIONS_MAX, ShardId, TopicTable, is_internal, valid_topic_name,
+    OFFSETS_TOPIC, PARTITIONS_MAX, ShardId, TopicPartition, TopicTable, is_internal,
+    valid_topic_name,
 };
 
 /// Capacity of each mesh channel; a full channel makes the sender wait (backpressure).
@@ -64,6 +65,8 @@ pub struct Shard {
     table: RefCell<Arc<TopicTable>>,
     mesh: Senders<ShardRequest>,
     pub partitions: PartitionSet,
+    /// Every offline partition of every shard (each owner announces its own), for Metadata.
+    offline_partitions: RefCell<std::collections::HashSet<TopicPartition>>,
     pub appends: Rc<AppendSignal>,
     pub shutdown: CancellationToken,
     shutdown_reply: RefCell<Option<Reply<()>>>,
@@ -89,6 +92,55 @@ impl Shard {
 
     pub fn shard_count(&self) -> u16 {
         self.table.borrow().shard_count()
+    }
+
+    /// Whether a partition (on any shard) is offline: its log could not be opened.
+    pub fn is_offline(&self, topic: &str, partition: i32) -> bool {
+        self.offline_partitions.borrow().contains(&TopicPartition {
+            topic: Arc::from(topic),
+            partition,
+        })
+    }
+
+    /// Tells every shard (this one included) that `tp` went offline or came back.
+    async fn announce_offline(self: &Rc<Self>, tp: TopicPartition, offline: bool) {
+        for s in 0..self.shard_count() {
+            let tp = tp.clone();
+            if let Err(e) = self
+                .ask(ShardId(s), |reply| ShardRequest::PartitionOffline {
+                    tp,
+                    offline,
+                    reply,
+                })
+                .await
+            {
+                warn!(shard = self.id.0, error = %e, "offline mark not delivered");
+            }
+        }
+    }
+
+    /// Announces, in a task of its own (the caller may be a handler the announcement
+    /// waits behind), the partitions of `topic` that are offline here.
+    fn announce_offline_later(
+        self: &Rc<Self>,
+        topic: &Arc<str>,
+        partitions: &[i32],
+        offline: bool,
+    ) {
+        let tps: Vec<TopicPartition> = partitions
+            .iter()
+            .map(|&partition| TopicPartition {
+                topic: topic.clone(),
+                partition,
+            })
+            .collect();
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            for tp in tps {
+                me.announce_offline(tp, offline).await;
+            }
+        })
+        .detach();
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -208,16 +260,23 @@ impl Shard {
                 configs,
                 reply,
             } => {
+                // One partition that cannot be opened goes offline alone; the rest open.
                 let mut result = Ok(());
+                let mut failed = Vec::new();
                 for p in partitions {
                     if let Err(e) = self
                         .partitions
                         .open(&self.args, topic.clone(), p, &configs)
                         .await
                     {
-                        result = Err(e);
-                        break;
+                        failed.push(p);
+                        if result.is_ok() {
+                            result = Err(e);
+                        }
                     }
+                }
+                if !failed.is_empty() {
+                    self.announce_offline_later(&topic, &failed, true);
                 }
                 let _ = reply.send(result);
             }
@@ -227,10 +286,21 @@ impl Shard {
                 delete,
                 reply,
             } => {
+                let mut were_offline = Vec::new();
                 for p in partitions {
+                    let tp = TopicPartition {
+                        topic: topic.clone(),
+                        partition: p,
+                    };
+                    if self.partitions.is_offline(&tp) {
+                        were_offline.push(p);
+                    }
                     self.partitions
                         .close(&self.args, topic.clone(), p, delete)
                         .await;
+                }
+                if !were_offline.is_empty() {
+                    self.announce_offline_later(&topic, &were_offline, false);
                 }
                 let _ = reply.send(());
             }
@@ -247,6 +317,14 @@ impl Shard {
             }
             ShardRequest::TableUpdate { table, reply } => {
                 *self.table.borrow_mut() = table;
+                let _ = reply.send(());
+            }
+            ShardRequest::PartitionOffline { tp, offline, reply } => {
+                if offline {
+                    self.offline_partitions.borrow_mut().insert(tp);
+                } else {
+                    self.offline_partitions.borrow_mut().remove(&tp);
+                }
                 let _ = reply.send(());
             }
             ShardRequest::Shutdown { reply } => {
@@ -693,23 +771,37 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use crate::lifecycle::{
-        DataDirLock, ExitReport, FATAL_EXIT_CODE, ListenClaim, ShardEvent, exit_now,
-        spawn_signal_thread,
+        DataDirLock, ExitReport, FATAL_EXIT_CODE, IO_MEMORY_PER_SHARD, ListenClaim, ShardEvent,
+        check_memlock, exit_now, spawn_signal_thread,
     };
 
     args.validate().map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("data directory {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "creating data directory {} (--data-dir must name a directory this user can write)",
+            args.data_dir.display()
+        )
+    })?;
     // Held until this function returns; the kernel releases both if the process dies.
     let _data_dir_lock = DataDirLock::acquire(&args.data_dir)?;
     let _listen_claim = ListenClaim::acquire(args.listen)?;
     let cpus = allowed_cpus();
     let shard_count = args.cores.unwrap_or(cpus.len()).clamp(1, 256);
+    match check_memlock(shard_count) {
+        Ok(None) => {}
+        Ok(Some(warning)) => warn!("{warning}"),
+        Err(e) => anyhow::bail!(e),
+    }
+    let data_dir = args.data_dir.display().to_string();
     let store: Arc<dyn TopicStore + Sync> = Arc::new(FileTopicStore::new(&args.data_dir));
-    let mut records = store.load()?;
+    let mut records = store
+        .load()
+        .with_context(|| format!("reading topic metadata in {data_dir}"))?;
     if !records.iter().any(|r| r.name == OFFSETS_TOPIC) {
         records.push(offsets_topic_record(&args));
-        store.save(&records)?;
+        store
+            .save(&records)
+            .with_context(|| format!("writing topic metadata in {data_dir}"))?;
         info!(
             partitions = args.offsets_topic_num_partitions,
             "created {OFFSETS_TOPIC}"
@@ -720,8 +812,12 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         table = table.with_topic(&r.name, r.id, r.partitions as usize, r.configs.clone());
     }
     let table = Arc::new(table);
-    let producer_ids = ProducerIdBlocks::open(&args.data_dir)?;
-    let cluster_id: Arc<str> = Arc::from(load_or_create_cluster_id(&args.data_dir)?);
+    let producer_ids = ProducerIdBlocks::open(&args.data_dir)
+        .with_context(|| format!("producer id blocks in {data_dir}"))?;
+    let cluster_id: Arc<str> = Arc::from(
+        load_or_create_cluster_id(&args.data_dir)
+            .with_context(|| format!("cluster id in {data_dir}"))?,
+    );
     info!(
         shards = shard_count,
         topics = records.len(),
@@ -760,13 +856,14 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         let report = ExitReport::new(s as u16, events.clone());
         let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{s}"))
+            .io_memory(IO_MEMORY_PER_SHARD)
             .spawn(move || async move {
                 let r =
                     shard_main(ShardId(s as u16), args, cluster_id, mesh, table, ctl, life).await;
                 report.report(r);
             })
             .map_err(|e| anyhow::anyhow!("starting shard {s}: {e}"))?;
-        handles.push(h);
+        handles.push(Some(h));
     }
     drop(events);
 
@@ -800,15 +897,21 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
                 exit_now(FATAL_EXIT_CODE);
             }
             Some(ShardEvent::Exited(s, Err(e))) => {
-                error!(shard = s, error = %e, "shard failed: stopping the broker");
+                // Its thread is ending: the join returns at once, with the executor's
+                // own error if it could not be created (e.g. the memlock limit).
+                let cause = handles
+                    .get_mut(usize::from(s))
+                    .and_then(Option::take)
+                    .and_then(|h| h.join().err())
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                error!(shard = s, error = %format!("{e}{cause}"), "shard failed: stopping the broker");
                 exit_now(FATAL_EXIT_CODE);
             }
+            // Supervisors may signal the process and its group: a stop already under way
+            // is bounded by SHUTDOWN_TIMEOUT, so a repeated signal changes nothing.
             Some(ShardEvent::Signal(sig)) if stop_deadline.is_some() => {
-                error!(
-                    signal = sig,
-                    "second stop signal: stopping at once, logs not closed"
-                );
-                exit_now(FATAL_EXIT_CODE);
+                info!(signal = sig, "already shutting down");
             }
             Some(ShardEvent::Signal(sig)) => {
                 info!(signal = sig, "shutting down");
@@ -826,11 +929,30 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
             }
         }
     }
-    for h in handles {
+    for h in handles.into_iter().flatten() {
         let _ = h.join();
     }
     info!("sluice stopped cleanly");
     Ok(())
+}
+
+/// Test hook, in debug builds only (release builds do not read the variable):
+/// `SLUICE_TEST_PANIC_SHARD=N` makes shard N panic `TEST_PANIC_DELAY` after it starts
+/// accepting connections, so tests can watch the panic policy end the whole process.
+#[cfg(debug_assertions)]
+fn arm_test_panic(id: ShardId) {
+    const TEST_PANIC_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+    let armed = std::env::var("SLUICE_TEST_PANIC_SHARD")
+        .ok()
+        .and_then(|v| v.trim().parse::<u16>().ok())
+        == Some(id.0);
+    if armed {
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(TEST_PANIC_DELAY).await;
+            panic!("SLUICE_TEST_PANIC_SHARD={}: test panic", id.0);
+        })
+        .detach();
+    }
 }
 
 /// What a shard needs from the process around it: the stop flag the main thread sets on
@@ -873,6 +995,7 @@ async fn shard_main(
         table: RefCell::new(table.clone()),
         mesh: senders,
         partitions: PartitionSet::new(&args),
+        offline_partitions: RefCell::new(Default::default()),
         appends: Rc::new(AppendSignal::default()),
         shutdown: CancellationToken::new(),
         shutdown_reply: RefCell::new(None),
@@ -894,14 +1017,22 @@ async fn shard_main(
         .detach();
     }
 
-    // Open the partitions this shard owns before taking any connection.
+    // Open the partitions this shard owns before taking any connection. One that cannot
+    // be opened goes offline alone (logged by `open`); the others serve.
+    let mut offline = Vec::new();
     for meta in table.topics() {
         for (p, owner) in meta.owners.iter().enumerate() {
             if *owner == id && !shard.shutdown.is_cancelled() {
-                shard
+                let opened = shard
                     .partitions
                     .open(&args, meta.name.clone(), p as i32, &meta.configs)
-                    .await?;
+                    .await;
+                if opened.is_err() {
+                    offline.push(TopicPartition {
+                        topic: meta.name.clone(),
+                        partition: p as i32,
+                    });
+                }
             }
         }
     }
@@ -947,8 +1078,17 @@ async fn shard_main(
         .detach();
     }
 
+    // Only now that every shard's mesh receivers run (each spawns them before waiting on
+    // anyone) can announcements wait for their replies without a deadlock; they are
+    // delivered before this shard reports ready.
+    for tp in offline {
+        shard.announce_offline(tp, true).await;
+    }
+
     info!(shard = id.0, listen = %args.listen, "accepting connections");
     let _ = life.events.send(crate::lifecycle::ShardEvent::Ready(id.0));
+    #[cfg(debug_assertions)]
+    arm_test_panic(id);
 
     let accept_loop = {
         let shard = shard.clone();

@@ -180,6 +180,14 @@ pub enum ShardRequest {
         op: crate::group::host::GroupOp,
         reply: Reply<crate::group::host::GroupReply>,
     },
+    /// From a partition's owner to every shard: the partition went offline (its log could
+    /// not be opened) or, with `offline: false`, is no longer offline. Metadata on any
+    /// shard reports it. Dropped: that shard's Metadata answers without the mark.
+    PartitionOffline {
+        tp: TopicPartition,
+        offline: bool,
+        reply: Reply<()>,
+    },
     /// From shard 0 to all: stop accepting, close every log cleanly, then exit.
     Shutdown { reply: Reply<()> },
     /// To shard 0, which counts every client connection: admit one more from `ip`, or

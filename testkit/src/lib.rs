@@ -10,5 +10,5 @@ mod broker;
 mod conn;
 
 pub use allocation::{LargestAllocation, largest_allocation_during};
-pub use broker::{Broker, BrokerOptions, free_port, sluice_bin, workspace_binary};
+pub use broker::{Broker, BrokerOptions, READY_LINE, free_port, sluice_bin, workspace_binary};
 pub use conn::Conn;

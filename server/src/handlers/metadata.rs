@@ -46,15 +46,24 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
         .await;
 }
 
-fn topic_entry(meta: &TopicMeta, node_id: i32) -> MetadataResponseTopic {
+/// A topic's entry; a partition whose log could not be opened reports KAFKA_STORAGE_ERROR
+/// with this broker as its offline replica, as Kafka reports an offline partition.
+fn topic_entry(shard: &Shard, meta: &TopicMeta, node_id: i32) -> MetadataResponseTopic {
     let partitions = (0..meta.partition_count())
         .map(|p| {
-            MetadataResponsePartition::default()
+            let entry = MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_id(BrokerId(node_id))
                 .with_leader_epoch(0)
                 .with_replica_nodes(vec![BrokerId(node_id)])
-                .with_isr_nodes(vec![BrokerId(node_id)])
+                .with_isr_nodes(vec![BrokerId(node_id)]);
+            if shard.is_offline(&meta.name, p) {
+                entry
+                    .with_error_code(ResponseError::KafkaStorageError.code())
+                    .with_offline_replicas(vec![BrokerId(node_id)])
+            } else {
+                entry
+            }
         })
         .collect();
     MetadataResponseTopic::default()
@@ -91,7 +100,10 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
     let entries = match topics {
         None => {
             let table = shard.table();
-            table.topics().map(|m| topic_entry(m, node_id)).collect()
+            table
+                .topics()
+                .map(|m| topic_entry(shard, m, node_id))
+                .collect()
         }
         Some(list) => {
             if allow_create {
@@ -112,7 +124,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
                     Some(name) => {
                         let name = name.0.as_str();
                         match table.get(name) {
-                            Some(meta) => topic_entry(meta, node_id),
+                            Some(meta) => topic_entry(shard, meta, node_id),
                             None if !valid_topic_name(name) => error_entry(
                                 Some(name),
                                 Uuid::nil(),
@@ -126,7 +138,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
                         }
                     }
                     None => match table.get_by_id(&t.topic_id) {
-                        Some(meta) => topic_entry(meta, node_id),
+                        Some(meta) => topic_entry(shard, meta, node_id),
                         None => error_entry(None, t.topic_id, ResponseError::UnknownTopicId),
                     },
                 })
