@@ -9,8 +9,11 @@
 // or {"error": "..."} when a call failed. Records follow common/client.rs `records`.
 //
 // The client speaks as sarama.V2_0_0_0, the version a user of Debian's Sarama sets for a
-// Kafka 2.x cluster: Produce v3, Fetch v4, ListOffsets v1, Metadata v5, OffsetCommit v1
-// (v2 with Consumer.Offsets.Retention set), OffsetFetch v1, DescribeConfigs v0.
+// Kafka 2.x cluster. It then sends (seen on the wire, no ApiVersions): Produce v3, Fetch
+// v4, ListOffsets v1, Metadata v0 and v5, FindCoordinator v0, JoinGroup v1, SyncGroup v0,
+// Heartbeat v0, LeaveGroup v0, OffsetCommit v1 (v2 with Consumer.Offsets.Retention set),
+// OffsetFetch v1, ListGroups v0, DescribeGroups v0, CreateTopics v2, DeleteTopics v1,
+// CreatePartitions v0, DeleteRecords v0, DescribeConfigs v0, InitProducerId v0.
 package main
 
 import (
