@@ -4,6 +4,7 @@
 //! librdkafka clients for it.
 #![allow(dead_code, unused_imports)]
 
+pub mod client;
 pub mod group;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
