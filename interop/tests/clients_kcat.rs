@@ -254,7 +254,6 @@ fn kcat_idempotent_producer() {
 }
 
 #[test]
-#[ignore = "newest librdkafka sends Metadata v12 with trailing bytes and gets disconnected (kcat's 2.0.2 too)"]
 fn kcat_metadata_lists_topics_and_partitions() {
     // Proves Metadata through `kcat -L -J`: the broker, and each topic produced to with
     // its partition count and this broker as leader.

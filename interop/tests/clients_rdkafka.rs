@@ -179,7 +179,6 @@ fn rdkafka_admin_creates_describes_grows_and_deletes_a_topic() {
 }
 
 #[test]
-#[ignore = "newest librdkafka sends Metadata v12 with trailing bytes and gets disconnected (2.12 too)"]
 fn rdkafka_metadata_lists_every_topic() {
     // Proves Metadata for all topics (fetch_metadata(None)) names the two topics produced
     // to.

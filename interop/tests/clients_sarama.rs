@@ -43,7 +43,6 @@ fn sarama_codecs_round_trip_every_field() {
 }
 
 #[test]
-#[ignore = "Sarama 1.22 sends OffsetCommit v1 which Sluice refuses (connection closed)"]
 fn sarama_two_members_share_a_group_and_commit() {
     // Proves Sarama's ConsumerGroup with its default offset settings (OffsetCommit v1):
     // two members split 4 partitions 2/2, read the 40 records once each, and the offset
@@ -78,7 +77,6 @@ fn sarama_admin_creates_describes_grows_and_deletes_a_topic() {
 }
 
 #[test]
-#[ignore = "Sarama 1.22 sends DescribeConfigs v0 which Sluice refuses (connection closed)"]
 fn sarama_admin_list_topics_with_their_configs() {
     // Proves ClusterAdmin.ListTopics, which Sarama 1.22 builds from Metadata and a
     // DescribeConfigs v0 per topic: the new topic is listed with 3 partitions and its
@@ -95,7 +93,6 @@ fn sarama_admin_list_topics_with_their_configs() {
 }
 
 #[test]
-#[ignore = "Sarama 1.22 sends DescribeConfigs v0 which Sluice refuses (connection closed)"]
 fn sarama_describe_configs_of_a_topic() {
     // Proves DescribeConfigs v0 for a topic reports its configs (the defaults here).
     let broker = Broker::start();
