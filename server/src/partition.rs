@@ -18,7 +18,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use sluice_engine::{
-    CleanupPolicy, LeaderEpoch, Log, LogConfig, LogIoError, Offset, ReadCache, TimestampType,
+    AppendError, CleanupPolicy, LeaderEpoch, Log, LogConfig, LogIoError, Offset, ReadCache,
+    TimestampType,
 };
 use tracing::{error, info, warn};
 
@@ -295,6 +296,7 @@ impl PartitionSet {
             base_offset: -1,
             log_append_time_ms: -1,
             log_start_offset: -1,
+            record_errors: Vec::new(),
         };
         let Some(log) = self.get(tp) else {
             return fail(
@@ -321,7 +323,11 @@ impl PartitionSet {
                     if first.is_some() {
                         appends.notify();
                     }
-                    return fail(append_error(&e), e.to_string());
+                    let mut failed = fail(append_error(&e), e.to_string());
+                    if let AppendError::RecordsRejected(records) = e {
+                        failed.record_errors = records;
+                    }
+                    return failed;
                 }
             }
         }
@@ -338,6 +344,7 @@ impl PartitionSet {
             base_offset: first.base_offset.0,
             log_append_time_ms: first.log_append_time_ms,
             log_start_offset: log.log_start_offset().0,
+            record_errors: Vec::new(),
         }
     }
 
