@@ -109,6 +109,7 @@ pub fn log_config(args: &BrokerArgs, overrides: &BTreeMap<String, String>) -> Lo
         "compact,delete" | "delete,compact" => CleanupPolicy::CompactDelete,
         _ => CleanupPolicy::Delete,
     };
+    c.compression_type = compression_codec(&get(COMPRESSION_TYPE)).unwrap_or(None);
     c.delete_retention_ms = int(DELETE_RETENTION_MS, c.delete_retention_ms).max(0);
     c.min_compaction_lag_ms = int(MIN_COMPACTION_LAG_MS, c.min_compaction_lag_ms).max(0);
     c.max_compaction_lag_ms = int(MAX_COMPACTION_LAG_MS, c.max_compaction_lag_ms).max(1);

@@ -1,19 +1,23 @@
 //! What the broker checks and changes in a producer's batch before storing it, over raw
 //! sockets against the real binary: an unset max timestamp (Sarama writes -1) is set from
 //! the records, a compacted topic refuses keyless records naming them in
-//! `record_errors`.
+//! `record_errors`, and a topic's `compression.type` recompresses batches of another
+//! codec, which kcat then consumes.
 
 mod common;
 
+use std::process::Command;
+
 use bytes::Bytes;
-use common::{Broker, Conn, create_topic_with, fetch_raw};
+use common::{Broker, Conn, create_topic_with, fetch_raw, kcat};
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use sluice_engine::batch::{self, BatchHeader, HEADER_BYTES};
+use sluice_engine::batch::{self, BatchHeader, Codec, HEADER_BYTES};
 use sluice_engine::record::{KeyValue, build_batch, decode_batch, encode_batch};
 
 fn s(v: &str) -> StrBytes {
@@ -180,4 +184,116 @@ fn compacted_topic_refuses_keyless_records() {
     assert_eq!((p.error_code, p.base_offset), (0, 0), "{p:?}");
     assert!(p.record_errors.is_empty());
     assert_eq!(list_offsets(&mut conn, "keys", -1).1, 3);
+}
+
+/// DescribeConfigs (v4) of one topic: the value of `name` and its source.
+fn described(conn: &mut Conn, topic: &str, name: &str) -> (String, i8) {
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(topic)),
+    ]);
+    let resp: DescribeConfigsResponse = conn.call(ApiKey::DescribeConfigs, 4, &req);
+    let c = resp.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == name)
+        .unwrap_or_else(|| panic!("{name} not described"));
+    (c.value.as_ref().unwrap().to_string(), c.config_source)
+}
+
+#[test]
+fn compression_type_recompresses_batches() {
+    // Proves the compression.type topic config: a bad value is refused with
+    // INVALID_CONFIG, DescribeConfigs shows the override (zstd) and the broker default
+    // (--compression-type, here lz4 from SLUICE_COMPRESSION_TYPE); uncompressed, gzip and
+    // zstd batches sent to the zstd topic are all served as zstd batches whose records
+    // (keys, values, timestamps) equal what was sent, and kcat (librdkafka) consumes them;
+    // the other topic stores lz4. Before the fix the config was refused.
+    let broker = Broker::start_env(&[("SLUICE_COMPRESSION_TYPE", "lz4")]);
+    let mut conn = broker.connect();
+    let bad = create_topic_with(&mut conn, "bad", 1, &[("compression.type", "brotli")]);
+    assert_eq!(bad, ResponseError::InvalidConfig.code());
+    assert_eq!(
+        create_topic_with(&mut conn, "z", 1, &[("compression.type", "zstd")]),
+        0
+    );
+    assert_eq!(create_topic_with(&mut conn, "dflt", 1, &[]), 0);
+    assert_eq!(
+        described(&mut conn, "z", "compression.type"),
+        ("zstd".into(), 1)
+    );
+    assert_eq!(
+        described(&mut conn, "dflt", "compression.type"),
+        ("lz4".into(), 5)
+    );
+
+    let mut sent = Vec::new();
+    for (codec, name) in [(0i16, "none"), (1, "gzip"), (4, "zstd")] {
+        let recs: Vec<(String, String, i64)> = (0..20)
+            .map(|i| {
+                (
+                    format!("{name}-k{i}"),
+                    format!("{name}-v{i}-{}", "x".repeat(i)),
+                    10_000 + i as i64,
+                )
+            })
+            .collect();
+        let refs: Vec<Rec<'_>> = recs
+            .iter()
+            .map(|(k, v, t)| (Some(k.as_str()), v.as_str(), *t))
+            .collect();
+        let p = produce(&mut conn, 9, "z", batch_of(codec, &refs, 10_019));
+        assert_eq!(p.error_code, 0, "{p:?}");
+        let p = produce(&mut conn, 9, "dflt", batch_of(codec, &refs, 10_019));
+        assert_eq!(p.error_code, 0, "{p:?}");
+        sent.extend(recs);
+    }
+    for (topic, codec) in [("z", Codec::Zstd), ("dflt", Codec::Lz4)] {
+        let mut got = Vec::new();
+        let mut next = 0;
+        while next < 60 {
+            let (raw, _) = fetch_raw(&mut conn, topic, 0, next);
+            for b in batches(raw.unwrap()) {
+                let h = batch::validate(&b).unwrap();
+                assert_eq!(h.codec(), codec, "{topic}");
+                assert_eq!(h.max_timestamp(), 10_019);
+                next = h.last_offset().0 + 1;
+                got.extend(records_of(&b));
+            }
+        }
+        let want: Vec<_> = sent
+            .iter()
+            .map(|(k, v, t)| (Some(k.clone()), v.clone(), *t))
+            .collect();
+        assert_eq!(got, want, "{topic}");
+    }
+
+    let out = Command::new(kcat())
+        .args([
+            "-C",
+            "-b",
+            &broker.bootstrap(),
+            "-t",
+            "z",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ])
+        .args(["-f", "%k=%s\n"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let want: Vec<String> = sent.iter().map(|(k, v, _)| format!("{k}={v}")).collect();
+    assert_eq!(lines, want);
 }
