@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::Offset;
 use crate::batch::BatchError;
-use crate::record::{AppendCheckError, RecordError, RecordRejection};
+use crate::record::{AppendCheckError, RecordError, RecordRejection, rejections_summary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -40,7 +40,7 @@ pub enum AppendError {
     CorruptRecords(RecordError),
     /// INVALID_RECORD (87) naming the records the topic refuses (Produce's
     /// `record_errors`); non-empty.
-    #[error("{} record(s) rejected, the first: record {}: {}", .0.len(), .0[0].batch_index, .0[0].message)]
+    #[error("{}", rejections_summary(.0))]
     RecordsRejected(Vec<RecordRejection>),
     /// OUT_OF_ORDER_SEQUENCE_NUMBER (45).
     #[error("producer {producer_id}: expected sequence {expected}, got {got}")]

@@ -435,8 +435,21 @@ pub enum AppendCheckError {
     #[error("record {index}: timestamp delta {delta} overflows base timestamp {base}")]
     TimestampOverflow { index: i32, base: i64, delta: i64 },
     /// Records the topic cannot take (INVALID_RECORD with `record_errors`).
-    #[error("{} record(s) rejected, the first: record {}: {}", .0.len(), .0[0].batch_index, .0[0].message)]
+    #[error("{}", rejections_summary(.0))]
     Rejected(Vec<RecordRejection>),
+}
+
+/// How many records were rejected and why the first was, for logs and error messages.
+pub fn rejections_summary(rejected: &[RecordRejection]) -> String {
+    match rejected.first() {
+        Some(first) => format!(
+            "{} record(s) rejected, the first: record {}: {}",
+            rejected.len(),
+            first.batch_index,
+            first.message
+        ),
+        None => "no record rejected".to_string(),
+    }
 }
 
 /// Why a record of a compacted topic is refused.
@@ -759,8 +772,8 @@ mod tests {
 
     // Proves an unset max timestamp (-1, as Sarama writes it) is set from the records'
     // largest timestamp, for uncompressed and compressed batches, with a valid CRC and
-    // every other byte kept; and that a batch whose max timestamp is set comes back as
-    // the very same bytes (not read, not copied).
+    // every other byte kept, in place when the batch is uniquely owned; and that a batch
+    // whose max timestamp is set comes back as the very same bytes (not read, not copied).
     #[test]
     fn unset_max_timestamp_is_computed() {
         for (attrs, _) in CODECS {
@@ -778,6 +791,11 @@ mod tests {
             };
             assert_eq!(check_for_append(b.clone(), &lat).unwrap(), b);
         }
+        // A uniquely owned uncompressed batch is fixed in place, not copied.
+        let unique = Bytes::from(batch_with(0, &[0, 30], &[], -1).to_vec());
+        let ptr = unique.as_ptr();
+        let fixed = check_for_append(unique, &PRODUCER).unwrap();
+        assert_eq!(fixed.as_ptr(), ptr);
         let set = batch_with(4, &[0, 30], &[], 1030);
         let ptr = set.as_ptr();
         let back = check_for_append(set, &PRODUCER).unwrap();
