@@ -1,6 +1,7 @@
 //! Zero-copy view over the 61-byte Kafka RecordBatch v2 header, its validation on the
-//! append path, and the in-place stamping of base offset, partition leader epoch and
-//! LogAppendTime. Records themselves are never decoded here. Byte layout: FORMAT.md.
+//! append path, and the in-place stamping of base offset, partition leader epoch,
+//! LogAppendTime and the max timestamp computed from the records. Records themselves are
+//! never decoded here (`record.rs` does). Byte layout: FORMAT.md.
 
 use crate::{Offset, TimestampType};
 
@@ -26,6 +27,20 @@ pub enum Codec {
     Zstd,
     /// A value Kafka does not define (5..=7).
     Unknown(u8),
+}
+
+impl Codec {
+    /// The codec's value in the low three attribute bits.
+    pub fn id(self) -> u8 {
+        match self {
+            Codec::None => 0,
+            Codec::Gzip => 1,
+            Codec::Snappy => 2,
+            Codec::Lz4 => 3,
+            Codec::Zstd => 4,
+            Codec::Unknown(id) => id & 0x7,
+        }
+    }
 }
 
 /// Why a batch header was rejected.
@@ -236,6 +251,18 @@ pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Sets the max timestamp (CreateTime) to `max_timestamp_ms` and refreshes the CRC,
+/// which covers it. Leaves the bytes alone when the field already holds that value.
+pub fn stamp_max_timestamp(batch: &mut [u8], max_timestamp_ms: i64) {
+    assert!(batch.len() >= HEADER_BYTES);
+    if batch[35..43] == max_timestamp_ms.to_be_bytes() {
+        return;
+    }
+    batch[35..43].copy_from_slice(&max_timestamp_ms.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Reads a zigzag varint of at most `bytes_max` bytes at `*at`, advancing it.
 fn read_varint(b: &[u8], at: &mut usize, bytes_max: usize) -> Option<i64> {
     let mut raw: u64 = 0;
@@ -336,7 +363,8 @@ mod tests {
         assert_eq!(h.timestamp_type(), TimestampType::CreateTime);
     }
 
-    // Proves stamping offsets keeps the CRC valid and LogAppendTime stamping refreshes it.
+    // Proves stamping offsets keeps the CRC valid and max timestamp and LogAppendTime
+    // stamping refresh it.
     #[test]
     fn stamping_keeps_crc_valid() {
         let mut b = build_test_batch(3, 10, 5, None);
@@ -345,6 +373,10 @@ mod tests {
         assert_eq!(h.base_offset(), Offset(1000));
         assert_eq!(h.last_offset(), Offset(1002));
         assert_eq!(h.partition_leader_epoch(), 9);
+        stamp_max_timestamp(&mut b, 66);
+        let h = validate(&b).unwrap();
+        assert_eq!(h.max_timestamp(), 66);
+        assert_eq!(h.timestamp_type(), TimestampType::CreateTime);
         stamp_log_append_time(&mut b, 77);
         let h = validate(&b).unwrap();
         assert_eq!(h.max_timestamp(), 77);

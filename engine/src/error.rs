@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::Offset;
 use crate::batch::BatchError;
+use crate::record::{AppendCheckError, RecordError, RecordRejection, rejections_summary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -30,9 +31,17 @@ pub enum AppendError {
     /// MESSAGE_TOO_LARGE (10): larger than max.message.bytes.
     #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
     MessageTooLarge { size: usize, max: u32 },
-    /// INVALID_RECORD (87): header fields that contradict each other.
+    /// INVALID_RECORD (87): header fields that contradict each other, or records that
+    /// contradict the header.
     #[error("invalid record batch: {0}")]
     InvalidRecord(String),
+    /// CORRUPT_MESSAGE (2): records that do not decode, when the append had to read them.
+    #[error("corrupt records: {0}")]
+    CorruptRecords(RecordError),
+    /// INVALID_RECORD (87) naming the records the topic refuses (Produce's
+    /// `record_errors`); non-empty.
+    #[error("{}", rejections_summary(.0))]
+    RecordsRejected(Vec<RecordRejection>),
     /// OUT_OF_ORDER_SEQUENCE_NUMBER (45).
     #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
     OutOfOrderSequence {
@@ -53,6 +62,19 @@ pub enum AppendError {
     /// The log was closed or deleted.
     #[error("log is closed")]
     Closed,
+}
+
+impl From<AppendCheckError> for AppendError {
+    fn from(e: AppendCheckError) -> Self {
+        match e {
+            AppendCheckError::Corrupt(e) => AppendError::CorruptRecords(e),
+            AppendCheckError::Rejected(records) => AppendError::RecordsRejected(records),
+            other @ (AppendCheckError::OffsetDelta { .. }
+            | AppendCheckError::TimestampOverflow { .. }) => {
+                AppendError::InvalidRecord(other.to_string())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -104,6 +104,10 @@ pub struct LogConfig {
     pub flush_interval_ms: u64,
     /// Unflushed bytes that trigger a background flush (4 MiB).
     pub flush_bytes_pending_max: u64,
+    /// `compression.type`: the codec batches are stored with; a producer's batch of
+    /// another codec is re-encoded on append. `None` (`producer`, the default) keeps the
+    /// producer's codec.
+    pub compression_type: Option<batch::Codec>,
 }
 
 impl Default for LogConfig {
@@ -123,6 +127,7 @@ impl Default for LogConfig {
             max_compaction_lag_ms: i64::MAX,
             flush_interval_ms: 100,
             flush_bytes_pending_max: 4 << 20,
+            compression_type: None,
         }
     }
 }

@@ -35,6 +35,7 @@ use crate::leader_epoch::LeaderEpochCache;
 use crate::offset_index;
 use crate::producer_state::{ProducerState, SequenceCheck, SequenceError};
 use crate::read_cache::{CachedBatch, ReadCache};
+use crate::record::{self, AppendRules};
 use crate::segment::{
     PendingBatch, SCAN_BATCH_BYTES_MAX, Segment, parse_name, scan_file, segment_path,
 };
@@ -49,6 +50,9 @@ const EPOCH_FILE: &str = "leader-epoch-checkpoint";
 const SNAPSHOTS_KEPT: usize = 2;
 /// Smallest disk read when serving a fetch.
 const READ_BYTES_MIN: usize = 64 << 10;
+/// Decompressed record bytes of one appended batch, when the append must read its
+/// records (see `record::check_for_append`); as the cleaner's cap.
+const APPEND_DECOMPRESSED_BYTES_MAX: usize = cleaner::CLEANER_DECOMPRESSED_BYTES_MAX;
 /// Producer-batch headers a recovery scan keeps for replay (about 60 MB); past it, the
 /// replay reads the segments again instead.
 const RECORDED_HEADERS_MAX: usize = 1 << 20;
@@ -701,10 +705,26 @@ impl Log {
                 max,
             });
         }
-        let header = batch::validate(&batch).map_err(|e| match e {
+        batch::validate(&batch).map_err(|e| match e {
             BatchError::CountMismatch { .. } => AppendError::InvalidRecord(e.to_string()),
             other => AppendError::CorruptMessage(other),
         })?;
+        let rules = AppendRules {
+            keys_required: config.cleanup_policy != CleanupPolicy::Delete,
+            codec: config.compression_type,
+            log_append_time: config.timestamp_type == TimestampType::LogAppendTime,
+            decompressed_bytes_max: APPEND_DECOMPRESSED_BYTES_MAX,
+        };
+        let batch = record::check_for_append(batch, &rules)?;
+        // Recompression with the topic's codec may have grown the batch.
+        if batch.len() > max as usize {
+            return Err(AppendError::MessageTooLarge {
+                size: batch.len(),
+                max,
+            });
+        }
+        let header = BatchHeader::new(&batch).expect("validated above");
+        debug_assert!(batch::validate(&batch).is_ok());
         let last_offset_delta = i64::from(header.last_offset_delta());
         let mut st = self.state.borrow_mut();
         if let Some(reason) = &st.failed {

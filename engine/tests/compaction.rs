@@ -27,7 +27,7 @@ use sluice_engine::disk::Disk;
 use sluice_engine::record::{KeyValue, build_batch, decode_batch};
 use sluice_engine::sim_disk::{SimDisk, SimRng};
 use sluice_engine::{
-    CleanupPolicy, CompactOutcome, LeaderEpoch, Log, LogConfig, Offset, ReadCache,
+    AppendInfo, CleanupPolicy, CompactOutcome, LeaderEpoch, Log, LogConfig, Offset, ReadCache,
 };
 
 const T0: i64 = 1_000_000_000;
@@ -44,6 +44,21 @@ fn config() -> LogConfig {
         flush_interval_ms: 1_000_000,
         ..LogConfig::default()
     }
+}
+
+/// Appends `batch`, which may hold keyless records, to a compacted log as if it had
+/// arrived before the topic's cleanup.policy became compact: an append to a compacted
+/// log refuses keyless records (Kafka's rule for producers), yet the log may hold them
+/// from before, and compaction must drop them.
+fn append_legacy(log: &Log, batch: Bytes, now_ms: i64) -> AppendInfo {
+    let compacted = log.config();
+    log.set_config(LogConfig {
+        cleanup_policy: CleanupPolicy::Delete,
+        ..compacted
+    });
+    let info = log.append(batch, LeaderEpoch(0), now_ms);
+    log.set_config(compacted);
+    info.unwrap()
 }
 
 async fn open_sim(dir: &Path, disk: &SimDisk) -> Rc<Log> {
@@ -187,9 +202,8 @@ fn model_newest_value_per_key() {
                     .iter()
                     .map(|(k, v)| (k.as_deref(), v.as_deref()))
                     .collect();
-                let info = log
-                    .append(kv_batch(&refs, ts, codec, None), LeaderEpoch(0), T0)
-                    .unwrap();
+                let info = append_legacy(&log, kv_batch(&refs, ts, codec, None), T0);
+
                 for (i, (k, v)) in recs.into_iter().enumerate() {
                     model.push((info.base_offset.0 + i as i64, k, v, ts));
                 }
@@ -311,7 +325,7 @@ fn every_codec_is_rewritten_with_itself() {
                     codec,
                     None,
                 );
-                let info = log.append(b.clone(), LeaderEpoch(0), T0).unwrap();
+                let info = append_legacy(&log, b.clone(), T0);
                 originals.insert(info.base_offset.0, b);
             }
         }
@@ -1263,9 +1277,8 @@ fn append_new_keys(
         } else {
             [(Some(&key), Some(&value)), (None, Some(&value))]
         };
-        let info = log
-            .append(kv_batch(&recs, T0, 0, None), LeaderEpoch(0), T0)
-            .unwrap();
+        let info = append_legacy(log, kv_batch(&recs, T0, 0, None), T0);
+
         for (j, (k, v)) in recs.iter().enumerate() {
             rows.push((
                 info.base_offset.0 + j as i64,
@@ -1629,9 +1642,8 @@ fn model_compact_reopen_cycles() {
                         .map(|(k, v)| (k.as_deref(), v.as_deref()))
                         .collect();
                     let codec = rng.random_range(0..=4i16);
-                    let info = log
-                        .append(kv_batch(&refs, ts, codec, None), LeaderEpoch(0), T0)
-                        .unwrap();
+                    let info = append_legacy(&log, kv_batch(&refs, ts, codec, None), T0);
+
                     for (i, (k, v)) in recs.into_iter().enumerate() {
                         model.push((info.base_offset.0 + i as i64, k, v, ts));
                     }

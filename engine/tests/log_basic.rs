@@ -5,11 +5,12 @@ mod common;
 
 use std::rc::Rc;
 
+use bytes::Bytes;
 use common::*;
 use sluice_engine::batch::{BatchHeader, validate};
 use sluice_engine::{
-    AppendError, LeaderEpoch, Log, LogConfig, Offset, ReadCache, ReadError, TimestampOffset,
-    TimestampType,
+    AppendError, CleanupPolicy, LeaderEpoch, Log, LogConfig, Offset, ReadCache, ReadError,
+    TimestampOffset, TimestampType,
 };
 
 fn small_config() -> LogConfig {
@@ -498,5 +499,113 @@ fn delete_removes_directory() {
             log.append(batch(1, 1, 0), LeaderEpoch(0), 0),
             Err(AppendError::Closed)
         ));
+    });
+}
+
+/// A batch of records keyed `k<i>` (no key where `keyless` names the index) at base
+/// timestamp 1000 plus `deltas`, codec from `attributes`, whose header says
+/// `max_timestamp`.
+fn records_batch(attributes: i16, deltas: &[i64], keyless: &[usize], max_timestamp: i64) -> Bytes {
+    use sluice_engine::record::{build_batch, decode_batch, encode_batch};
+    let keys: Vec<String> = (0..deltas.len()).map(|i| format!("k{i}")).collect();
+    let kvs: Vec<_> = keys
+        .iter()
+        .map(|k| (Some(k.as_bytes()), Some(&b"value"[..])))
+        .collect();
+    let plain = build_batch(0, 1000, 0, &kvs);
+    let mut head = plain[..61].to_vec();
+    head[21..23].copy_from_slice(&attributes.to_be_bytes());
+    head[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+    let mut records = decode_batch(&plain, 1 << 20).unwrap().records;
+    for (i, r) in records.iter_mut().enumerate() {
+        r.timestamp_delta = deltas[i];
+        if keyless.contains(&i) {
+            r.key = None;
+        }
+    }
+    Bytes::from(encode_batch(&BatchHeader::new(&head).unwrap(), &records, true).unwrap())
+}
+
+// Proves a batch whose header leaves the max timestamp unset (-1, as Sarama writes it),
+// uncompressed or zstd, is stored with the records' largest timestamp and a valid CRC:
+// read back from memory and, after a reopen, from disk; the log's max timestamp and the
+// lookup by timestamp see it. Without the append check both would answer -1.
+#[test]
+fn unset_max_timestamp_is_stored_from_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let log = Log::open(&path, small_config(), ReadCache::new(1 << 20))
+            .await
+            .unwrap();
+        for attributes in [0i16, 4] {
+            log.append(
+                records_batch(attributes, &[0, 40, 25], &[], -1),
+                LeaderEpoch(0),
+                0,
+            )
+            .unwrap();
+        }
+        let check = |batches: &[Bytes]| {
+            assert_eq!(batches.len(), 2);
+            for b in batches {
+                let h = validate(b).unwrap();
+                assert_eq!(h.max_timestamp(), 1040);
+                assert_eq!(h.base_timestamp(), 1000);
+            }
+        };
+        check(&log.read(Offset(0), 1 << 20).await.unwrap().batches);
+        assert_eq!(log.max_timestamp().unwrap().timestamp_ms, 1040);
+        let found = log.offset_for_timestamp(1030).await.unwrap().unwrap();
+        assert_eq!(found.offset, Offset(1));
+        assert_eq!(found.timestamp_ms, 1040);
+        log.close().await.unwrap();
+        let log = Log::open(&path, small_config(), ReadCache::new(1 << 20))
+            .await
+            .unwrap();
+        check(&log.read(Offset(0), 1 << 20).await.unwrap().batches);
+        assert_eq!(log.max_timestamp().unwrap().timestamp_ms, 1040);
+        log.close().await.unwrap();
+    });
+}
+
+// Proves a compacted log refuses a batch holding a keyless record with the record's
+// index (Kafka's INVALID_RECORD with record_errors) and appends nothing, while a delete
+// log takes the same batch.
+#[test]
+fn compacted_log_refuses_keyless_records() {
+    let dir = tempfile::tempdir().unwrap();
+    run(move || async move {
+        let compacted = LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            ..small_config()
+        };
+        let log = Log::open(&dir.path().join("c-0"), compacted, ReadCache::new(1 << 20))
+            .await
+            .unwrap();
+        for attributes in [0i16, 1] {
+            let keyless = records_batch(attributes, &[0, 0, 0], &[2], 1000);
+            match log.append(keyless, LeaderEpoch(0), 0) {
+                Err(AppendError::RecordsRejected(r)) => {
+                    assert_eq!(r.len(), 1);
+                    assert_eq!(r[0].batch_index, 2);
+                }
+                other => panic!("keyless batch: {other:?}"),
+            }
+        }
+        assert_eq!(log.log_end_offset(), Offset(0));
+        log.append(records_batch(0, &[0, 0], &[], 1000), LeaderEpoch(0), 0)
+            .unwrap();
+        assert_eq!(log.log_end_offset(), Offset(2));
+        let log = Log::open(
+            &dir.path().join("d-0"),
+            small_config(),
+            ReadCache::new(1 << 20),
+        )
+        .await
+        .unwrap();
+        log.append(records_batch(0, &[0, 0, 0], &[2], 1000), LeaderEpoch(0), 0)
+            .unwrap();
+        assert_eq!(log.log_end_offset(), Offset(3));
     });
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
+use sluice_engine::batch::Codec;
 
 /// Command line of the `sluice` broker. Names follow Kafka's broker configs with dots
 /// turned into dashes (`num.partitions` is `--num-partitions`).
@@ -123,6 +124,12 @@ pub struct BrokerArgs {
         default_value = "CreateTime"
     )]
     pub log_message_timestamp_type: String,
+
+    /// Default codec batches are stored with: producer (keep the producer's), uncompressed,
+    /// gzip, snappy, lz4 or zstd; others are recompressed on append (Kafka:
+    /// compression.type; topic: compression.type).
+    #[arg(long, env = "SLUICE_COMPRESSION_TYPE", default_value = "producer")]
+    pub compression_type: String,
 
     /// How often each shard deletes segments past retention (Kafka: log.retention.check.interval.ms).
     #[arg(
@@ -253,6 +260,7 @@ impl BrokerArgs {
             self.log_message_timestamp_type.clone(),
         );
         m.insert(CLEANUP_POLICY, self.log_cleanup_policy.clone());
+        m.insert(COMPRESSION_TYPE, self.compression_type.clone());
         m.insert(
             DELETE_RETENTION_MS,
             self.log_cleaner_delete_retention_ms.to_string(),
@@ -350,10 +358,12 @@ pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
 pub const MIN_CLEANABLE_DIRTY_RATIO: &str = "min.cleanable.dirty.ratio";
 pub const MIN_COMPACTION_LAG_MS: &str = "min.compaction.lag.ms";
 pub const MAX_COMPACTION_LAG_MS: &str = "max.compaction.lag.ms";
+pub const COMPRESSION_TYPE: &str = "compression.type";
 
 /// Every topic config the broker honours. Anything else is rejected as INVALID_CONFIG.
-pub const TOPIC_CONFIG_NAMES: [&str; 11] = [
+pub const TOPIC_CONFIG_NAMES: [&str; 12] = [
     CLEANUP_POLICY,
+    COMPRESSION_TYPE,
     DELETE_RETENTION_MS,
     MAX_COMPACTION_LAG_MS,
     MAX_MESSAGE_BYTES,
@@ -365,6 +375,20 @@ pub const TOPIC_CONFIG_NAMES: [&str; 11] = [
     SEGMENT_BYTES,
     SEGMENT_MS,
 ];
+
+/// The codec a `compression.type` value stores batches with: `Some(None)` for
+/// `producer` (the producer's own), `None` for a value Kafka does not define.
+pub fn compression_codec(value: &str) -> Option<Option<Codec>> {
+    Some(Some(match value {
+        "producer" => return Some(None),
+        "uncompressed" => Codec::None,
+        "gzip" => Codec::Gzip,
+        "snappy" => Codec::Snappy,
+        "lz4" => Codec::Lz4,
+        "zstd" => Codec::Zstd,
+        _ => return None,
+    }))
+}
 
 /// Checks one topic config override; the error text goes back to the client.
 pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
@@ -394,6 +418,12 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
         CLEANUP_POLICY => match value {
             "delete" | "compact" | "compact,delete" | "delete,compact" => Ok(()),
             _ => Err(format!("{name} must be delete, compact or compact,delete")),
+        },
+        COMPRESSION_TYPE => match compression_codec(value) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "{name} must be producer, uncompressed, gzip, snappy, lz4 or zstd, got {value:?}"
+            )),
         },
         _ => Err(format!("unknown or unsupported topic config {name:?}")),
     }
@@ -432,6 +462,16 @@ mod tests {
         assert!(validate_topic_config(MAX_COMPACTION_LAG_MS, "1").is_ok());
         assert!(validate_topic_config(MAX_COMPACTION_LAG_MS, "0").is_err());
         assert!(validate_topic_config(MAX_COMPACTION_LAG_MS, "9223372036854775808").is_err());
+        for codec in ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"] {
+            assert!(
+                validate_topic_config(COMPRESSION_TYPE, codec).is_ok(),
+                "{codec}"
+            );
+        }
+        assert!(validate_topic_config(COMPRESSION_TYPE, "none").is_err());
+        assert!(validate_topic_config(COMPRESSION_TYPE, "ZSTD").is_err());
+        assert_eq!(compression_codec("zstd"), Some(Some(Codec::Zstd)));
+        assert_eq!(compression_codec("producer"), Some(None));
     }
 
     // Proves min.compaction.lag.ms may not exceed max.compaction.lag.ms, checked over

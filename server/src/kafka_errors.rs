@@ -21,7 +21,10 @@ pub fn append_error(e: &AppendError) -> ResponseError {
     match e {
         AppendError::CorruptMessage(_) => ResponseError::CorruptMessage,
         AppendError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
-        AppendError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        AppendError::InvalidRecord(_) | AppendError::RecordsRejected(_) => {
+            ResponseError::InvalidRecord
+        }
+        AppendError::CorruptRecords(_) => ResponseError::CorruptMessage,
         AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         AppendError::LogFailed(_) => ResponseError::KafkaStorageError,

@@ -18,7 +18,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use sluice_engine::{
-    CleanupPolicy, LeaderEpoch, Log, LogConfig, LogIoError, Offset, ReadCache, TimestampType,
+    AppendError, CleanupPolicy, LeaderEpoch, Log, LogConfig, LogIoError, Offset, ReadCache,
+    TimestampType,
 };
 use tracing::{error, info, warn};
 
@@ -108,6 +109,7 @@ pub fn log_config(args: &BrokerArgs, overrides: &BTreeMap<String, String>) -> Lo
         "compact,delete" | "delete,compact" => CleanupPolicy::CompactDelete,
         _ => CleanupPolicy::Delete,
     };
+    c.compression_type = compression_codec(&get(COMPRESSION_TYPE)).unwrap_or(None);
     c.delete_retention_ms = int(DELETE_RETENTION_MS, c.delete_retention_ms).max(0);
     c.min_compaction_lag_ms = int(MIN_COMPACTION_LAG_MS, c.min_compaction_lag_ms).max(0);
     c.max_compaction_lag_ms = int(MAX_COMPACTION_LAG_MS, c.max_compaction_lag_ms).max(1);
@@ -324,6 +326,7 @@ impl PartitionSet {
             base_offset: -1,
             log_append_time_ms: -1,
             log_start_offset: -1,
+            record_errors: Vec::new(),
         };
         let Some(log) = self.get(tp) else {
             let error = self.absent_error(tp);
@@ -352,7 +355,11 @@ impl PartitionSet {
                     if first.is_some() {
                         appends.notify();
                     }
-                    return fail(append_error(&e), e.to_string());
+                    let mut failed = fail(append_error(&e), e.to_string());
+                    if let AppendError::RecordsRejected(records) = e {
+                        failed.record_errors = records;
+                    }
+                    return failed;
                 }
             }
         }
@@ -369,6 +376,7 @@ impl PartitionSet {
             base_offset: first.base_offset.0,
             log_append_time_ms: first.log_append_time_ms,
             log_start_offset: log.log_start_offset().0,
+            record_errors: Vec::new(),
         }
     }
 

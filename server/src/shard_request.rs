@@ -12,6 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use glommio::channels::oneshot::SharedSender;
 use kafka_protocol::ResponseError;
+use sluice_engine::record::RecordRejection;
 
 use crate::topic_table::{TopicPartition, TopicTable};
 
@@ -36,6 +37,9 @@ pub struct ProducePartitionResult {
     pub base_offset: i64,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+    /// The records the topic refused (INVALID_RECORD), by index in their batch; sent
+    /// from Produce v8 as `record_errors`.
+    pub record_errors: Vec<RecordRejection>,
 }
 
 /// One partition of a Fetch, as the owning shard needs it.

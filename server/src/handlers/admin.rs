@@ -20,7 +20,8 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use crate::config::{
-    CLEANUP_POLICY, MESSAGE_TIMESTAMP_TYPE, MIN_CLEANABLE_DIRTY_RATIO, TOPIC_CONFIG_NAMES,
+    CLEANUP_POLICY, COMPRESSION_TYPE, MESSAGE_TIMESTAMP_TYPE, MIN_CLEANABLE_DIRTY_RATIO,
+    TOPIC_CONFIG_NAMES,
 };
 use crate::kafka_errors::call_error;
 use crate::shard::Shard;
@@ -53,7 +54,7 @@ fn topic_name(v: &str) -> TopicName {
 fn config_type(name: &str) -> i8 {
     match name {
         CLEANUP_POLICY => TYPE_LIST,
-        MESSAGE_TIMESTAMP_TYPE => TYPE_STRING,
+        MESSAGE_TIMESTAMP_TYPE | COMPRESSION_TYPE => TYPE_STRING,
         MIN_CLEANABLE_DIRTY_RATIO => TYPE_DOUBLE,
         _ => TYPE_LONG,
     }

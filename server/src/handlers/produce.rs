@@ -7,7 +7,9 @@
 use std::rc::Rc;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -24,6 +26,7 @@ fn failed(error: ResponseError) -> ProducePartitionResult {
         base_offset: -1,
         log_append_time_ms: -1,
         log_start_offset: -1,
+        record_errors: Vec::new(),
     }
 }
 
@@ -144,6 +147,18 @@ pub async fn handle(
                         .with_log_append_time_ms(r.log_append_time_ms)
                         .with_log_start_offset(r.log_start_offset)
                         .with_error_message(r.error_message.map(StrBytes::from_string))
+                        .with_record_errors(
+                            r.record_errors
+                                .into_iter()
+                                .map(|e| {
+                                    BatchIndexAndErrorMessage::default()
+                                        .with_batch_index(e.batch_index)
+                                        .with_batch_index_error_message(Some(
+                                            StrBytes::from_string(e.message),
+                                        ))
+                                })
+                                .collect(),
+                        )
                 })
                 .collect();
             TopicProduceResponse::default()
