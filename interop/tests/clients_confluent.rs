@@ -135,7 +135,6 @@ fn confluent_idempotent_producer() {
 }
 
 #[test]
-#[ignore = "keyless records to a compacted topic are accepted"]
 fn confluent_keyless_record_to_compacted_topic_is_refused() {
     // Proves a record without a key sent to a cleanup.policy=compact topic is refused
     // with INVALID_RECORD, as Kafka does.

@@ -119,7 +119,6 @@ fn kafka_python_idempotent_producer() {
 }
 
 #[test]
-#[ignore = "keyless records to a compacted topic are accepted"]
 fn kafka_python_keyless_record_to_compacted_topic_is_refused() {
     // Proves a record without a key sent to a cleanup.policy=compact topic is refused
     // with INVALID_RECORD (kafka-python: InvalidRecordError), as Kafka does.

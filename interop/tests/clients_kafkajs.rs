@@ -110,7 +110,6 @@ fn kafkajs_idempotent_producer() {
 }
 
 #[test]
-#[ignore = "keyless records to a compacted topic are accepted"]
 fn kafkajs_keyless_record_to_compacted_topic_is_refused() {
     // Proves a record without a key sent to a cleanup.policy=compact topic is refused
     // with INVALID_RECORD, as Kafka does.

@@ -254,7 +254,6 @@ fn rdkafka_watermarks_and_offsets_for_times() {
 }
 
 #[test]
-#[ignore = "keyless records to a compacted topic are accepted"]
 fn rdkafka_keyless_record_to_compacted_topic_is_refused() {
     // Proves a record without a key sent to a cleanup.policy=compact topic is refused
     // with INVALID_RECORD, as Kafka does, and the partition stays empty.

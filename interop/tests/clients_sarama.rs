@@ -128,7 +128,6 @@ fn sarama_list_offsets_oldest_and_newest() {
 }
 
 #[test]
-#[ignore = "Sarama's batches with max_timestamp=-1 break timestamp lookups"]
 fn sarama_offsets_for_times() {
     // Proves Client.GetOffset with a time (ListOffsets v1 by timestamp) on records
     // Sarama wrote: the first offset at or after each time, and -1 past the last record.
@@ -158,7 +157,6 @@ fn sarama_idempotent_producer() {
 }
 
 #[test]
-#[ignore = "keyless records to a compacted topic are accepted"]
 fn sarama_keyless_record_to_compacted_topic_is_refused() {
     // Proves a record without a key sent to a cleanup.policy=compact topic is refused
     // with error 87 (INVALID_RECORD), as Kafka does.
