@@ -2,7 +2,6 @@
 //! the log subscriber (`RUST_LOG` filters, default info), and runs the shards until
 //! SIGINT or SIGTERM, then exits 0 after every log is closed cleanly.
 
-use clap::Parser;
 use sluice_server::config::BrokerArgs;
 use tracing_subscriber::EnvFilter;
 
@@ -14,6 +13,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let args = BrokerArgs::parse();
+    let args =
+        BrokerArgs::parse_recording_sources(std::env::args_os()).unwrap_or_else(|e| e.exit());
     sluice_server::shard::run(args)
 }

@@ -13,14 +13,15 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use crate::config::{
-    CLEANUP_POLICY, MESSAGE_TIMESTAMP_TYPE, MIN_CLEANABLE_DIRTY_RATIO, TOPIC_CONFIG_NAMES,
+    BrokerConfig, CLEANUP_POLICY, MESSAGE_TIMESTAMP_TYPE, MIN_CLEANABLE_DIRTY_RATIO,
+    TOPIC_CONFIG_NAMES, broker_synonym,
 };
 use crate::kafka_errors::call_error;
 use crate::shard::Shard;
@@ -30,8 +31,10 @@ use crate::topic_table::{ShardId, TopicMeta};
 /// Kafka's ConfigResource types.
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_BROKER_LOGGER: i8 = 8;
 /// Kafka's ConfigSource values.
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 /// Kafka's ConfigType values.
 const TYPE_STRING: i8 = 2;
@@ -59,14 +62,77 @@ fn config_type(name: &str) -> i8 {
     }
 }
 
-/// Effective configs of a topic: `(name, value, is override)`, in name order.
-fn effective(shard: &Shard, overrides: &BTreeMap<String, String>) -> Vec<(String, String, bool)> {
+/// Kafka's source of a broker config's value.
+fn broker_source(c: &BrokerConfig) -> i8 {
+    if c.explicit {
+        SOURCE_STATIC_BROKER
+    } else {
+        SOURCE_DEFAULT
+    }
+}
+
+/// The broker configs by Kafka name.
+fn broker_configs(shard: &Shard) -> BTreeMap<&'static str, BrokerConfig> {
+    shard
+        .args
+        .broker_configs()
+        .into_iter()
+        .map(|c| (c.name, c))
+        .collect()
+}
+
+/// One effective topic config and where its value comes from.
+struct TopicConfigValue {
+    name: &'static str,
+    value: String,
+    /// Kafka's ConfigSource: the topic override, or its broker synonym's source.
+    source: i8,
+    /// Kafka's synonyms, most specific first: the override, then the broker config set
+    /// by flag, then the broker default.
+    synonyms: Vec<DescribeConfigsSynonym>,
+}
+
+fn synonym(name: &str, value: Option<&str>, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(s(name))
+        .with_value(value.map(s))
+        .with_source(source)
+}
+
+/// Effective configs of a topic, in name order.
+fn effective(shard: &Shard, overrides: &BTreeMap<String, String>) -> Vec<TopicConfigValue> {
     let defaults = shard.args.topic_defaults();
+    let broker = broker_configs(shard);
     TOPIC_CONFIG_NAMES
         .iter()
-        .map(|n| match overrides.get(*n) {
-            Some(v) => (n.to_string(), v.clone(), true),
-            None => (n.to_string(), defaults[n].clone(), false),
+        .map(|n| {
+            let mut synonyms = Vec::new();
+            if let Some(v) = overrides.get(*n) {
+                synonyms.push(synonym(n, Some(v), SOURCE_DYNAMIC_TOPIC));
+            }
+            let b = broker_synonym(n).and_then(|b| broker.get(b));
+            if let Some(b) = b {
+                if b.explicit {
+                    synonyms.push(synonym(b.name, b.value.as_deref(), SOURCE_STATIC_BROKER));
+                }
+                if let Some(d) = &b.default {
+                    synonyms.push(synonym(b.name, Some(d), SOURCE_DEFAULT));
+                }
+            }
+            match overrides.get(*n) {
+                Some(v) => TopicConfigValue {
+                    name: n,
+                    value: v.clone(),
+                    source: SOURCE_DYNAMIC_TOPIC,
+                    synonyms,
+                },
+                None => TopicConfigValue {
+                    name: n,
+                    value: defaults[n].clone(),
+                    source: b.map_or(SOURCE_DEFAULT, broker_source),
+                    synonyms,
+                },
+            }
         })
         .collect()
 }
@@ -187,15 +253,11 @@ pub async fn create_topics(
                 r.configs = Some(
                     effective(shard, &overrides)
                         .into_iter()
-                        .map(|(k, v, o)| {
+                        .map(|c| {
                             CreatableTopicConfigs::default()
-                                .with_name(s(&k))
-                                .with_value(Some(s(&v)))
-                                .with_config_source(if o {
-                                    SOURCE_DYNAMIC_TOPIC
-                                } else {
-                                    SOURCE_DEFAULT
-                                })
+                                .with_name(s(c.name))
+                                .with_value(Some(s(&c.value)))
+                                .with_config_source(c.source)
                         })
                         .collect(),
                 );
@@ -312,32 +374,91 @@ pub async fn create_partitions(
     CreatePartitionsResponse::default().with_results(results)
 }
 
+/// Whether the DescribeConfigs key filter asks for `name` (null or empty: every config).
+fn wanted(keys: Option<&Vec<StrBytes>>, name: &str) -> bool {
+    keys.is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == name))
+}
+
 fn describe_topic(
     shard: &Shard,
     meta: &TopicMeta,
     keys: Option<&Vec<StrBytes>>,
+    include_synonyms: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
     effective(shard, &meta.configs)
         .into_iter()
-        .filter(|(k, _, _)| {
-            keys.is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k))
-        })
-        .map(|(k, v, o)| {
+        .filter(|c| wanted(keys, c.name))
+        .map(|c| {
             DescribeConfigsResourceResult::default()
-                .with_name(s(&k))
-                .with_value(Some(s(&v)))
-                .with_config_source(if o {
-                    SOURCE_DYNAMIC_TOPIC
+                .with_name(s(c.name))
+                .with_value(Some(s(&c.value)))
+                .with_config_source(c.source)
+                .with_config_type(config_type(c.name))
+                .with_documentation(None)
+                .with_synonyms(if include_synonyms {
+                    c.synonyms
                 } else {
-                    SOURCE_DEFAULT
+                    Vec::new()
                 })
-                .with_config_type(config_type(&k))
         })
         .collect()
 }
 
+/// This broker's configs. None can change at run time, so all are read-only.
+fn describe_broker(
+    shard: &Shard,
+    keys: Option<&Vec<StrBytes>>,
+    include_synonyms: bool,
+) -> Vec<DescribeConfigsResourceResult> {
+    shard
+        .args
+        .broker_configs()
+        .into_iter()
+        .filter(|c| wanted(keys, c.name))
+        .map(|c| {
+            let mut synonyms = Vec::new();
+            if include_synonyms {
+                if c.explicit {
+                    synonyms.push(synonym(c.name, c.value.as_deref(), SOURCE_STATIC_BROKER));
+                }
+                if let Some(d) = &c.default {
+                    synonyms.push(synonym(c.name, Some(d), SOURCE_DEFAULT));
+                }
+            }
+            DescribeConfigsResourceResult::default()
+                .with_name(s(c.name))
+                .with_value(c.value.as_deref().map(s))
+                .with_read_only(true)
+                .with_config_source(broker_source(&c))
+                .with_is_sensitive(false)
+                .with_config_type(c.config_type as i8)
+                .with_synonyms(synonyms)
+                .with_documentation(None)
+        })
+        .collect()
+}
+
+/// Checks the name of a BROKER or BROKER_LOGGER resource as Kafka does: the empty name
+/// (the cluster-wide default) or this broker's id. `Ok(true)` for this broker.
+fn broker_resource(shard: &Shard, name: &str) -> Result<bool, String> {
+    if name.is_empty() {
+        return Ok(false);
+    }
+    let id: i32 = name
+        .parse()
+        .map_err(|_| format!("Broker id must be an integer, but it is: {name}"))?;
+    if id != shard.args.node_id {
+        return Err(format!(
+            "Unexpected broker id, expected {} or empty string, but received {name}",
+            shard.args.node_id
+        ));
+    }
+    Ok(true)
+}
+
 pub fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let table = shard.table();
+    let synonyms = req.include_synonyms;
     let results = req
         .resources
         .iter()
@@ -345,26 +466,42 @@ pub fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest) -> Descr
             let base = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            match r.resource_type {
-                RESOURCE_TOPIC => match table.get(r.resource_name.as_str()) {
-                    Some(meta) => base.with_configs(describe_topic(
-                        shard,
-                        meta,
-                        r.configuration_keys.as_ref(),
+            let keys = r.configuration_keys.as_ref();
+            let name = r.resource_name.as_str();
+            let answer = match r.resource_type {
+                RESOURCE_TOPIC => match table.get(name) {
+                    Some(meta) => Ok(describe_topic(shard, meta, keys, synonyms)),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition,
+                        "no such topic".to_string(),
                     )),
-                    None => base
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        .with_error_message(Some(s("no such topic"))),
                 },
-                RESOURCE_BROKER
-                    if r.resource_name.as_str() == shard.args.node_id.to_string()
-                        || r.resource_name.is_empty() =>
-                {
-                    base
-                }
-                _ => base
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(s("only topic configs are described"))),
+                // The empty name stands for the cluster-wide dynamic defaults, of which
+                // there are none: an empty list, as Kafka answers without any set.
+                RESOURCE_BROKER => match broker_resource(shard, name) {
+                    Ok(true) => Ok(describe_broker(shard, keys, synonyms)),
+                    Ok(false) => Ok(Vec::new()),
+                    Err(m) => Err((ResponseError::InvalidRequest, m)),
+                },
+                // Log levels are set by RUST_LOG at start, not per logger: none to list.
+                RESOURCE_BROKER_LOGGER => match broker_resource(shard, name) {
+                    Ok(true) => Ok(Vec::new()),
+                    Ok(false) => Err((
+                        ResponseError::InvalidRequest,
+                        "Broker id must not be empty".to_string(),
+                    )),
+                    Err(m) => Err((ResponseError::InvalidRequest, m)),
+                },
+                other => Err((
+                    ResponseError::InvalidRequest,
+                    format!("Unsupported resource type: {other}"),
+                )),
+            };
+            match answer {
+                Ok(configs) => base.with_configs(configs),
+                Err((e, m)) => base
+                    .with_error_code(e.code())
+                    .with_error_message(Some(s(&m))),
             }
         })
         .collect();
