@@ -168,6 +168,10 @@ impl Shard {
                 let r = self.partitions.epoch_end(&tp, leader_epoch);
                 let _ = reply.send(r);
             }
+            ShardRequest::DeleteRecords { tp, offset, reply } => {
+                let r = self.partitions.delete_records(&tp, offset).await;
+                let _ = reply.send(r);
+            }
             ShardRequest::CreateTopics {
                 topics,
                 validate_only,

@@ -1,7 +1,8 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
-//! IncrementalAlterConfigs, and InitProducerId. Every mutation is forwarded to shard 0,
-//! which validates it, persists the topic store, opens or closes partitions on their
-//! owners, and publishes the new topic table before answering.
+//! IncrementalAlterConfigs, DeleteRecords and InitProducerId. Every metadata mutation is
+//! forwarded to shard 0, which validates it, persists the topic store, opens or closes
+//! partitions on their owners, and publishes the new topic table before answering.
+//! DeleteRecords goes to each partition's owning shard instead.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -10,6 +11,9 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{
@@ -26,7 +30,7 @@ use crate::config::{
 use crate::kafka_errors::call_error;
 use crate::shard::Shard;
 use crate::shard_request::{ConfigChange, NewTopic, ShardRequest, TopicOutcome};
-use crate::topic_table::{ShardId, TopicMeta};
+use crate::topic_table::{ShardId, TopicMeta, is_internal};
 
 /// Kafka's ConfigResource types.
 const RESOURCE_TOPIC: i8 = 2;
@@ -575,6 +579,74 @@ pub async fn incremental_alter_configs(
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Why Kafka refuses DeleteRecords on every partition of `topic`, if it does: internal
+/// topics (INVALID_TOPIC_EXCEPTION) and topics whose cleanup.policy lacks delete
+/// (POLICY_VIOLATION). `None` also for an unknown topic, which the owner lookup answers.
+fn delete_records_refused(shard: &Shard, meta: &TopicMeta) -> Option<ResponseError> {
+    if is_internal(&meta.name) {
+        return Some(ResponseError::InvalidTopicException);
+    }
+    let defaults = shard.args.topic_defaults();
+    let policy = meta
+        .configs
+        .get(CLEANUP_POLICY)
+        .unwrap_or(&defaults[CLEANUP_POLICY]);
+    let deletes = policy.split(',').any(|p| p.trim() == "delete");
+    (!deletes).then_some(ResponseError::PolicyViolation)
+}
+
+/// DeleteRecords: each partition's log start offset moves up on its owning shard, all
+/// at once; the answer carries the new log start offset as the low watermark.
+pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let table = shard.table();
+    // Refused partitions are sent offset -2, which the owner refuses before touching
+    // the log; their answer is replaced below.
+    let refused: Vec<Option<ResponseError>> = req
+        .topics
+        .iter()
+        .map(|t| {
+            table
+                .get(t.name.0.as_str())
+                .and_then(|m| delete_records_refused(shard, m))
+        })
+        .collect();
+    let parts = req.topics.iter().zip(&refused).flat_map(|(t, refused)| {
+        t.partitions.iter().map(move |p| {
+            let offset = if refused.is_some() { -2 } else { p.offset };
+            (t.name.0.as_str(), p.partition_index, offset)
+        })
+    });
+    let results = super::offsets::ask_owners(shard, parts, |tp, offset, reply| {
+        ShardRequest::DeleteRecords { tp, offset, reply }
+    })
+    .await;
+    let mut results = results.into_iter();
+    let topics = req
+        .topics
+        .iter()
+        .zip(refused)
+        .map(|(t, refused)| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let base = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index);
+                    let result = results.next().expect("one result per partition");
+                    match refused.map_or(result, Err) {
+                        Ok(low_watermark) => base.with_low_watermark(low_watermark),
+                        Err(e) => base.with_error_code(e.code()).with_low_watermark(-1),
+                    }
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
 }
 
 /// Idempotent producers only: every call gets a fresh producer id at epoch 0, never

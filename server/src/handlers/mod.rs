@@ -119,6 +119,9 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
             v,
             &admin::incremental_alter_configs(&shard, r).await,
         ),
+        RequestBody::DeleteRecords(r) => {
+            respond(cid, key, v, &admin::delete_records(&shard, r).await)
+        }
         RequestBody::InitProducerId(r) => {
             respond(cid, key, v, &admin::init_producer_id(&shard, r).await)
         }
