@@ -75,8 +75,8 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
             let resp = metadata::handle(&shard, r, v).await;
             respond(cid, key, v, &resp)
         }
-        RequestBody::DescribeCluster(_) => {
-            respond(cid, key, v, &metadata::describe_cluster(&shard))
+        RequestBody::DescribeCluster(r) => {
+            respond(cid, key, v, &metadata::describe_cluster(&shard, &r))
         }
         RequestBody::Produce(r) => match produce::handle(&shard, &conn, r, v).await {
             Some(resp) => respond(cid, key, v, &resp),
