@@ -1684,6 +1684,34 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Topics were deleted: every group forgets its committed offsets of their
+    /// partitions (tombstones follow), as Kafka's coordinator does for deleted
+    /// partitions, and a group left empty without offsets is removed.
+    pub fn topics_deleted(&mut self, topics: &[String]) {
+        let ids: Vec<String> = self.groups.keys().cloned().collect();
+        for group_id in ids {
+            let g = self.groups.get_mut(&group_id).expect("listed");
+            let removed: Vec<(String, i32)> = g
+                .offsets
+                .keys()
+                .filter(|(t, _)| topics.contains(t))
+                .cloned()
+                .collect();
+            if removed.is_empty() {
+                continue;
+            }
+            for tp in &removed {
+                g.offsets.remove(tp);
+                g.offset_positions.remove(tp);
+            }
+            self.writes.push(GroupWrite::OffsetsRemoved {
+                group_id: group_id.clone(),
+                partitions: removed,
+            });
+            self.remove_if_unused(&group_id);
+        }
+    }
+
     /// OffsetDelete: removes committed offsets of partitions whose topic no member is
     /// subscribed to. `subscribed(metadata)` decodes a member's subscription; it returns
     /// `None` when the metadata cannot be read, and then every topic counts as subscribed.
