@@ -174,6 +174,16 @@ pub struct BrokerArgs {
         default_value_t = 10_080
     )]
     pub offsets_retention_minutes: u64,
+
+    /// A group left without members and committed offsets stays listed as Empty (and
+    /// deletable) this long before it is removed, as Kafka's periodic offsets cleanup
+    /// removes it (Kafka: offsets.retention.check.interval.ms).
+    #[arg(
+        long,
+        env = "SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 600_000
+    )]
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl BrokerArgs {
@@ -286,6 +296,9 @@ impl BrokerArgs {
             .map_err(|e| format!("--offsets-topic-segment-bytes: {e}"))?;
         if self.offsets_retention_minutes == 0 {
             return Err("--offsets-retention-minutes must be positive".into());
+        }
+        if self.offsets_retention_check_interval_ms == 0 {
+            return Err("--offsets-retention-check-interval-ms must be positive".into());
         }
         if self.socket_request_max_bytes < 1024 {
             return Err("--socket-request-max-bytes must be at least 1024".into());
@@ -441,6 +454,11 @@ const BROKER_CONFIG_FLAGS: &[(&str, &str, ConfigType)] = &[
     ("node.id", "node_id", ConfigType::Int),
     ("num.partitions", "num_partitions", ConfigType::Int),
     (
+        "offsets.retention.check.interval.ms",
+        "offsets_retention_check_interval_ms",
+        ConfigType::Long,
+    ),
+    (
         "offsets.retention.minutes",
         "offsets_retention_minutes",
         ConfigType::Int,
@@ -512,6 +530,9 @@ impl BrokerArgs {
             "message_max_bytes" => self.message_max_bytes.to_string(),
             "num_partitions" => self.num_partitions.to_string(),
             "offsets_retention_minutes" => self.offsets_retention_minutes.to_string(),
+            "offsets_retention_check_interval_ms" => {
+                self.offsets_retention_check_interval_ms.to_string()
+            }
             "offsets_topic_num_partitions" => self.offsets_topic_num_partitions.to_string(),
             "offsets_topic_segment_bytes" => self.offsets_topic_segment_bytes.to_string(),
             "socket_request_max_bytes" => self.socket_request_max_bytes.to_string(),

@@ -170,6 +170,7 @@ pub fn coordinator_shard(group_id: &str, table: &TopicTable) -> ShardId {
 pub fn group_config(args: &BrokerArgs) -> GroupConfig {
     GroupConfig {
         offsets_retention_ms: args.offsets_retention_minutes.saturating_mul(60_000),
+        offsets_retention_check_interval_ms: args.offsets_retention_check_interval_ms,
         ..GroupConfig::default()
     }
 }

@@ -180,6 +180,10 @@ pub struct GroupConfig {
     /// offsets.retention.minutes, in ms: committed offsets of a group without members
     /// expire this long after the later of their commit and the group becoming empty.
     pub offsets_retention_ms: u64,
+    /// offsets.retention.check.interval.ms: Kafka removes a group left without members
+    /// and offsets at its next periodic cleanup, so until then the group is listed as
+    /// Empty and may be deleted; here it is removed this long after it became empty.
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -193,6 +197,7 @@ impl Default for GroupConfig {
             member_metadata_bytes_max: 1 << 20,
             protocols_max: 64,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -695,7 +700,7 @@ impl Coordinator {
             return Answer::Done(Err(GroupError::CoordinatorNotAvailable));
         }
         if !group.supports(&req.protocol_type, &req.protocols) {
-            self.remove_if_unused(&group_id);
+            self.remove_if_unused_after_cleanup_interval(&group_id, now_ms);
             return Answer::Done(Err(GroupError::InconsistentGroupProtocol));
         }
         let answer = if req.member_id.is_empty() {
@@ -704,7 +709,7 @@ impl Coordinator {
             self.join_known_member(req, now_ms)
         };
         self.check_join_complete(&group_id, now_ms);
-        self.remove_if_unused(&group_id);
+        self.remove_if_unused_after_cleanup_interval(&group_id, now_ms);
         self.claim_own_delivery(answer)
     }
 
@@ -1340,7 +1345,7 @@ impl Coordinator {
                     });
                 }
             }
-            self.remove_if_unused(&group_id);
+            self.remove_if_unused_after_cleanup_interval(&group_id, now_ms);
         }
     }
 
@@ -1359,6 +1364,13 @@ impl Coordinator {
             if let Some(d) = g.sync_expiry_ms() {
                 consider(d);
             }
+            if g.state == GroupState::Empty
+                && g.members.is_empty()
+                && g.offsets.is_empty()
+                && let Some(t) = g.empty_since_ms
+            {
+                consider(t.saturating_add(self.config.offsets_retention_check_interval_ms));
+            }
             if g.state == GroupState::Empty {
                 let empty_since = g.empty_since_ms.unwrap_or(0);
                 let retention_ms = self.config.offsets_retention_ms;
@@ -1373,6 +1385,20 @@ impl Coordinator {
             }
         }
         next
+    }
+
+    /// `remove_if_unused` for a group that has been empty for the cleanup interval (or
+    /// never had a member), as Kafka's periodic cleanup removes it: until then a group
+    /// whose members left or expired stays Empty, and DeleteGroups finds it.
+    fn remove_if_unused_after_cleanup_interval(&mut self, group_id: &str, now_ms: u64) {
+        let interval_ms = self.config.offsets_retention_check_interval_ms;
+        let due = self.groups.get(group_id).is_some_and(|g| {
+            g.empty_since_ms
+                .is_none_or(|t| now_ms >= t.saturating_add(interval_ms))
+        });
+        if due {
+            self.remove_if_unused(group_id);
+        }
     }
 
     /// A group with no members, no pending ids and no offsets is forgotten; one that was
