@@ -1,5 +1,5 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
-//! IncrementalAlterConfigs, DeleteRecords and InitProducerId. Every metadata mutation is
+//! AlterConfigs, IncrementalAlterConfigs, DeleteRecords and InitProducerId. Every metadata mutation is
 //! forwarded to shard 0, which validates it, persists the topic store, opens or closes
 //! partitions on their owners, and publishes the new topic table before answering.
 //! DeleteRecords goes to each partition's owning shard instead.
@@ -512,47 +512,50 @@ pub fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest) -> Descr
     DescribeConfigsResponse::default().with_results(results)
 }
 
-pub async fn incremental_alter_configs(
-    shard: &Rc<Shard>,
-    req: IncrementalAlterConfigsRequest,
-) -> IncrementalAlterConfigsResponse {
-    let mut early = Vec::new();
-    let mut changes = Vec::new();
-    for r in &req.resources {
-        if r.resource_type != RESOURCE_TOPIC {
-            early.push(Some(TopicOutcome {
-                error: Some(ResponseError::InvalidRequest),
-                message: Some("only topic configs can be altered".into()),
-            }));
-            continue;
-        }
-        let mut ops = Vec::new();
-        let mut bad = None;
-        for c in &r.configs {
-            match c.config_operation {
-                OP_SET => match &c.value {
-                    Some(v) => ops.push((c.name.to_string(), Some(v.to_string()))),
-                    None => bad = Some("SET needs a value"),
-                },
-                OP_DELETE => ops.push((c.name.to_string(), None)),
-                _ => bad = Some("only SET and DELETE are supported"),
-            }
-        }
-        match bad {
-            Some(m) => early.push(Some(TopicOutcome {
-                error: Some(ResponseError::InvalidConfig),
-                message: Some(m.to_string()),
-            })),
-            None => {
-                early.push(None);
-                changes.push(ConfigChange {
-                    topic: r.resource_name.to_string(),
-                    ops,
-                });
-            }
-        }
+/// One resource of an AlterConfigs or IncrementalAlterConfigs request: answered here, or
+/// a topic change for shard 0.
+enum AlterPlan {
+    Answered(TopicOutcome),
+    Topic(ConfigChange),
+}
+
+fn refused(error: ResponseError, message: String) -> AlterPlan {
+    AlterPlan::Answered(TopicOutcome {
+        error: Some(error),
+        message: Some(message),
+    })
+}
+
+/// A change to this broker's configs. None can change at run time, so setting any is
+/// refused as Kafka refuses a static broker config: INVALID_REQUEST, "Cannot update these
+/// configs dynamically". Deleting, which leaves the static value in force, changes nothing.
+fn alter_broker(shard: &Shard, name: &str, set: Vec<String>) -> AlterPlan {
+    if let Err(m) = broker_resource(shard, name) {
+        return refused(ResponseError::InvalidRequest, m);
     }
-    let validate_only = req.validate_only;
+    if set.is_empty() {
+        return AlterPlan::Answered(TopicOutcome::default());
+    }
+    refused(
+        ResponseError::InvalidRequest,
+        format!(
+            "Invalid config value for resource ConfigResource(type=BROKER, name='{name}'): \
+             Cannot update these configs dynamically: Set({})",
+            set.join(", ")
+        ),
+    )
+}
+
+/// Runs the topic changes of `plans` on shard 0 (one call) and returns every outcome in
+/// request order.
+async fn alter(shard: &Rc<Shard>, plans: Vec<AlterPlan>, validate_only: bool) -> Vec<TopicOutcome> {
+    let changes: Vec<ConfigChange> = plans
+        .iter()
+        .filter_map(|p| match p {
+            AlterPlan::Topic(c) => Some(c.clone()),
+            AlterPlan::Answered(_) => None,
+        })
+        .collect();
     let mut outcomes = to_shard0(
         shard,
         changes.len(),
@@ -565,20 +568,138 @@ pub async fn incremental_alter_configs(
     )
     .await
     .into_iter();
+    plans
+        .into_iter()
+        .map(|p| match p {
+            AlterPlan::Answered(o) => o,
+            AlterPlan::Topic(_) => outcomes.next().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The error code and message of an outcome, as both AlterConfigs answers carry them.
+fn alter_error(o: TopicOutcome) -> (i16, Option<StrBytes>) {
+    (o.error.map_or(0, |e| e.code()), o.message.map(|m| s(&m)))
+}
+
+pub async fn incremental_alter_configs(
+    shard: &Rc<Shard>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let plans = req
+        .resources
+        .iter()
+        .map(|r| match r.resource_type {
+            RESOURCE_TOPIC => {
+                let mut ops = Vec::new();
+                let mut bad = None;
+                for c in &r.configs {
+                    match c.config_operation {
+                        OP_SET => match &c.value {
+                            Some(v) => ops.push((c.name.to_string(), Some(v.to_string()))),
+                            None => bad = Some("SET needs a value"),
+                        },
+                        OP_DELETE => ops.push((c.name.to_string(), None)),
+                        _ => bad = Some("only SET and DELETE are supported"),
+                    }
+                }
+                match bad {
+                    Some(m) => refused(ResponseError::InvalidConfig, m.to_string()),
+                    None => AlterPlan::Topic(ConfigChange {
+                        topic: r.resource_name.to_string(),
+                        ops,
+                    }),
+                }
+            }
+            RESOURCE_BROKER => {
+                let set = r
+                    .configs
+                    .iter()
+                    .filter(|c| c.config_operation != OP_DELETE)
+                    .map(|c| c.name.to_string())
+                    .collect();
+                alter_broker(shard, r.resource_name.as_str(), set)
+            }
+            _ => refused(
+                ResponseError::InvalidRequest,
+                "only topic and broker configs can be altered".into(),
+            ),
+        })
+        .collect();
+    let outcomes = alter(shard, plans, req.validate_only).await;
     let responses = req
         .resources
         .iter()
-        .zip(early)
-        .map(|(r, early)| {
-            let o = early.unwrap_or_else(|| outcomes.next().unwrap_or_default());
+        .zip(outcomes)
+        .map(|(r, o)| {
+            let (code, message) = alter_error(o);
             AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone())
-                .with_error_code(o.error.map_or(0, |e| e.code()))
-                .with_error_message(o.message.map(|m| s(&m)))
+                .with_error_code(code)
+                .with_error_message(message)
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Legacy AlterConfigs (KIP-133): the configs given replace a topic's overrides, so
+/// every config not named (or given a null value) reverts to the broker default.
+/// Broker configs answer as in IncrementalAlterConfigs.
+pub async fn alter_configs(shard: &Rc<Shard>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let plans = req
+        .resources
+        .iter()
+        .map(|r| {
+            let named: BTreeMap<String, String> = r
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
+                .collect();
+            match r.resource_type {
+                // Every honoured config is deleted unless named: the overrides left are
+                // exactly the ones given, whatever the topic had before.
+                RESOURCE_TOPIC => {
+                    let mut ops: Vec<(String, Option<String>)> = TOPIC_CONFIG_NAMES
+                        .iter()
+                        .filter(|n| !named.contains_key(**n))
+                        .map(|n| (n.to_string(), None))
+                        .collect();
+                    ops.extend(named.into_iter().map(|(k, v)| (k, Some(v))));
+                    AlterPlan::Topic(ConfigChange {
+                        topic: r.resource_name.to_string(),
+                        ops,
+                    })
+                }
+                RESOURCE_BROKER => {
+                    alter_broker(shard, r.resource_name.as_str(), named.into_keys().collect())
+                }
+                _ => refused(
+                    ResponseError::InvalidRequest,
+                    "only topic and broker configs can be altered".into(),
+                ),
+            }
+        })
+        .collect();
+    let outcomes = alter(shard, plans, req.validate_only).await;
+    let responses = req
+        .resources
+        .iter()
+        .zip(outcomes)
+        .map(|(r, o)| {
+            let (code, message) = alter_error(o);
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone())
+                .with_error_code(code)
+                .with_error_message(message)
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
 }
 
 /// Why Kafka refuses DeleteRecords on every partition of `topic`, if it does: internal

@@ -113,6 +113,9 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
         RequestBody::DescribeConfigs(r) => {
             respond(cid, key, v, &admin::describe_configs(&shard, r))
         }
+        RequestBody::AlterConfigs(r) => {
+            respond(cid, key, v, &admin::alter_configs(&shard, r).await)
+        }
         RequestBody::IncrementalAlterConfigs(r) => respond(
             cid,
             key,
