@@ -160,6 +160,72 @@ fn outcome_error(e: ResponseError) -> TopicOutcome {
     }
 }
 
+/// Checks one partition's manual replica assignment as Kafka's controller does: a
+/// non-empty list of registered brokers, none twice. This single broker is the only
+/// registered one, so every valid list is `[node_id]` and replication factors agree.
+fn check_replicas(node_id: i32, broker_ids: &[BrokerId]) -> Result<(), (ResponseError, String)> {
+    let bad = |m: String| Err((ResponseError::InvalidReplicaAssignment, m));
+    if broker_ids.is_empty() {
+        return bad("The manual partition assignment includes an empty replica list.".into());
+    }
+    let mut sorted: Vec<i32> = broker_ids.iter().map(|b| b.0).collect();
+    sorted.sort_unstable();
+    for (i, id) in sorted.iter().enumerate() {
+        if *id != node_id {
+            return bad(format!(
+                "The manual partition assignment includes broker {id}, but no such broker is registered."
+            ));
+        }
+        if i > 0 && sorted[i - 1] == *id {
+            return bad(format!(
+                "The manual partition assignment includes the broker {id} more than once."
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The partition count of a CreateTopics topic with a manual replica assignment, checked
+/// as Kafka does: num_partitions and replication_factor must be -1, partition indexes a
+/// consecutive 0-based sequence, each list valid (`check_replicas`).
+fn topic_assignment(
+    node_id: i32,
+    t: &create_topics_request::CreatableTopic,
+) -> Result<i32, (ResponseError, String)> {
+    let invalid = |m: &str| Err((ResponseError::InvalidRequest, m.to_string()));
+    if t.num_partitions != -1 {
+        return invalid(
+            "A manual partition assignment was specified, but numPartitions was not set to -1.",
+        );
+    }
+    if t.replication_factor != -1 {
+        return invalid(
+            "A manual partition assignment was specified, but replicationFactor was not set to -1.",
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for a in &t.assignments {
+        if !seen.insert(a.partition_index) {
+            return Err((
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "Found multiple manual partition assignments for partition {}",
+                    a.partition_index
+                ),
+            ));
+        }
+        check_replicas(node_id, &a.broker_ids)?;
+    }
+    let count = seen.len();
+    if seen.iter().copied().ne(0..count as i32) {
+        return Err((
+            ResponseError::InvalidReplicaAssignment,
+            "partitions should be a consecutive 0-based integer sequence".into(),
+        ));
+    }
+    Ok(count as i32)
+}
+
 pub async fn create_topics(
     shard: &Rc<Shard>,
     req: CreateTopicsRequest,
@@ -167,28 +233,33 @@ pub async fn create_topics(
 ) -> CreateTopicsResponse {
     // Pre-validation that needs no metadata: replication and manual assignments.
     let mut early: Vec<Option<TopicOutcome>> = Vec::with_capacity(req.topics.len());
+    let mut counts: Vec<i32> = Vec::with_capacity(req.topics.len());
     let mut to_create = Vec::new();
+    let node_id = shard.args.node_id;
     for t in &req.topics {
-        let bad = if t.replication_factor != -1 && t.replication_factor != 1 {
-            Some((
+        let partitions = if !t.assignments.is_empty() {
+            topic_assignment(node_id, t)
+        } else if t.replication_factor != -1 && t.replication_factor != 1 {
+            Err((
                 ResponseError::InvalidReplicationFactor,
-                "a single broker holds one replica",
+                "a single broker holds one replica".to_string(),
             ))
-        } else if !t.assignments.is_empty() {
-            Some((
-                ResponseError::InvalidRequest,
-                "manual replica assignment is not supported",
-            ))
+        } else if t.num_partitions == -1 {
+            Ok(shard.args.num_partitions)
         } else {
-            None
+            Ok(t.num_partitions)
         };
-        match bad {
-            Some((e, m)) => early.push(Some(TopicOutcome {
-                error: Some(e),
-                message: Some(m.to_string()),
-            })),
-            None => {
+        match partitions {
+            Err((e, m)) => {
+                early.push(Some(TopicOutcome {
+                    error: Some(e),
+                    message: Some(m),
+                }));
+                counts.push(-1);
+            }
+            Ok(partitions) => {
                 early.push(None);
+                counts.push(partitions);
                 let configs = t
                     .configs
                     .iter()
@@ -200,11 +271,7 @@ pub async fn create_topics(
                     .collect();
                 to_create.push(NewTopic {
                     name: t.name.0.to_string(),
-                    partitions: if t.num_partitions == -1 {
-                        shard.args.num_partitions
-                    } else {
-                        t.num_partitions
-                    },
+                    partitions,
                     configs,
                 });
             }
@@ -231,7 +298,8 @@ pub async fn create_topics(
         .topics
         .iter()
         .zip(early)
-        .map(|(t, early)| {
+        .zip(counts)
+        .map(|((t, early), count)| {
             let (outcome, new) = match early {
                 Some(o) => (o, None),
                 None => (outcomes.next().unwrap_or_default(), sent.next()),
@@ -244,14 +312,7 @@ pub async fn create_topics(
                 .with_replication_factor(-1);
             if outcome.error.is_none() && version >= 5 {
                 let overrides = new.map(|n| n.configs).unwrap_or_default();
-                r.num_partitions = table.get(&t.name.0).map_or(
-                    if t.num_partitions == -1 {
-                        shard.args.num_partitions
-                    } else {
-                        t.num_partitions
-                    },
-                    |m| m.partition_count(),
-                );
+                r.num_partitions = table.get(&t.name.0).map_or(count, |m| m.partition_count());
                 r.replication_factor = 1;
                 r.topic_id = table.get(&t.name.0).map(|m| m.id).unwrap_or_default();
                 r.configs = Some(
@@ -333,21 +394,57 @@ pub async fn delete_topics(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
+/// Checks the manual assignment of a CreatePartitions topic, if any, as Kafka does: one
+/// replica list per new partition, each valid (`check_replicas`). Counts that cannot grow
+/// the topic are left to shard 0, which answers them.
+fn partitions_assignment(
+    node_id: i32,
+    table: &crate::topic_table::TopicTable,
+    t: &create_partitions_request::CreatePartitionsTopic,
+) -> Result<(), (ResponseError, String)> {
+    // An empty list counts as none, as the request's default encodes it.
+    let Some(assignments) = t.assignments.as_ref().filter(|a| !a.is_empty()) else {
+        return Ok(());
+    };
+    let Some(meta) = table.get(t.name.0.as_str()) else {
+        return Ok(());
+    };
+    let adding = t.count - meta.partition_count();
+    if adding <= 0 {
+        return Ok(());
+    }
+    if usize::try_from(adding).ok() != Some(assignments.len()) {
+        return Err((
+            ResponseError::InvalidReplicaAssignment,
+            format!(
+                "Attempted to add {adding} additional partition(s), but only {} assignment(s) were supplied.",
+                assignments.len()
+            ),
+        ));
+    }
+    for a in assignments {
+        check_replicas(node_id, &a.broker_ids)?;
+    }
+    Ok(())
+}
+
 pub async fn create_partitions(
     shard: &Rc<Shard>,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut early = Vec::new();
     let mut asks = Vec::new();
+    let table = shard.table();
     for t in &req.topics {
-        if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            early.push(Some(TopicOutcome {
-                error: Some(ResponseError::InvalidRequest),
-                message: Some("manual replica assignment is not supported".into()),
-            }));
-        } else {
-            early.push(None);
-            asks.push((t.name.0.to_string(), t.count));
+        match partitions_assignment(shard.args.node_id, &table, t) {
+            Err((e, m)) => early.push(Some(TopicOutcome {
+                error: Some(e),
+                message: Some(m),
+            })),
+            Ok(()) => {
+                early.push(None);
+                asks.push((t.name.0.to_string(), t.count));
+            }
         }
     }
     let validate_only = req.validate_only;
