@@ -1,8 +1,10 @@
-//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
-//! AlterConfigs, IncrementalAlterConfigs, DeleteRecords and InitProducerId. Every metadata mutation is
-//! forwarded to shard 0, which validates it, persists the topic store, opens or closes
-//! partitions on their owners, and publishes the new topic table before answering.
-//! DeleteRecords goes to each partition's owning shard instead.
+//! Topic and broker-config administration: CreateTopics, DeleteTopics, CreatePartitions,
+//! DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DeleteRecords and
+//! InitProducerId. Every metadata mutation is forwarded to shard 0, which validates it,
+//! persists the topic store, opens or closes partitions on their owners, and publishes
+//! the new topic table before answering. DeleteRecords goes to each partition's owning
+//! shard instead. Broker configs are described from the flags and never change at run
+//! time.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
