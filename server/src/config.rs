@@ -2,11 +2,13 @@
 //! environment variable) and the topic-level configs the engine honours, with their
 //! broker-wide defaults. Parsed once in `main`, then shared read-only by every shard.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
+use clap::parser::ValueSource;
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use sluice_engine::batch::Codec;
 
 /// Command line of the `sluice` broker. Names follow Kafka's broker configs with dots
@@ -20,6 +22,12 @@ use sluice_engine::batch::Codec;
                   Every flag can also be set through the environment variable shown beside it."
 )]
 pub struct BrokerArgs {
+    /// Ids of the flags set on the command line or through the environment (the rest
+    /// hold their defaults); DescribeConfigs reports these as STATIC_BROKER_CONFIG.
+    /// Filled by `parse_recording_sources`, empty after a plain `parse`.
+    #[arg(skip)]
+    pub explicit_flags: BTreeSet<String>,
+
     /// Directory holding topic metadata and one sub-directory per partition (Kafka: log.dirs).
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
     pub data_dir: PathBuf,
@@ -210,6 +218,16 @@ pub struct BrokerArgs {
         default_value_t = 10_080
     )]
     pub offsets_retention_minutes: u64,
+
+    /// A group left without members and committed offsets stays listed as Empty (and
+    /// deletable) this long before it is removed, as Kafka's periodic offsets cleanup
+    /// removes it (Kafka: offsets.retention.check.interval.ms).
+    #[arg(
+        long,
+        env = "SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 600_000
+    )]
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 /// `--listen`: an IP address and port, or a host name and port resolved now (Kafka
@@ -236,6 +254,28 @@ pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
 }
 
 impl BrokerArgs {
+    /// Parses `args` like `parse_from`, and also records which flags were given
+    /// explicitly (command line or environment) rather than left at their defaults.
+    pub fn parse_recording_sources<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Self::command().try_get_matches_from(args)?;
+        let mut parsed = Self::from_arg_matches(&matches)?;
+        parsed.explicit_flags = matches
+            .ids()
+            .filter(|id| {
+                matches!(
+                    matches.value_source(id.as_str()),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+            })
+            .map(|id| id.as_str().to_string())
+            .collect();
+        Ok(parsed)
+    }
+
     /// The host and port clients are told to connect to.
     pub fn advertised(&self) -> (String, i32) {
         if let Some(adv) = &self.advertise
@@ -324,6 +364,9 @@ impl BrokerArgs {
             .map_err(|e| format!("--offsets-topic-segment-bytes: {e}"))?;
         if self.offsets_retention_minutes == 0 {
             return Err("--offsets-retention-minutes must be positive".into());
+        }
+        if self.offsets_retention_check_interval_ms == 0 {
+            return Err("--offsets-retention-check-interval-ms must be positive".into());
         }
         if self.socket_request_max_bytes < 1024 {
             return Err("--socket-request-max-bytes must be at least 1024".into());
@@ -427,6 +470,258 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
         },
         _ => Err(format!("unknown or unsupported topic config {name:?}")),
     }
+}
+
+/// Kafka's ConfigType codes, which DescribeConfigs v3+ reports per config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i8)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Short = 4,
+    Long = 5,
+    Double = 6,
+    List = 7,
+}
+
+/// One broker config under Kafka's name, as DescribeConfigs reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerConfig {
+    pub name: &'static str,
+    /// The value in effect; `None` where Kafka reports null (unset, no default).
+    pub value: Option<String>,
+    /// The built-in default: the value without the flag.
+    pub default: Option<String>,
+    /// Set by flag or environment variable (Kafka: STATIC_BROKER_CONFIG) rather than
+    /// left at its default (DEFAULT_CONFIG).
+    pub explicit: bool,
+    pub config_type: ConfigType,
+}
+
+/// Every broker flag under its Kafka name: `(Kafka name, clap id, type)`, in name
+/// order. One flag may carry two Kafka names (broker.id and node.id).
+const BROKER_CONFIG_FLAGS: &[(&str, &str, ConfigType)] = &[
+    ("advertised.listeners", "advertise", ConfigType::String),
+    (
+        "auto.create.topics.enable",
+        "auto_create_topics_enable",
+        ConfigType::Boolean,
+    ),
+    ("broker.id", "node_id", ConfigType::Int),
+    ("compression.type", "compression_type", ConfigType::String),
+    (
+        "connections.max.idle.ms",
+        "connections_max_idle_ms",
+        ConfigType::Long,
+    ),
+    ("listeners", "listen", ConfigType::String),
+    (
+        "log.cleaner.backoff.ms",
+        "log_cleaner_backoff_ms",
+        ConfigType::Long,
+    ),
+    (
+        "log.cleaner.delete.retention.ms",
+        "log_cleaner_delete_retention_ms",
+        ConfigType::Long,
+    ),
+    (
+        "log.cleaner.max.compaction.lag.ms",
+        "log_cleaner_max_compaction_lag_ms",
+        ConfigType::Long,
+    ),
+    (
+        "log.cleaner.min.cleanable.ratio",
+        "log_cleaner_min_cleanable_ratio",
+        ConfigType::Double,
+    ),
+    (
+        "log.cleaner.min.compaction.lag.ms",
+        "log_cleaner_min_compaction_lag_ms",
+        ConfigType::Long,
+    ),
+    ("log.cleanup.policy", "log_cleanup_policy", ConfigType::List),
+    ("log.dirs", "data_dir", ConfigType::String),
+    (
+        "log.message.timestamp.type",
+        "log_message_timestamp_type",
+        ConfigType::String,
+    ),
+    (
+        "log.retention.bytes",
+        "log_retention_bytes",
+        ConfigType::Long,
+    ),
+    (
+        "log.retention.check.interval.ms",
+        "log_retention_check_interval_ms",
+        ConfigType::Long,
+    ),
+    ("log.retention.ms", "log_retention_ms", ConfigType::Long),
+    ("log.roll.ms", "log_roll_ms", ConfigType::Long),
+    ("log.segment.bytes", "log_segment_bytes", ConfigType::Int),
+    ("max.connections", "max_connections", ConfigType::Int),
+    (
+        "max.connections.per.ip",
+        "max_connections_per_ip",
+        ConfigType::Int,
+    ),
+    ("message.max.bytes", "message_max_bytes", ConfigType::Int),
+    ("node.id", "node_id", ConfigType::Int),
+    ("num.partitions", "num_partitions", ConfigType::Int),
+    (
+        "offsets.retention.check.interval.ms",
+        "offsets_retention_check_interval_ms",
+        ConfigType::Long,
+    ),
+    (
+        "offsets.retention.minutes",
+        "offsets_retention_minutes",
+        ConfigType::Int,
+    ),
+    (
+        "offsets.topic.num.partitions",
+        "offsets_topic_num_partitions",
+        ConfigType::Int,
+    ),
+    (
+        "offsets.topic.segment.bytes",
+        "offsets_topic_segment_bytes",
+        ConfigType::Int,
+    ),
+    (
+        "queued.max.request.bytes",
+        "queued_max_request_bytes",
+        ConfigType::Long,
+    ),
+    (
+        "socket.request.max.bytes",
+        "socket_request_max_bytes",
+        ConfigType::Int,
+    ),
+];
+
+/// Flags with no Kafka broker config: not described.
+#[cfg(test)]
+const FLAGS_WITHOUT_KAFKA_NAME: &[&str] = &["cores", "help", "request_read_timeout_ms", "version"];
+
+/// Broker configs that have no flag because a single broker fixes them: the value it
+/// behaves by. The broker holds one
+/// replica of every partition.
+const FIXED_BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
+    ("default.replication.factor", "1", ConfigType::Int),
+    ("min.insync.replicas", "1", ConfigType::Int),
+    ("offsets.topic.replication.factor", "1", ConfigType::Short),
+];
+
+/// A flag's text as Kafka writes the config: listeners carry their security protocol.
+fn kafka_form(name: &str, raw: &str) -> String {
+    match name {
+        "listeners" | "advertised.listeners" => format!("PLAINTEXT://{raw}"),
+        _ => raw.to_string(),
+    }
+}
+
+impl BrokerArgs {
+    /// The current text of the flag with clap id `id`; `None` for an unset optional flag.
+    fn flag_text(&self, id: &str) -> Option<String> {
+        Some(match id {
+            "advertise" => self.advertise.clone()?,
+            "auto_create_topics_enable" => self.auto_create_topics_enable.to_string(),
+            "compression_type" => self.compression_type.clone(),
+            "connections_max_idle_ms" => self.connections_max_idle_ms.to_string(),
+            "max_connections" => self.max_connections.to_string(),
+            "max_connections_per_ip" => self.max_connections_per_ip.to_string(),
+            "queued_max_request_bytes" => self.queued_max_request_bytes.to_string(),
+            "node_id" => self.node_id.to_string(),
+            "listen" => self.listen.to_string(),
+            "log_cleaner_backoff_ms" => self.log_cleaner_backoff_ms.to_string(),
+            "log_cleaner_delete_retention_ms" => self.log_cleaner_delete_retention_ms.to_string(),
+            "log_cleaner_max_compaction_lag_ms" => {
+                self.log_cleaner_max_compaction_lag_ms.to_string()
+            }
+            "log_cleaner_min_cleanable_ratio" => self.log_cleaner_min_cleanable_ratio.clone(),
+            "log_cleaner_min_compaction_lag_ms" => {
+                self.log_cleaner_min_compaction_lag_ms.to_string()
+            }
+            "log_cleanup_policy" => self.log_cleanup_policy.clone(),
+            "data_dir" => self.data_dir.display().to_string(),
+            "log_message_timestamp_type" => self.log_message_timestamp_type.clone(),
+            "log_retention_bytes" => self.log_retention_bytes.to_string(),
+            "log_retention_check_interval_ms" => self.log_retention_check_interval_ms.to_string(),
+            "log_retention_ms" => self.log_retention_ms.to_string(),
+            "log_roll_ms" => self.log_roll_ms.to_string(),
+            "log_segment_bytes" => self.log_segment_bytes.to_string(),
+            "message_max_bytes" => self.message_max_bytes.to_string(),
+            "num_partitions" => self.num_partitions.to_string(),
+            "offsets_retention_minutes" => self.offsets_retention_minutes.to_string(),
+            "offsets_retention_check_interval_ms" => {
+                self.offsets_retention_check_interval_ms.to_string()
+            }
+            "offsets_topic_num_partitions" => self.offsets_topic_num_partitions.to_string(),
+            "offsets_topic_segment_bytes" => self.offsets_topic_segment_bytes.to_string(),
+            "socket_request_max_bytes" => self.socket_request_max_bytes.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Every broker config under Kafka's name, in name order: the flags with their
+    /// current values and defaults, then the configs a single broker fixes.
+    pub fn broker_configs(&self) -> Vec<BrokerConfig> {
+        let command = Self::command();
+        let default_of = |id: &str| {
+            command
+                .get_arguments()
+                .find(|a| a.get_id().as_str() == id)
+                .and_then(|a| a.get_default_values().first())
+                .map(|v| v.to_string_lossy().into_owned())
+        };
+        let mut out: Vec<BrokerConfig> = BROKER_CONFIG_FLAGS
+            .iter()
+            .map(|(name, id, config_type)| BrokerConfig {
+                name,
+                value: self.flag_text(id).map(|v| kafka_form(name, &v)),
+                default: default_of(id).map(|v| kafka_form(name, &v)),
+                explicit: self.explicit_flags.contains(*id),
+                config_type: *config_type,
+            })
+            .chain(
+                FIXED_BROKER_CONFIGS
+                    .iter()
+                    .map(|(name, value, config_type)| BrokerConfig {
+                        name,
+                        value: Some(value.to_string()),
+                        default: Some(value.to_string()),
+                        explicit: false,
+                        config_type: *config_type,
+                    }),
+            )
+            .collect();
+        out.sort_by_key(|c| c.name);
+        out
+    }
+}
+
+/// The broker config that gives a topic config its default (Kafka's synonym):
+/// `retention.ms` defaults to `log.retention.ms`.
+pub fn broker_synonym(topic_config: &str) -> Option<&'static str> {
+    Some(match topic_config {
+        SEGMENT_BYTES => "log.segment.bytes",
+        SEGMENT_MS => "log.roll.ms",
+        RETENTION_MS => "log.retention.ms",
+        RETENTION_BYTES => "log.retention.bytes",
+        MAX_MESSAGE_BYTES => "message.max.bytes",
+        MESSAGE_TIMESTAMP_TYPE => "log.message.timestamp.type",
+        CLEANUP_POLICY => "log.cleanup.policy",
+        DELETE_RETENTION_MS => "log.cleaner.delete.retention.ms",
+        MIN_CLEANABLE_DIRTY_RATIO => "log.cleaner.min.cleanable.ratio",
+        MIN_COMPACTION_LAG_MS => "log.cleaner.min.compaction.lag.ms",
+        MAX_COMPACTION_LAG_MS => "log.cleaner.max.compaction.lag.ms",
+        // The one topic config whose broker default has the same name.
+        COMPRESSION_TYPE => "compression.type",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -558,5 +853,46 @@ mod tests {
         assert!(parse_listen("localhost").is_err());
         assert!(parse_listen("localhost:99999").is_err());
         assert!(BrokerArgs::try_parse_from(["sluice", "--listen", "localhost:x"]).is_err());
+    }
+
+    // Proves every flag is described under a Kafka name (a new flag must be mapped or
+    // listed as having none), that values and defaults are rendered as Kafka writes
+    // them, and that only flags given explicitly count as set.
+    #[test]
+    fn broker_configs_cover_every_flag() {
+        let described: BTreeSet<&str> = BROKER_CONFIG_FLAGS.iter().map(|(_, id, _)| *id).collect();
+        for arg in BrokerArgs::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            assert!(
+                described.contains(id) || FLAGS_WITHOUT_KAFKA_NAME.contains(&id),
+                "flag {id} has no Kafka broker config name"
+            );
+        }
+        let args = BrokerArgs::parse_recording_sources([
+            "sluice",
+            "--num-partitions",
+            "3",
+            "--listen",
+            "127.0.0.1:9999",
+        ])
+        .unwrap();
+        let configs = args.broker_configs();
+        let get = |n: &str| configs.iter().find(|c| c.name == n).unwrap().clone();
+        let np = get("num.partitions");
+        assert_eq!(np.value.as_deref(), Some("3"));
+        assert_eq!(np.default.as_deref(), Some("1"));
+        assert!(np.explicit);
+        let l = get("listeners");
+        assert_eq!(l.value.as_deref(), Some("PLAINTEXT://127.0.0.1:9999"));
+        assert_eq!(l.default.as_deref(), Some("PLAINTEXT://127.0.0.1:9092"));
+        let r = get("log.retention.ms");
+        assert!(!r.explicit);
+        assert_eq!(r.value, r.default);
+        assert_eq!(get("advertised.listeners").value, None);
+        assert_eq!(get("broker.id").value, get("node.id").value);
+        for (topic, _) in args.topic_defaults() {
+            let b = broker_synonym(topic).unwrap();
+            assert!(configs.iter().any(|c| c.name == b), "{b}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! errors in `group_error`.
 
 use kafka_protocol::ResponseError;
-use sluice_engine::{AppendError, FlushError, ReadError};
+use sluice_engine::{AppendError, DeleteRecordsError, FlushError, LogIoError, ReadError};
 
 use crate::group::GroupError;
 use crate::shard::CallError;
@@ -46,6 +46,17 @@ pub fn read_error(e: &ReadError) -> ResponseError {
         ReadError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         ReadError::Corrupt { .. } | ReadError::Io(_) => ResponseError::KafkaStorageError,
         ReadError::Closed => ResponseError::NotLeaderOrFollower,
+    }
+}
+
+/// Engine DeleteRecords failures.
+pub fn delete_records_error(e: &DeleteRecordsError) -> ResponseError {
+    match e {
+        DeleteRecordsError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        DeleteRecordsError::Log(LogIoError::Closed) => ResponseError::NotLeaderOrFollower,
+        DeleteRecordsError::Log(LogIoError::LogFailed(_) | LogIoError::Corrupt { .. }) => {
+            ResponseError::KafkaStorageError
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 //! shards until SIGINT or SIGTERM, then exits 0 after every log is closed cleanly. A
 //! start-up failure is one ERROR line naming what failed, then status 1.
 
-use clap::Parser;
 use sluice_server::config::BrokerArgs;
 use sluice_server::lifecycle::{FATAL_EXIT_CODE, exit_now, install_panic_hook};
 use tracing::error;
@@ -19,7 +18,8 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     install_panic_hook();
-    let args = BrokerArgs::parse();
+    let args =
+        BrokerArgs::parse_recording_sources(std::env::args_os()).unwrap_or_else(|e| e.exit());
     if let Err(e) = sluice_server::shard::run(args) {
         // `{:#}` joins the context chain: what was being done, the path, the OS error.
         error!("cannot start sluice: {e:#}");

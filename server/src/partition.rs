@@ -24,7 +24,7 @@ use sluice_engine::{
 use tracing::{error, info, warn};
 
 use crate::config::*;
-use crate::kafka_errors::{append_error, flush_error, read_error};
+use crate::kafka_errors::{append_error, delete_records_error, flush_error, read_error};
 use crate::shard_request::*;
 use crate::topic_table::TopicPartition;
 
@@ -489,6 +489,24 @@ impl PartitionSet {
                 Err(e) => Err(read_error(&e)),
             },
         }
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset`, -1 meaning the high
+    /// watermark, as Kafka's deleteRecords; an offset below -1 or past the high watermark
+    /// is OFFSET_OUT_OF_RANGE. Returns the log start offset after it.
+    pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> DeleteRecordsResult {
+        let Some(log) = self.get(tp) else {
+            return Err(ResponseError::NotLeaderOrFollower);
+        };
+        let high_watermark = log.log_end_offset().0;
+        let offset = if offset == -1 { high_watermark } else { offset };
+        if !(0..=high_watermark).contains(&offset) {
+            return Err(ResponseError::OffsetOutOfRange);
+        }
+        log.delete_records_before(Offset(offset))
+            .await
+            .map(|o| o.0)
+            .map_err(|e| delete_records_error(&e))
     }
 
     pub fn epoch_end(&self, tp: &TopicPartition, leader_epoch: i32) -> EpochEndResult {

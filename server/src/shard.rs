@@ -222,6 +222,10 @@ impl Shard {
                 let r = self.partitions.epoch_end(&tp, leader_epoch);
                 let _ = reply.send(r);
             }
+            ShardRequest::DeleteRecords { tp, offset, reply } => {
+                let r = self.partitions.delete_records(&tp, offset).await;
+                let _ = reply.send(r);
+            }
             ShardRequest::CreateTopics {
                 topics,
                 validate_only,
@@ -520,6 +524,7 @@ impl Shard {
         }
         *ctl.records.borrow_mut() = records;
         self.publish(table).await;
+        let deleted_names: Vec<String> = deleted.iter().map(|m| m.name.to_string()).collect();
         for meta in deleted {
             let mut by_owner: BTreeMap<ShardId, Vec<i32>> = BTreeMap::new();
             for (p, owner) in meta.owners.iter().enumerate() {
@@ -538,7 +543,31 @@ impl Shard {
             }
             info!(topic = %meta.name, "deleted topic");
         }
+        self.forget_deleted_offsets(deleted_names).await;
         outcomes
+    }
+
+    /// Has every shard's coordinator drop (durably) its groups' committed offsets of
+    /// deleted topics, as Kafka does; a failure is logged, and a later restart skips
+    /// those offsets anyway when it replays `__consumer_offsets`.
+    async fn forget_deleted_offsets(self: &Rc<Self>, topics: Vec<String>) {
+        use crate::group::host::{GroupOp, GroupReply};
+        for s in 0..self.shard_count() {
+            let op = GroupOp::TopicsDeleted {
+                topics: topics.clone(),
+            };
+            match self
+                .ask(ShardId(s), |reply| ShardRequest::Group { op, reply })
+                .await
+            {
+                Ok(GroupReply::TopicsDeleted(Ok(()))) => {}
+                Ok(GroupReply::TopicsDeleted(Err(e))) => {
+                    warn!(shard = s, error = ?e, "offsets of deleted topics not removed")
+                }
+                Ok(_) => warn!(shard = s, "unexpected reply to TopicsDeleted"),
+                Err(e) => warn!(shard = s, error = %e, "offsets of deleted topics not removed"),
+            }
+        }
     }
 
     async fn create_partitions(

@@ -77,6 +77,10 @@ pub type ListOffsetResult = Result<(i64, i64, i32), ResponseError>;
 /// Result of an OffsetForLeaderEpoch lookup: `(leader epoch, end offset)`.
 pub type EpochEndResult = Result<(i32, i64), ResponseError>;
 
+/// Result of a DeleteRecords on one partition: the new log start offset (Kafka's low
+/// watermark).
+pub type DeleteRecordsResult = Result<i64, ResponseError>;
+
 /// A topic to create, as shard 0 receives it.
 #[derive(Clone, Debug)]
 pub struct NewTopic {
@@ -127,6 +131,13 @@ pub enum ShardRequest {
         tp: TopicPartition,
         leader_epoch: i32,
         reply: Reply<EpochEndResult>,
+    },
+    /// DeleteRecords for one partition: move its log start offset up to `offset` (-1: the
+    /// high watermark). Dropped: the client sees a retriable error and asks again.
+    DeleteRecords {
+        tp: TopicPartition,
+        offset: i64,
+        reply: Reply<DeleteRecordsResult>,
     },
     /// To shard 0: create topics (or only validate). Dropped: clients retry the admin call.
     CreateTopics {

@@ -93,6 +93,11 @@ pub enum GroupOp {
         group_id: String,
         partitions: Vec<(String, i32)>,
     },
+    /// To every shard after DeleteTopics: each group of this shard drops its committed
+    /// offsets of these topics, durably.
+    TopicsDeleted {
+        topics: Vec<String>,
+    },
 }
 
 impl GroupOp {
@@ -108,7 +113,7 @@ impl GroupOp {
             | GroupOp::Delete { group_id }
             | GroupOp::DeleteOffsets { group_id, .. } => Some(group_id),
             GroupOp::Commit { who, .. } => Some(&who.group_id),
-            GroupOp::List { .. } => None,
+            GroupOp::List { .. } | GroupOp::TopicsDeleted { .. } => None,
         }
     }
 }
@@ -126,6 +131,7 @@ pub enum GroupReply {
     List(Vec<(String, String, GroupState)>),
     Delete(Result<(), GroupError>),
     DeleteOffsets(Result<PartitionResults, GroupError>),
+    TopicsDeleted(Result<(), GroupError>),
     /// The coordinator could not take the operation: its partition is still loading.
     Failed(GroupError),
 }
@@ -164,6 +170,7 @@ pub fn coordinator_shard(group_id: &str, table: &TopicTable) -> ShardId {
 pub fn group_config(args: &BrokerArgs) -> GroupConfig {
     GroupConfig {
         offsets_retention_ms: args.offsets_retention_minutes.saturating_mul(60_000),
+        offsets_retention_check_interval_ms: args.offsets_retention_check_interval_ms,
         ..GroupConfig::default()
     }
 }
@@ -307,9 +314,10 @@ async fn load_partition(shard: &Shard, h: &Host, partition: i32) -> Result<usize
             match decode_batch(batch, LOAD_DECOMPRESSED_BYTES_MAX) {
                 Ok(decoded) => {
                     let mut c = h.coordinator.borrow_mut();
+                    let table = shard.table();
                     for rec in decoded.records {
                         let position = base + i64::from(rec.offset_delta);
-                        apply_record(&mut c, rec, position, now, &tp);
+                        apply_record(&mut c, rec, position, now, &tp, &table);
                         records += 1;
                     }
                 }
@@ -326,8 +334,17 @@ async fn load_partition(shard: &Shard, h: &Host, partition: i32) -> Result<usize
 }
 
 /// Applies one replayed record; records Sluice does not know (other key versions, bad
-/// bytes) are skipped with a warning.
-fn apply_record(c: &mut Coordinator, rec: Record, position: i64, now_ms: u64, tp: &TopicPartition) {
+/// bytes) are skipped with a warning. Commits to topics that no longer exist are skipped
+/// too: a topic deleted while this partition was loading, or before its tombstones were
+/// stored, must not bring its offsets back.
+fn apply_record(
+    c: &mut Coordinator,
+    rec: Record,
+    position: i64,
+    now_ms: u64,
+    tp: &TopicPartition,
+    table: &TopicTable,
+) {
     let Some(key) = rec.key else {
         warn!(partition = %tp, offset = position, "record without key skipped");
         return;
@@ -345,6 +362,10 @@ fn apply_record(c: &mut Coordinator, rec: Record, position: i64, now_ms: u64, tp
             topic,
             partition,
         } => {
+            if table.get(&topic).is_none() {
+                debug!(partition = %tp, offset = position, topic, "commit of a deleted topic skipped");
+                return;
+            }
             let value = match rec.value.as_deref().map(decode_offset_commit_value) {
                 None => None,
                 Some(Ok(v)) => Some(CommittedOffset {
@@ -605,6 +626,9 @@ pub async fn serve(shard: &Rc<Shard>, op: GroupOp) -> GroupReply {
             let p = coordinator_of(g, &shard.table()).0;
             h.loading.borrow().contains(&p)
         }
+        // A partition still replaying skips the offsets of topics no longer in the table
+        // (`apply_record`), so a deletion need not wait for it.
+        None if matches!(op, GroupOp::TopicsDeleted { .. }) => false,
         None => !h.loading.borrow().is_empty(),
     };
     if loading {
@@ -722,6 +746,10 @@ pub async fn serve(shard: &Rc<Shard>, op: GroupOp) -> GroupReply {
                 (r, _) => r,
             };
             GroupReply::DeleteOffsets(r)
+        }
+        GroupOp::TopicsDeleted { topics } => {
+            h.coordinator.borrow_mut().topics_deleted(&topics);
+            GroupReply::TopicsDeleted(h.persist(shard, true).await)
         }
     }
 }

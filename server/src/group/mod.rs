@@ -183,6 +183,10 @@ pub struct GroupConfig {
     /// offsets.retention.minutes, in ms: committed offsets of a group without members
     /// expire this long after the later of their commit and the group becoming empty.
     pub offsets_retention_ms: u64,
+    /// offsets.retention.check.interval.ms: Kafka removes a group left without members
+    /// and offsets at its next periodic cleanup, so until then the group is listed as
+    /// Empty and may be deleted; here it is removed this long after it became empty.
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -196,6 +200,7 @@ impl Default for GroupConfig {
             member_metadata_bytes_max: 1 << 20,
             protocols_max: 64,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -706,7 +711,7 @@ impl Coordinator {
             return Answer::Done(Err(GroupError::CoordinatorNotAvailable));
         }
         if !group.supports(&req.protocol_type, &req.protocols) {
-            self.remove_if_unused(&group_id);
+            self.remove_if_unused_after_cleanup_interval(&group_id, now_ms);
             return Answer::Done(Err(GroupError::InconsistentGroupProtocol));
         }
         let answer = if req.member_id.is_empty() {
@@ -715,7 +720,7 @@ impl Coordinator {
             self.join_known_member(req, now_ms)
         };
         self.check_join_complete(&group_id, now_ms);
-        self.remove_if_unused(&group_id);
+        self.remove_if_unused_after_cleanup_interval(&group_id, now_ms);
         self.claim_own_delivery(answer)
     }
 
@@ -1351,7 +1356,7 @@ impl Coordinator {
                     });
                 }
             }
-            self.remove_if_unused(&group_id);
+            self.remove_if_unused_after_cleanup_interval(&group_id, now_ms);
         }
     }
 
@@ -1370,6 +1375,13 @@ impl Coordinator {
             if let Some(d) = g.sync_expiry_ms() {
                 consider(d);
             }
+            if g.state == GroupState::Empty
+                && g.members.is_empty()
+                && g.offsets.is_empty()
+                && let Some(t) = g.empty_since_ms
+            {
+                consider(t.saturating_add(self.config.offsets_retention_check_interval_ms));
+            }
             if g.state == GroupState::Empty {
                 let empty_since = g.empty_since_ms.unwrap_or(0);
                 let retention_ms = self.config.offsets_retention_ms;
@@ -1384,6 +1396,20 @@ impl Coordinator {
             }
         }
         next
+    }
+
+    /// `remove_if_unused` for a group that has been empty for the cleanup interval (or
+    /// never had a member), as Kafka's periodic cleanup removes it: until then a group
+    /// whose members left or expired stays Empty, and DeleteGroups finds it.
+    fn remove_if_unused_after_cleanup_interval(&mut self, group_id: &str, now_ms: u64) {
+        let interval_ms = self.config.offsets_retention_check_interval_ms;
+        let due = self.groups.get(group_id).is_some_and(|g| {
+            g.empty_since_ms
+                .is_none_or(|t| now_ms >= t.saturating_add(interval_ms))
+        });
+        if due {
+            self.remove_if_unused(group_id);
+        }
     }
 
     /// A group with no members, no pending ids and no offsets is forgotten; one that was
@@ -1693,6 +1719,34 @@ impl Coordinator {
         });
         self.groups.remove(group_id);
         Ok(())
+    }
+
+    /// Topics were deleted: every group forgets its committed offsets of their
+    /// partitions (tombstones follow), as Kafka's coordinator does for deleted
+    /// partitions, and a group left empty without offsets is removed.
+    pub fn topics_deleted(&mut self, topics: &[String]) {
+        let ids: Vec<String> = self.groups.keys().cloned().collect();
+        for group_id in ids {
+            let g = self.groups.get_mut(&group_id).expect("listed");
+            let removed: Vec<(String, i32)> = g
+                .offsets
+                .keys()
+                .filter(|(t, _)| topics.contains(t))
+                .cloned()
+                .collect();
+            if removed.is_empty() {
+                continue;
+            }
+            for tp in &removed {
+                g.offsets.remove(tp);
+                g.offset_positions.remove(tp);
+            }
+            self.writes.push(GroupWrite::OffsetsRemoved {
+                group_id: group_id.clone(),
+                partitions: removed,
+            });
+            self.remove_if_unused(&group_id);
+        }
     }
 
     /// OffsetDelete: removes committed offsets of partitions whose topic no member is

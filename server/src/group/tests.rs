@@ -1994,3 +1994,53 @@ fn a_join_phase_nobody_rejoined_waits_another_rebalance_timeout() {
     let ids: Vec<&str> = ja.members.iter().map(|m| m.member_id.as_str()).collect();
     assert_eq!(ids, vec![a.as_str(), b.as_str()]);
 }
+
+/// A group "g" whose only member, static, joined and synced and then stopped
+/// heartbeating; returns the coordinator and when the member's session ends.
+fn expiring_static_group() -> (Coordinator, u64) {
+    let mut c = coordinator();
+    let j = joined(c.join_group(join_req("", Some("i1"), &["range"]), 0));
+    let mut s = sync_req(
+        &j.member_id,
+        j.generation_id,
+        vec![(j.member_id.clone(), Bytes::from_static(b"p0"))],
+    );
+    s.group_instance_id = Some("i1".into());
+    leader_sync_stored(&mut c, s, 10);
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    c.take_writes();
+    (c, 10 + SESSION_MS as u64)
+}
+
+#[test]
+fn an_expired_static_member_leaves_an_empty_group_that_can_be_deleted() {
+    // Proves a static member that joined and synced, then stopped heartbeating without
+    // LeaveGroup (a closed consumer), is removed at its session timeout and leaves its
+    // group Empty even without committed offsets: listed and deletable, as Kafka keeps
+    // it until its periodic cleanup. Only after offsets.retention.check.interval.ms is
+    // such a group removed (with a tombstone).
+    let (mut c, expired_at) = expiring_static_group();
+    c.tick(expired_at - 1);
+    assert_eq!(c.delete_group("g"), Err(GroupError::NonEmptyGroup));
+    c.tick(expired_at);
+    assert_eq!(c.state("g"), Some(GroupState::Empty));
+    c.tick(expired_at + 1_000);
+    assert_eq!(c.state("g"), Some(GroupState::Empty), "still listed");
+    assert_eq!(c.delete_group("g"), Ok(()));
+    assert_eq!(c.state("g"), None);
+
+    let (mut c, expired_at) = expiring_static_group();
+    c.tick(expired_at);
+    let interval = GroupConfig::default().offsets_retention_check_interval_ms;
+    assert_eq!(c.next_deadline_ms(), Some(expired_at + interval));
+    c.take_writes();
+    c.tick(expired_at + interval - 1);
+    assert_eq!(c.state("g"), Some(GroupState::Empty));
+    c.tick(expired_at + interval);
+    assert_eq!(c.state("g"), None, "removed by the cleanup");
+    assert!(
+        c.take_writes()
+            .iter()
+            .any(|w| matches!(w, GroupWrite::GroupRemoved { group_id } if group_id == "g"))
+    );
+}

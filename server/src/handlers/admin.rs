@@ -1,7 +1,10 @@
-//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
-//! IncrementalAlterConfigs, and InitProducerId. Every mutation is forwarded to shard 0,
-//! which validates it, persists the topic store, opens or closes partitions on their
-//! owners, and publishes the new topic table before answering.
+//! Topic and broker-config administration: CreateTopics, DeleteTopics, CreatePartitions,
+//! DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DeleteRecords and
+//! InitProducerId. Every metadata mutation is forwarded to shard 0, which validates it,
+//! persists the topic store, opens or closes partitions on their owners, and publishes
+//! the new topic table before answering. DeleteRecords goes to each partition's owning
+//! shard instead. Broker configs are described from the flags and never change at run
+//! time.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -11,28 +14,33 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use crate::config::{
-    CLEANUP_POLICY, COMPRESSION_TYPE, MESSAGE_TIMESTAMP_TYPE, MIN_CLEANABLE_DIRTY_RATIO,
-    TOPIC_CONFIG_NAMES,
+    BrokerConfig, CLEANUP_POLICY, COMPRESSION_TYPE, MESSAGE_TIMESTAMP_TYPE,
+    MIN_CLEANABLE_DIRTY_RATIO, TOPIC_CONFIG_NAMES, broker_synonym,
 };
 use crate::kafka_errors::call_error;
 use crate::shard::Shard;
 use crate::shard_request::{ConfigChange, NewTopic, ShardRequest, TopicOutcome};
-use crate::topic_table::{ShardId, TopicMeta};
+use crate::topic_table::{ShardId, TopicMeta, is_internal};
 
 /// Kafka's ConfigResource types.
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_BROKER_LOGGER: i8 = 8;
 /// Kafka's ConfigSource values.
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 /// Kafka's ConfigType values.
 const TYPE_STRING: i8 = 2;
@@ -60,14 +68,77 @@ fn config_type(name: &str) -> i8 {
     }
 }
 
-/// Effective configs of a topic: `(name, value, is override)`, in name order.
-fn effective(shard: &Shard, overrides: &BTreeMap<String, String>) -> Vec<(String, String, bool)> {
+/// Kafka's source of a broker config's value.
+fn broker_source(c: &BrokerConfig) -> i8 {
+    if c.explicit {
+        SOURCE_STATIC_BROKER
+    } else {
+        SOURCE_DEFAULT
+    }
+}
+
+/// The broker configs by Kafka name.
+fn broker_configs(shard: &Shard) -> BTreeMap<&'static str, BrokerConfig> {
+    shard
+        .args
+        .broker_configs()
+        .into_iter()
+        .map(|c| (c.name, c))
+        .collect()
+}
+
+/// One effective topic config and where its value comes from.
+struct TopicConfigValue {
+    name: &'static str,
+    value: String,
+    /// Kafka's ConfigSource: the topic override, or its broker synonym's source.
+    source: i8,
+    /// Kafka's synonyms, most specific first: the override, then the broker config set
+    /// by flag, then the broker default.
+    synonyms: Vec<DescribeConfigsSynonym>,
+}
+
+fn synonym(name: &str, value: Option<&str>, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(s(name))
+        .with_value(value.map(s))
+        .with_source(source)
+}
+
+/// Effective configs of a topic, in name order.
+fn effective(shard: &Shard, overrides: &BTreeMap<String, String>) -> Vec<TopicConfigValue> {
     let defaults = shard.args.topic_defaults();
+    let broker = broker_configs(shard);
     TOPIC_CONFIG_NAMES
         .iter()
-        .map(|n| match overrides.get(*n) {
-            Some(v) => (n.to_string(), v.clone(), true),
-            None => (n.to_string(), defaults[n].clone(), false),
+        .map(|n| {
+            let mut synonyms = Vec::new();
+            if let Some(v) = overrides.get(*n) {
+                synonyms.push(synonym(n, Some(v), SOURCE_DYNAMIC_TOPIC));
+            }
+            let b = broker_synonym(n).and_then(|b| broker.get(b));
+            if let Some(b) = b {
+                if b.explicit {
+                    synonyms.push(synonym(b.name, b.value.as_deref(), SOURCE_STATIC_BROKER));
+                }
+                if let Some(d) = &b.default {
+                    synonyms.push(synonym(b.name, Some(d), SOURCE_DEFAULT));
+                }
+            }
+            match overrides.get(*n) {
+                Some(v) => TopicConfigValue {
+                    name: n,
+                    value: v.clone(),
+                    source: SOURCE_DYNAMIC_TOPIC,
+                    synonyms,
+                },
+                None => TopicConfigValue {
+                    name: n,
+                    value: defaults[n].clone(),
+                    source: b.map_or(SOURCE_DEFAULT, broker_source),
+                    synonyms,
+                },
+            }
         })
         .collect()
 }
@@ -91,6 +162,72 @@ fn outcome_error(e: ResponseError) -> TopicOutcome {
     }
 }
 
+/// Checks one partition's manual replica assignment as Kafka's controller does: a
+/// non-empty list of registered brokers, none twice. This single broker is the only
+/// registered one, so every valid list is `[node_id]` and replication factors agree.
+fn check_replicas(node_id: i32, broker_ids: &[BrokerId]) -> Result<(), (ResponseError, String)> {
+    let bad = |m: String| Err((ResponseError::InvalidReplicaAssignment, m));
+    if broker_ids.is_empty() {
+        return bad("The manual partition assignment includes an empty replica list.".into());
+    }
+    let mut sorted: Vec<i32> = broker_ids.iter().map(|b| b.0).collect();
+    sorted.sort_unstable();
+    for (i, id) in sorted.iter().enumerate() {
+        if *id != node_id {
+            return bad(format!(
+                "The manual partition assignment includes broker {id}, but no such broker is registered."
+            ));
+        }
+        if i > 0 && sorted[i - 1] == *id {
+            return bad(format!(
+                "The manual partition assignment includes the broker {id} more than once."
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The partition count of a CreateTopics topic with a manual replica assignment, checked
+/// as Kafka does: num_partitions and replication_factor must be -1, partition indexes a
+/// consecutive 0-based sequence, each list valid (`check_replicas`).
+fn topic_assignment(
+    node_id: i32,
+    t: &create_topics_request::CreatableTopic,
+) -> Result<i32, (ResponseError, String)> {
+    let invalid = |m: &str| Err((ResponseError::InvalidRequest, m.to_string()));
+    if t.num_partitions != -1 {
+        return invalid(
+            "A manual partition assignment was specified, but numPartitions was not set to -1.",
+        );
+    }
+    if t.replication_factor != -1 {
+        return invalid(
+            "A manual partition assignment was specified, but replicationFactor was not set to -1.",
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for a in &t.assignments {
+        if !seen.insert(a.partition_index) {
+            return Err((
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "Found multiple manual partition assignments for partition {}",
+                    a.partition_index
+                ),
+            ));
+        }
+        check_replicas(node_id, &a.broker_ids)?;
+    }
+    let count = seen.len();
+    if seen.iter().copied().ne(0..count as i32) {
+        return Err((
+            ResponseError::InvalidReplicaAssignment,
+            "partitions should be a consecutive 0-based integer sequence".into(),
+        ));
+    }
+    Ok(count as i32)
+}
+
 pub async fn create_topics(
     shard: &Rc<Shard>,
     req: CreateTopicsRequest,
@@ -98,28 +235,33 @@ pub async fn create_topics(
 ) -> CreateTopicsResponse {
     // Pre-validation that needs no metadata: replication and manual assignments.
     let mut early: Vec<Option<TopicOutcome>> = Vec::with_capacity(req.topics.len());
+    let mut counts: Vec<i32> = Vec::with_capacity(req.topics.len());
     let mut to_create = Vec::new();
+    let node_id = shard.args.node_id;
     for t in &req.topics {
-        let bad = if t.replication_factor != -1 && t.replication_factor != 1 {
-            Some((
+        let partitions = if !t.assignments.is_empty() {
+            topic_assignment(node_id, t)
+        } else if t.replication_factor != -1 && t.replication_factor != 1 {
+            Err((
                 ResponseError::InvalidReplicationFactor,
-                "a single broker holds one replica",
+                "a single broker holds one replica".to_string(),
             ))
-        } else if !t.assignments.is_empty() {
-            Some((
-                ResponseError::InvalidRequest,
-                "manual replica assignment is not supported",
-            ))
+        } else if t.num_partitions == -1 {
+            Ok(shard.args.num_partitions)
         } else {
-            None
+            Ok(t.num_partitions)
         };
-        match bad {
-            Some((e, m)) => early.push(Some(TopicOutcome {
-                error: Some(e),
-                message: Some(m.to_string()),
-            })),
-            None => {
+        match partitions {
+            Err((e, m)) => {
+                early.push(Some(TopicOutcome {
+                    error: Some(e),
+                    message: Some(m),
+                }));
+                counts.push(-1);
+            }
+            Ok(partitions) => {
                 early.push(None);
+                counts.push(partitions);
                 let configs = t
                     .configs
                     .iter()
@@ -131,11 +273,7 @@ pub async fn create_topics(
                     .collect();
                 to_create.push(NewTopic {
                     name: t.name.0.to_string(),
-                    partitions: if t.num_partitions == -1 {
-                        shard.args.num_partitions
-                    } else {
-                        t.num_partitions
-                    },
+                    partitions,
                     configs,
                 });
             }
@@ -162,7 +300,8 @@ pub async fn create_topics(
         .topics
         .iter()
         .zip(early)
-        .map(|(t, early)| {
+        .zip(counts)
+        .map(|((t, early), count)| {
             let (outcome, new) = match early {
                 Some(o) => (o, None),
                 None => (outcomes.next().unwrap_or_default(), sent.next()),
@@ -175,28 +314,17 @@ pub async fn create_topics(
                 .with_replication_factor(-1);
             if outcome.error.is_none() && version >= 5 {
                 let overrides = new.map(|n| n.configs).unwrap_or_default();
-                r.num_partitions = table.get(&t.name.0).map_or(
-                    if t.num_partitions == -1 {
-                        shard.args.num_partitions
-                    } else {
-                        t.num_partitions
-                    },
-                    |m| m.partition_count(),
-                );
+                r.num_partitions = table.get(&t.name.0).map_or(count, |m| m.partition_count());
                 r.replication_factor = 1;
                 r.topic_id = table.get(&t.name.0).map(|m| m.id).unwrap_or_default();
                 r.configs = Some(
                     effective(shard, &overrides)
                         .into_iter()
-                        .map(|(k, v, o)| {
+                        .map(|c| {
                             CreatableTopicConfigs::default()
-                                .with_name(s(&k))
-                                .with_value(Some(s(&v)))
-                                .with_config_source(if o {
-                                    SOURCE_DYNAMIC_TOPIC
-                                } else {
-                                    SOURCE_DEFAULT
-                                })
+                                .with_name(s(c.name))
+                                .with_value(Some(s(&c.value)))
+                                .with_config_source(c.source)
                         })
                         .collect(),
                 );
@@ -268,21 +396,57 @@ pub async fn delete_topics(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
+/// Checks the manual assignment of a CreatePartitions topic, if any, as Kafka does: one
+/// replica list per new partition, each valid (`check_replicas`). Counts that cannot grow
+/// the topic are left to shard 0, which answers them.
+fn partitions_assignment(
+    node_id: i32,
+    table: &crate::topic_table::TopicTable,
+    t: &create_partitions_request::CreatePartitionsTopic,
+) -> Result<(), (ResponseError, String)> {
+    // An empty list counts as none, as the request's default encodes it.
+    let Some(assignments) = t.assignments.as_ref().filter(|a| !a.is_empty()) else {
+        return Ok(());
+    };
+    let Some(meta) = table.get(t.name.0.as_str()) else {
+        return Ok(());
+    };
+    let adding = t.count - meta.partition_count();
+    if adding <= 0 {
+        return Ok(());
+    }
+    if usize::try_from(adding).ok() != Some(assignments.len()) {
+        return Err((
+            ResponseError::InvalidReplicaAssignment,
+            format!(
+                "Attempted to add {adding} additional partition(s), but only {} assignment(s) were supplied.",
+                assignments.len()
+            ),
+        ));
+    }
+    for a in assignments {
+        check_replicas(node_id, &a.broker_ids)?;
+    }
+    Ok(())
+}
+
 pub async fn create_partitions(
     shard: &Rc<Shard>,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut early = Vec::new();
     let mut asks = Vec::new();
+    let table = shard.table();
     for t in &req.topics {
-        if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            early.push(Some(TopicOutcome {
-                error: Some(ResponseError::InvalidRequest),
-                message: Some("manual replica assignment is not supported".into()),
-            }));
-        } else {
-            early.push(None);
-            asks.push((t.name.0.to_string(), t.count));
+        match partitions_assignment(shard.args.node_id, &table, t) {
+            Err((e, m)) => early.push(Some(TopicOutcome {
+                error: Some(e),
+                message: Some(m),
+            })),
+            Ok(()) => {
+                early.push(None);
+                asks.push((t.name.0.to_string(), t.count));
+            }
         }
     }
     let validate_only = req.validate_only;
@@ -313,32 +477,91 @@ pub async fn create_partitions(
     CreatePartitionsResponse::default().with_results(results)
 }
 
+/// Whether the DescribeConfigs key filter asks for `name` (null or empty: every config).
+fn wanted(keys: Option<&Vec<StrBytes>>, name: &str) -> bool {
+    keys.is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == name))
+}
+
 fn describe_topic(
     shard: &Shard,
     meta: &TopicMeta,
     keys: Option<&Vec<StrBytes>>,
+    include_synonyms: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
     effective(shard, &meta.configs)
         .into_iter()
-        .filter(|(k, _, _)| {
-            keys.is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k))
-        })
-        .map(|(k, v, o)| {
+        .filter(|c| wanted(keys, c.name))
+        .map(|c| {
             DescribeConfigsResourceResult::default()
-                .with_name(s(&k))
-                .with_value(Some(s(&v)))
-                .with_config_source(if o {
-                    SOURCE_DYNAMIC_TOPIC
+                .with_name(s(c.name))
+                .with_value(Some(s(&c.value)))
+                .with_config_source(c.source)
+                .with_config_type(config_type(c.name))
+                .with_documentation(None)
+                .with_synonyms(if include_synonyms {
+                    c.synonyms
                 } else {
-                    SOURCE_DEFAULT
+                    Vec::new()
                 })
-                .with_config_type(config_type(&k))
         })
         .collect()
 }
 
+/// This broker's configs. None can change at run time, so all are read-only.
+fn describe_broker(
+    shard: &Shard,
+    keys: Option<&Vec<StrBytes>>,
+    include_synonyms: bool,
+) -> Vec<DescribeConfigsResourceResult> {
+    shard
+        .args
+        .broker_configs()
+        .into_iter()
+        .filter(|c| wanted(keys, c.name))
+        .map(|c| {
+            let mut synonyms = Vec::new();
+            if include_synonyms {
+                if c.explicit {
+                    synonyms.push(synonym(c.name, c.value.as_deref(), SOURCE_STATIC_BROKER));
+                }
+                if let Some(d) = &c.default {
+                    synonyms.push(synonym(c.name, Some(d), SOURCE_DEFAULT));
+                }
+            }
+            DescribeConfigsResourceResult::default()
+                .with_name(s(c.name))
+                .with_value(c.value.as_deref().map(s))
+                .with_read_only(true)
+                .with_config_source(broker_source(&c))
+                .with_is_sensitive(false)
+                .with_config_type(c.config_type as i8)
+                .with_synonyms(synonyms)
+                .with_documentation(None)
+        })
+        .collect()
+}
+
+/// Checks the name of a BROKER or BROKER_LOGGER resource as Kafka does: the empty name
+/// (the cluster-wide default) or this broker's id. `Ok(true)` for this broker.
+fn broker_resource(shard: &Shard, name: &str) -> Result<bool, String> {
+    if name.is_empty() {
+        return Ok(false);
+    }
+    let id: i32 = name
+        .parse()
+        .map_err(|_| format!("Broker id must be an integer, but it is: {name}"))?;
+    if id != shard.args.node_id {
+        return Err(format!(
+            "Unexpected broker id, expected {} or empty string, but received {name}",
+            shard.args.node_id
+        ));
+    }
+    Ok(true)
+}
+
 pub fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let table = shard.table();
+    let synonyms = req.include_synonyms;
     let results = req
         .resources
         .iter()
@@ -346,73 +569,92 @@ pub fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest) -> Descr
             let base = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            match r.resource_type {
-                RESOURCE_TOPIC => match table.get(r.resource_name.as_str()) {
-                    Some(meta) => base.with_configs(describe_topic(
-                        shard,
-                        meta,
-                        r.configuration_keys.as_ref(),
+            let keys = r.configuration_keys.as_ref();
+            let name = r.resource_name.as_str();
+            let answer = match r.resource_type {
+                RESOURCE_TOPIC => match table.get(name) {
+                    Some(meta) => Ok(describe_topic(shard, meta, keys, synonyms)),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition,
+                        "no such topic".to_string(),
                     )),
-                    None => base
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        .with_error_message(Some(s("no such topic"))),
                 },
-                RESOURCE_BROKER
-                    if r.resource_name.as_str() == shard.args.node_id.to_string()
-                        || r.resource_name.is_empty() =>
-                {
-                    base
-                }
-                _ => base
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(s("only topic configs are described"))),
+                // The empty name stands for the cluster-wide dynamic defaults, of which
+                // there are none: an empty list, as Kafka answers without any set.
+                RESOURCE_BROKER => match broker_resource(shard, name) {
+                    Ok(true) => Ok(describe_broker(shard, keys, synonyms)),
+                    Ok(false) => Ok(Vec::new()),
+                    Err(m) => Err((ResponseError::InvalidRequest, m)),
+                },
+                // Log levels are set by RUST_LOG at start, not per logger: none to list.
+                RESOURCE_BROKER_LOGGER => match broker_resource(shard, name) {
+                    Ok(true) => Ok(Vec::new()),
+                    Ok(false) => Err((
+                        ResponseError::InvalidRequest,
+                        "Broker id must not be empty".to_string(),
+                    )),
+                    Err(m) => Err((ResponseError::InvalidRequest, m)),
+                },
+                other => Err((
+                    ResponseError::InvalidRequest,
+                    format!("Unsupported resource type: {other}"),
+                )),
+            };
+            match answer {
+                Ok(configs) => base.with_configs(configs),
+                Err((e, m)) => base
+                    .with_error_code(e.code())
+                    .with_error_message(Some(s(&m))),
             }
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
 }
 
-pub async fn incremental_alter_configs(
-    shard: &Rc<Shard>,
-    req: IncrementalAlterConfigsRequest,
-) -> IncrementalAlterConfigsResponse {
-    let mut early = Vec::new();
-    let mut changes = Vec::new();
-    for r in &req.resources {
-        if r.resource_type != RESOURCE_TOPIC {
-            early.push(Some(TopicOutcome {
-                error: Some(ResponseError::InvalidRequest),
-                message: Some("only topic configs can be altered".into()),
-            }));
-            continue;
-        }
-        let mut ops = Vec::new();
-        let mut bad = None;
-        for c in &r.configs {
-            match c.config_operation {
-                OP_SET => match &c.value {
-                    Some(v) => ops.push((c.name.to_string(), Some(v.to_string()))),
-                    None => bad = Some("SET needs a value"),
-                },
-                OP_DELETE => ops.push((c.name.to_string(), None)),
-                _ => bad = Some("only SET and DELETE are supported"),
-            }
-        }
-        match bad {
-            Some(m) => early.push(Some(TopicOutcome {
-                error: Some(ResponseError::InvalidConfig),
-                message: Some(m.to_string()),
-            })),
-            None => {
-                early.push(None);
-                changes.push(ConfigChange {
-                    topic: r.resource_name.to_string(),
-                    ops,
-                });
-            }
-        }
+/// One resource of an AlterConfigs or IncrementalAlterConfigs request: answered here, or
+/// a topic change for shard 0.
+enum AlterPlan {
+    Answered(TopicOutcome),
+    Topic(ConfigChange),
+}
+
+fn refused(error: ResponseError, message: String) -> AlterPlan {
+    AlterPlan::Answered(TopicOutcome {
+        error: Some(error),
+        message: Some(message),
+    })
+}
+
+/// A change to this broker's configs. None can change at run time, so setting any is
+/// refused as Kafka refuses a static broker config: INVALID_REQUEST, "Cannot update these
+/// configs dynamically". Deleting, which leaves the static value in force, changes nothing.
+fn alter_broker(shard: &Shard, name: &str, set: Vec<String>) -> AlterPlan {
+    if let Err(m) = broker_resource(shard, name) {
+        return refused(ResponseError::InvalidRequest, m);
     }
-    let validate_only = req.validate_only;
+    if set.is_empty() {
+        return AlterPlan::Answered(TopicOutcome::default());
+    }
+    refused(
+        ResponseError::InvalidRequest,
+        format!(
+            "Invalid config value for resource ConfigResource(type=BROKER, name='{name}'): \
+             Cannot update these configs dynamically: Set({})",
+            set.join(", ")
+        ),
+    )
+}
+
+/// Runs the topic changes of `plans` on shard 0 (one call) and returns every outcome in
+/// request order.
+async fn alter(shard: &Rc<Shard>, plans: Vec<AlterPlan>, validate_only: bool) -> Vec<TopicOutcome> {
+    let changes: Vec<ConfigChange> = plans
+        .iter()
+        .filter_map(|p| match p {
+            AlterPlan::Topic(c) => Some(c.clone()),
+            AlterPlan::Answered(_) => None,
+        })
+        .collect();
     let mut outcomes = to_shard0(
         shard,
         changes.len(),
@@ -425,20 +667,206 @@ pub async fn incremental_alter_configs(
     )
     .await
     .into_iter();
+    plans
+        .into_iter()
+        .map(|p| match p {
+            AlterPlan::Answered(o) => o,
+            AlterPlan::Topic(_) => outcomes.next().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The error code and message of an outcome, as both AlterConfigs answers carry them.
+fn alter_error(o: TopicOutcome) -> (i16, Option<StrBytes>) {
+    (o.error.map_or(0, |e| e.code()), o.message.map(|m| s(&m)))
+}
+
+pub async fn incremental_alter_configs(
+    shard: &Rc<Shard>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let plans = req
+        .resources
+        .iter()
+        .map(|r| match r.resource_type {
+            RESOURCE_TOPIC => {
+                let mut ops = Vec::new();
+                let mut bad = None;
+                for c in &r.configs {
+                    match c.config_operation {
+                        OP_SET => match &c.value {
+                            Some(v) => ops.push((c.name.to_string(), Some(v.to_string()))),
+                            None => bad = Some("SET needs a value"),
+                        },
+                        OP_DELETE => ops.push((c.name.to_string(), None)),
+                        _ => bad = Some("only SET and DELETE are supported"),
+                    }
+                }
+                match bad {
+                    Some(m) => refused(ResponseError::InvalidConfig, m.to_string()),
+                    None => AlterPlan::Topic(ConfigChange {
+                        topic: r.resource_name.to_string(),
+                        ops,
+                    }),
+                }
+            }
+            RESOURCE_BROKER => {
+                let set = r
+                    .configs
+                    .iter()
+                    .filter(|c| c.config_operation != OP_DELETE)
+                    .map(|c| c.name.to_string())
+                    .collect();
+                alter_broker(shard, r.resource_name.as_str(), set)
+            }
+            _ => refused(
+                ResponseError::InvalidRequest,
+                "only topic and broker configs can be altered".into(),
+            ),
+        })
+        .collect();
+    let outcomes = alter(shard, plans, req.validate_only).await;
     let responses = req
         .resources
         .iter()
-        .zip(early)
-        .map(|(r, early)| {
-            let o = early.unwrap_or_else(|| outcomes.next().unwrap_or_default());
+        .zip(outcomes)
+        .map(|(r, o)| {
+            let (code, message) = alter_error(o);
             AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone())
-                .with_error_code(o.error.map_or(0, |e| e.code()))
-                .with_error_message(o.message.map(|m| s(&m)))
+                .with_error_code(code)
+                .with_error_message(message)
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Legacy AlterConfigs (KIP-133): the configs given replace a topic's overrides, so
+/// every config not named (or given a null value) reverts to the broker default.
+/// Broker configs answer as in IncrementalAlterConfigs.
+pub async fn alter_configs(shard: &Rc<Shard>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let plans = req
+        .resources
+        .iter()
+        .map(|r| {
+            let named: BTreeMap<String, String> = r
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
+                .collect();
+            match r.resource_type {
+                // Every honoured config is deleted unless named: the overrides left are
+                // exactly the ones given, whatever the topic had before.
+                RESOURCE_TOPIC => {
+                    let mut ops: Vec<(String, Option<String>)> = TOPIC_CONFIG_NAMES
+                        .iter()
+                        .filter(|n| !named.contains_key(**n))
+                        .map(|n| (n.to_string(), None))
+                        .collect();
+                    ops.extend(named.into_iter().map(|(k, v)| (k, Some(v))));
+                    AlterPlan::Topic(ConfigChange {
+                        topic: r.resource_name.to_string(),
+                        ops,
+                    })
+                }
+                RESOURCE_BROKER => {
+                    alter_broker(shard, r.resource_name.as_str(), named.into_keys().collect())
+                }
+                _ => refused(
+                    ResponseError::InvalidRequest,
+                    "only topic and broker configs can be altered".into(),
+                ),
+            }
+        })
+        .collect();
+    let outcomes = alter(shard, plans, req.validate_only).await;
+    let responses = req
+        .resources
+        .iter()
+        .zip(outcomes)
+        .map(|(r, o)| {
+            let (code, message) = alter_error(o);
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone())
+                .with_error_code(code)
+                .with_error_message(message)
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Why Kafka refuses DeleteRecords on every partition of `topic`, if it does: internal
+/// topics (INVALID_TOPIC_EXCEPTION) and topics whose cleanup.policy lacks delete
+/// (POLICY_VIOLATION). `None` also for an unknown topic, which the owner lookup answers.
+fn delete_records_refused(shard: &Shard, meta: &TopicMeta) -> Option<ResponseError> {
+    if is_internal(&meta.name) {
+        return Some(ResponseError::InvalidTopicException);
+    }
+    let defaults = shard.args.topic_defaults();
+    let policy = meta
+        .configs
+        .get(CLEANUP_POLICY)
+        .unwrap_or(&defaults[CLEANUP_POLICY]);
+    let deletes = policy.split(',').any(|p| p.trim() == "delete");
+    (!deletes).then_some(ResponseError::PolicyViolation)
+}
+
+/// DeleteRecords: each partition's log start offset moves up on its owning shard, all
+/// at once; the answer carries the new log start offset as the low watermark.
+pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let table = shard.table();
+    // Refused partitions are sent offset -2, which the owner refuses before touching
+    // the log; their answer is replaced below.
+    let refused: Vec<Option<ResponseError>> = req
+        .topics
+        .iter()
+        .map(|t| {
+            table
+                .get(t.name.0.as_str())
+                .and_then(|m| delete_records_refused(shard, m))
+        })
+        .collect();
+    let parts = req.topics.iter().zip(&refused).flat_map(|(t, refused)| {
+        t.partitions.iter().map(move |p| {
+            let offset = if refused.is_some() { -2 } else { p.offset };
+            (t.name.0.as_str(), p.partition_index, offset)
+        })
+    });
+    let results = super::offsets::ask_owners(shard, parts, |tp, offset, reply| {
+        ShardRequest::DeleteRecords { tp, offset, reply }
+    })
+    .await;
+    let mut results = results.into_iter();
+    let topics = req
+        .topics
+        .iter()
+        .zip(refused)
+        .map(|(t, refused)| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let base = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index);
+                    let result = results.next().expect("one result per partition");
+                    match refused.map_or(result, Err) {
+                        Ok(low_watermark) => base.with_low_watermark(low_watermark),
+                        Err(e) => base.with_error_code(e.code()).with_low_watermark(-1),
+                    }
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
 }
 
 /// Idempotent producers only: every call gets a fresh producer id at epoch 0, never

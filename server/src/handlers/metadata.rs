@@ -11,7 +11,9 @@ use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, DescribeClusterResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
@@ -21,6 +23,28 @@ use crate::topic_table::{ShardId, TopicMeta, is_internal, valid_topic_name};
 
 /// Kafka's "authorized operations not requested" marker.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// Without an authorizer Kafka reports every operation valid for a resource type as
+/// authorized, as a bit set of AclOperation codes. A topic: READ (3), WRITE (4),
+/// CREATE (5), DELETE (6), ALTER (7), DESCRIBE (8), DESCRIBE_CONFIGS (10) and
+/// ALTER_CONFIGS (11).
+pub const TOPIC_AUTHORIZED_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+
+/// The cluster: CREATE (5), ALTER (7), DESCRIBE (8), CLUSTER_ACTION (9),
+/// DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11) and IDEMPOTENT_WRITE (12).
+pub const CLUSTER_AUTHORIZED_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+/// The authorized operations to report: all of `operations` when asked, else Kafka's
+/// "not requested" marker.
+fn authorized(asked: bool, operations: i32) -> i32 {
+    if asked {
+        operations
+    } else {
+        OPERATIONS_OMITTED
+    }
+}
 
 /// Creates `names` with the broker defaults through shard 0. Topics that already exist
 /// (a race with another client) count as success; errors are left for the caller to
@@ -48,7 +72,12 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
 
 /// A topic's entry; a partition whose log could not be opened reports KAFKA_STORAGE_ERROR
 /// with this broker as its offline replica, as Kafka reports an offline partition.
-fn topic_entry(shard: &Shard, meta: &TopicMeta, node_id: i32) -> MetadataResponseTopic {
+fn topic_entry(
+    shard: &Shard,
+    meta: &TopicMeta,
+    node_id: i32,
+    operations: i32,
+) -> MetadataResponseTopic {
     let partitions = (0..meta.partition_count())
         .map(|p| {
             let entry = MetadataResponsePartition::default()
@@ -73,7 +102,7 @@ fn topic_entry(shard: &Shard, meta: &TopicMeta, node_id: i32) -> MetadataRespons
         .with_topic_id(meta.id)
         .with_is_internal(is_internal(&meta.name))
         .with_partitions(partitions)
-        .with_topic_authorized_operations(OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(operations)
 }
 
 fn error_entry(name: Option<&str>, id: Uuid, error: ResponseError) -> MetadataResponseTopic {
@@ -87,6 +116,15 @@ fn error_entry(name: Option<&str>, id: Uuid, error: ResponseError) -> MetadataRe
 pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> MetadataResponse {
     let node_id = shard.args.node_id;
     let (host, port) = shard.args.advertised();
+    let topic_operations = authorized(
+        req.include_topic_authorized_operations,
+        TOPIC_AUTHORIZED_OPERATIONS,
+    );
+    // Asked for in v8-v10 only; later versions use DescribeCluster.
+    let cluster_operations = authorized(
+        req.include_cluster_authorized_operations,
+        CLUSTER_AUTHORIZED_OPERATIONS,
+    );
     // Before v4 there is no flag and the broker setting alone decides.
     let allow_create =
         shard.args.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
@@ -102,7 +140,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
             let table = shard.table();
             table
                 .topics()
-                .map(|m| topic_entry(shard, m, node_id))
+                .map(|m| topic_entry(shard, m, node_id, topic_operations))
                 .collect()
         }
         Some(list) => {
@@ -124,7 +162,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
                     Some(name) => {
                         let name = name.0.as_str();
                         match table.get(name) {
-                            Some(meta) => topic_entry(shard, meta, node_id),
+                            Some(meta) => topic_entry(shard, meta, node_id, topic_operations),
                             None if !valid_topic_name(name) => error_entry(
                                 Some(name),
                                 Uuid::nil(),
@@ -138,7 +176,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
                         }
                     }
                     None => match table.get_by_id(&t.topic_id) {
-                        Some(meta) => topic_entry(shard, meta, node_id),
+                        Some(meta) => topic_entry(shard, meta, node_id, topic_operations),
                         None => error_entry(None, t.topic_id, ResponseError::UnknownTopicId),
                     },
                 })
@@ -155,10 +193,13 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
         .with_cluster_id(Some(StrBytes::from_string(shard.cluster_id.to_string())))
         .with_controller_id(BrokerId(node_id))
         .with_topics(entries)
-        .with_cluster_authorized_operations(OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(cluster_operations)
 }
 
-pub fn describe_cluster(shard: &Rc<Shard>) -> DescribeClusterResponse {
+pub fn describe_cluster(
+    shard: &Rc<Shard>,
+    req: &DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let (host, port) = shard.args.advertised();
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(shard.cluster_id.to_string()))
@@ -169,5 +210,8 @@ pub fn describe_cluster(shard: &Rc<Shard>) -> DescribeClusterResponse {
                 .with_host(StrBytes::from_string(host))
                 .with_port(port),
         ])
-        .with_cluster_authorized_operations(OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(authorized(
+            req.include_cluster_authorized_operations,
+            CLUSTER_AUTHORIZED_OPERATIONS,
+        ))
 }

@@ -76,8 +76,8 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
             let resp = metadata::handle(&shard, r, v).await;
             respond(cid, key, v, &resp)
         }
-        RequestBody::DescribeCluster(_) => {
-            respond(cid, key, v, &metadata::describe_cluster(&shard))
+        RequestBody::DescribeCluster(r) => {
+            respond(cid, key, v, &metadata::describe_cluster(&shard, &r))
         }
         RequestBody::Produce(r) if v < 3 => {
             match produce_legacy::handle(&shard, &conn, r, v).await {
@@ -124,12 +124,18 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
         RequestBody::DescribeConfigs(r) => {
             respond(cid, key, v, &admin::describe_configs(&shard, r))
         }
+        RequestBody::AlterConfigs(r) => {
+            respond(cid, key, v, &admin::alter_configs(&shard, r).await)
+        }
         RequestBody::IncrementalAlterConfigs(r) => respond(
             cid,
             key,
             v,
             &admin::incremental_alter_configs(&shard, r).await,
         ),
+        RequestBody::DeleteRecords(r) => {
+            respond(cid, key, v, &admin::delete_records(&shard, r).await)
+        }
         RequestBody::InitProducerId(r) => {
             respond(cid, key, v, &admin::init_producer_id(&shard, r).await)
         }

@@ -122,7 +122,7 @@ pub async fn offset_for_leader_epoch(
 
 /// Asks each partition's owning shard, all at once, and returns the answers in the order of
 /// `parts`; a partition that no shard owns answers UNKNOWN_TOPIC_OR_PARTITION.
-async fn ask_owners<'a, A: 'static, T: Send + 'static>(
+pub(super) async fn ask_owners<'a, A: 'static, T: Send + 'static>(
     shard: &Rc<Shard>,
     parts: impl Iterator<Item = (&'a str, i32, A)>,
     make: fn(TopicPartition, A, Reply<Result<T, ResponseError>>) -> ShardRequest,
