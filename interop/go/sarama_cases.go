@@ -490,7 +490,9 @@ func caseTopicConfigs(bootstrap string) (result, error) {
 }
 
 func caseBrokerConfigs(bootstrap string) (result, error) {
-	configs, err := describeConfig(bootstrap, sarama.BrokerResource, "0")
+	// Sarama 1.22 numbers BrokerResource 5, which Kafka refuses as an unknown resource
+	// type (fixed in later Sarama releases); Kafka's BROKER is 4, Sarama's ClusterResource.
+	configs, err := describeConfig(bootstrap, sarama.ClusterResource, "0")
 	return result{"configs": configs}, err
 }
 

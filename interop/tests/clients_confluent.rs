@@ -71,7 +71,6 @@ fn confluent_metadata_lists_every_topic() {
 }
 
 #[test]
-#[ignore = "DescribeConfigs(BROKER) returns nothing"]
 fn confluent_describe_configs_of_the_broker() {
     // Proves DescribeConfigs for the broker resource reports the broker's settings.
     let broker = Broker::start();
@@ -79,7 +78,6 @@ fn confluent_describe_configs_of_the_broker() {
 }
 
 #[test]
-#[ignore = "DeleteRecords is not advertised (librdkafka: Required feature not supported by broker)"]
 fn confluent_delete_records_moves_the_log_start() {
     // Proves DeleteRecords: the low watermark, ListOffsets(earliest) and a read from the
     // beginning all move to the requested offset.
@@ -143,7 +141,6 @@ fn confluent_keyless_record_to_compacted_topic_is_refused() {
 }
 
 #[test]
-#[ignore = "authorized operations are not reported"]
 fn confluent_reports_authorized_operations() {
     // Proves DescribeTopics and DescribeCluster with include_authorized_operations report
     // the operations allowed (all of them, with no ACLs configured).
@@ -166,7 +163,6 @@ fn confluent_reports_authorized_operations() {
 }
 
 #[test]
-#[ignore = "deleted topics' offsets stay in groups"]
 fn confluent_deleting_a_topic_drops_its_committed_offsets() {
     // Proves that once a topic is deleted, a group's committed offsets for it are gone
     // (Kafka removes them), while the group's offsets for other topics stay.

@@ -52,7 +52,6 @@ fn kafka_python_admin_creates_describes_grows_and_deletes_a_topic() {
 }
 
 #[test]
-#[ignore = "DescribeConfigs(BROKER) returns nothing"]
 fn kafka_python_describe_configs_of_the_broker() {
     // Proves DescribeConfigs for the broker resource reports the broker's settings.
     let broker = Broker::start();
@@ -60,7 +59,6 @@ fn kafka_python_describe_configs_of_the_broker() {
 }
 
 #[test]
-#[ignore = "DeleteRecords is not advertised (kafka-python: IncompatibleBrokerVersion for DeleteRecordsRequest)"]
 fn kafka_python_delete_records_moves_the_log_start() {
     // Proves DeleteRecords: the low watermark, ListOffsets(earliest) and a read from the
     // beginning all move to the requested offset.

@@ -53,7 +53,6 @@ fn kafkajs_admin_creates_describes_grows_and_deletes_a_topic() {
 }
 
 #[test]
-#[ignore = "DescribeConfigs(BROKER) returns nothing"]
 fn kafkajs_describe_configs_of_the_broker() {
     // Proves DescribeConfigs for the broker resource reports the broker's settings.
     let broker = Broker::start();
@@ -61,7 +60,6 @@ fn kafkajs_describe_configs_of_the_broker() {
 }
 
 #[test]
-#[ignore = "DeleteRecords is not advertised (KafkaJS: The Kafka server does not support the requested API version)"]
 fn kafkajs_delete_records_moves_the_log_start() {
     // Proves deleteTopicRecords (DeleteRecords): the low watermark reported by ListOffsets
     // and a read from the beginning both move to the requested offset.

@@ -196,7 +196,6 @@ fn rdkafka_metadata_lists_every_topic() {
 }
 
 #[test]
-#[ignore = "DescribeConfigs(BROKER) returns nothing"]
 fn rdkafka_describe_configs_of_the_broker() {
     // Proves DescribeConfigs for the broker resource reports the broker's settings.
     let broker = Broker::start();
@@ -210,7 +209,6 @@ fn rdkafka_describe_configs_of_the_broker() {
 }
 
 #[test]
-#[ignore = "DeleteRecords is not advertised (librdkafka: Required feature not supported by broker)"]
 fn rdkafka_delete_records_moves_the_log_start() {
     // Proves DeleteRecords: the returned low watermark, the watermarks and a read from
     // the beginning all move to the requested offset.

@@ -103,7 +103,6 @@ fn sarama_describe_configs_of_a_topic() {
 }
 
 #[test]
-#[ignore = "Sarama 1.22 sends DescribeConfigs v0 which Sluice refuses; DescribeConfigs(BROKER) returns nothing"]
 fn sarama_describe_configs_of_the_broker() {
     // Proves DescribeConfigs v0 for the broker resource reports the broker's settings.
     let broker = Broker::start();
@@ -111,7 +110,6 @@ fn sarama_describe_configs_of_the_broker() {
 }
 
 #[test]
-#[ignore = "DeleteRecords is not advertised (Sarama: connection closed on DeleteRecords v0)"]
 fn sarama_delete_records_moves_the_log_start() {
     // Proves DeleteRecords: ListOffsets(earliest) and a read from the oldest offset both
     // move to the requested offset.
