@@ -994,25 +994,12 @@ async fn shard_main(
         controller,
     });
 
-    // The main thread's stop request (SIGINT/SIGTERM), seen whatever this shard is doing.
-    {
-        let shard = shard.clone();
-        let stop = life.stop.clone();
-        glommio::spawn_local(async move {
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                glommio::timer::sleep(STOP_POLL).await;
-            }
-            shard.shutdown.cancel();
-        })
-        .detach();
-    }
-
     // Open the partitions this shard owns before taking any connection. One that cannot
     // be opened goes offline alone (logged by `open`); the others serve.
     let mut offline = Vec::new();
     for meta in table.topics() {
         for (p, owner) in meta.owners.iter().enumerate() {
-            if *owner == id && !shard.shutdown.is_cancelled() {
+            if *owner == id && !life.stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let opened = shard
                     .partitions
                     .open(&args, meta.name.clone(), p as i32, &meta.configs)
@@ -1025,6 +1012,20 @@ async fn shard_main(
                 }
             }
         }
+    }
+
+    // The main thread's stop request (SIGINT/SIGTERM), checked between
+    // partition opens above and by this task from now on.
+    {
+        let shard = shard.clone();
+        let stop = life.stop.clone();
+        glommio::spawn_local(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                glommio::timer::sleep(STOP_POLL).await;
+            }
+            shard.shutdown.cancel();
+        })
+        .detach();
     }
 
     // The group coordinator, before any request can reach it.
