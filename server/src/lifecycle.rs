@@ -247,9 +247,49 @@ pub fn check_memlock(shards: usize) -> Result<Option<String>, String> {
     Ok(None)
 }
 
+/// How often the main thread kicks every shard's executor thread.
+pub const KICK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// The signal that kicks a shard; its handler does nothing (SIGURG's default is to ignore).
+const KICK_SIGNAL: libc::c_int = libc::SIGURG;
+
+extern "C" fn on_kick(_: libc::c_int) {}
+
+/// Installs the do-nothing handler of the kick signal, with SA_RESTART so system calls
+/// that can restart do.
+pub fn install_kick_handler() -> std::io::Result<()> {
+    // SAFETY: `action` is plain data initialised before sigaction(2) reads it; the
+    // handler is an `extern "C"` function that touches nothing (async-signal-safe).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(KICK_SIGNAL, &action, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Interrupts whatever system call the shard's executor thread is blocked in. An executor
+/// parked in io_uring_enter has been seen (under heavy CPU load) to stay parked for tens
+/// of seconds with completed work and due timers, until anything interrupted the call
+/// (attaching a debugger did); the kick makes every such stall end within
+/// `KICK_INTERVAL`. The executor treats the interruption as a spurious wake-up.
+pub fn kick(thread: libc::pthread_t) {
+    // SAFETY: `thread` is a shard thread that has not been joined yet (the main thread
+    // joins them only after their last kick), so the handle is valid; a thread that
+    // has already ended gets ESRCH.
+    unsafe {
+        libc::pthread_kill(thread, KICK_SIGNAL);
+    }
+}
+
 /// What shards and the signal thread tell the main thread.
 #[derive(Debug)]
 pub enum ShardEvent {
+    /// The shard's executor runs on this thread (for `kick`).
+    Started(u16, libc::pthread_t),
     /// The shard opened its partitions and accepts connections.
     Ready(u16),
     /// The shard's executor ended: `Ok` after a requested stop, `Err` when it failed.

@@ -800,8 +800,8 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use crate::lifecycle::{
-        DataDirLock, ExitReport, FATAL_EXIT_CODE, IO_MEMORY_PER_SHARD, ListenClaim, ShardEvent,
-        check_memlock, exit_now, spawn_signal_thread,
+        DataDirLock, ExitReport, FATAL_EXIT_CODE, IO_MEMORY_PER_SHARD, KICK_INTERVAL, ListenClaim,
+        ShardEvent, check_memlock, exit_now, install_kick_handler, kick, spawn_signal_thread,
     };
 
     args.validate().map_err(anyhow::Error::msg)?;
@@ -859,6 +859,7 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     // mask and only the signal thread's sigwait takes them.
     glommio::signal::block(&[libc::SIGINT, libc::SIGTERM])
         .map_err(|e| anyhow::anyhow!("blocking signals: {e}"))?;
+    install_kick_handler().context("installing the kick signal handler")?;
     let (events, inbox) = std::sync::mpsc::channel::<ShardEvent>();
     spawn_signal_thread(events.clone()).context("starting the signal thread")?;
 
@@ -898,15 +899,40 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
 
     let (mut ready, mut exited) = (0usize, 0usize);
     let mut stop_deadline: Option<std::time::Instant> = None;
+    // Each running shard's thread, kicked every KICK_INTERVAL (see `kick`).
+    let mut threads: Vec<Option<libc::pthread_t>> = vec![None; shard_count];
+    let mut next_kick = std::time::Instant::now() + KICK_INTERVAL;
     while exited < shard_count {
-        let event = match stop_deadline {
-            None => inbox.recv().ok(),
-            Some(d) => inbox
-                .recv_timeout(d.saturating_duration_since(std::time::Instant::now()))
-                .ok(),
+        let now = std::time::Instant::now();
+        if stop_deadline.is_some_and(|d| now >= d) {
+            error!(
+                stopped = exited,
+                shards = shard_count,
+                timeout_ms = SHUTDOWN_TIMEOUT.as_millis() as u64,
+                "shards did not stop in time: stopping at once, logs not closed"
+            );
+            exit_now(FATAL_EXIT_CODE);
+        }
+        if now >= next_kick {
+            threads.iter().flatten().for_each(|t| kick(*t));
+            next_kick = now + KICK_INTERVAL;
+        }
+        let wait = next_kick.saturating_duration_since(now);
+        let event = match inbox.recv_timeout(wait) {
+            Ok(event) => event,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                error!("every shard and the signal thread are gone: stopping");
+                exit_now(FATAL_EXIT_CODE);
+            }
         };
         match event {
-            Some(ShardEvent::Ready(_)) => {
+            ShardEvent::Started(s, thread) => {
+                if let Some(slot) = threads.get_mut(usize::from(s)) {
+                    *slot = Some(thread);
+                }
+            }
+            ShardEvent::Ready(_) => {
                 ready += 1;
                 if ready == shard_count {
                     info!(
@@ -917,15 +943,18 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
                     );
                 }
             }
-            Some(ShardEvent::Exited(_, Ok(()))) if stop_deadline.is_some() => exited += 1,
-            Some(ShardEvent::Exited(s, Ok(()))) => {
+            ShardEvent::Exited(s, Ok(())) if stop_deadline.is_some() => {
+                threads[usize::from(s)] = None;
+                exited += 1;
+            }
+            ShardEvent::Exited(s, Ok(())) => {
                 error!(
                     shard = s,
                     "shard stopped without a stop request: stopping the broker"
                 );
                 exit_now(FATAL_EXIT_CODE);
             }
-            Some(ShardEvent::Exited(s, Err(e))) => {
+            ShardEvent::Exited(s, Err(e)) => {
                 // Its thread is ending: the join returns at once, with the executor's
                 // own error if it could not be created (e.g. the memlock limit).
                 let cause = handles
@@ -939,22 +968,13 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
             }
             // Supervisors may signal the process and its group: a stop already under way
             // is bounded by SHUTDOWN_TIMEOUT, so a repeated signal changes nothing.
-            Some(ShardEvent::Signal(sig)) if stop_deadline.is_some() => {
+            ShardEvent::Signal(sig) if stop_deadline.is_some() => {
                 info!(signal = sig, "already shutting down");
             }
-            Some(ShardEvent::Signal(sig)) => {
+            ShardEvent::Signal(sig) => {
                 info!(signal = sig, "shutting down");
                 stop.store(true, Ordering::SeqCst);
                 stop_deadline = Some(std::time::Instant::now() + SHUTDOWN_TIMEOUT);
-            }
-            None => {
-                error!(
-                    stopped = exited,
-                    shards = shard_count,
-                    timeout_ms = SHUTDOWN_TIMEOUT.as_millis() as u64,
-                    "shards did not stop in time: stopping at once, logs not closed"
-                );
-                exit_now(FATAL_EXIT_CODE);
             }
         }
     }
@@ -1006,6 +1026,11 @@ async fn shard_main(
     ctl: Option<ControllerParts>,
     life: ShardLife,
 ) -> Result<(), String> {
+    // SAFETY: pthread_self(3) has no arguments and cannot fail.
+    let thread = unsafe { libc::pthread_self() };
+    let _ = life
+        .events
+        .send(crate::lifecycle::ShardEvent::Started(id.0, thread));
     let (senders, mut receivers) = mesh.join().await.map_err(|e| e.to_string())?;
     // Bound before the partitions open, as Kafka binds before loading logs: a taken
     // address fails the start at once, and early clients wait in the backlog.
@@ -1033,25 +1058,12 @@ async fn shard_main(
         controller,
     });
 
-    // The main thread's stop request (SIGINT/SIGTERM), seen whatever this shard is doing.
-    {
-        let shard = shard.clone();
-        let stop = life.stop.clone();
-        glommio::spawn_local(async move {
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                glommio::timer::sleep(STOP_POLL).await;
-            }
-            shard.shutdown.cancel();
-        })
-        .detach();
-    }
-
     // Open the partitions this shard owns before taking any connection. One that cannot
     // be opened goes offline alone (logged by `open`); the others serve.
     let mut offline = Vec::new();
     for meta in table.topics() {
         for (p, owner) in meta.owners.iter().enumerate() {
-            if *owner == id && !shard.shutdown.is_cancelled() {
+            if *owner == id && !life.stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let opened = shard
                     .partitions
                     .open(&args, meta.name.clone(), p as i32, &meta.configs)
@@ -1064,6 +1076,20 @@ async fn shard_main(
                 }
             }
         }
+    }
+
+    // The main thread's stop request (SIGINT/SIGTERM), checked between
+    // partition opens above and by this task from now on.
+    {
+        let shard = shard.clone();
+        let stop = life.stop.clone();
+        glommio::spawn_local(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                glommio::timer::sleep(STOP_POLL).await;
+            }
+            shard.shutdown.cancel();
+        })
+        .detach();
     }
 
     // The group coordinator, before any request can reach it.

@@ -195,7 +195,8 @@ fn spawn(dir: &Path, addr: SocketAddr, options: &BrokerOptions) -> Result<Child,
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("sluice was not ready on {addr} within {START_TIMEOUT:?}");
+    let log = broker_log_since(dir, log_from);
+    panic!("sluice was not ready on {addr} within {START_TIMEOUT:?}\n{log}");
 }
 
 impl Broker {
