@@ -34,7 +34,7 @@ fn failed(error: ResponseError) -> ProducePartitionResult {
 
 /// Whether the first batch of a partition's records is a RecordBatch v2 compressed with
 /// zstd; Kafka's `ProduceRequest.validateRecords` looks at that one batch.
-fn first_batch_is_zstd(records: &[u8]) -> bool {
+pub(super) fn first_batch_is_zstd(records: &[u8]) -> bool {
     BatchHeader::new(records).is_ok_and(|h| h.magic() == MAGIC_V2 && h.codec() == Codec::Zstd)
 }
 
