@@ -263,52 +263,6 @@ pub fn stamp_max_timestamp(batch: &mut [u8], max_timestamp_ms: i64) {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// Reads a zigzag varint of at most `bytes_max` bytes at `*at`, advancing it.
-fn read_varint(b: &[u8], at: &mut usize, bytes_max: usize) -> Option<i64> {
-    let mut raw: u64 = 0;
-    for i in 0..bytes_max {
-        let byte = *b.get(*at)?;
-        *at += 1;
-        raw |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
-        }
-    }
-    None
-}
-
-/// The first record of an uncompressed CreateTime batch whose timestamp is at or after
-/// `target_ms`, as (timestamp, offset). `None` when the batch is compressed, uses
-/// LogAppendTime, has no such record, or its records do not parse (callers then fall
-/// back to the batch's own max timestamp and base offset). Decodes only the record
-/// length, attributes, timestamp delta and offset delta, bounds-checked.
-pub fn first_record_at_or_after(batch: &[u8], target_ms: i64) -> Option<(i64, Offset)> {
-    let h = BatchHeader::new(batch).ok()?;
-    if h.codec() != Codec::None || h.timestamp_type() == TimestampType::LogAppendTime {
-        return None;
-    }
-    let mut at = HEADER_BYTES;
-    for _ in 0..h.records_count() {
-        let len = usize::try_from(read_varint(batch, &mut at, 5)?).ok()?;
-        let start = at;
-        let end = start.checked_add(len).filter(|e| *e <= batch.len())?;
-        let record = &batch[..end];
-        at += 1; // attributes
-        let ts_delta = read_varint(record, &mut at, 10)?;
-        let offset_delta = read_varint(record, &mut at, 5)?;
-        let ts = h.base_timestamp().checked_add(ts_delta)?;
-        if !(0..=i64::from(h.last_offset_delta())).contains(&offset_delta) || ts > h.max_timestamp()
-        {
-            return None;
-        }
-        if ts >= target_ms {
-            return Some((ts, Offset(h.base_offset().0.checked_add(offset_delta)?)));
-        }
-        at = end;
-    }
-    None
-}
-
 /// Builds a valid v2 batch with `count` small records for tests and benchmarks. The
 /// records are opaque filler of `payload_bytes` bytes after the header; the engine never
 /// decodes them.
@@ -420,57 +374,6 @@ mod tests {
             validate(&b),
             Err(BatchError::CountMismatch { .. })
         ));
-    }
-
-    fn varint(v: i64, out: &mut Vec<u8>) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            let b = (z & 0x7f) as u8;
-            z >>= 7;
-            if z == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-
-    // Proves record-level timestamp lookup finds the first record at or after the target
-    // in a real-layout batch (key/value/headers present), and refuses damaged records.
-    #[test]
-    fn record_timestamp_lookup() {
-        let mut b = build_test_batch(3, 0, 1000, None);
-        b.truncate(HEADER_BYTES);
-        for (i, delta) in [0i64, 50, 20].iter().enumerate() {
-            let mut rec = vec![0u8]; // attributes
-            varint(*delta, &mut rec);
-            varint(i as i64, &mut rec);
-            varint(1, &mut rec); // key length
-            rec.push(b'k');
-            varint(2, &mut rec); // value length
-            rec.extend_from_slice(b"vv");
-            varint(0, &mut rec); // headers
-            varint(rec.len() as i64, &mut b);
-            b.extend_from_slice(&rec);
-        }
-        let len = (b.len() - LOG_OVERHEAD) as i32;
-        b[8..12].copy_from_slice(&len.to_be_bytes());
-        b[35..43].copy_from_slice(&1050i64.to_be_bytes()); // max timestamp
-        stamp_offset_and_epoch(&mut b, Offset(100), 0);
-        assert_eq!(
-            first_record_at_or_after(&b, 1000),
-            Some((1000, Offset(100)))
-        );
-        assert_eq!(
-            first_record_at_or_after(&b, 1010),
-            Some((1050, Offset(101)))
-        );
-        assert_eq!(first_record_at_or_after(&b, 1051), None);
-        let mut bad = b.clone();
-        bad[HEADER_BYTES] = 0x7f; // record length past the end
-        assert_eq!(first_record_at_or_after(&bad, 1010), None);
-        stamp_log_append_time(&mut b, 5000);
-        assert_eq!(first_record_at_or_after(&b, 1010), None);
     }
 
     // Proves the stored-batch check accepts what compaction leaves (fewer records than

@@ -1412,11 +1412,12 @@ impl Log {
         self.appended.listen()
     }
 
-    /// ListOffsets by timestamp: in the first batch whose max timestamp is at or after
-    /// `timestamp_ms`, the first record at or after it (uncompressed CreateTime batches;
-    /// only record timestamps and offset deltas are decoded). For compressed or
-    /// LogAppendTime batches: the batch's max timestamp and base offset (or the log start
-    /// offset), which a consumer seeking there reads from.
+    /// ListOffsets by timestamp (Kafka's `LogSegment.findOffsetByTimestamp`): from the
+    /// time index's scan start, the first batch whose max timestamp is at or after
+    /// `timestamp_ms` is decoded (decompressed if need be) and its first record at or
+    /// after both the timestamp and the log start offset answers, with that record's
+    /// timestamp. Only that batch is decoded. A batch whose records do not decode answers
+    /// with its own max timestamp and base offset, where a consumer would read from.
     pub async fn offset_for_timestamp(
         &self,
         timestamp_ms: i64,
@@ -1449,20 +1450,56 @@ impl Log {
                 let h = BatchHeader::new(b).expect("checked batch");
                 if h.max_timestamp() >= timestamp_ms {
                     let lso = self.log_start_offset();
-                    if let Some((ts, offset)) = batch::first_record_at_or_after(b, timestamp_ms)
-                        && offset >= lso
-                    {
-                        return Ok(Some(TimestampOffset {
-                            timestamp_ms: ts,
-                            offset,
-                        }));
+                    match record::first_record_at_or_after(
+                        b,
+                        timestamp_ms,
+                        lso,
+                        APPEND_DECOMPRESSED_BYTES_MAX,
+                    ) {
+                        Ok(Some(found)) => return Ok(Some(found)),
+                        // Every record at or after the timestamp lies below the log start
+                        // offset (or the header's max overstates them): Kafka goes on to
+                        // the next batch.
+                        Ok(None) => {}
+                        Err(e) => {
+                            debug!(base_offset = h.base_offset().0, error = %e, "records of a stored batch do not decode");
+                            return Ok(Some(TimestampOffset {
+                                timestamp_ms: h.max_timestamp(),
+                                offset: h.base_offset().max(lso),
+                            }));
+                        }
                     }
-                    return Ok(Some(TimestampOffset {
-                        timestamp_ms: h.max_timestamp(),
-                        offset: h.base_offset().max(lso),
-                    }));
                 }
                 cursor = Offset(h.last_offset().0 + 1);
+            }
+        }
+    }
+
+    /// ListOffsets -3 (KIP-734): the largest timestamp in the log and the offset of the
+    /// first record carrying it, found by decoding the one batch the log's max timestamp
+    /// came from (Kafka 3.9's `offsetOfMaxTimestamp`). A batch that is gone (below the log
+    /// start offset) or whose records do not decode answers with the batch's last offset.
+    pub async fn offset_for_max_timestamp(&self) -> Result<Option<TimestampOffset>, ReadError> {
+        let Some(max) = self.max_timestamp() else {
+            return Ok(None);
+        };
+        if max.offset < self.log_start_offset() {
+            return Ok(Some(max));
+        }
+        let batches = self.read_batches(max.offset, 0).await?;
+        let Some(b) = batches.first() else {
+            return Ok(Some(max));
+        };
+        let h = BatchHeader::new(b).expect("checked batch");
+        if h.max_timestamp() != max.timestamp_ms {
+            return Ok(Some(max));
+        }
+        match record::max_timestamp_record(b, APPEND_DECOMPRESSED_BYTES_MAX) {
+            Ok(Some(found)) => Ok(Some(found)),
+            Ok(None) => Ok(Some(max)),
+            Err(e) => {
+                debug!(base_offset = h.base_offset().0, error = %e, "records of a stored batch do not decode");
+                Ok(Some(max))
             }
         }
     }

@@ -3,9 +3,10 @@
 //! Compressed batches (gzip, snappy raw or xerial-framed, lz4 frame, zstd) are
 //! decompressed with an output cap; the re-encoder compresses with the same codec and
 //! writes a fresh batch with a correct CRC32C. Bad bytes give a `RecordError`, never a
-//! panic. Used by compaction, and by the append path (`check_for_append`, Kafka's
+//! panic. Used by compaction, by the append path (`check_for_append`, Kafka's
 //! LogValidator) only when a batch's max timestamp is unset, its topic is compacted or
-//! its topic's codec differs; the fetch path never decodes records.
+//! its topic's codec differs, and by ListOffsets by timestamp for the one batch it lands
+//! on; the fetch path never decodes records.
 //! Runs on whichever shard owns the partition; pure functions, no I/O.
 
 use std::io::{Read, Write};
@@ -13,6 +14,7 @@ use std::io::{Read, Write};
 use bytes::{Bytes, BytesMut};
 
 use crate::batch::{self, BatchHeader, Codec, HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2};
+use crate::{Offset, TimestampOffset, TimestampType};
 
 /// The magic bytes that open a xerial (snappy-java) framed stream.
 const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
@@ -406,6 +408,61 @@ fn decode_records(
     })
 }
 
+/// Each record of one batch as (timestamp, offset), in batch order. Records of a
+/// LogAppendTime batch carry the batch's max timestamp, as Kafka's record view does.
+fn record_timestamps(
+    batch: &Bytes,
+    decompressed_bytes_max: usize,
+) -> Result<Vec<TimestampOffset>, RecordError> {
+    let header = decodable_header(batch)?;
+    let decoded = decode_shared(batch, decompressed_bytes_max)?;
+    let log_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
+    Ok(decoded
+        .records
+        .iter()
+        .map(|r| TimestampOffset {
+            timestamp_ms: if log_append_time {
+                header.max_timestamp()
+            } else {
+                header.base_timestamp().saturating_add(r.timestamp_delta)
+            },
+            offset: Offset(
+                header
+                    .base_offset()
+                    .0
+                    .saturating_add(i64::from(r.offset_delta)),
+            ),
+        })
+        .collect())
+}
+
+/// ListOffsets by timestamp inside one batch (Kafka's `FileRecords.searchForTimestamp`):
+/// the first record at or after offset `from` whose timestamp is at or after
+/// `target_ms`. Compressed batches are decompressed, capped at `decompressed_bytes_max`.
+pub fn first_record_at_or_after(
+    batch: &Bytes,
+    target_ms: i64,
+    from: Offset,
+    decompressed_bytes_max: usize,
+) -> Result<Option<TimestampOffset>, RecordError> {
+    Ok(record_timestamps(batch, decompressed_bytes_max)?
+        .into_iter()
+        .find(|r| r.timestamp_ms >= target_ms && r.offset >= from))
+}
+
+/// The first record of one batch whose timestamp equals the batch's max timestamp
+/// (Kafka's `RecordBatch.offsetOfMaxTimestamp`, which ListOffsets -3 answers since
+/// KIP-734).
+pub fn max_timestamp_record(
+    batch: &Bytes,
+    decompressed_bytes_max: usize,
+) -> Result<Option<TimestampOffset>, RecordError> {
+    let max_timestamp = decodable_header(batch)?.max_timestamp();
+    Ok(record_timestamps(batch, decompressed_bytes_max)?
+        .into_iter()
+        .find(|r| r.timestamp_ms == max_timestamp))
+}
+
 /// What the append path checks and changes in a producer's batch, from the topic's
 /// configs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -696,6 +753,39 @@ pub fn build_batch(
         })
         .collect();
     encode_batch(&view, &recs, true).expect("test batch encodes")
+}
+
+/// Builds a complete batch with one small record per entry of `timestamps_ms`, at
+/// consecutive offset deltas from `base_offset`, each with its own timestamp (tests:
+/// ListOffsets by timestamp). The base timestamp is the first record's, the max
+/// timestamp the largest; `attributes` sets the codec bits.
+pub fn build_timed_batch(base_offset: i64, attributes: i16, timestamps_ms: &[i64]) -> Vec<u8> {
+    assert!(!timestamps_ms.is_empty());
+    let base_timestamp = timestamps_ms[0];
+    let max_timestamp = *timestamps_ms.iter().max().expect("non-empty");
+    let mut header = build_batch(
+        base_offset,
+        base_timestamp,
+        attributes,
+        &[(None, Some(b"x"))],
+    );
+    header.truncate(HEADER_BYTES);
+    header[23..27].copy_from_slice(&(timestamps_ms.len() as i32 - 1).to_be_bytes());
+    header[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+    let view = BatchHeader::new(&header).expect("61 bytes");
+    let recs: Vec<Record> = timestamps_ms
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| Record {
+            attributes: 0,
+            timestamp_delta: ts - base_timestamp,
+            offset_delta: i as i32,
+            key: None,
+            value: Some(Bytes::from(format!("record-{i}"))),
+            headers: Vec::new(),
+        })
+        .collect();
+    encode_batch(&view, &recs, false).expect("test batch encodes")
 }
 
 #[cfg(test)]
@@ -1103,5 +1193,63 @@ mod tests {
             let largest = decode_checked(&b[..cut.index(b.len())])?;
             proptest::prop_assert!(largest <= ALLOCATION_BYTES_MAX, "{largest} bytes");
         }
+    }
+
+    // Proves the record-level timestamp search decompresses a zstd batch and answers,
+    // for every target, the first record at or after it (and at or after the start
+    // offset) with that record's own timestamp; that the max-timestamp record is the
+    // first carrying the batch's max; that LogAppendTime records carry the batch's
+    // timestamp; and that damaged records are an error, not a panic.
+    #[test]
+    fn record_timestamp_search() {
+        // Out of order on purpose: record 3 holds the max, record 7 repeats it.
+        let ts = [1000, 1010, 1005, 1090, 1020, 1030, 1040, 1090, 1050, 1060];
+        let b = Bytes::from(build_timed_batch(100, 4, &ts));
+        assert_eq!(BatchHeader::new(&b).unwrap().codec(), Codec::Zstd);
+        let at = |t: i64, o: i64| {
+            Some(TimestampOffset {
+                timestamp_ms: t,
+                offset: Offset(o),
+            })
+        };
+        let search = |target: i64, from: i64| {
+            first_record_at_or_after(&b, target, Offset(from), 1 << 20).unwrap()
+        };
+        for target in 900..=1100 {
+            let want = ts
+                .iter()
+                .enumerate()
+                .find(|(_, t)| **t >= target)
+                .map(|(i, t)| TimestampOffset {
+                    timestamp_ms: *t,
+                    offset: Offset(100 + i as i64),
+                });
+            assert_eq!(search(target, 0), want, "target {target}");
+        }
+        assert_eq!(search(1003, 0), at(1010, 101));
+        assert_eq!(search(1003, 102), at(1005, 102));
+        assert_eq!(search(1060, 0), at(1090, 103));
+        assert_eq!(search(1091, 0), None);
+        assert_eq!(search(1000, 110), None);
+        assert_eq!(max_timestamp_record(&b, 1 << 20).unwrap(), at(1090, 103));
+
+        let mut appended = b.to_vec();
+        batch::stamp_log_append_time(&mut appended, 5000);
+        let appended = Bytes::from(appended);
+        assert_eq!(
+            first_record_at_or_after(&appended, 1010, Offset(0), 1 << 20).unwrap(),
+            at(5000, 100)
+        );
+        assert_eq!(
+            max_timestamp_record(&appended, 1 << 20).unwrap(),
+            at(5000, 100)
+        );
+
+        let mut damaged = b.to_vec();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xff;
+        let damaged = Bytes::from(damaged);
+        assert!(first_record_at_or_after(&damaged, 1000, Offset(0), 1 << 20).is_err());
+        assert!(first_record_at_or_after(&b, 1000, Offset(0), 8).is_err());
     }
 }

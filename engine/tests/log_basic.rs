@@ -282,6 +282,90 @@ fn timestamps_and_epochs() {
     });
 }
 
+// Proves ListOffsets by timestamp inside compressed batches: across 20 zstd batches of
+// 10 records with distinct, non-monotonic timestamps (over several segments, from memory
+// and again from disk after a reopen), every target timestamp answers the offset and
+// timestamp of the first record at or after it, not the batch's base offset; and the
+// max-timestamp answer is the record holding it, not the batch's last offset.
+#[test]
+fn timestamp_lookup_inside_compressed_batches() {
+    use sluice_engine::record::build_timed_batch;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    // Record i of batch b: 10_000 + 100*b + 10*i, except that record 4 of each batch is
+    // the batch's latest (so the batch's max is not at its last offset).
+    let timestamps = |b: i64| -> Vec<i64> {
+        (0..10)
+            .map(|i| 10_000 + 100 * b + if i == 4 { 95 } else { 10 * i })
+            .collect()
+    };
+    let mut records: Vec<(i64, i64)> = Vec::new(); // (offset, timestamp)
+    for b in 0..20i64 {
+        for (i, t) in timestamps(b).into_iter().enumerate() {
+            records.push((b * 10 + i as i64, t));
+        }
+    }
+    let expected = move |target: i64| {
+        records
+            .iter()
+            .find(|(_, t)| *t >= target)
+            .map(|(o, t)| TimestampOffset {
+                timestamp_ms: *t,
+                offset: Offset(*o),
+            })
+    };
+    run(move || async move {
+        let config = LogConfig {
+            segment_bytes_max: 1 << 10,
+            index_interval_bytes: 128,
+            ..LogConfig::default()
+        };
+        let log = Log::open(&path, config, ReadCache::new(1 << 20))
+            .await
+            .unwrap();
+        for b in 0..20i64 {
+            let bytes = Bytes::from(build_timed_batch(0, 4, &timestamps(b)));
+            log.append(bytes, LeaderEpoch(1), 0).unwrap();
+        }
+        assert!(log.segment_count() > 2, "spans several segments");
+        let max = Some(TimestampOffset {
+            timestamp_ms: 11_995,
+            offset: Offset(194),
+        });
+        for target in (9_990..12_010).step_by(5) {
+            assert_eq!(
+                log.offset_for_timestamp(target).await.unwrap(),
+                expected(target),
+                "from memory, target {target}"
+            );
+        }
+        assert_eq!(log.offset_for_max_timestamp().await.unwrap(), max);
+        log.close().await.unwrap();
+
+        let log = Log::open(&path, config, ReadCache::new(1 << 20))
+            .await
+            .unwrap();
+        for target in (9_990..12_010).step_by(5) {
+            assert_eq!(
+                log.offset_for_timestamp(target).await.unwrap(),
+                expected(target),
+                "from disk, target {target}"
+            );
+        }
+        assert_eq!(log.offset_for_max_timestamp().await.unwrap(), max);
+        // Below the log start offset a record no longer answers, even though its batch
+        // remains: 10_005 was offset 1 (ts 10_010), now it is offset 5 (ts 10_050).
+        log.delete_records_before(Offset(5)).await.unwrap();
+        assert_eq!(
+            log.offset_for_timestamp(10_005).await.unwrap(),
+            Some(TimestampOffset {
+                timestamp_ms: 10_050,
+                offset: Offset(5)
+            })
+        );
+    });
+}
+
 // Proves retention by size and time deletes whole old segments and moves the log start
 // offset, delete_records_before moves it further, and reads below it are out of range.
 #[test]

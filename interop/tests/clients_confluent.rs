@@ -129,7 +129,7 @@ fn confluent_idempotent_producer() {
     // Proves enable.idempotence=true (InitProducerId, sequence numbers) produces each
     // record exactly once at offsets 0..9.
     let broker = Broker::start();
-    client::assert_idempotence(&confluent("idempotence", &broker));
+    client::assert_idempotence(&confluent("idempotence", &broker), "zstd");
 }
 
 #[test]

@@ -113,7 +113,7 @@ fn kafka_python_idempotent_producer() {
     // Proves enable_idempotence=True (InitProducerId, sequence numbers) produces each
     // record exactly once at offsets 0..9.
     let broker = Broker::start();
-    client::assert_idempotence(&kafka_python("idempotence", &broker));
+    client::assert_idempotence(&kafka_python("idempotence", &broker), "zstd");
 }
 
 #[test]

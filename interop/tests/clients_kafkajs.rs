@@ -104,7 +104,7 @@ fn kafkajs_idempotent_producer() {
     // Proves the idempotent producer (InitProducerId, sequence numbers) produces each
     // record exactly once at offsets 0..9.
     let broker = Broker::start();
-    client::assert_idempotence(&kafkajs("idempotence", &broker));
+    client::assert_idempotence(&kafkajs("idempotence", &broker), "zstd");
 }
 
 #[test]

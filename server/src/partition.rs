@@ -469,8 +469,8 @@ impl PartitionSet {
         }
     }
 
-    /// ListOffsets: -2 earliest, -1 latest, -3 max timestamp, else the first batch at or
-    /// after the timestamp. Returns `(timestamp, offset, leader epoch)`.
+    /// ListOffsets: -2 earliest, -1 latest, -3 the record with the max timestamp, else the
+    /// first record at or after the timestamp. Returns `(timestamp, offset, leader epoch)`.
     pub async fn list_offsets(&self, tp: &TopicPartition, timestamp: i64) -> ListOffsetResult {
         let Some(log) = self.get(tp) else {
             return Err(self.absent_error(tp));
@@ -478,10 +478,11 @@ impl PartitionSet {
         match timestamp {
             -2 => Ok((-1, log.log_start_offset().0, LEADER_EPOCH.0)),
             -1 => Ok((-1, log.log_end_offset().0, LEADER_EPOCH.0)),
-            -3 => Ok(match log.max_timestamp() {
-                Some(t) => (t.timestamp_ms, t.offset.0, LEADER_EPOCH.0),
-                None => (-1, -1, -1),
-            }),
+            -3 => match log.offset_for_max_timestamp().await {
+                Ok(Some(t)) => Ok((t.timestamp_ms, t.offset.0, LEADER_EPOCH.0)),
+                Ok(None) => Ok((-1, -1, -1)),
+                Err(e) => Err(read_error(&e)),
+            },
             t if t < 0 => Err(ResponseError::InvalidRequest),
             t => match log.offset_for_timestamp(t).await {
                 Ok(Some(found)) => Ok((found.timestamp_ms, found.offset.0, LEADER_EPOCH.0)),

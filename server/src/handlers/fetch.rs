@@ -16,8 +16,10 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use sluice_engine::batch::Codec;
 use uuid::Uuid;
 
+use crate::config::{COMPRESSION_TYPE, compression_codec};
 use crate::kafka_errors::call_error;
 use crate::shard::Shard;
 use crate::shard_request::{FetchPart, FetchPartResult, ShardRequest};
@@ -171,10 +173,18 @@ pub async fn handle(
         } else {
             table.get(&t.topic.0)
         };
+        // Kafka's maybeConvertFetchedData (KIP-110): below v10 a topic whose
+        // compression.type is zstd is answered UNSUPPORTED_COMPRESSION_TYPE.
+        let zstd_refused = version < 10
+            && meta.is_some_and(|m| {
+                let codec = m.configs.get(COMPRESSION_TYPE);
+                compression_codec(codec.unwrap_or(&shard.args.compression_type))
+                    == Some(Some(Codec::Zstd))
+            });
         for p in &t.partitions {
             let owner = meta.and_then(|m| m.owner(p.partition));
             match (meta, owner) {
-                (Some(m), Some(owner)) => requested.push(Want {
+                (Some(m), Some(owner)) if !zstd_refused => requested.push(Want {
                     topic: m.name.clone(),
                     topic_id: m.id,
                     partition: p.partition,
@@ -192,7 +202,9 @@ pub async fn handle(
                     },
                     topic_id: t.topic_id,
                     partition: p.partition,
-                    error: if meta.is_none() && by_id {
+                    error: if owner.is_some() {
+                        ResponseError::UnsupportedCompressionType
+                    } else if meta.is_none() && by_id {
                         ResponseError::UnknownTopicId
                     } else {
                         ResponseError::UnknownTopicOrPartition

@@ -4,20 +4,24 @@
 //! magic 1 (with timestamps), one uncompressed message per record at its absolute offset,
 //! from the fetch offset on (a batch read may begin before it). Control batches (transaction markers) are left out, as are record headers, which the
 //! old formats cannot carry, and a batch cut short at the end of the read (a fetch may end
-//! mid-batch; the client asks again from there). Runs on the shard serving the request.
+//! mid-batch; the client asks again from there). zstd batches are not converted: as in
+//! Kafka, a zstd first batch is UNSUPPORTED_COMPRESSION_TYPE and a later one ends the
+//! conversion. Runs on the shard serving the request.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use sluice_engine::TimestampType;
-use sluice_engine::batch::{BatchHeader, LOG_OVERHEAD, MAGIC_V2};
+use sluice_engine::batch::{BatchHeader, Codec, LOG_OVERHEAD, MAGIC_V2};
 use sluice_engine::record::decode_batch;
 use tracing::warn;
 
 use super::fetch::{self, FetchSessions};
+use super::produce::first_batch_is_zstd;
 use crate::shard::Shard;
 
 /// Decompressed record bytes one batch may take while being converted.
@@ -50,7 +54,17 @@ pub async fn handle(
                 .get(&(t.topic.0.to_string(), p.partition_index))
                 .copied()
                 .unwrap_or(0);
-            if let Some(records) = p.records.as_mut() {
+            let Some(records) = p.records.as_mut() else {
+                continue;
+            };
+            if first_batch_is_zstd(records) {
+                // Kafka's down-conversion refuses zstd (KIP-110) when it is the first batch.
+                *records = Bytes::new();
+                p.error_code = ResponseError::UnsupportedCompressionType.code();
+                p.high_watermark = -1;
+                p.last_stable_offset = -1;
+                p.log_start_offset = -1;
+            } else {
                 *records = down_convert(records, magic, from);
             }
         }
@@ -84,6 +98,10 @@ pub fn down_convert(records: &Bytes, magic: u8, fetch_offset: i64) -> Bytes {
         at += total;
         if header.is_control() {
             continue;
+        }
+        // As Kafka: what came before is sent, and the fetch from the zstd batch is refused.
+        if header.codec() == Codec::Zstd {
+            break;
         }
         let decoded = match decode_batch(batch, DECOMPRESSED_BYTES_MAX) {
             Ok(d) => d,

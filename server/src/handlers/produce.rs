@@ -2,7 +2,8 @@
 //! partition, all in flight at once) and joins the replies in request order. The
 //! records of each partition travel as the request's own `Bytes`: no copy on the way to
 //! the engine. acks=0 sends no response; acks=1 answers after the append; acks=all after
-//! the engine's group commit made the batch durable.
+//! the engine's group commit made the batch durable. Below v7 a zstd batch is refused
+//! with UNSUPPORTED_COMPRESSION_TYPE, as Kafka does.
 
 use std::rc::Rc;
 
@@ -12,6 +13,7 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use sluice_engine::batch::{BatchHeader, Codec, MAGIC_V2};
 
 use crate::connection::ConnState;
 use crate::kafka_errors::call_error;
@@ -28,6 +30,12 @@ fn failed(error: ResponseError) -> ProducePartitionResult {
         log_start_offset: -1,
         record_errors: Vec::new(),
     }
+}
+
+/// Whether the first batch of a partition's records is a RecordBatch v2 compressed with
+/// zstd; Kafka's `ProduceRequest.validateRecords` looks at that one batch.
+pub(super) fn first_batch_is_zstd(records: &[u8]) -> bool {
+    BatchHeader::new(records).is_ok_and(|h| h.magic() == MAGIC_V2 && h.codec() == Codec::Zstd)
 }
 
 /// Handles a Produce; `None` when acks=0 (no response is sent).
@@ -93,6 +101,9 @@ pub async fn handle(
                 Some(ResponseError::UnknownTopicOrPartition)
             } else if p.records.as_ref().is_none_or(|r| r.is_empty()) {
                 Some(ResponseError::CorruptMessage)
+            } else if version < 7 && p.records.as_ref().is_some_and(|r| first_batch_is_zstd(r)) {
+                // Kafka (KIP-110): zstd batches need Produce v7, checked before the append.
+                Some(ResponseError::UnsupportedCompressionType)
             } else {
                 None
             };
