@@ -24,7 +24,7 @@ pub fn append_error(e: &AppendError) -> ResponseError {
         AppendError::InvalidRecord(_) => ResponseError::InvalidRecord,
         AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
-        AppendError::LogFailed(_) => ResponseError::KafkaStorageError,
+        AppendError::LogFailed(_) | AppendError::OutOfSpace(_) => ResponseError::KafkaStorageError,
         AppendError::Closed => ResponseError::NotLeaderOrFollower,
     }
 }
@@ -32,16 +32,19 @@ pub fn append_error(e: &AppendError) -> ResponseError {
 /// Engine flush failures (acks=all).
 pub fn flush_error(e: &FlushError) -> ResponseError {
     match e {
-        FlushError::LogFailed(_) => ResponseError::KafkaStorageError,
+        FlushError::LogFailed(_) | FlushError::OutOfSpace(_) => ResponseError::KafkaStorageError,
         FlushError::Closed => ResponseError::NotLeaderOrFollower,
     }
 }
 
-/// Engine read failures.
+/// Engine read failures. A batch that fails its checks is CORRUPT_MESSAGE for a read
+/// starting at it, as Kafka answers (its consumer reports the offset); a failed disk read
+/// is KAFKA_STORAGE_ERROR.
 pub fn read_error(e: &ReadError) -> ResponseError {
     match e {
         ReadError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        ReadError::Corrupt { .. } | ReadError::Io(_) => ResponseError::KafkaStorageError,
+        ReadError::Corrupt { .. } | ReadError::CrcMismatch { .. } => ResponseError::CorruptMessage,
+        ReadError::Io(_) => ResponseError::KafkaStorageError,
         ReadError::Closed => ResponseError::NotLeaderOrFollower,
     }
 }
