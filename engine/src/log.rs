@@ -2089,6 +2089,14 @@ async fn read_from_file(
             } else {
                 break;
             };
+            let last = h.last_offset();
+            off += total;
+            progressed = true;
+            // Batches before `from` are skipped unchecked: none is served, so a corrupt
+            // one before it does not stop a consumer that moved past it.
+            if last < from {
+                continue;
+            }
             batch::validate_stored(&whole).map_err(|e| match e {
                 BatchError::CrcMismatch { stored, computed } => ReadError::CrcMismatch {
                     segment,
@@ -2098,12 +2106,6 @@ async fn read_from_file(
                 },
                 other => corrupt(at, other.to_string()),
             })?;
-            let last = h.last_offset();
-            off += total;
-            progressed = true;
-            if last < from {
-                continue;
-            }
             if let Some(e) = expect
                 && h.base_offset() < e
             {
