@@ -105,6 +105,9 @@ struct State {
     /// Set while a write found the disk full: appends are refused and the flusher retries
     /// the write (which never happened) until it succeeds.
     out_of_space: Option<String>,
+    /// Set while the flusher retries a write that found the disk full (a failure then is
+    /// not news and logs at debug).
+    space_retry: bool,
     closed: bool,
     producers: ProducerState,
     epochs: LeaderEpochCache,
@@ -497,6 +500,7 @@ impl Log {
             recovery_point: log_end_offset,
             failed: None,
             out_of_space: None,
+            space_retry: false,
             closed: false,
             producers: ProducerState::default(),
             epochs,
@@ -620,9 +624,13 @@ impl Log {
                         continue;
                     }
                     // The write that found the disk full never happened: try it again.
-                    st.out_of_space.take()
+                    let retrying = st.out_of_space.take();
+                    st.space_retry = retrying.is_some();
+                    retrying
                 };
-                match log.flush().await {
+                let flushed = log.flush().await;
+                log.state.borrow_mut().space_retry = false;
+                match flushed {
                     Ok(()) => {
                         if let Some(reason) = retrying {
                             info!(dir = %log.dir.display(), earlier = %reason, "disk has space again; log takes appends");
@@ -971,8 +979,10 @@ impl Log {
         }
         let reason = format!("{what}: {e}");
         let mut st = self.state.borrow_mut();
-        if st.out_of_space.is_none() {
+        if st.out_of_space.is_none() && !st.space_retry {
             error!(dir = %self.dir.display(), reason = %reason, "disk full; refusing appends until a retried write succeeds");
+        } else {
+            debug!(dir = %self.dir.display(), reason = %reason, "disk still full");
         }
         st.out_of_space = Some(reason.clone());
         drop(st);
@@ -1981,13 +1991,13 @@ impl Log {
             self.disk
                 .write_file_atomic(&segment_path(&self.dir, base, ext), bytes)
                 .await
-                .map_err(|e| LogIoError::from(self.fail("write index", e)))?;
+                .map_err(|e| LogIoError::from(self.fail_write("write index", e)))?;
         }
         self.write_snapshot(leo, &snapshot).await?;
         self.disk
             .write_file_atomic(&self.dir.join(EPOCH_FILE), &epochs)
             .await
-            .map_err(|e| LogIoError::from(self.fail("epoch checkpoint", e)))?;
+            .map_err(|e| LogIoError::from(self.fail_write("epoch checkpoint", e)))?;
         let meta = PartitionMeta {
             clean_shutdown: true,
             log_start_offset: lso,
@@ -1996,7 +2006,7 @@ impl Log {
         self.disk
             .write_file_atomic(&self.dir.join(META_FILE), &meta.encode())
             .await
-            .map_err(|e| LogIoError::from(self.fail("partition checkpoint", e)))?;
+            .map_err(|e| LogIoError::from(self.fail_write("partition checkpoint", e)))?;
         self.state.borrow_mut().closed = true;
         self.cache.remove_log(self.cache_id);
         self.appended.notify();
