@@ -2,7 +2,9 @@
 //! — and the owner-side halves of Produce, Fetch, ListOffsets and OffsetForLeaderEpoch,
 //! plus the periodic retention and compaction runs over them (compaction in bounded
 //! slices with a timer pause between them).
-//! Runs only on the owning shard; nothing here crosses cores. The produce path hands the
+//! Consumers read below the high watermark (`high_watermark`: the durable end on a single
+//! node), and a waiting fetch asks the log for a flush instead of waiting for the periodic
+//! one. Runs only on the owning shard; nothing here crosses cores. The produce path hands the
 //! request's `Bytes` (sliced per batch, never copied) straight to `Log::append`.
 
 use std::cell::{Cell, RefCell};
@@ -415,7 +417,7 @@ impl PartitionSet {
                 }
                 // Appends wake the wait only to ask for their flush; the answer comes when
                 // a flush moves the high watermark.
-                let mut events: Vec<EventListener> = parts
+                let events: Vec<EventListener> = parts
                     .iter()
                     .filter_map(|p| self.get(&p.tp))
                     .map(|log| log.synced())
@@ -423,11 +425,8 @@ impl PartitionSet {
                 self.request_flushes(parts);
                 let next = appends.next();
                 let timeout = glommio::timer::sleep(deadline - now);
-                futures_lite::future::or(
-                    futures_lite::future::or(next, AnyEvent(std::mem::take(&mut events))),
-                    timeout,
-                )
-                .await;
+                futures_lite::future::or(futures_lite::future::or(next, AnyEvent(events)), timeout)
+                    .await;
             }
         }
         let mut out = Vec::with_capacity(parts.len());
