@@ -108,6 +108,9 @@ struct State {
     /// Set while the flusher retries a write that found the disk full (a failure then is
     /// not news and logs at debug).
     space_retry: bool,
+    /// The active segment's file when a flush wrote it and then failed before handing it
+    /// to a sync ticket; the next flush's ticket syncs it.
+    unsynced_active: Option<Rc<dyn DiskFile>>,
     closed: bool,
     producers: ProducerState,
     epochs: LeaderEpochCache,
@@ -501,6 +504,7 @@ impl Log {
             failed: None,
             out_of_space: None,
             space_retry: false,
+            unsynced_active: None,
             closed: false,
             producers: ProducerState::default(),
             epochs,
@@ -1091,10 +1095,32 @@ impl Log {
                 .collect();
             (st.log_end_offset, bases)
         };
+        // The active segment written by an earlier flush that failed after that write (a
+        // full disk) is not synced yet: this ticket syncs it.
+        let mut deferred_sync = self.state.borrow_mut().unsynced_active.take();
+        if let Err(e) = self.write_files(bases, &mut deferred_sync).await {
+            self.state.borrow_mut().unsynced_active = deferred_sync;
+            return Err(e);
+        }
+        let seq = self.syncs_started.get() + 1;
+        self.syncs_started.set(seq);
+        Ok(SyncTicket {
+            seq,
+            target,
+            file: deferred_sync,
+        })
+    }
+
+    /// Writes the segments `bases` (sealed ones also synced, trimmed and indexed) and the
+    /// checkpoints that are due; the active segment's file is left in `deferred_sync`.
+    async fn write_files(
+        &self,
+        bases: Vec<Offset>,
+        deferred_sync: &mut Option<Rc<dyn DiskFile>>,
+    ) -> Result<(), FlushError> {
         let mut finalized_any = false;
-        let mut deferred_sync = None;
         for base in bases {
-            finalized_any |= self.flush_segment(base, &mut deferred_sync).await?;
+            finalized_any |= self.flush_segment(base, deferred_sync).await?;
         }
         let (epochs, snapshot) = {
             let mut st = self.state.borrow_mut();
@@ -1143,13 +1169,7 @@ impl Log {
                 .map_err(|e| self.fail_write("partition checkpoint", e))?;
             self.state.borrow_mut().recovery_point = rp;
         }
-        let seq = self.syncs_started.get() + 1;
-        self.syncs_started.set(seq);
-        Ok(SyncTicket {
-            seq,
-            target,
-            file: deferred_sync,
-        })
+        Ok(())
     }
 
     async fn write_snapshot(&self, at: Offset, bytes: &[u8]) -> Result<(), FlushError> {

@@ -230,6 +230,38 @@ fn retention_and_delete_records_work_while_out_of_space() {
     });
 }
 
+// Proves a flush that wrote the active segment and then found the disk full writing a
+// checkpoint does not let a later flush claim that data durable unsynced: the retry's
+// sync ticket fdatasyncs the segment, so every crash image afterwards holds the batch.
+#[test]
+fn write_before_a_full_disk_failure_is_synced_by_the_retry() {
+    run(|| async {
+        let dir = Path::new("/sim/t-0");
+        for seed in 0..20u64 {
+            let disk = SimDisk::new();
+            let log = open(dir, &disk).await.unwrap();
+            log.append(batch(1, 100, 0), LeaderEpoch(0), 0).unwrap();
+            log.flush().await.unwrap();
+            // The next batch fits in the segment's last sector; the grown leader-epoch
+            // checkpoint does not fit anywhere.
+            disk.set_space_bytes_max(Some(used_bytes(&disk)));
+            log.append(batch(1, 100, 0), LeaderEpoch(1), 0).unwrap();
+            let err = log.flush().await.unwrap_err();
+            assert!(
+                matches!(err, FlushError::OutOfSpace(ref m) if m.contains("epoch")),
+                "{err}"
+            );
+            assert_eq!(log.durable_offset(), Offset(1));
+            disk.set_space_bytes_max(None);
+            assert!(wait_for(|| log.durable_offset() == Offset(2)).await);
+            drop(log);
+            let crashed = disk.crash_image(&mut SimRng::new(seed));
+            let log = open(dir, &crashed).await.unwrap();
+            assert_eq!(log.log_end_offset(), Offset(2), "seed {seed}");
+        }
+    });
+}
+
 // Proves a failed fsync is never retried: the log stays failed even after the disk
 // recovers, and everything fsync'ed before survives reopen.
 #[test]
