@@ -109,6 +109,34 @@ pub fn group_error(e: &GroupError) -> ResponseError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_engine::Offset;
+
+    #[test]
+    fn storage_errors_map_as_kafka_answers_them() {
+        // Proves a corrupt batch is CORRUPT_MESSAGE for the read at it, while a failed
+        // disk read, a full disk and a failed log are KAFKA_STORAGE_ERROR.
+        let crc = ReadError::CrcMismatch {
+            segment: Offset(0),
+            position: 7,
+            stored: 1,
+            computed: 2,
+        };
+        let corrupt = ReadError::Corrupt {
+            segment: Offset(0),
+            position: 7,
+            reason: "batch length 3".into(),
+        };
+        assert_eq!(read_error(&crc), ResponseError::CorruptMessage);
+        assert_eq!(read_error(&corrupt), ResponseError::CorruptMessage);
+        let io = ReadError::Io(std::io::Error::other("EIO"));
+        assert_eq!(read_error(&io), ResponseError::KafkaStorageError);
+        let full = AppendError::OutOfSpace("write segment".into());
+        assert_eq!(append_error(&full), ResponseError::KafkaStorageError);
+        let full = FlushError::OutOfSpace("write segment".into());
+        assert_eq!(flush_error(&full), ResponseError::KafkaStorageError);
+        let failed = FlushError::LogFailed("fdatasync".into());
+        assert_eq!(flush_error(&failed), ResponseError::KafkaStorageError);
+    }
 
     #[test]
     fn store_errors_map_as_kafkas_group_coordinator() {
