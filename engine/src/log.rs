@@ -995,14 +995,8 @@ impl Log {
         FlushError::OutOfSpace(reason)
     }
 
-    /// Asks the background flusher to flush now (a fetch waits for the durable end). Not
-    /// while a sync is in flight (an acks=all producer's, or an earlier request's): its
-    /// end wakes `synced` listeners, which ask again if it did not cover them, so waiting
-    /// fetches add no fdatasyncs to a busy log.
+    /// Asks the background flusher to flush now (a fetch waits for the durable end).
     pub fn request_flush(&self) {
-        if self.syncs_started.get() > self.syncs_done.get() {
-            return;
-        }
         self.flush_wanted.notify();
     }
 
