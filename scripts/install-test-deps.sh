@@ -11,6 +11,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 # /usr/share/gocode/src, so the Go build below needs no network.
 need=()
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
+# mkfs.ext4 and mount for server/tests/storage_disk_full.rs (a small loop-mounted data dir).
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v mount >/dev/null 2>&1 || need+=(mount)
 # A TrueType font for the labels of sluice-perf's plots.
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 command -v python3 >/dev/null 2>&1 || need+=(python3)

@@ -149,10 +149,15 @@ impl Disk for DmaDisk {
         Box::pin(glommio::executor().spawn_blocking(move || {
             use std::io::Write;
             let tmp = tmp_path(&path);
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&data)?;
-            f.sync_data()?;
-            drop(f);
+            let written = std::fs::File::create(&tmp).and_then(|mut f| {
+                f.write_all(&data)?;
+                f.sync_data()
+            });
+            if let Err(e) = written {
+                // On a full disk the partial copy would hold space retention must free.
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
             std::fs::rename(&tmp, &path)?;
             if let Some(dir) = path.parent() {
                 std::fs::File::open(dir)?.sync_all()?;
@@ -222,7 +227,10 @@ impl DiskFile for DmaDiskFile {
                 tasks.push(glommio::spawn_local(async move {
                     let n = file.write_at(buf, at).await.map_err(glommio_err)?;
                     if n != chunk {
-                        return Err(io::Error::new(io::ErrorKind::WriteZero, "short DMA write"));
+                        // A short O_DIRECT write to a regular file means the device filled
+                        // up part-way (the rest would fail with ENOSPC): reported as such,
+                        // the caller rewrites the whole range once there is space.
+                        return Err(io::Error::from_raw_os_error(libc::ENOSPC));
                     }
                     Ok::<(), io::Error>(())
                 }));

@@ -59,6 +59,10 @@ pub enum AppendError {
     /// KAFKA_STORAGE_ERROR (56): an earlier write or fsync failed; the log takes no writes.
     #[error("log failed: {0}")]
     LogFailed(String),
+    /// KAFKA_STORAGE_ERROR (56): a write found the disk full; appends are refused until a
+    /// retried write succeeds.
+    #[error("log out of space: {0}")]
+    OutOfSpace(String),
     /// The log was closed or deleted.
     #[error("log is closed")]
     Closed,
@@ -82,6 +86,11 @@ pub enum FlushError {
     /// KAFKA_STORAGE_ERROR: a write or fsync failed (now or earlier); never retried.
     #[error("log failed: {0}")]
     LogFailed(String),
+    /// KAFKA_STORAGE_ERROR: a write found the disk full (ENOSPC). The write did not
+    /// happen; the log retries it in the background and takes appends again once it
+    /// succeeds.
+    #[error("log out of space: {0}")]
+    OutOfSpace(String),
     #[error("log is closed")]
     Closed,
 }
@@ -94,12 +103,24 @@ pub enum ReadError {
         log_start: Offset,
         log_end: Offset,
     },
-    /// A stored batch fails its CRC or offset checks: the partition must go offline.
+    /// A stored batch fails its length or offset checks. Reads stop at it; the batches
+    /// before it are still served.
     #[error("segment {segment:?} corrupt at byte {position}: {reason}")]
     Corrupt {
         segment: Offset,
         position: u64,
         reason: String,
+    },
+    /// A stored batch's CRC32C does not match its bytes. Reads stop at it; the batches
+    /// before it are still served.
+    #[error(
+        "segment {segment:?} batch at byte {position}: crc32c {stored:#010x} stored, {computed:#010x} computed"
+    )]
+    CrcMismatch {
+        segment: Offset,
+        position: u64,
+        stored: u32,
+        computed: u32,
     },
     #[error("i/o: {0}")]
     Io(#[from] io::Error),
@@ -112,6 +133,9 @@ pub enum ReadError {
 pub enum LogIoError {
     #[error("log failed: {0}")]
     LogFailed(String),
+    /// A write found the disk full; nothing was changed by it.
+    #[error("log out of space: {0}")]
+    OutOfSpace(String),
     #[error("segment {segment:?} corrupt at byte {position}: {reason}")]
     Corrupt {
         segment: Offset,
@@ -135,6 +159,7 @@ impl From<FlushError> for LogIoError {
     fn from(e: FlushError) -> Self {
         match e {
             FlushError::LogFailed(s) => LogIoError::LogFailed(s),
+            FlushError::OutOfSpace(s) => LogIoError::OutOfSpace(s),
             FlushError::Closed => LogIoError::Closed,
         }
     }
@@ -151,6 +176,13 @@ impl From<ReadError> for LogIoError {
                 segment,
                 position,
                 reason,
+            },
+            e @ ReadError::CrcMismatch {
+                segment, position, ..
+            } => LogIoError::Corrupt {
+                segment,
+                position,
+                reason: e.to_string(),
             },
             ReadError::Closed => LogIoError::Closed,
             other => LogIoError::LogFailed(other.to_string()),

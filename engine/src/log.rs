@@ -14,8 +14,13 @@
 //!
 //! Invariants: segments are contiguous (`next_offset` of one is the base offset of the
 //! next; batches inside may leave gaps once compacted); only the last segment takes appends; `durable_offset <= log_end_offset`;
-//! `log_start_offset <= log_end_offset`. Once an fsync or write fails the log is failed
-//! for good: reads keep working, writes are refused.
+//! `log_start_offset <= log_end_offset`. Once an fsync (or a write for another reason
+//! than a full disk) fails the log is failed for good: reads keep working, writes are
+//! refused. A write that finds the disk full never happened: appends are refused while
+//! the flusher retries it, retention and delete-records still run (they free space),
+//! and the log takes appends again once the retry succeeds. Reads may be bounded by the
+//! high watermark (`read_up_to`); a batch that fails its checks ends a read, serving the
+//! intact batches before it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -53,6 +58,8 @@ const READ_BYTES_MIN: usize = 64 << 10;
 /// Decompressed record bytes of one appended batch, when the append must read its
 /// records (see `record::check_for_append`); as the cleaner's cap.
 const APPEND_DECOMPRESSED_BYTES_MAX: usize = cleaner::CLEANER_DECOMPRESSED_BYTES_MAX;
+/// How often a log whose write found the disk full retries that write.
+const OUT_OF_SPACE_RETRY_MS: u64 = 200;
 /// Producer-batch headers a recovery scan keeps for replay (about 60 MB); past it, the
 /// replay reads the segments again instead.
 const RECORDED_HEADERS_MAX: usize = 1 << 20;
@@ -99,6 +106,15 @@ struct State {
     durable_offset: Offset,
     recovery_point: Offset,
     failed: Option<String>,
+    /// Set while a write found the disk full: appends are refused and the flusher retries
+    /// the write (which never happened) until it succeeds.
+    out_of_space: Option<String>,
+    /// Set while the flusher retries a write that found the disk full (a failure then is
+    /// not news and logs at debug).
+    space_retry: bool,
+    /// The active segment's file when a flush wrote it and then failed before handing it
+    /// to a sync ticket; the next flush's ticket syncs it.
+    unsynced_active: Option<Rc<dyn DiskFile>>,
     closed: bool,
     producers: ProducerState,
     epochs: LeaderEpochCache,
@@ -141,6 +157,15 @@ impl State {
             });
     }
     fn check_writable(&self) -> Result<(), FlushError> {
+        self.check_not_failed()?;
+        if let Some(reason) = &self.out_of_space {
+            return Err(FlushError::OutOfSpace(reason.clone()));
+        }
+        Ok(())
+    }
+    /// Whether the log may still change: not failed and not closed. A log out of space
+    /// passes, so retention and delete-records can free space on it.
+    fn check_not_failed(&self) -> Result<(), FlushError> {
         if let Some(reason) = &self.failed {
             return Err(FlushError::LogFailed(reason.clone()));
         }
@@ -484,6 +509,9 @@ impl Log {
             durable_offset: log_end_offset,
             recovery_point: log_end_offset,
             failed: None,
+            out_of_space: None,
+            space_retry: false,
+            unsynced_active: None,
             closed: false,
             producers: ProducerState::default(),
             epochs,
@@ -562,38 +590,64 @@ impl Log {
         Ok(log)
     }
 
-    /// Background flusher: writes unflushed appends every `flush_interval_ms` or when
-    /// `flush_bytes_pending_max` is passed, so acks=1 data reaches the disk without any
-    /// waiter. Holds only a weak reference; ends when the log is closed or dropped.
+    /// Background flusher: writes unflushed appends every `flush_interval_ms`, when
+    /// `flush_bytes_pending_max` is passed or when asked (`request_flush`: a fetch
+    /// waits), so acks=1 data reaches the disk without any waiter. While the disk is full
+    /// it retries the failed write every `OUT_OF_SPACE_RETRY_MS`, ignoring requests, so a
+    /// full disk is not hammered. Holds only a weak reference; ends when the log is
+    /// closed, failed or dropped.
     fn spawn_flusher(log: &Rc<Log>) {
         let weak = Rc::downgrade(log);
         let wanted = log.flush_wanted.clone();
         glommio::spawn_local(async move {
+            // Listening before each flush starts: a request made during a flush (for
+            // appends it does not cover) starts another one at once.
+            let mut listener = wanted.listen();
             loop {
-                let interval_ms = match weak.upgrade() {
-                    Some(log) => log.config.borrow().flush_interval_ms.max(1),
+                let (interval_ms, out_of_space) = match weak.upgrade() {
+                    Some(log) => (
+                        log.config.borrow().flush_interval_ms.max(1),
+                        log.state.borrow().out_of_space.is_some(),
+                    ),
                     None => break,
                 };
-                let listener = wanted.listen();
-                futures_lite::future::or(
-                    listener,
-                    glommio::timer::sleep(Duration::from_millis(interval_ms)),
-                )
-                .await;
+                if out_of_space {
+                    let retry_ms = interval_ms.min(OUT_OF_SPACE_RETRY_MS);
+                    glommio::timer::sleep(Duration::from_millis(retry_ms)).await;
+                } else {
+                    futures_lite::future::or(
+                        listener,
+                        glommio::timer::sleep(Duration::from_millis(interval_ms)),
+                    )
+                    .await;
+                }
+                listener = wanted.listen();
                 let Some(log) = weak.upgrade() else { break };
-                {
-                    let st = log.state.borrow();
+                let retrying = {
+                    let mut st = log.state.borrow_mut();
                     if st.closed || st.failed.is_some() {
                         break;
                     }
                     if st.durable_offset == st.log_end_offset
                         && !st.segments.values().any(|s| s.sealed && !s.finalized)
                     {
+                        st.out_of_space = None;
                         continue;
                     }
-                }
-                if let Err(e) = log.flush().await {
-                    debug!(error = %e, "background flush failed");
+                    // The write that found the disk full never happened: try it again.
+                    let retrying = st.out_of_space.take();
+                    st.space_retry = retrying.is_some();
+                    retrying
+                };
+                let flushed = log.flush().await;
+                log.state.borrow_mut().space_retry = false;
+                match flushed {
+                    Ok(()) => {
+                        if let Some(reason) = retrying {
+                            info!(dir = %log.dir.display(), earlier = %reason, "disk has space again; log takes appends");
+                        }
+                    }
+                    Err(e) => debug!(error = %e, "background flush failed"),
                 }
             }
         })
@@ -732,6 +786,9 @@ impl Log {
         }
         if st.closed {
             return Err(AppendError::Closed);
+        }
+        if let Some(reason) = &st.out_of_space {
+            return Err(AppendError::OutOfSpace(reason.clone()));
         }
         match st.producers.check(&header) {
             Ok(SequenceCheck::Append) => {}
@@ -939,6 +996,39 @@ impl Log {
         FlushError::LogFailed(reason)
     }
 
+    /// A failed write (not a sync). ENOSPC leaves the log writable later: the write did not
+    /// happen (or happened in part, and the retry rewrites it from the same aligned
+    /// start), so the pending batches stay in memory and the flusher tries again. Any
+    /// other error fails the log like a failed fsync.
+    fn fail_write(&self, what: &str, e: std::io::Error) -> FlushError {
+        if e.raw_os_error() != Some(libc::ENOSPC) {
+            return self.fail(what, e);
+        }
+        let reason = format!("{what}: {e}");
+        let mut st = self.state.borrow_mut();
+        if st.out_of_space.is_none() && !st.space_retry {
+            error!(dir = %self.dir.display(), reason = %reason, "disk full; refusing appends until a retried write succeeds");
+        } else {
+            debug!(dir = %self.dir.display(), reason = %reason, "disk still full");
+        }
+        st.out_of_space = Some(reason.clone());
+        drop(st);
+        // The flusher may sleep for a long flush interval: it must start retrying.
+        self.flush_wanted.notify();
+        FlushError::OutOfSpace(reason)
+    }
+
+    /// Asks the background flusher to flush now (a fetch waits for the durable end).
+    pub fn request_flush(&self) {
+        self.flush_wanted.notify();
+    }
+
+    /// A future resolving when a flush completes (the durable offset may have moved) or
+    /// fails.
+    pub fn synced(&self) -> EventListener {
+        self.sync_done_event.listen()
+    }
+
     /// Writes and syncs everything appended so far. Caller holds the io lock.
     async fn flush_locked(&self) -> Result<(), FlushError> {
         let ticket = self.write_locked().await?;
@@ -1028,10 +1118,32 @@ impl Log {
                 .collect();
             (st.log_end_offset, bases)
         };
+        // The active segment written by an earlier flush that failed after that write (a
+        // full disk) is not synced yet: this ticket syncs it.
+        let mut deferred_sync = self.state.borrow_mut().unsynced_active.take();
+        if let Err(e) = self.write_files(bases, &mut deferred_sync).await {
+            self.state.borrow_mut().unsynced_active = deferred_sync;
+            return Err(e);
+        }
+        let seq = self.syncs_started.get() + 1;
+        self.syncs_started.set(seq);
+        Ok(SyncTicket {
+            seq,
+            target,
+            file: deferred_sync,
+        })
+    }
+
+    /// Writes the segments `bases` (sealed ones also synced, trimmed and indexed) and the
+    /// checkpoints that are due; the active segment's file is left in `deferred_sync`.
+    async fn write_files(
+        &self,
+        bases: Vec<Offset>,
+        deferred_sync: &mut Option<Rc<dyn DiskFile>>,
+    ) -> Result<(), FlushError> {
         let mut finalized_any = false;
-        let mut deferred_sync = None;
         for base in bases {
-            finalized_any |= self.flush_segment(base, &mut deferred_sync).await?;
+            finalized_any |= self.flush_segment(base, deferred_sync).await?;
         }
         let (epochs, snapshot) = {
             let mut st = self.state.borrow_mut();
@@ -1048,13 +1160,17 @@ impl Log {
         };
         if let Some(bytes) = epochs {
             let path = self.dir.join(EPOCH_FILE);
-            self.disk
-                .write_file_atomic(&path, &bytes)
-                .await
-                .map_err(|e| self.fail("epoch checkpoint", e))?;
+            if let Err(e) = self.disk.write_file_atomic(&path, &bytes).await {
+                // Written again by the next flush (after a full disk).
+                self.state.borrow_mut().epochs_dirty = true;
+                return Err(self.fail_write("epoch checkpoint", e));
+            }
         }
-        if let Some((at, bytes)) = snapshot {
-            self.write_snapshot(at, &bytes).await?;
+        if let Some((at, bytes)) = snapshot
+            && let Err(e) = self.write_snapshot(at, &bytes).await
+        {
+            self.state.borrow_mut().snapshot_wanted = true;
+            return Err(e);
         }
         if finalized_any {
             // Everything before the active segment is sealed, synced and indexed.
@@ -1073,16 +1189,10 @@ impl Log {
             self.disk
                 .write_file_atomic(&self.dir.join(META_FILE), &meta.encode())
                 .await
-                .map_err(|e| self.fail("partition checkpoint", e))?;
+                .map_err(|e| self.fail_write("partition checkpoint", e))?;
             self.state.borrow_mut().recovery_point = rp;
         }
-        let seq = self.syncs_started.get() + 1;
-        self.syncs_started.set(seq);
-        Ok(SyncTicket {
-            seq,
-            target,
-            file: deferred_sync,
-        })
+        Ok(())
     }
 
     async fn write_snapshot(&self, at: Offset, bytes: &[u8]) -> Result<(), FlushError> {
@@ -1090,7 +1200,7 @@ impl Log {
         self.disk
             .write_file_atomic(&path, bytes)
             .await
-            .map_err(|e| self.fail("producer snapshot", e))?;
+            .map_err(|e| self.fail_write("producer snapshot", e))?;
         let names = self
             .disk
             .list_dir(&self.dir)
@@ -1129,7 +1239,7 @@ impl Log {
                 .disk
                 .open(&path, true)
                 .await
-                .map_err(|e| self.fail("create segment", e))?;
+                .map_err(|e| self.fail_write("create segment", e))?;
             self.disk
                 .sync_dir(&self.dir)
                 .await
@@ -1184,7 +1294,7 @@ impl Log {
             let new_tail = tail_of(&parts, start, new_written, align);
             file.write_at(start, parts)
                 .await
-                .map_err(|e| self.fail("write segment", e))?;
+                .map_err(|e| self.fail_write("write segment", e))?;
             let active = self.state.borrow().active().base_offset == base;
             if active {
                 // Synced after the io lock is released, so the next group's write
@@ -1221,11 +1331,11 @@ impl Log {
         self.disk
             .write_file_atomic(&segment_path(&self.dir, base, "index"), &oi)
             .await
-            .map_err(|e| self.fail("write index", e))?;
+            .map_err(|e| self.fail_write("write index", e))?;
         self.disk
             .write_file_atomic(&segment_path(&self.dir, base, "timeindex"), &ti)
             .await
-            .map_err(|e| self.fail("write time index", e))?;
+            .map_err(|e| self.fail_write("write time index", e))?;
         if let Some(s) = self.state.borrow_mut().segments.get_mut(&base) {
             s.finalized = true;
         }
@@ -1235,6 +1345,19 @@ impl Log {
     /// Whole batches starting with the one containing `from`, up to `bytes_max` bytes but
     /// at least one batch. Empty at the log end offset.
     pub async fn read(&self, from: Offset, bytes_max: u32) -> Result<ReadResult, ReadError> {
+        self.read_up_to(from, bytes_max, Offset(i64::MAX)).await
+    }
+
+    /// `read`, serving only batches that end below `max_offset` (a consumer's high
+    /// watermark): a batch straddling it is not served. Empty at or past `max_offset`.
+    /// A batch that fails its checks ends the read: the batches before it are returned,
+    /// and a read starting at it gets the error.
+    pub async fn read_up_to(
+        &self,
+        from: Offset,
+        bytes_max: u32,
+        max_offset: Offset,
+    ) -> Result<ReadResult, ReadError> {
         let (lso, leo) = {
             let st = self.state.borrow();
             if st.closed {
@@ -1249,7 +1372,9 @@ impl Log {
                 log_end: leo,
             });
         }
-        let batches = self.read_batches(from, bytes_max as usize).await?;
+        let batches = self
+            .read_batches(from, bytes_max as usize, max_offset)
+            .await?;
         let st = self.state.borrow();
         Ok(ReadResult {
             batches,
@@ -1258,11 +1383,18 @@ impl Log {
         })
     }
 
-    async fn read_batches(&self, from: Offset, bytes_max: usize) -> Result<Vec<Bytes>, ReadError> {
+    /// Whole batches from the one containing `from`, ending below `max_offset`. An error
+    /// after some batches were read returns those; the next read starts at the bad one.
+    async fn read_batches(
+        &self,
+        from: Offset,
+        bytes_max: usize,
+        max_offset: Offset,
+    ) -> Result<Vec<Bytes>, ReadError> {
         let mut out: Vec<Bytes> = Vec::new();
         let mut used = 0usize;
         let mut cursor = from;
-        loop {
+        'read: loop {
             if !out.is_empty() && used >= bytes_max {
                 break;
             }
@@ -1270,7 +1402,7 @@ impl Log {
             let take_first = out.is_empty();
             let disk_job = {
                 let st = self.state.borrow();
-                if cursor >= st.log_end_offset {
+                if cursor >= st.log_end_offset || cursor >= max_offset {
                     break;
                 }
                 let Some(seg) = st.segment_for(cursor) else {
@@ -1282,6 +1414,9 @@ impl Log {
                 let pending = seg.pending_run(cursor, budget, take_first);
                 if !pending.is_empty() {
                     for p in pending {
+                        if p.last_offset >= max_offset {
+                            break 'read;
+                        }
                         used += p.bytes.len();
                         cursor = Offset(p.last_offset.0 + 1);
                         out.push(p.bytes);
@@ -1291,6 +1426,9 @@ impl Log {
                 let cached = self.cache.run(self.cache_id, cursor, budget, take_first);
                 if !cached.is_empty() {
                     for c in cached {
+                        if c.last_offset >= max_offset {
+                            break 'read;
+                        }
                         used += c.bytes.len();
                         cursor = Offset(c.last_offset.0 + 1);
                         out.push(c.bytes);
@@ -1320,8 +1458,17 @@ impl Log {
             let Some((file, base, position, written, skip_to)) = disk_job else {
                 break;
             };
-            let (got, exhausted) =
-                read_from_file(&*file, base, position, written, cursor, budget, take_first).await?;
+            let mut got = Vec::new();
+            let read = read_from_file(
+                &*file, base, position, written, cursor, budget, take_first, &mut got,
+            )
+            .await;
+            let (exhausted, stopped) = match read {
+                Ok(exhausted) => (exhausted, false),
+                // Serve what is intact before the bad batch; a read from it fails.
+                Err(e) if out.is_empty() && got.is_empty() => return Err(e),
+                Err(_) => (false, true),
+            };
             if got.is_empty() {
                 if let (true, Some(next)) = (exhausted, skip_to) {
                     cursor = next;
@@ -1331,9 +1478,15 @@ impl Log {
             }
             for b in got {
                 let h = BatchHeader::new(&b).expect("checked batch");
+                if h.last_offset() >= max_offset {
+                    break 'read;
+                }
                 used += b.len();
                 cursor = Offset(h.last_offset().0 + 1);
                 out.push(b);
+            }
+            if stopped {
+                break;
             }
         }
         Ok(out)
@@ -1442,7 +1595,9 @@ impl Log {
         };
         let mut cursor = start;
         loop {
-            let batches = self.read_batches(cursor, 256 << 10).await?;
+            let batches = self
+                .read_batches(cursor, 256 << 10, Offset(i64::MAX))
+                .await?;
             if batches.is_empty() {
                 return Ok(None);
             }
@@ -1486,7 +1641,9 @@ impl Log {
         if max.offset < self.log_start_offset() {
             return Ok(Some(max));
         }
-        let batches = self.read_batches(max.offset, 0).await?;
+        let batches = self
+            .read_batches(max.offset, 0, self.log_end_offset())
+            .await?;
         let Some(b) = batches.first() else {
             return Ok(Some(max));
         };
@@ -1513,7 +1670,7 @@ impl Log {
         let _guard = self.lock_exclusive().await;
         {
             let st = self.state.borrow();
-            st.check_writable().map_err(LogIoError::from)?;
+            st.check_not_failed().map_err(LogIoError::from)?;
             if offset > st.log_end_offset {
                 return Err(DeleteRecordsError::OffsetOutOfRange {
                     requested: offset,
@@ -1524,11 +1681,10 @@ impl Log {
                 return Ok(st.log_start_offset);
             }
         }
-        self.flush_locked().await.map_err(LogIoError::from)?;
+        self.flush_unless_out_of_space().await?;
         self.state.borrow_mut().log_start_offset = offset;
         let removed = self.remove_prefix(|_, s, lso| s.next_offset <= lso)?;
-        self.persist_meta().await?;
-        self.delete_segment_files(&removed);
+        self.persist_meta_and_delete(&removed).await?;
         Ok(self.log_start_offset())
     }
 
@@ -1546,7 +1702,8 @@ impl Log {
                 break;
             }
             let (&base, seg) = st.segments.iter().next().expect("non-empty");
-            if !doomed(total, seg, st.log_start_offset) {
+            // Batches not yet written (the disk was full) are not below the durable end.
+            if !seg.pending.is_empty() || !doomed(total, seg, st.log_start_offset) {
                 break;
             }
             assert!(seg.sealed);
@@ -1584,10 +1741,45 @@ impl Log {
                 recovery_point: st.recovery_point.min(st.log_end_offset),
             }
         };
-        self.disk
+        match self
+            .disk
             .write_file_atomic(&self.dir.join(META_FILE), &meta.encode())
             .await
-            .map_err(|e| LogIoError::from(self.fail("partition checkpoint", e)))
+        {
+            Ok(()) => Ok(()),
+            // Nothing was replaced: the old checkpoint stands and the log stays usable.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                Err(LogIoError::OutOfSpace(format!("partition checkpoint: {e}")))
+            }
+            Err(e) => Err(LogIoError::from(self.fail("partition checkpoint", e))),
+        }
+    }
+
+    /// Persists the checkpoint after segments left the log, then deletes their files. On
+    /// a full disk the checkpoint cannot be written before the files are gone, so they
+    /// go first then; a crash in between is repaired at open, which starts the log at its
+    /// first remaining segment.
+    async fn persist_meta_and_delete(&self, removed: &[(Offset, u64)]) -> Result<(), LogIoError> {
+        match self.persist_meta().await {
+            Err(LogIoError::OutOfSpace(reason)) => {
+                warn!(dir = %self.dir.display(), reason = %reason, "disk full; deleting segments before the checkpoint");
+                self.delete_segment_files(removed);
+                self.persist_meta().await
+            }
+            other => {
+                self.delete_segment_files(removed);
+                other
+            }
+        }
+    }
+
+    /// The flush retention and delete-records do first. A full disk does not stop them:
+    /// they only remove closed segments, and that is how space comes back.
+    async fn flush_unless_out_of_space(&self) -> Result<(), LogIoError> {
+        match self.flush_locked().await {
+            Ok(()) | Err(FlushError::OutOfSpace(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Rolls by `segment.ms` (or the shorter `max.compaction.lag.ms` of a compacted log),
@@ -1600,7 +1792,7 @@ impl Log {
         let deletes = config.cleanup_policy != CleanupPolicy::Compact;
         let rolled = {
             let mut st = self.state.borrow_mut();
-            st.check_writable()?;
+            st.check_not_failed()?;
             let a = st.active();
             let age_due = a.size > 0
                 && a.first_append_ms
@@ -1609,12 +1801,14 @@ impl Log {
                 && a.size > 0
                 && config.retention_ms >= 0
                 && a.max_timestamp < now_ms.saturating_sub(config.retention_ms);
-            if age_due || expired {
+            // A full disk takes no new segment file; what is closed can still go.
+            let roll = (age_due || expired) && st.out_of_space.is_none();
+            if roll {
                 self.roll_locked(&mut st);
             }
-            age_due || expired
+            roll
         };
-        self.flush_locked().await?;
+        self.flush_unless_out_of_space().await?;
         if !deletes {
             return Ok(RetentionOutcome {
                 rolled,
@@ -1630,8 +1824,7 @@ impl Log {
             by_time || by_size || s.next_offset <= lso
         })?;
         if !removed.is_empty() {
-            self.persist_meta().await?;
-            self.delete_segment_files(&removed);
+            self.persist_meta_and_delete(&removed).await?;
             info!(dir = %self.dir.display(), segments = removed.len(), log_start_offset = self.log_start_offset().0,
                 "deleted segments by retention");
         }
@@ -1880,13 +2073,13 @@ impl Log {
             self.disk
                 .write_file_atomic(&segment_path(&self.dir, base, ext), bytes)
                 .await
-                .map_err(|e| LogIoError::from(self.fail("write index", e)))?;
+                .map_err(|e| LogIoError::from(self.fail_write("write index", e)))?;
         }
         self.write_snapshot(leo, &snapshot).await?;
         self.disk
             .write_file_atomic(&self.dir.join(EPOCH_FILE), &epochs)
             .await
-            .map_err(|e| LogIoError::from(self.fail("epoch checkpoint", e)))?;
+            .map_err(|e| LogIoError::from(self.fail_write("epoch checkpoint", e)))?;
         let meta = PartitionMeta {
             clean_shutdown: true,
             log_start_offset: lso,
@@ -1895,7 +2088,7 @@ impl Log {
         self.disk
             .write_file_atomic(&self.dir.join(META_FILE), &meta.encode())
             .await
-            .map_err(|e| LogIoError::from(self.fail("partition checkpoint", e)))?;
+            .map_err(|e| LogIoError::from(self.fail_write("partition checkpoint", e)))?;
         self.state.borrow_mut().closed = true;
         self.cache.remove_log(self.cache_id);
         self.appended.notify();
@@ -1944,8 +2137,10 @@ fn tail_of(parts: &[Bytes], start: u64, new_written: u64, align: u64) -> Bytes {
 
 /// Reads whole batches from a segment file starting at `position` (an index position at
 /// or before the batch containing `from`, or the first batch after `from` when compaction
-/// removed it), checking each one's CRC and that offsets increase. Also says whether the
-/// read reached `written` (no batch left to return from this segment).
+/// removed it), checking each one's CRC and that offsets increase, into `out`. Says
+/// whether the read reached `written` (no batch left to return from this segment). On an
+/// error, `out` holds the intact batches before the bad one.
+#[allow(clippy::too_many_arguments)]
 async fn read_from_file(
     file: &dyn DiskFile,
     segment: Offset,
@@ -1954,13 +2149,13 @@ async fn read_from_file(
     from: Offset,
     budget: usize,
     take_first: bool,
-) -> Result<(Vec<Bytes>, bool), ReadError> {
+    out: &mut Vec<Bytes>,
+) -> Result<bool, ReadError> {
     let corrupt = |position: u64, reason: String| ReadError::Corrupt {
         segment,
         position,
         reason,
     };
-    let mut out: Vec<Bytes> = Vec::new();
     let mut used = 0usize;
     let mut expect: Option<Offset> = None;
     while position < written {
@@ -1986,13 +2181,23 @@ async fn read_from_file(
             } else {
                 break;
             };
-            batch::validate_stored(&whole).map_err(|e| corrupt(at, e.to_string()))?;
             let last = h.last_offset();
             off += total;
             progressed = true;
+            // Batches before `from` are skipped unchecked: none is served, so a corrupt
+            // one before it does not stop a consumer that moved past it.
             if last < from {
                 continue;
             }
+            batch::validate_stored(&whole).map_err(|e| match e {
+                BatchError::CrcMismatch { stored, computed } => ReadError::CrcMismatch {
+                    segment,
+                    position: at,
+                    stored,
+                    computed,
+                },
+                other => corrupt(at, other.to_string()),
+            })?;
             if let Some(e) = expect
                 && h.base_offset() < e
             {
@@ -2007,13 +2212,13 @@ async fn read_from_file(
             }
             let fits = used + total <= budget;
             if !(fits || (out.is_empty() && take_first)) {
-                return Ok((out, false));
+                return Ok(false);
             }
             used += total;
             expect = Some(Offset(last.0 + 1));
             out.push(whole);
             if used >= budget {
-                return Ok((out, false));
+                return Ok(false);
             }
             if off > buf.len() {
                 break;
@@ -2030,6 +2235,5 @@ async fn read_from_file(
             position = position - buf.len() as u64 + off as u64;
         }
     }
-    let exhausted = position >= written;
-    Ok((out, exhausted))
+    Ok(position >= written)
 }

@@ -382,6 +382,20 @@ impl DiskFile for SimFileHandle {
             if let Some(max) = space
                 && used + grow > max
             {
+                // Like a short O_DIRECT write on a full device: the sectors that fit
+                // (overwritten ones and as many new ones as there is room for) are
+                // written, then the write fails.
+                let room = max.saturating_sub(used);
+                let fits = (f.current.len() as u64).saturating_sub(pos) + room;
+                let fits = fits - fits % SIM_SECTOR_BYTES;
+                if fits > 0 {
+                    let op = Op::Write {
+                        pos,
+                        data: data[..(fits as usize).min(data.len())].to_vec(),
+                    };
+                    apply(&mut f.current, &op);
+                    f.since_sync.push(op);
+                }
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
             let op = Op::Write { pos, data };

@@ -1,4 +1,5 @@
-//! Fault tests: random byte flips in every file of a partition, a full disk, a failing
+//! Fault tests: random byte flips in every file of a partition, a full disk (a write that
+//! is retried once space is back, retention and delete-records that free it), a failing
 //! fsync, and a crash image taken with writes in flight. The log must answer with typed
 //! errors or recover, never panic, never serve a batch that fails its CRC, and never
 //! lose data acknowledged as durable.
@@ -7,6 +8,7 @@ mod common;
 
 use std::path::Path;
 use std::rc::Rc;
+use std::time::Duration;
 
 use common::*;
 use sluice_engine::batch::validate;
@@ -84,7 +86,9 @@ fn random_byte_flips_never_panic() {
                     Ok(end) => {
                         outcomes[if end < leo_before { 3 } else { 0 }] += 1;
                     }
-                    Err(ReadError::Corrupt { .. }) => outcomes[1] += 1,
+                    Err(ReadError::Corrupt { .. } | ReadError::CrcMismatch { .. }) => {
+                        outcomes[1] += 1
+                    }
                     Err(e) => panic!("seed {seed}: unexpected read error {e}"),
                 },
                 Err(OpenError::Corrupt { .. }) => outcomes[2] += 1,
@@ -102,11 +106,33 @@ fn random_byte_flips_never_panic() {
     });
 }
 
-// Proves an append on a full disk fails the flush with a typed error, the log then
-// refuses writes, reads up to the durable offset keep working, and the data durable
-// before the disk filled survives a crash.
+/// Bytes all files of the simulated disk hold now.
+fn used_bytes(disk: &SimDisk) -> u64 {
+    disk.paths()
+        .iter()
+        .map(|p| disk.contents(p).unwrap().len() as u64)
+        .sum()
+}
+
+/// Waits (on the executor's timer, so the flusher runs) until `done` or 5 s passed.
+async fn wait_for(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if done() {
+            return true;
+        }
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+// Proves a write that finds the disk full (here written in part, as a short O_DIRECT
+// write is) leaves the log writable later: the flush fails with `OutOfSpace`, the log is
+// not failed, appends are refused while full, reads below the durable offset work, and
+// once space is back the background flusher rewrites the range from its aligned start on
+// its own: every batch appended before the disk filled becomes durable, verifies after a
+// crash, and appends are taken again.
 #[test]
-fn disk_full_fails_writes_keeps_reads() {
+fn disk_full_write_is_retried_once_space_is_back() {
     run(|| async {
         let dir = Path::new("/sim/t-0");
         let disk = SimDisk::new();
@@ -117,37 +143,122 @@ fn disk_full_fails_writes_keeps_reads() {
         log.flush().await.unwrap();
         let durable = log.durable_offset();
         assert_eq!(durable, Offset(20));
-        let used: u64 = disk
-            .paths()
-            .iter()
-            .map(|p| disk.contents(p).unwrap().len() as u64)
-            .sum();
-        disk.set_space_bytes_max(Some(used + 1000));
+        disk.set_space_bytes_max(Some(used_bytes(&disk) + 1000));
         for _ in 0..20 {
             log.append(batch(1, 500, 0), LeaderEpoch(0), 0).unwrap();
         }
         let err = log.flush().await.unwrap_err();
         assert!(
-            matches!(err, FlushError::LogFailed(ref m) if m.contains("No space left")),
+            matches!(err, FlushError::OutOfSpace(ref m) if m.contains("No space left")),
             "{err}"
         );
-        assert!(log.failure().is_some());
+        assert_eq!(log.failure(), None);
         assert!(matches!(
             log.append(batch(1, 5, 0), LeaderEpoch(0), 0),
-            Err(AppendError::LogFailed(_))
+            Err(AppendError::OutOfSpace(_))
+        ));
+        assert!(matches!(
+            log.wait_durable(Offset(40)).await,
+            Err(FlushError::OutOfSpace(_))
         ));
         assert_eq!(log.durable_offset(), durable);
-        let r = log.read(Offset(0), 1 << 20).await.unwrap();
-        assert!(ranges(&r.batches).iter().any(|b| b.1 == durable.0 - 1));
+        let r = log.read_up_to(Offset(0), 1 << 20, durable).await.unwrap();
+        assert_eq!(ranges(&r.batches).last(), Some(&(19, 19)));
         for b in &r.batches {
             validate(b).unwrap();
         }
-        drop(log);
+        // Still full: retries fail and nothing more becomes durable.
+        glommio::timer::sleep(Duration::from_millis(500)).await;
+        assert_eq!(log.durable_offset(), durable);
+
         disk.set_space_bytes_max(None);
+        assert!(
+            wait_for(|| log.durable_offset() == Offset(40)).await,
+            "the write was not retried once space was back"
+        );
+        log.append(batch(1, 5, 0), LeaderEpoch(0), 0).unwrap();
+        log.flush().await.unwrap();
+        assert_eq!(log.failure(), None);
+        drop(log);
         let crashed = disk.crash_image(&mut SimRng::new(7));
         let log = open(dir, &crashed).await.unwrap();
-        assert!(log.log_end_offset() >= durable);
-        assert_eq!(read_all(&log).await.unwrap(), log.log_end_offset().0);
+        assert_eq!(log.log_end_offset(), Offset(41));
+        assert_eq!(read_all(&log).await.unwrap(), 41);
+    });
+}
+
+// Proves retention and delete-records run on a log that is out of space, and that the
+// space retention frees is what lets the log's retried write succeed (nobody else frees
+// any): old segments go, everything appended before the disk filled becomes durable.
+#[test]
+fn retention_and_delete_records_work_while_out_of_space() {
+    run(|| async {
+        let dir = Path::new("/sim/t-0");
+        let disk = SimDisk::new();
+        let log = open(dir, &disk).await.unwrap();
+        for _ in 0..60 {
+            log.append(batch(1, 500, 0), LeaderEpoch(0), 0).unwrap();
+        }
+        log.flush().await.unwrap();
+        assert!(log.segment_count() >= 4);
+        disk.set_space_bytes_max(Some(used_bytes(&disk) + 600));
+        for _ in 0..10 {
+            log.append(batch(1, 500, 0), LeaderEpoch(0), 0).unwrap();
+        }
+        assert!(matches!(log.flush().await, Err(FlushError::OutOfSpace(_))));
+
+        let lso = log.delete_records_before(Offset(10)).await.unwrap();
+        assert_eq!(lso, Offset(10));
+        let segments = log.segment_count();
+        log.set_config(LogConfig {
+            retention_bytes: 9 << 10,
+            ..cfg()
+        });
+        let o = log.enforce_retention(0).await.unwrap();
+        assert!(o.segments_deleted >= 2, "{o:?}");
+        assert_eq!(log.segment_count(), segments - o.segments_deleted);
+        assert!(
+            wait_for(|| log.durable_offset() == Offset(70)).await,
+            "retention freed space but the write was not retried"
+        );
+        assert_eq!(log.failure(), None);
+        log.append(batch(1, 5, 0), LeaderEpoch(0), 0).unwrap();
+        log.flush().await.unwrap();
+        let first = log.log_start_offset();
+        let r = log.read(first, 1 << 20).await.unwrap();
+        assert_eq!(ranges(&r.batches).first().map(|b| b.0), Some(first.0));
+    });
+}
+
+// Proves a flush that wrote the active segment and then found the disk full writing a
+// checkpoint does not let a later flush claim that data durable unsynced: the retry's
+// sync ticket fdatasyncs the segment, so every crash image afterwards holds the batch.
+#[test]
+fn write_before_a_full_disk_failure_is_synced_by_the_retry() {
+    run(|| async {
+        let dir = Path::new("/sim/t-0");
+        for seed in 0..20u64 {
+            let disk = SimDisk::new();
+            let log = open(dir, &disk).await.unwrap();
+            log.append(batch(1, 100, 0), LeaderEpoch(0), 0).unwrap();
+            log.flush().await.unwrap();
+            // The next batch fits in the segment's last sector; the grown leader-epoch
+            // checkpoint does not fit anywhere.
+            disk.set_space_bytes_max(Some(used_bytes(&disk)));
+            log.append(batch(1, 100, 0), LeaderEpoch(1), 0).unwrap();
+            let err = log.flush().await.unwrap_err();
+            assert!(
+                matches!(err, FlushError::OutOfSpace(ref m) if m.contains("epoch")),
+                "{err}"
+            );
+            assert_eq!(log.durable_offset(), Offset(1));
+            disk.set_space_bytes_max(None);
+            assert!(wait_for(|| log.durable_offset() == Offset(2)).await);
+            drop(log);
+            let crashed = disk.crash_image(&mut SimRng::new(seed));
+            let log = open(dir, &crashed).await.unwrap();
+            assert_eq!(log.log_end_offset(), Offset(2), "seed {seed}");
+        }
     });
 }
 
@@ -234,7 +345,8 @@ fn crash_with_writes_in_flight_keeps_durable_data() {
 }
 
 // Proves a corrupt byte in an older, trusted segment is never served: after a clean stop
-// the read of that batch is `ReadError::Corrupt` (other batches still read), and when
+// the read of that batch is `ReadError::CrcMismatch` with both CRCs, a read from before
+// it serves every intact batch up to it (other batches still read), and when
 // the segment's indexes are missing too, open refuses with `OpenError::Corrupt` instead
 // of silently truncating acknowledged data.
 #[test]
@@ -259,17 +371,23 @@ fn corrupt_old_segment_is_a_typed_error() {
 
         let log = Log::open(&dir, cfg, ReadCache::new(1 << 20)).await.unwrap();
         assert_eq!(log.log_end_offset(), Offset(60));
-        assert!(matches!(
-            log.read(Offset(2), 100).await,
-            Err(ReadError::Corrupt {
+        match log.read(Offset(2), 100).await {
+            Err(ReadError::CrcMismatch {
                 segment: Offset(0),
                 position: 922,
-                ..
-            })
-        ));
+                stored,
+                computed,
+            }) => assert_ne!(stored, computed),
+            other => panic!("{other:?}"),
+        }
         assert!(
             matches!(log.read(Offset(0), 100).await, Ok(r) if ranges(&r.batches) == vec![(0, 0)])
         );
+        // A read from before the bad batch serves every intact batch up to it.
+        let r = log.read(Offset(0), 1 << 20).await.unwrap();
+        assert_eq!(ranges(&r.batches), vec![(0, 0), (1, 1)]);
+        let r = log.read(Offset(1), 1 << 20).await.unwrap();
+        assert_eq!(ranges(&r.batches), vec![(1, 1)]);
         assert!(log.read(Offset(30), 100).await.is_ok());
         log.close().await.unwrap();
 

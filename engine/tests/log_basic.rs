@@ -693,3 +693,49 @@ fn compacted_log_refuses_keyless_records() {
         assert_eq!(log.log_end_offset(), Offset(3));
     });
 }
+
+// Proves a read bounded by the high watermark serves only whole batches ending below it:
+// a batch straddling it is not served, a read at or past it is empty (not an error below
+// the log end offset), and with the durable offset as the bound, appends stay invisible
+// until a flush makes them durable, after which `synced` has fired.
+#[test]
+fn read_up_to_serves_only_batches_below_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let cfg = LogConfig {
+            flush_interval_ms: 1_000_000,
+            ..small_config()
+        };
+        let log = Log::open(&path, cfg, ReadCache::new(1 << 20))
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            log.append(batch(3, 100, 0), LeaderEpoch(0), 0).unwrap();
+        }
+        assert_eq!(log.durable_offset(), Offset(0));
+        let durable = log.read_up_to(Offset(0), 1 << 20, log.durable_offset());
+        assert!(durable.await.unwrap().batches.is_empty());
+        // Offsets 0..=11 in batches of three; a bound of 7 cuts the batch 6..=8.
+        let r = log.read_up_to(Offset(0), 1 << 20, Offset(7)).await.unwrap();
+        assert_eq!(ranges(&r.batches), vec![(0, 2), (3, 5)]);
+        let r = log.read_up_to(Offset(7), 1 << 20, Offset(7)).await.unwrap();
+        assert!(r.batches.is_empty());
+        let synced = log.synced();
+        log.flush().await.unwrap();
+        synced.await;
+        assert_eq!(log.durable_offset(), Offset(12));
+        let r = log
+            .read_up_to(Offset(4), 1 << 20, log.durable_offset())
+            .await
+            .unwrap();
+        assert_eq!(ranges(&r.batches), vec![(3, 5), (6, 8), (9, 11)]);
+        // The same bound applies to batches read back from the file.
+        log.close().await.unwrap();
+        let log = Log::open(&path, cfg, ReadCache::new(1 << 20))
+            .await
+            .unwrap();
+        let r = log.read_up_to(Offset(0), 1 << 20, Offset(9)).await.unwrap();
+        assert_eq!(ranges(&r.batches), vec![(0, 2), (3, 5), (6, 8)]);
+    });
+}

@@ -138,6 +138,10 @@ pub struct BrokerArgs {
     /// compression.type; topic: compression.type).
     #[arg(long, env = "SLUICE_COMPRESSION_TYPE", default_value = "producer")]
     pub compression_type: String,
+    /// How often each partition writes and fdatasyncs appends no acks=all producer or
+    /// waiting fetch has asked for yet, in ms (Kafka: log.flush.interval.ms).
+    #[arg(long, env = "SLUICE_LOG_FLUSH_INTERVAL_MS", default_value_t = 100)]
+    pub log_flush_interval_ms: u64,
 
     /// How often each shard deletes segments past retention (Kafka: log.retention.check.interval.ms).
     #[arg(

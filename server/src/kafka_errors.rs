@@ -27,7 +27,7 @@ pub fn append_error(e: &AppendError) -> ResponseError {
         AppendError::CorruptRecords(_) => ResponseError::CorruptMessage,
         AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
-        AppendError::LogFailed(_) => ResponseError::KafkaStorageError,
+        AppendError::LogFailed(_) | AppendError::OutOfSpace(_) => ResponseError::KafkaStorageError,
         AppendError::Closed => ResponseError::NotLeaderOrFollower,
     }
 }
@@ -35,16 +35,19 @@ pub fn append_error(e: &AppendError) -> ResponseError {
 /// Engine flush failures (acks=all).
 pub fn flush_error(e: &FlushError) -> ResponseError {
     match e {
-        FlushError::LogFailed(_) => ResponseError::KafkaStorageError,
+        FlushError::LogFailed(_) | FlushError::OutOfSpace(_) => ResponseError::KafkaStorageError,
         FlushError::Closed => ResponseError::NotLeaderOrFollower,
     }
 }
 
-/// Engine read failures.
+/// Engine read failures. A batch that fails its checks is CORRUPT_MESSAGE for a read
+/// starting at it, as Kafka answers (its consumer reports the offset); a failed disk read
+/// is KAFKA_STORAGE_ERROR.
 pub fn read_error(e: &ReadError) -> ResponseError {
     match e {
         ReadError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        ReadError::Corrupt { .. } | ReadError::Io(_) => ResponseError::KafkaStorageError,
+        ReadError::Corrupt { .. } | ReadError::CrcMismatch { .. } => ResponseError::CorruptMessage,
+        ReadError::Io(_) => ResponseError::KafkaStorageError,
         ReadError::Closed => ResponseError::NotLeaderOrFollower,
     }
 }
@@ -54,9 +57,9 @@ pub fn delete_records_error(e: &DeleteRecordsError) -> ResponseError {
     match e {
         DeleteRecordsError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         DeleteRecordsError::Log(LogIoError::Closed) => ResponseError::NotLeaderOrFollower,
-        DeleteRecordsError::Log(LogIoError::LogFailed(_) | LogIoError::Corrupt { .. }) => {
-            ResponseError::KafkaStorageError
-        }
+        DeleteRecordsError::Log(
+            LogIoError::LogFailed(_) | LogIoError::OutOfSpace(_) | LogIoError::Corrupt { .. },
+        ) => ResponseError::KafkaStorageError,
     }
 }
 
@@ -120,6 +123,34 @@ pub fn group_error(e: &GroupError) -> ResponseError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_engine::Offset;
+
+    #[test]
+    fn storage_errors_map_as_kafka_answers_them() {
+        // Proves a corrupt batch is CORRUPT_MESSAGE for the read at it, while a failed
+        // disk read, a full disk and a failed log are KAFKA_STORAGE_ERROR.
+        let crc = ReadError::CrcMismatch {
+            segment: Offset(0),
+            position: 7,
+            stored: 1,
+            computed: 2,
+        };
+        let corrupt = ReadError::Corrupt {
+            segment: Offset(0),
+            position: 7,
+            reason: "batch length 3".into(),
+        };
+        assert_eq!(read_error(&crc), ResponseError::CorruptMessage);
+        assert_eq!(read_error(&corrupt), ResponseError::CorruptMessage);
+        let io = ReadError::Io(std::io::Error::other("EIO"));
+        assert_eq!(read_error(&io), ResponseError::KafkaStorageError);
+        let full = AppendError::OutOfSpace("write segment".into());
+        assert_eq!(append_error(&full), ResponseError::KafkaStorageError);
+        let full = FlushError::OutOfSpace("write segment".into());
+        assert_eq!(flush_error(&full), ResponseError::KafkaStorageError);
+        let failed = FlushError::LogFailed("fdatasync".into());
+        assert_eq!(flush_error(&failed), ResponseError::KafkaStorageError);
+    }
 
     #[test]
     fn store_errors_map_as_kafkas_group_coordinator() {

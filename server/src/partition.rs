@@ -2,7 +2,9 @@
 //! — and the owner-side halves of Produce, Fetch, ListOffsets and OffsetForLeaderEpoch,
 //! plus the periodic retention and compaction runs over them (compaction in bounded
 //! slices with a timer pause between them).
-//! Runs only on the owning shard; nothing here crosses cores. The produce path hands the
+//! Consumers read below the high watermark (`high_watermark`: the durable end on a single
+//! node), and a waiting fetch asks the log for a flush instead of waiting for the periodic
+//! one. Runs only on the owning shard; nothing here crosses cores. The produce path hands the
 //! request's `Bytes` (sliced per batch, never copied) straight to `Log::append`.
 
 use std::cell::{Cell, RefCell};
@@ -18,8 +20,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use sluice_engine::{
-    AppendError, CleanupPolicy, LeaderEpoch, Log, LogConfig, LogIoError, Offset, ReadCache,
-    TimestampType,
+    AppendError, CleanupPolicy, EventListener, LeaderEpoch, Log, LogConfig, LogIoError, Offset,
+    ReadCache, ReadError, TimestampType,
 };
 use tracing::{error, info, warn};
 
@@ -40,6 +42,30 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The high watermark of a partition: consumers read below it, ListOffsets' latest
+/// offset is it, and a waiting fetch is answered when it passes the fetch offset. On a
+/// single node it is the durable (fdatasync'ed) end, so no record a consumer saw can
+/// vanish in a crash or a failed write; with replication it becomes the smallest durable
+/// end over the in-sync replicas, computed here and nowhere else.
+pub fn high_watermark(log: &Log) -> Offset {
+    log.durable_offset()
+}
+
+/// Resolves when any of the listeners does.
+struct AnyEvent(Vec<EventListener>);
+
+impl Future for AnyEvent {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        for l in self.0.iter_mut() {
+            if Pin::new(l).poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    }
 }
 
 /// Wakes every waiter when any partition of this shard gets an append. Waiters re-check
@@ -110,6 +136,7 @@ pub fn log_config(args: &BrokerArgs, overrides: &BTreeMap<String, String>) -> Lo
         _ => CleanupPolicy::Delete,
     };
     c.compression_type = compression_codec(&get(COMPRESSION_TYPE)).unwrap_or(None);
+    c.flush_interval_ms = args.log_flush_interval_ms.max(1);
     c.delete_retention_ms = int(DELETE_RETENTION_MS, c.delete_retention_ms).max(0);
     c.min_compaction_lag_ms = int(MIN_COMPACTION_LAG_MS, c.min_compaction_lag_ms).max(0);
     c.max_compaction_lag_ms = int(MAX_COMPACTION_LAG_MS, c.max_compaction_lag_ms).max(1);
@@ -237,14 +264,18 @@ impl PartitionSet {
         }
     }
 
-    /// Closes every log cleanly (flush, indexes, clean-shutdown mark).
-    pub async fn close_all(&self) {
+    /// Closes every log cleanly (flush, indexes, clean-shutdown mark). Returns how many
+    /// could not be (a failed write or a full disk): then the stop is not clean.
+    pub async fn close_all(&self) -> usize {
         let logs: Vec<_> = self.logs.borrow_mut().drain().collect();
+        let mut unclean = 0;
         for (tp, log) in logs {
             if let Err(e) = log.close().await {
                 error!(partition = %tp, error = %e, "log not closed cleanly");
+                unclean += 1;
             }
         }
+        unclean
     }
 
     pub fn set_config(&self, args: &BrokerArgs, topic: &str, configs: &BTreeMap<String, String>) {
@@ -380,15 +411,29 @@ impl PartitionSet {
         }
     }
 
-    /// Whether a fetch of `part` should be answered now: data past its offset, or an error.
+    /// Whether a fetch of `part` should be answered now: the high watermark past its
+    /// offset, or an error.
     fn ready(&self, part: &FetchPart) -> bool {
         match self.get(&part.tp) {
             None => true,
             Some(log) => {
                 let leo = log.log_end_offset().0;
-                leo > part.wait_past_offset
+                high_watermark(&log).0 > part.wait_past_offset
                     || part.fetch_offset > leo
                     || part.fetch_offset < log.log_start_offset().0
+            }
+        }
+    }
+
+    /// Asks for a flush of every partition of `parts` with appends past the high
+    /// watermark that the fetch waits for, so it is answered at the next fdatasync rather
+    /// than the next periodic flush.
+    fn request_flushes(&self, parts: &[FetchPart]) {
+        for p in parts {
+            if let Some(log) = self.get(&p.tp)
+                && log.log_end_offset().0 > p.wait_past_offset.max(high_watermark(&log).0)
+            {
+                log.request_flush();
             }
         }
     }
@@ -408,9 +453,18 @@ impl PartitionSet {
                 if now >= deadline {
                     break;
                 }
+                // Appends wake the wait only to ask for their flush; the answer comes when
+                // a flush moves the high watermark.
+                let events: Vec<EventListener> = parts
+                    .iter()
+                    .filter_map(|p| self.get(&p.tp))
+                    .map(|log| log.synced())
+                    .collect();
+                self.request_flushes(parts);
                 let next = appends.next();
                 let timeout = glommio::timer::sleep(deadline - now);
-                futures_lite::future::or(next, timeout).await;
+                futures_lite::future::or(futures_lite::future::or(next, AnyEvent(events)), timeout)
+                    .await;
             }
         }
         let mut out = Vec::with_capacity(parts.len());
@@ -429,16 +483,17 @@ impl PartitionSet {
                 records: None,
             };
         };
+        let hw = high_watermark(&log);
         if p.current_leader_epoch > LEADER_EPOCH.0 {
             return FetchPartResult {
                 error: Some(ResponseError::UnknownLeaderEpoch),
-                high_watermark: log.log_end_offset().0,
+                high_watermark: hw.0,
                 log_start_offset: log.log_start_offset().0,
                 records: None,
             };
         }
         let bytes_max = u32::try_from(p.partition_max_bytes.max(0)).unwrap_or(0);
-        match log.read(Offset(p.fetch_offset), bytes_max).await {
+        match log.read_up_to(Offset(p.fetch_offset), bytes_max, hw).await {
             Ok(r) => {
                 let records = match r.batches.len() {
                     0 => Bytes::new(),
@@ -455,17 +510,20 @@ impl PartitionSet {
                 };
                 FetchPartResult {
                     error: None,
-                    high_watermark: r.log_end_offset.0,
+                    high_watermark: hw.0,
                     log_start_offset: r.log_start_offset.0,
                     records: Some(records),
                 }
             }
-            Err(e) => FetchPartResult {
-                error: Some(read_error(&e)),
-                high_watermark: log.log_end_offset().0,
-                log_start_offset: log.log_start_offset().0,
-                records: None,
-            },
+            Err(e) => {
+                report_read_error(&p.tp, p.fetch_offset, &e);
+                FetchPartResult {
+                    error: Some(read_error(&e)),
+                    high_watermark: hw.0,
+                    log_start_offset: log.log_start_offset().0,
+                    records: None,
+                }
+            }
         }
     }
 
@@ -477,17 +535,23 @@ impl PartitionSet {
         };
         match timestamp {
             -2 => Ok((-1, log.log_start_offset().0, LEADER_EPOCH.0)),
-            -1 => Ok((-1, log.log_end_offset().0, LEADER_EPOCH.0)),
+            -1 => Ok((-1, high_watermark(&log).0, LEADER_EPOCH.0)),
             -3 => match log.offset_for_max_timestamp().await {
                 Ok(Some(t)) => Ok((t.timestamp_ms, t.offset.0, LEADER_EPOCH.0)),
                 Ok(None) => Ok((-1, -1, -1)),
                 Err(e) => Err(read_error(&e)),
             },
             t if t < 0 => Err(ResponseError::InvalidRequest),
+            // As Kafka: only an offset a consumer can fetch (below the high watermark).
             t => match log.offset_for_timestamp(t).await {
-                Ok(Some(found)) => Ok((found.timestamp_ms, found.offset.0, LEADER_EPOCH.0)),
-                Ok(None) => Ok((-1, -1, -1)),
-                Err(e) => Err(read_error(&e)),
+                Ok(Some(found)) if found.offset < high_watermark(&log) => {
+                    Ok((found.timestamp_ms, found.offset.0, LEADER_EPOCH.0))
+                }
+                Ok(_) => Ok((-1, -1, -1)),
+                Err(e) => {
+                    report_read_error(tp, t, &e);
+                    Err(read_error(&e))
+                }
             },
         }
     }
@@ -522,6 +586,37 @@ impl PartitionSet {
             // No batch of this epoch yet: the leader's current epoch ends at the log end.
             None => (LEADER_EPOCH.0, log.log_end_offset().0),
         })
+    }
+}
+
+/// Logs a failed read for the operator: a corrupt batch names its partition, segment,
+/// byte position and (for a CRC failure) the stored and computed CRC32C.
+fn report_read_error(tp: &TopicPartition, fetch_offset: i64, e: &ReadError) {
+    match e {
+        ReadError::CrcMismatch {
+            segment,
+            position,
+            stored,
+            computed,
+        } => error!(
+            partition = %tp,
+            segment = segment.0,
+            position,
+            stored_crc = format_args!("{stored:#010x}"),
+            computed_crc = format_args!("{computed:#010x}"),
+            fetch_offset,
+            "corrupt record batch: CRC32C mismatch"
+        ),
+        ReadError::Corrupt {
+            segment,
+            position,
+            reason,
+        } => error!(partition = %tp, segment = segment.0, position, reason = %reason, fetch_offset,
+            "corrupt record batch"),
+        ReadError::Io(err) => {
+            error!(partition = %tp, error = %err, fetch_offset, "reading the log failed")
+        }
+        ReadError::OffsetOutOfRange { .. } | ReadError::Closed => {}
     }
 }
 

@@ -1176,10 +1176,14 @@ async fn shard_main(
                 .await;
         }
     }
-    shard.partitions.close_all().await;
+    let unclean = shard.partitions.close_all().await;
     info!(shard = id.0, "shard stopped");
     if let Some(reply) = shard.shutdown_reply.borrow_mut().take() {
         let _ = reply.send(());
+    }
+    // Logs left unflushed by a failed write make the stop unclean: a non-zero exit.
+    if unclean > 0 {
+        return Err(format!("{unclean} partition logs not closed cleanly"));
     }
     Ok(())
 }

@@ -50,7 +50,7 @@ pub struct FetchPart {
     pub partition_max_bytes: i32,
     /// The consumer's view of the leader epoch, -1 if unknown.
     pub current_leader_epoch: i32,
-    /// A waiting fetch wakes once the log end offset is past this (the log end offset
+    /// A waiting fetch wakes once the high watermark is past this (the high watermark
     /// the previous read saw), so data already seen but too small for min_bytes does
     /// not wake it again.
     pub wait_past_offset: i64,

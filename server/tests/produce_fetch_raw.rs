@@ -111,9 +111,12 @@ fn produce_and_fetch_span_both_shards() {
         pr[4].error_code,
         ResponseError::UnknownTopicOrPartition.code()
     );
-    // Second batch goes after the first.
-    let resp: ProduceResponse =
-        conn.call(ApiKey::Produce, 9, &produce_req("spread", parts.clone(), 1));
+    // Second batch goes after the first (acks=all: fetches serve only durable records).
+    let resp: ProduceResponse = conn.call(
+        ApiKey::Produce,
+        9,
+        &produce_req("spread", parts.clone(), -1),
+    );
     assert!(
         resp.responses[0]
             .partition_responses
@@ -273,7 +276,7 @@ fn incremental_fetch_session_sends_only_changes() {
     let resp: ProduceResponse = conn.call(
         ApiKey::Produce,
         9,
-        &produce_req("sess", vec![(1, batch(&[("k", "v", 5)], None))], 1),
+        &produce_req("sess", vec![(1, batch(&[("k", "v", 5)], None))], -1),
     );
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
     let inc = FetchRequest::default()
@@ -302,7 +305,8 @@ fn incremental_fetch_session_sends_only_changes() {
 #[test]
 fn acks_zero_sends_no_response() {
     // Proves a Produce with acks=0 gets no response (the next response on the
-    // connection answers the next request) while its records are still appended.
+    // connection answers the next request) while its records are still appended (a
+    // waiting fetch gets them once flushed).
     let broker = Broker::start();
     let mut conn = broker.connect();
     create(&mut conn, "fire", 1);
@@ -313,22 +317,10 @@ fn acks_zero_sends_no_response() {
         &produce_req("fire", vec![(0, batch(&[("k", "v", 1)], None))], 0),
     );
     conn.send_raw(&f).unwrap();
-    let resp: ListOffsetsResponse = conn.call(
-        ApiKey::ListOffsets,
-        7,
-        &ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![
-                ListOffsetsTopic::default()
-                    .with_name(name("fire"))
-                    .with_partitions(vec![
-                        ListOffsetsPartition::default()
-                            .with_partition_index(0)
-                            .with_timestamp(-1),
-                    ]),
-            ]),
-    );
-    assert_eq!(resp.topics[0].partitions[0].offset, 1);
+    let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &fetch_req("fire", &[(0, 0)], 10_000));
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, 1));
+    assert_eq!(decode_records(p.records.as_ref().unwrap()).len(), 1);
 }
 
 #[test]

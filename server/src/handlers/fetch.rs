@@ -1,8 +1,9 @@
 //! Fetch: resolves the requested partitions (by name, or by topic id from v13), applies
 //! the connection's incremental fetch session (KIP-227), reads every partition from its
 //! owning shard (split per owner, joined in request order), and long-polls: while fewer
-//! than min_bytes are available and max_wait_ms has not passed, it waits for an append on
-//! any owner, then reads again. The response is cut to max_bytes, always keeping the
+//! than min_bytes are available and max_wait_ms has not passed, it waits for the high
+//! watermark (the durable end) to move on any owner, then reads again. Only batches below
+//! the high watermark are served, so nothing a consumer read can vanish in a crash. The response is cut to max_bytes, always keeping the
 //! first non-empty partition so a consumer can make progress.
 
 use std::collections::{BTreeMap, HashMap};
@@ -123,7 +124,7 @@ async fn read_round(
     out
 }
 
-/// Waits until any owner reports an append past what was seen, or the deadline.
+/// Waits until any owner reports its high watermark past what was seen, or the deadline.
 async fn wait_any(shard: &Rc<Shard>, parts: &[FetchPart], owners: &[ShardId], deadline: Instant) {
     let mut by_owner: BTreeMap<ShardId, Vec<FetchPart>> = BTreeMap::new();
     for (p, o) in parts.iter().zip(owners) {

@@ -191,3 +191,83 @@ pub fn read_keyed(conn: &mut Conn, topic: &str, partition: i32) -> Vec<(i64, Str
         }
     }
 }
+
+/// One Fetch (v12) of `partition_max_bytes` from `offset`, waiting up to `max_wait_ms`
+/// for one byte: (error code, high watermark, records as served). Asserts nothing.
+pub fn fetch_at(
+    conn: &mut Conn,
+    topic: &str,
+    offset: i64,
+    max_wait_ms: i32,
+    partition_max_bytes: i32,
+) -> (i16, i64, Bytes) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(8 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(s(topic)))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(partition_max_bytes),
+                ]),
+        ]);
+    let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &req);
+    let p = &resp.responses[0].partitions[0];
+    (
+        p.error_code,
+        p.high_watermark,
+        p.records.clone().unwrap_or_default(),
+    )
+}
+
+/// Produce (v9) of `records` to partition 0 with `acks`: (error code, base offset).
+pub fn produce_acks(conn: &mut Conn, topic: &str, records: Bytes, acks: i16) -> (i16, i64) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(s(topic)))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ]),
+        ]);
+    let resp: ProduceResponse = conn.call(ApiKey::Produce, 9, &req);
+    let r = &resp.responses[0].partition_responses[0];
+    (r.error_code, r.base_offset)
+}
+
+/// ListOffsets (v7) of partition 0 at `timestamp` (-1 latest, -2 earliest): the offset.
+pub fn list_offset(conn: &mut Conn, topic: &str, timestamp: i64) -> i64 {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{
+        ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+    };
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(timestamp),
+                ]),
+        ]);
+    let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &req);
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "{p:?}");
+    p.offset
+}
