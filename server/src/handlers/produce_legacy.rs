@@ -4,9 +4,9 @@
 //! the request then goes through the Produce handler like any other. Every message's
 //! CRC-32 is checked; compressed wrapper messages (gzip, snappy, lz4) are opened one level
 //! deep, with the decompressed bytes capped. A message set that does not convert (bad CRC,
-//! cut short, a magic other than 0 and 1, nested compression) leaves that partition with
-//! no records, which the handler answers with CORRUPT_MESSAGE. Runs on the shard serving
-//! the request.
+//! cut short, a magic other than 0 and 1, nested compression, timestamps too far apart
+//! for a delta) leaves that partition with no records, which the handler answers with
+//! CORRUPT_MESSAGE. Runs on the shard serving the request.
 
 use std::rc::Rc;
 
@@ -51,6 +51,8 @@ pub enum ConvertError {
     Empty,
     #[error("more than i32::MAX messages")]
     TooMany,
+    #[error("timestamp {timestamp} is too far from the first message's {base} for a delta")]
+    TimestampOverflow { base: i64, timestamp: i64 },
     #[error("records: {0}")]
     Record(#[from] RecordError),
 }
@@ -114,19 +116,29 @@ pub fn up_convert(set: &Bytes) -> Result<Bytes, ConvertError> {
     let count = i32::try_from(messages.len()).map_err(|_| ConvertError::TooMany)?;
     let base_timestamp = messages[0].timestamp;
     let max_timestamp = messages.iter().map(|m| m.timestamp).max().unwrap_or(-1);
-    let records: Vec<Record> = messages
+    let records = messages
         .into_iter()
         .enumerate()
-        .map(|(i, m)| Record {
-            attributes: 0,
-            timestamp_delta: m.timestamp - base_timestamp,
-            // `count` fits i32, so every index does.
-            offset_delta: i as i32,
-            key: m.key,
-            value: m.value,
-            headers: Vec::new(),
+        .map(|(i, m)| {
+            // The producer chooses every timestamp of magic 1, so the delta may not fit.
+            let timestamp_delta =
+                m.timestamp
+                    .checked_sub(base_timestamp)
+                    .ok_or(ConvertError::TimestampOverflow {
+                        base: base_timestamp,
+                        timestamp: m.timestamp,
+                    })?;
+            Ok(Record {
+                attributes: 0,
+                timestamp_delta,
+                // `count` fits i32, so every index does.
+                offset_delta: i as i32,
+                key: m.key,
+                value: m.value,
+                headers: Vec::new(),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<Record>, ConvertError>>()?;
     let header = batch_header(count - 1, base_timestamp, max_timestamp);
     let view = BatchHeader::new(&header).map_err(RecordError::from)?;
     Ok(Bytes::from(encode_batch(&view, &records, false)?))
@@ -364,5 +376,21 @@ mod tests {
             Err(ConvertError::BadSize { size: -5, .. })
         ));
         assert_eq!(up_convert(&Bytes::new()), Err(ConvertError::Empty));
+    }
+
+    #[test]
+    fn timestamps_too_far_apart_are_refused() {
+        // Proves a magic 1 set whose timestamps lie further apart than an i64 delta can say
+        // (the producer chooses every timestamp) is refused as an error instead of the
+        // subtraction overflowing.
+        let mut set = message(0, 1, 0, -2, None, b"a");
+        set.extend(message(1, 1, 0, i64::MAX, None, b"b"));
+        assert_eq!(
+            up_convert(&Bytes::from(set)),
+            Err(ConvertError::TimestampOverflow {
+                base: -2,
+                timestamp: i64::MAX
+            })
+        );
     }
 }
