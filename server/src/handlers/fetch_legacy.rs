@@ -94,14 +94,19 @@ pub fn down_convert(records: &Bytes, magic: u8, fetch_offset: i64) -> Bytes {
         };
         let log_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
         for r in &decoded.records {
-            let offset = header.base_offset().0 + i64::from(r.offset_delta);
+            // Deltas come from disk, and the append path stores a batch whose header is
+            // right without reading its records: add them as Kafka's Java does, wrapping.
+            let offset = header
+                .base_offset()
+                .0
+                .wrapping_add(i64::from(r.offset_delta));
             if offset < fetch_offset {
                 continue;
             }
             let timestamp = if log_append_time {
                 header.max_timestamp()
             } else {
-                header.base_timestamp() + r.timestamp_delta
+                header.base_timestamp().wrapping_add(r.timestamp_delta)
             };
             let attributes = if magic >= 1 && log_append_time {
                 ATTRIBUTE_LOG_APPEND_TIME
@@ -304,6 +309,41 @@ mod tests {
                     magic: 0,
                     attributes: 0,
                     timestamp: 0,
+                    key: None,
+                    value: Some(value),
+                },
+            );
+        }
+        assert_eq!(out, want.freeze());
+    }
+
+    #[test]
+    fn stored_timestamp_deltas_past_i64_wrap_as_in_kafka() {
+        // Proves a stored batch whose record timestamp delta runs past i64::MAX from its
+        // base timestamp (the append path trusts a header whose max timestamp is set, so a
+        // producer can store one) converts without overflowing, the timestamp wrapping as
+        // Kafka's `baseTimestamp + timestampDelta` does in Java.
+        let base = i64::MAX - 1;
+        let plain = sluice_engine::record::build_batch(
+            3,
+            base,
+            0,
+            &[(None, Some(&b"a"[..])), (None, Some(&b"b"[..]))],
+        );
+        let mut records = decode_batch(&plain, 1 << 20).unwrap().records;
+        records[1].timestamp_delta = 5;
+        let view = BatchHeader::new(&plain).unwrap();
+        let stored = sluice_engine::record::encode_batch(&view, &records, false).unwrap();
+        let out = down_convert(&Bytes::from(stored), 1, 0);
+        let mut want = BytesMut::new();
+        for (offset, timestamp, value) in [(3, base, b"a"), (4, base.wrapping_add(5), b"b")] {
+            put_message(
+                &mut want,
+                Message {
+                    offset,
+                    magic: 1,
+                    attributes: 0,
+                    timestamp,
                     key: None,
                     value: Some(value),
                 },
