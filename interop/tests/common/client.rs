@@ -368,6 +368,24 @@ pub fn assert_list_offsets(v: &Value) {
     assert_eq!(v["latest"]["offset"].as_i64(), Some(10), "{v}");
 }
 
+/// The `list_offsets` case's lookups by time on `listed` (create times
+/// BASE_TIMESTAMP_MS + 1000 i): the largest timestamp is record 9's, and the first record
+/// at or after +3500 ms is record 4, each answered with its own timestamp.
+pub fn assert_list_offsets_by_time(v: &Value) {
+    assert_eq!(v["max_timestamp"]["offset"].as_i64(), Some(9), "{v}");
+    assert_eq!(
+        v["max_timestamp"]["timestamp"].as_i64(),
+        Some(BASE_TIMESTAMP_MS + 9000),
+        "{v}"
+    );
+    assert_eq!(v["at_3500"]["offset"].as_i64(), Some(4), "{v}");
+    assert_eq!(
+        v["at_3500"]["timestamp"].as_i64(),
+        Some(BASE_TIMESTAMP_MS + 4000),
+        "{v}"
+    );
+}
+
 /// The `groups_admin` case: `group`, which read the 4 records of `grouped-admin`,
 /// committed and left, is listed, described as Empty with no members, reports offset 4
 /// for `grouped-admin-0`, and is no longer listed after DeleteGroups.
