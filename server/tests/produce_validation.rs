@@ -9,11 +9,10 @@ mod common;
 use std::process::Command;
 
 use bytes::Bytes;
-use common::{Broker, Conn, create_topic_with, fetch_raw, kcat};
+use common::{Broker, Conn, create_topic_with, fetch_raw, kcat, produce_to};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -48,20 +47,7 @@ fn batch_of(attributes: i16, records: &[Rec<'_>], max_timestamp: i64) -> Bytes {
 }
 
 fn produce(conn: &mut Conn, version: i16, topic: &str, records: Bytes) -> PartitionProduceResponse {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(s(topic)))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ]),
-        ]);
-    let resp: ProduceResponse = conn.call(ApiKey::Produce, version, &req);
-    resp.responses[0].partition_responses[0].clone()
+    produce_to(conn, version, topic, 0, records)
 }
 
 /// ListOffsets (v7) of partition 0 at `timestamp`: (error, offset, timestamp).

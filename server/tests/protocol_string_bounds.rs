@@ -9,11 +9,9 @@ mod common;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{Broker, Conn, batch, decode_records};
+use common::{Broker, Conn, batch, decode_records, fetch_from, produce_to};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -93,39 +91,11 @@ fn call_as<Req: Encodable, Resp: Decodable>(
 }
 
 fn produce(c: &mut Conn, partition: i32, value: &str) -> i16 {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(s("t")))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch(&[("k", value, 1)], None))),
-                ]),
-        ]);
-    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
-    resp.responses[0].partition_responses[0].error_code
+    produce_to(c, 9, "t", partition, batch(&[("k", value, 1)], None)).error_code
 }
 
 fn fetch_values(c: &mut Conn, partition: i32) -> Vec<String> {
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(TopicName(s("t")))
-                .with_partitions(vec![
-                    FetchPartition::default()
-                        .with_partition(partition)
-                        .with_fetch_offset(0)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ]);
-    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &req);
-    let p = &resp.responses[0].partitions[0];
+    let p = fetch_from(c, "t", partition, 0, 1 << 20);
     assert_eq!(p.error_code, 0, "fetch partition {partition}");
     decode_records(p.records.as_ref().unwrap())
         .into_iter()
