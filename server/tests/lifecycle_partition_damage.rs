@@ -9,11 +9,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Broker, Conn, batch, create_topic_with, decode_records, fetch_from, produce_keyed, produce_to,
-    read_keyed,
+    Broker, Conn, batch, create_topic_with, decode_records, fetch_from, list_offsets_at,
+    produce_keyed, produce_to, read_keyed,
 };
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -23,22 +22,6 @@ const STOP_WITHIN: Duration = Duration::from_secs(10);
 
 fn name(v: &str) -> TopicName {
     TopicName(StrBytes::from_string(v.to_string()))
-}
-
-fn list_offsets_code(conn: &mut Conn, topic: &str, partition: i32) -> i16 {
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(name(topic))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(partition)
-                        .with_timestamp(-1),
-                ]),
-        ]);
-    let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &req);
-    resp.topics[0].partitions[0].error_code
 }
 
 /// Metadata v12 of one topic: each partition's error code, by partition index.
@@ -186,7 +169,7 @@ fn an_unopenable_partition_goes_offline_alone() {
         fetch_from(&mut conn, "bad", 0, 0, 1 << 20).error_code,
         storage
     );
-    assert_eq!(list_offsets_code(&mut conn, "bad", 0), storage);
+    assert_eq!(list_offsets_at(&mut conn, "bad", 0, -1).error_code, storage);
     assert_eq!(metadata_codes(&mut conn, "bad"), vec![storage, 0]);
     assert_eq!(metadata_codes(&mut conn, "good"), vec![0, 0]);
 
@@ -197,7 +180,7 @@ fn an_unopenable_partition_goes_offline_alone() {
             .collect();
         assert_eq!(&got, recs, "{topic}-{p}");
         produce_keyed(&mut conn, topic, *p, &records("more", 1), 2_000);
-        assert_eq!(list_offsets_code(&mut conn, topic, *p), 0);
+        assert_eq!(list_offsets_at(&mut conn, topic, *p, -1).error_code, 0);
     }
     let (raw, _) = common::fetch_raw(&mut conn, "good", 1, 3);
     assert_eq!(decode_records(&raw.unwrap())[0].1, "more-0");

@@ -9,10 +9,9 @@ mod common;
 use std::process::Command;
 
 use bytes::Bytes;
-use common::{Broker, Conn, create_topic_with, fetch_raw, kcat, produce_to};
+use common::{Broker, Conn, create_topic_with, fetch_raw, kcat, list_offsets_at, produce_to};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -52,19 +51,7 @@ fn produce(conn: &mut Conn, version: i16, topic: &str, records: Bytes) -> Partit
 
 /// ListOffsets (v7) of partition 0 at `timestamp`: (error, offset, timestamp).
 fn list_offsets(conn: &mut Conn, topic: &str, timestamp: i64) -> (i16, i64, i64) {
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(TopicName(s(topic)))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(timestamp),
-                ]),
-        ]);
-    let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &req);
-    let p = &resp.topics[0].partitions[0];
+    let p = list_offsets_at(conn, topic, 0, timestamp);
     (p.error_code, p.offset, p.timestamp)
 }
 

@@ -130,6 +130,33 @@ pub fn produce_to(
     resp.responses[0].partition_responses[0].clone()
 }
 
+/// ListOffsets (v7) of one partition at `timestamp` (-1 latest, -2 earliest, -3 max
+/// timestamp): that partition's answer.
+pub fn list_offsets_at(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> kafka_protocol::messages::list_offsets_response::ListOffsetsPartitionResponse {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{
+        ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+    };
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_timestamp(timestamp),
+                ]),
+        ]);
+    let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &req);
+    resp.topics[0].partitions[0].clone()
+}
+
 /// Produces (key, value) records stamped `timestamp_ms` to one partition with acks=all
 /// (Produce v9) and asserts they were accepted.
 pub fn produce_keyed(
