@@ -19,7 +19,8 @@ use tracing::debug;
 use crate::connection::ConnState;
 use crate::shard::Shard;
 
-/// Decompressed bytes one compressed wrapper message may expand to.
+/// Decompressed bytes the compressed wrapper messages of one message set may expand to,
+/// together.
 const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 /// Offset, message size, then crc, magic, attributes, key length and value length: the
 /// smallest magic 0 message.
@@ -93,7 +94,15 @@ struct Message {
 /// messages in order (compressed wrappers replaced by what they hold), at offset deltas
 /// 0, 1, ... from base offset 0 (the log assigns the real offsets).
 pub fn up_convert(set: &Bytes) -> Result<Bytes, ConvertError> {
+    up_convert_capped(set, DECOMPRESSED_BYTES_MAX)
+}
+
+/// `up_convert` with the wrappers' decompressed bytes capped at `decompressed_bytes_max`
+/// for the whole set: a cap per wrapper would let a set of many small wrappers expand
+/// without bound.
+fn up_convert_capped(set: &Bytes, decompressed_bytes_max: usize) -> Result<Bytes, ConvertError> {
     let mut messages = Vec::new();
+    let mut decompressed_left = decompressed_bytes_max;
     for m in read_message_set(set)? {
         if m.codec == Codec::None {
             messages.push(m);
@@ -102,7 +111,17 @@ pub fn up_convert(set: &Bytes) -> Result<Bytes, ConvertError> {
         let Some(value) = m.value.as_ref() else {
             return Err(ConvertError::Empty);
         };
-        let (plain, _) = decompress(m.codec, value, DECOMPRESSED_BYTES_MAX)?;
+        let (plain, _) = decompress(m.codec, value, decompressed_left).map_err(|e| match e {
+            RecordError::DecompressedTooLarge { .. } => RecordError::DecompressedTooLarge {
+                bytes_max: decompressed_bytes_max,
+            },
+            other => other,
+        })?;
+        decompressed_left = decompressed_left.checked_sub(plain.len()).ok_or(
+            RecordError::DecompressedTooLarge {
+                bytes_max: decompressed_bytes_max,
+            },
+        )?;
         for inner in read_message_set(&Bytes::from(plain))? {
             if inner.codec != Codec::None {
                 return Err(ConvertError::NestedCompression);
@@ -344,6 +363,31 @@ mod tests {
                 (0, 5, None, Some(Bytes::from_static(b"p"))),
                 (1, 6, None, Some(Bytes::from_static(b"q"))),
             ]
+        );
+    }
+
+    #[test]
+    fn decompressed_bytes_are_capped_for_the_whole_set() {
+        // Proves the cap on decompressed bytes holds for a message set as a whole: two gzip
+        // wrappers of 600 bytes each pass a 1,000-byte cap one by one but not together, so
+        // a set of many small wrappers cannot expand without bound; one of them alone
+        // converts.
+        use std::io::Write;
+        let wrapper = |offset: i64| {
+            let inner = message(0, 1, 0, 5, None, &[b'z'; 600 - 34]);
+            assert_eq!(inner.len(), 600);
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(&inner).unwrap();
+            message(offset, 1, 1, 5, None, &gz.finish().unwrap())
+        };
+        assert!(up_convert_capped(&Bytes::from(wrapper(0)), 1_000).is_ok());
+        let mut set = wrapper(0);
+        set.extend(wrapper(1));
+        assert_eq!(
+            up_convert_capped(&Bytes::from(set), 1_000),
+            Err(ConvertError::Record(RecordError::DecompressedTooLarge {
+                bytes_max: 1_000
+            }))
         );
     }
 
