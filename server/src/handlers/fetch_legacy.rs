@@ -2,9 +2,11 @@
 //! the old message formats, while the log holds RecordBatch v2. Each partition's records
 //! are converted the way Kafka's down-conversion does: v0-v1 get magic 0 messages, v2-v3
 //! magic 1 (with timestamps), one uncompressed message per record at its absolute offset,
-//! from the fetch offset on (a batch read may begin before it). Control batches (transaction markers) are left out, as are record headers, which the
-//! old formats cannot carry, and a batch cut short at the end of the read (a fetch may end
-//! mid-batch; the client asks again from there). Runs on the shard serving the request.
+//! from the fetch offset on (a batch read may begin before it). Control batches
+//! (transaction markers) are left out, as are record headers, which the old formats
+//! cannot carry, and a batch cut short at the end of the read (a fetch may end mid-batch;
+//! the client asks again from there). Conversion stops once `CONVERTED_BYTES_MAX` bytes
+//! are written, since compressed batches expand. Runs on the shard serving the request.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -22,6 +24,10 @@ use crate::shard::Shard;
 
 /// Decompressed record bytes one batch may take while being converted.
 const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
+/// Converted bytes of one partition past which no further batch is converted (the client
+/// asks again from where the answer ends). Compressed batches expand, so a read bounded
+/// in stored bytes is not bounded in converted ones.
+const CONVERTED_BYTES_MAX: usize = 64 << 20;
 /// Message attributes bit of magic 1: the timestamp is the log append time.
 const ATTRIBUTE_LOG_APPEND_TIME: u8 = 0x08;
 
@@ -67,9 +73,20 @@ pub fn message_magic(version: i16) -> u8 {
 /// 1), leaving out records below `fetch_offset`. Batches that are not complete v2 batches
 /// end the conversion; what came before is kept.
 pub fn down_convert(records: &Bytes, magic: u8, fetch_offset: i64) -> Bytes {
+    down_convert_capped(records, magic, fetch_offset, CONVERTED_BYTES_MAX)
+}
+
+/// `down_convert` that converts no further batch once `converted_bytes_max` bytes of
+/// messages are written.
+fn down_convert_capped(
+    records: &Bytes,
+    magic: u8,
+    fetch_offset: i64,
+    converted_bytes_max: usize,
+) -> Bytes {
     let mut out = BytesMut::with_capacity(records.len() + records.len() / 4);
     let mut at = 0;
-    while at < records.len() {
+    while at < records.len() && out.len() < converted_bytes_max {
         let rest = &records[at..];
         let Ok(header) = BatchHeader::new(rest) else {
             break;
@@ -315,6 +332,23 @@ mod tests {
             );
         }
         assert_eq!(out, want.freeze());
+    }
+
+    #[test]
+    fn conversion_stops_at_the_converted_bytes_cap() {
+        // Proves the converted messages of one partition are bounded: once the cap is
+        // reached no further batch is converted (the client fetches the rest from there),
+        // while without reaching it every batch is.
+        let mut three = Vec::new();
+        for base_offset in [0, 1, 2] {
+            three.extend(batch(base_offset, &[(None, "value", 1)]));
+        }
+        let three = Bytes::from(three);
+        let all = down_convert(&three, 0, 0);
+        let one = down_convert(&Bytes::from(batch(0, &[(None, "value", 1)])), 0, 0);
+        assert_eq!(all.len(), 3 * one.len());
+        assert_eq!(down_convert_capped(&three, 0, 0, one.len()), one);
+        assert_eq!(down_convert_capped(&three, 0, 0, all.len()), all);
     }
 
     #[test]
