@@ -14,7 +14,7 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Partitions of the test topic: spread by count over the two shards, so both own some.
@@ -61,33 +61,6 @@ fn offset_commit_v8(correlation_id: i32, group: &str) -> Bytes {
     let size = (b.len() - 4) as i32;
     b[..4].copy_from_slice(&size.to_be_bytes());
     b.freeze()
-}
-
-/// Sends `body` with a header carrying `client_id` and reads the response.
-fn call_as<Req: Encodable, Resp: Decodable>(
-    c: &mut Conn,
-    client_id: &str,
-    api_key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    body: &Req,
-) -> Resp {
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(s(client_id)));
-    let mut b = BytesMut::new();
-    b.put_i32(0);
-    header
-        .encode(&mut b, api_key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut b, version).unwrap();
-    let size = (b.len() - 4) as i32;
-    b[..4].copy_from_slice(&size.to_be_bytes());
-    c.send_raw(&b).unwrap();
-    let out = c.read_frame().unwrap().expect("a response");
-    Conn::parse(api_key, version, correlation_id, out)
 }
 
 fn produce(c: &mut Conn, partition: i32, value: &str) -> i16 {
@@ -175,7 +148,7 @@ fn a_client_id_of_32767_bytes_joins_and_syncs() {
                     .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 0])),
             ])
     };
-    let first: JoinGroupResponse = call_as(&mut c, &client_id, ApiKey::JoinGroup, 7, 1, &join(""));
+    let first: JoinGroupResponse = c.call_as(&client_id, ApiKey::JoinGroup, 7, &join(""));
     assert_eq!(
         first.error_code,
         kafka_protocol::ResponseError::MemberIdRequired.code()
@@ -187,14 +160,7 @@ fn a_client_id_of_32767_bytes_joins_and_syncs() {
         member_id.len()
     );
     assert!(member_id.starts_with("ccc"), "{member_id:.20}");
-    let joined: JoinGroupResponse = call_as(
-        &mut c,
-        &client_id,
-        ApiKey::JoinGroup,
-        7,
-        2,
-        &join(&member_id),
-    );
+    let joined: JoinGroupResponse = c.call_as(&client_id, ApiKey::JoinGroup, 7, &join(&member_id));
     assert_eq!(joined.error_code, 0);
     let sync = SyncGroupRequest::default()
         .with_group_id(GroupId(s("long-client")))
@@ -207,7 +173,7 @@ fn a_client_id_of_32767_bytes_joins_and_syncs() {
                 .with_member_id(s(&member_id))
                 .with_assignment(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0])),
         ]);
-    let synced: SyncGroupResponse = call_as(&mut c, &client_id, ApiKey::SyncGroup, 5, 3, &sync);
+    let synced: SyncGroupResponse = c.call_as(&client_id, ApiKey::SyncGroup, 5, &sync);
     assert_eq!(synced.error_code, 0);
     broker.assert_running();
 
