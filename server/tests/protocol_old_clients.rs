@@ -6,10 +6,9 @@
 mod common;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use common::{Broker, Conn};
+use common::{Broker, Conn, produce_to};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::record::build_batch;
@@ -98,29 +97,18 @@ impl Body {
 
 /// Appends one batch of three records (offsets 0-2, timestamp 5) to partition 0.
 fn produce_three(c: &mut Conn, topic: &str) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(Bytes::from(build_batch(
-                            0,
-                            5,
-                            0,
-                            &[
-                                (Some(&b"k"[..]), Some(&b"a"[..])),
-                                (Some(&b"k"[..]), Some(&b"b"[..])),
-                                (Some(&b"k"[..]), Some(&b"c"[..])),
-                            ],
-                        )))),
-                ]),
-        ]);
-    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
-    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    let three = build_batch(
+        0,
+        5,
+        0,
+        &[
+            (Some(&b"k"[..]), Some(&b"a"[..])),
+            (Some(&b"k"[..]), Some(&b"b"[..])),
+            (Some(&b"k"[..]), Some(&b"c"[..])),
+        ],
+    );
+    let p = produce_to(c, 9, topic, 0, Bytes::from(three));
+    assert_eq!(p.error_code, 0);
 }
 
 #[test]
