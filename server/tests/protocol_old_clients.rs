@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use common::{Broker, Conn, produce_to};
+use common::{Broker, Conn, list_offsets_at, produce_to};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
@@ -607,5 +607,36 @@ fn fetch_v2_of_a_timestamp_delta_past_i64_keeps_the_broker_running() {
         timestamps.push((offset, m.get_i64()));
     }
     assert_eq!(timestamps, [(0, base), (1, base.wrapping_add(5))]);
+    broker.assert_running();
+}
+
+#[test]
+fn produce_v2_timestamps_too_far_apart_are_corrupt_message() {
+    // Proves a Produce v2 message set whose magic 1 timestamps lie further apart than an
+    // i64 delta can say is answered CORRUPT_MESSAGE and nothing is stored, and the broker
+    // keeps running. Before the fix the up-conversion overflowed and the debug broker
+    // panicked.
+    let broker = Broker::start();
+    let mut c = broker.connect();
+    let mut set = old_message(1, -2, b"k", b"early");
+    set.extend(old_message(1, i64::MAX, b"k", b"late"));
+    let mut req = BytesMut::new();
+    req.put_i16(-1); // acks
+    req.put_i32(10_000);
+    req.put_i32(1);
+    put_string(&mut req, "apart");
+    req.put_i32(1);
+    req.put_i32(0);
+    req.put_i32(set.len() as i32);
+    req.put_slice(&set);
+    let mut b = old_call(&mut c, 0, 2, 9, &req);
+    assert_eq!(b.i32(), 1);
+    assert_eq!(b.string().as_deref(), Some("apart"));
+    assert_eq!(b.i32(), 1);
+    assert_eq!(
+        (b.i32(), b.i16()),
+        (0, ResponseError::CorruptMessage.code())
+    );
+    assert_eq!(list_offsets_at(&mut c, "apart", 0, -1).offset, 0);
     broker.assert_running();
 }
