@@ -536,6 +536,15 @@ pub fn check_for_append(batch: Bytes, rules: &AppendRules) -> Result<Bytes, Appe
         return Ok(batch);
     }
     let decoded = decode_shared(&batch, rules.decompressed_bytes_max)?;
+    // `batch::validate` refuses such a batch first; checked again here because the
+    // timestamp and the re-encoding below need at least one record.
+    if decoded.records.is_empty() {
+        return Err(RecordError::from(batch::BatchError::CountMismatch {
+            count: header.records_count(),
+            last_offset_delta: header.last_offset_delta(),
+        })
+        .into());
+    }
     let base = header.base_timestamp();
     let mut max_delta = i64::MIN;
     let mut rejected = Vec::new();
@@ -564,7 +573,7 @@ pub fn check_for_append(batch: Bytes, rules: &AppendRules) -> Result<Bytes, Appe
     if !rejected.is_empty() {
         return Err(AppendCheckError::Rejected(rejected));
     }
-    // The batch holds at least one record (count was validated), so max_delta is set.
+    // The batch holds at least one record (checked above), so max_delta is set.
     let max_timestamp = if rules.log_append_time {
         header.max_timestamp()
     } else {
@@ -979,6 +988,42 @@ mod tests {
             check_for_append(Bytes::from(cut), &PRODUCER),
             Err(AppendCheckError::Corrupt(_))
         ));
+    }
+
+    // Proves a batch holding no record, which the caller's `batch::validate` refuses but
+    // this public check may still be handed, is a typed error whatever the append has to
+    // do with it (set the max timestamp, check keys, recompress), never an overflow or a
+    // failed assertion.
+    #[test]
+    fn empty_batches_are_refused_on_append() {
+        let mut empty = build_batch(0, -5, 0, &[(Some(b"k"), Some(b"v"))])[..HEADER_BYTES].to_vec();
+        empty[8..12].copy_from_slice(&((HEADER_BYTES - LOG_OVERHEAD) as i32).to_be_bytes());
+        empty[23..27].copy_from_slice(&(-1i32).to_be_bytes());
+        empty[35..43].copy_from_slice(&(-10i64).to_be_bytes());
+        empty[57..61].copy_from_slice(&0i32.to_be_bytes());
+        let empty = Bytes::from(empty);
+        let rules = [
+            PRODUCER,
+            AppendRules {
+                keys_required: true,
+                ..PRODUCER
+            },
+            AppendRules {
+                codec: Some(Codec::Gzip),
+                ..PRODUCER
+            },
+        ];
+        for r in rules {
+            assert!(
+                matches!(
+                    check_for_append(empty.clone(), &r),
+                    Err(AppendCheckError::Corrupt(RecordError::Batch(
+                        batch::BatchError::CountMismatch { count: 0, .. }
+                    )))
+                ),
+                "{r:?}"
+            );
+        }
     }
 
     // Proves raw (non-framed) snappy, as librdkafka writes it, decodes and is re-encoded raw.

@@ -7,45 +7,30 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use common::Broker;
+use common::client::{python, python_script, run_bounded};
 
-/// The virtualenv python with kafka-python, as `scripts/install-test-deps.sh` makes it.
-fn python() -> PathBuf {
-    let venv = std::env::var_os("SLUICE_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME is set");
-            PathBuf::from(home).join(".cache/sluice/py-venv")
-        });
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-test-deps.sh (kafka-python venv)",
-        python.display()
-    );
-    python
-}
+/// How long one describe_configs run may take before it is killed.
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The configs kafka-python reports for broker 0 under `filter`, by name.
 fn describe(broker: &Broker, filter: &str) -> serde_json::Map<String, serde_json::Value> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/describe_broker_configs.py"
-    );
-    let out = Command::new(python())
-        .args([script, &broker.bootstrap(), "0", filter])
-        .output()
-        .expect("run kafka-python");
+    let mut command = Command::new(python());
+    command
+        .arg(python_script("describe_broker_configs.py"))
+        .args([&broker.bootstrap(), "0", filter]);
+    let ran = run_bounded(&mut command, b"", TIMEOUT);
     assert!(
-        out.status.success(),
-        "kafka-python failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
+        ran.status.is_some_and(|s| s.success()),
+        "kafka-python failed or ran past {TIMEOUT:?}: {:?}\n{}\n{}",
+        ran.status,
+        ran.err,
         broker.log()
     );
-    match serde_json::from_slice(&out.stdout).expect("json") {
+    match serde_json::from_str(&ran.out).expect("json") {
         serde_json::Value::Object(m) => m,
         other => panic!("not an object: {other}"),
     }

@@ -9,13 +9,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::Broker;
-use common::client::CODECS;
+use common::client::{CODECS, run_bounded};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -26,55 +26,19 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs `kcat -b BOOTSTRAP ARGS` with `input` on stdin; returns its stdout.
 fn kcat(broker: &Broker, args: &[&str], input: &str) -> String {
-    let mut child = Command::new("kcat")
-        .arg("-b")
-        .arg(broker.bootstrap())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcat is installed (scripts/install-test-deps.sh)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "kcat {args:?} still running after {TIMEOUT:?}: {}",
-                err.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let mut command = Command::new("kcat");
+    command.arg("-b").arg(broker.bootstrap()).args(args);
+    let ran = run_bounded(&mut command, input.as_bytes(), TIMEOUT);
+    let Some(status) = ran.status else {
+        panic!("kcat {args:?} still running after {TIMEOUT:?}: {}", ran.err);
     };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
     assert!(
         status.success(),
-        "kcat {args:?}: {status}\n{err}\n{}",
+        "kcat {args:?}: {status}\n{}\n{}",
+        ran.err,
         broker.log()
     );
-    out
+    ran.out
 }
 
 fn now_ms() -> i64 {

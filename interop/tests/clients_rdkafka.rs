@@ -1,11 +1,11 @@
 //! The `rdkafka` crate (librdkafka 2.12 built from source) against the real 2-shard
 //! broker, in the shape of the other clients' tests (`common::client`): every codec with
 //! every field compared (key, null key, value, headers, create time), the admin calls
-//! (topics, configs of a topic and of the broker, partitions, DeleteRecords), the
-//! watermarks, and a keyless record to a compacted topic. Groups with commits, group
-//! administration, ListOffsets by timestamp and the idempotent producer through the same
-//! crate are in `consumer_group.rs`, `group_admin.rs`, `offsets_and_poll.rs` and
-//! `idempotent_cut.rs`.
+//! (topics, configs of a topic and of the broker, partitions, DeleteRecords) and the
+//! watermarks. Groups with commits, group administration, ListOffsets by timestamp, the
+//! idempotent producer and a keyless record to a compacted topic through the same crate
+//! are in `consumer_group.rs`, `group_admin.rs`, `offsets_and_poll.rs`,
+//! `idempotent_cut.rs` and `produce_validation.rs`.
 //!
 //! Cases that fail only through a known broker defect are `#[ignore]`d with that defect
 //! as the reason.
@@ -249,37 +249,4 @@ fn rdkafka_watermarks_and_offsets_for_times() {
         found.find_partition("listed", 0).unwrap().offset(),
         Offset::Offset(4)
     );
-}
-
-#[test]
-fn rdkafka_keyless_record_to_compacted_topic_is_refused() {
-    // Proves a record without a key sent to a cleanup.policy=compact topic is refused
-    // with INVALID_RECORD, as Kafka does, and the partition stays empty.
-    let broker = Broker::start();
-    let admin = admin(&broker);
-    block_on(
-        admin.create_topics(
-            &[NewTopic::new("compacted", 1, TopicReplication::Fixed(1))
-                .set("cleanup.policy", "compact")],
-            &options(),
-        ),
-    )
-    .expect("create topics");
-    let (p, d) = producer(
-        &broker.bootstrap(),
-        &[("retries", "0"), ("message.timeout.ms", "10000")],
-    );
-    p.send(
-        BaseRecord::<str, str>::to("compacted")
-            .payload("no key")
-            .partition(0),
-    )
-    .map_err(|(e, _)| e)
-    .expect("send");
-    p.flush(TIMEOUT).expect("flush");
-    assert_eq!(d.failed.load(std::sync::atomic::Ordering::SeqCst), 1);
-    let (low, high) = reader(&broker)
-        .fetch_watermarks("compacted", 0, TIMEOUT)
-        .expect("watermarks");
-    assert_eq!((low, high), (0, 0));
 }

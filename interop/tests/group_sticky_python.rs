@@ -9,35 +9,18 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Broker;
+use common::client::python;
 use common::group::{Ledger, Rebalanced, balanced, complete, produce_values, wait_consumed};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 const PARTITIONS: i32 = 6;
 const RECORDS: usize = 1_500;
-
-/// The virtualenv python with kafka-python, as `scripts/install-test-deps.sh` makes it.
-fn python() -> PathBuf {
-    let venv = std::env::var_os("SLUICE_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME is set");
-            PathBuf::from(home).join(".cache/sluice/py-venv")
-        });
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-test-deps.sh (kafka-python venv)",
-        python.display()
-    );
-    python
-}
 
 #[derive(Default)]
 struct Seen {

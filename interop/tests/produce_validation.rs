@@ -86,7 +86,8 @@ fn keyless_record_to_compacted_topic_fails_delivery() {
     // Proves librdkafka reports INVALID_RECORD for a keyless record produced to a
     // cleanup.policy=compact topic (the broker refuses its batch and names it in
     // record_errors), while the keyed records before and after it are delivered and are
-    // the only ones stored. Before the fix all three were delivered.
+    // the only ones stored (the high watermark is 2). Before the fix all three were
+    // delivered.
     let broker = Broker::start();
     let bootstrap = broker.bootstrap();
     create_topic(&bootstrap, "compacted", &[("cleanup.policy", "compact")]);
@@ -105,6 +106,8 @@ fn keyless_record_to_compacted_topic_fails_delivery() {
         ]
     );
     assert_eq!(consume(&bootstrap, "compacted", 2), ["first", "last"]);
+    let watermarks = consumer(&bootstrap).fetch_watermarks("compacted", 0, Duration::from_secs(10));
+    assert_eq!(watermarks.unwrap(), (0, 2));
 }
 
 /// Reads partition 0 of `topic` from the beginning until `count` values arrived.

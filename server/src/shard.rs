@@ -95,11 +95,15 @@ impl Shard {
     }
 
     /// Whether a partition (on any shard) is offline: its log could not be opened.
-    pub fn is_offline(&self, topic: &str, partition: i32) -> bool {
-        self.offline_partitions.borrow().contains(&TopicPartition {
-            topic: Arc::from(topic),
-            partition,
-        })
+    /// Metadata asks for every partition, so the usual case (none offline) looks nothing
+    /// up, and the topic name is shared, not copied.
+    pub fn is_offline(&self, topic: &Arc<str>, partition: i32) -> bool {
+        let offline = self.offline_partitions.borrow();
+        !offline.is_empty()
+            && offline.contains(&TopicPartition {
+                topic: topic.clone(),
+                partition,
+            })
     }
 
     /// Tells every shard (this one included) that `tp` went offline or came back.

@@ -5,12 +5,11 @@
 
 mod common;
 
-use common::{Broker, Conn, create_topic_with, produce_keyed};
+use common::{Broker, Conn, create_topic_with, list_offsets_at, produce_keyed};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -51,19 +50,7 @@ fn delete_records(conn: &mut Conn, topic: &str, parts: &[(i32, i64)]) -> Vec<(i1
 
 /// ListOffsets earliest (-2) of one partition.
 fn earliest(conn: &mut Conn, topic: &str, partition: i32) -> i64 {
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(TopicName(s(topic)))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(partition)
-                        .with_timestamp(-2),
-                ]),
-        ]);
-    let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &req);
-    let p = &resp.topics[0].partitions[0];
+    let p = list_offsets_at(conn, topic, partition, -2);
     assert_eq!(p.error_code, 0);
     p.offset
 }

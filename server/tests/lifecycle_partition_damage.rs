@@ -8,13 +8,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::{Broker, Conn, batch, create_topic_with, decode_records, produce_keyed, read_keyed};
+use common::{
+    Broker, Conn, batch, create_topic_with, decode_records, fetch_from, list_offsets_at,
+    produce_keyed, produce_to, read_keyed,
+};
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -23,58 +22,6 @@ const STOP_WITHIN: Duration = Duration::from_secs(10);
 
 fn name(v: &str) -> TopicName {
     TopicName(StrBytes::from_string(v.to_string()))
-}
-
-fn produce_code(conn: &mut Conn, topic: &str, partition: i32, records: Bytes) -> i16 {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(records)),
-                ]),
-        ]);
-    let resp: ProduceResponse = conn.call(ApiKey::Produce, 9, &req);
-    resp.responses[0].partition_responses[0].error_code
-}
-
-fn fetch_code(conn: &mut Conn, topic: &str, partition: i32) -> i16 {
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(name(topic))
-                .with_partitions(vec![
-                    FetchPartition::default()
-                        .with_partition(partition)
-                        .with_fetch_offset(0)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ]);
-    let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &req);
-    resp.responses[0].partitions[0].error_code
-}
-
-fn list_offsets_code(conn: &mut Conn, topic: &str, partition: i32) -> i16 {
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(name(topic))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(partition)
-                        .with_timestamp(-1),
-                ]),
-        ]);
-    let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &req);
-    resp.topics[0].partitions[0].error_code
 }
 
 /// Metadata v12 of one topic: each partition's error code, by partition index.
@@ -215,11 +162,14 @@ fn an_unopenable_partition_goes_offline_alone() {
     let mut conn = broker.connect();
     let storage = ResponseError::KafkaStorageError.code();
     assert_eq!(
-        produce_code(&mut conn, "bad", 0, batch(&[("k", "v", 1)], None)),
+        produce_to(&mut conn, 9, "bad", 0, batch(&[("k", "v", 1)], None)).error_code,
         storage
     );
-    assert_eq!(fetch_code(&mut conn, "bad", 0), storage);
-    assert_eq!(list_offsets_code(&mut conn, "bad", 0), storage);
+    assert_eq!(
+        fetch_from(&mut conn, "bad", 0, 0, 1 << 20).error_code,
+        storage
+    );
+    assert_eq!(list_offsets_at(&mut conn, "bad", 0, -1).error_code, storage);
     assert_eq!(metadata_codes(&mut conn, "bad"), vec![storage, 0]);
     assert_eq!(metadata_codes(&mut conn, "good"), vec![0, 0]);
 
@@ -230,7 +180,7 @@ fn an_unopenable_partition_goes_offline_alone() {
             .collect();
         assert_eq!(&got, recs, "{topic}-{p}");
         produce_keyed(&mut conn, topic, *p, &records("more", 1), 2_000);
-        assert_eq!(list_offsets_code(&mut conn, topic, *p), 0);
+        assert_eq!(list_offsets_at(&mut conn, topic, *p, -1).error_code, 0);
     }
     let (raw, _) = common::fetch_raw(&mut conn, "good", 1, 3);
     assert_eq!(decode_records(&raw.unwrap())[0].1, "more-0");

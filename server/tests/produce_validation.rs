@@ -9,11 +9,9 @@ mod common;
 use std::process::Command;
 
 use bytes::Bytes;
-use common::{Broker, Conn, create_topic_with, fetch_raw, kcat};
+use common::{Broker, Conn, create_topic_with, fetch_raw, kcat, list_offsets_at, produce_to};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -48,37 +46,12 @@ fn batch_of(attributes: i16, records: &[Rec<'_>], max_timestamp: i64) -> Bytes {
 }
 
 fn produce(conn: &mut Conn, version: i16, topic: &str, records: Bytes) -> PartitionProduceResponse {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(s(topic)))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ]),
-        ]);
-    let resp: ProduceResponse = conn.call(ApiKey::Produce, version, &req);
-    resp.responses[0].partition_responses[0].clone()
+    produce_to(conn, version, topic, 0, records)
 }
 
 /// ListOffsets (v7) of partition 0 at `timestamp`: (error, offset, timestamp).
 fn list_offsets(conn: &mut Conn, topic: &str, timestamp: i64) -> (i16, i64, i64) {
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(TopicName(s(topic)))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(timestamp),
-                ]),
-        ]);
-    let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &req);
-    let p = &resp.topics[0].partitions[0];
+    let p = list_offsets_at(conn, topic, 0, timestamp);
     (p.error_code, p.offset, p.timestamp)
 }
 
@@ -206,11 +179,12 @@ fn described(conn: &mut Conn, topic: &str, name: &str) -> (String, i8) {
 #[test]
 fn compression_type_recompresses_batches() {
     // Proves the compression.type topic config: a bad value is refused with
-    // INVALID_CONFIG, DescribeConfigs shows the override (zstd) and the broker default
-    // (--compression-type, here lz4 from SLUICE_COMPRESSION_TYPE); uncompressed, gzip and
-    // zstd batches sent to the zstd topic are all served as zstd batches whose records
-    // (keys, values, timestamps) equal what was sent, and kcat (librdkafka) consumes them;
-    // the other topic stores lz4. Before the fix the config was refused.
+    // INVALID_CONFIG, DescribeConfigs shows the override (zstd, TOPIC_CONFIG) and the
+    // broker's value (--compression-type, here lz4 from SLUICE_COMPRESSION_TYPE, so
+    // STATIC_BROKER_CONFIG as Kafka reports a server.properties value); uncompressed,
+    // gzip and zstd batches sent to the zstd topic are all served as zstd batches whose
+    // records (keys, values, timestamps) equal what was sent, and kcat (librdkafka)
+    // consumes them; the other topic stores lz4. Before the fix the config was refused.
     let broker = Broker::start_env(&[("SLUICE_COMPRESSION_TYPE", "lz4")]);
     let mut conn = broker.connect();
     let bad = create_topic_with(&mut conn, "bad", 1, &[("compression.type", "brotli")]);

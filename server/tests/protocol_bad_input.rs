@@ -10,11 +10,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{Broker, Conn, batch, decode_records};
+use common::{Broker, Conn, batch, decode_records, fetch_from, produce_to};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -25,39 +23,16 @@ fn name(v: &str) -> TopicName {
 }
 
 fn produce(conn: &mut Conn, topic: &str, records: Bytes) -> i16 {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ]),
-        ]);
-    let resp: ProduceResponse = conn.call(ApiKey::Produce, 9, &req);
-    resp.responses[0].partition_responses[0].error_code
+    produce_to(conn, 9, topic, 0, records).error_code
 }
 
 fn fetch_all(conn: &mut Conn, topic: &str) -> Vec<(i64, String, String, i64)> {
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(name(topic))
-                .with_partitions(vec![
-                    FetchPartition::default()
-                        .with_partition(0)
-                        .with_fetch_offset(0)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ]);
-    let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &req);
-    decode_records(resp.responses[0].partitions[0].records.as_ref().unwrap())
+    decode_records(
+        fetch_from(conn, topic, 0, 0, 1 << 20)
+            .records
+            .as_ref()
+            .unwrap(),
+    )
 }
 
 /// A still-healthy broker answers ApiVersions on a fresh connection.

@@ -6,13 +6,13 @@
 mod common;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use common::{Broker, Conn};
+use common::{Broker, Conn, list_offsets_at, produce_to};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use sluice_engine::record::build_batch;
+use sluice_engine::batch::BatchHeader;
+use sluice_engine::record::{build_batch, decode_batch, encode_batch};
 
 #[test]
 fn librdkafka_2_16_metadata_v12_with_trailing_bytes_is_answered() {
@@ -98,29 +98,18 @@ impl Body {
 
 /// Appends one batch of three records (offsets 0-2, timestamp 5) to partition 0.
 fn produce_three(c: &mut Conn, topic: &str) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(Bytes::from(build_batch(
-                            0,
-                            5,
-                            0,
-                            &[
-                                (Some(&b"k"[..]), Some(&b"a"[..])),
-                                (Some(&b"k"[..]), Some(&b"b"[..])),
-                                (Some(&b"k"[..]), Some(&b"c"[..])),
-                            ],
-                        )))),
-                ]),
-        ]);
-    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
-    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    let three = build_batch(
+        0,
+        5,
+        0,
+        &[
+            (Some(&b"k"[..]), Some(&b"a"[..])),
+            (Some(&b"k"[..]), Some(&b"b"[..])),
+            (Some(&b"k"[..]), Some(&b"c"[..])),
+        ],
+    );
+    let p = produce_to(c, 9, topic, 0, Bytes::from(three));
+    assert_eq!(p.error_code, 0);
 }
 
 #[test]
@@ -558,4 +547,96 @@ fn produce_v0_to_v2_message_sets_are_appended() {
             (5, "k".into(), "v2b".into(), 200),
         ]
     );
+}
+
+#[test]
+fn fetch_v2_of_a_timestamp_delta_past_i64_keeps_the_broker_running() {
+    // Proves a stored batch whose second record's timestamp delta runs past i64::MAX from
+    // the base timestamp (the append path trusts a header whose max timestamp is set, so
+    // a producer can store one) is served to Fetch v2 as two magic 1 messages, the
+    // timestamp wrapping as Kafka's Java does, and the broker keeps running. Before the
+    // fix the down-conversion overflowed and the debug broker panicked.
+    let broker = Broker::start();
+    let mut c = broker.connect();
+    let base = i64::MAX - 1;
+    let plain = build_batch(
+        0,
+        base,
+        0,
+        &[
+            (Some(&b"k"[..]), Some(&b"a"[..])),
+            (Some(&b"k"[..]), Some(&b"b"[..])),
+        ],
+    );
+    let mut records = decode_batch(&plain, 1 << 20).unwrap().records;
+    records[1].timestamp_delta = 5;
+    let view = BatchHeader::new(&plain).unwrap();
+    let stored = encode_batch(&view, &records, false).unwrap();
+    assert_eq!(
+        produce_to(&mut c, 9, "wide", 0, Bytes::from(stored)).error_code,
+        0
+    );
+
+    let mut req = BytesMut::new();
+    req.put_i32(-1); // replica_id
+    req.put_i32(0); // max_wait_ms
+    req.put_i32(1); // min_bytes
+    req.put_i32(1);
+    put_string(&mut req, "wide");
+    req.put_i32(1);
+    req.put_i32(0); // partition
+    req.put_i64(0); // fetch_offset
+    req.put_i32(1 << 20);
+    let mut b = old_call(&mut c, 1, 2, 7, &req);
+    assert_eq!(b.i32(), 0, "throttle_time_ms");
+    assert_eq!(b.i32(), 1);
+    assert_eq!(b.string().as_deref(), Some("wide"));
+    assert_eq!(b.i32(), 1);
+    assert_eq!((b.i32(), b.i16(), b.i64()), (0, 0, 2));
+    let len = b.i32();
+    let mut set = b.0.split_to(len as usize);
+    b.end();
+    let mut timestamps = Vec::new();
+    while set.has_remaining() {
+        let offset = set.get_i64();
+        let size = set.get_i32() as usize;
+        let mut m = set.split_to(size);
+        let crc = m.get_u32();
+        assert_eq!(crc, crc32fast::hash(&m), "crc of offset {offset}");
+        assert_eq!((m.get_i8(), m.get_i8()), (1, 0), "magic, attributes");
+        timestamps.push((offset, m.get_i64()));
+    }
+    assert_eq!(timestamps, [(0, base), (1, base.wrapping_add(5))]);
+    broker.assert_running();
+}
+
+#[test]
+fn produce_v2_timestamps_too_far_apart_are_corrupt_message() {
+    // Proves a Produce v2 message set whose magic 1 timestamps lie further apart than an
+    // i64 delta can say is answered CORRUPT_MESSAGE and nothing is stored, and the broker
+    // keeps running. Before the fix the up-conversion overflowed and the debug broker
+    // panicked.
+    let broker = Broker::start();
+    let mut c = broker.connect();
+    let mut set = old_message(1, -2, b"k", b"early");
+    set.extend(old_message(1, i64::MAX, b"k", b"late"));
+    let mut req = BytesMut::new();
+    req.put_i16(-1); // acks
+    req.put_i32(10_000);
+    req.put_i32(1);
+    put_string(&mut req, "apart");
+    req.put_i32(1);
+    req.put_i32(0);
+    req.put_i32(set.len() as i32);
+    req.put_slice(&set);
+    let mut b = old_call(&mut c, 0, 2, 9, &req);
+    assert_eq!(b.i32(), 1);
+    assert_eq!(b.string().as_deref(), Some("apart"));
+    assert_eq!(b.i32(), 1);
+    assert_eq!(
+        (b.i32(), b.i16()),
+        (0, ResponseError::CorruptMessage.code())
+    );
+    assert_eq!(list_offsets_at(&mut c, "apart", 0, -1).offset, 0);
+    broker.assert_running();
 }

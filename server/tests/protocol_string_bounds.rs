@@ -9,14 +9,12 @@ mod common;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{Broker, Conn, batch, decode_records};
+use common::{Broker, Conn, batch, decode_records, fetch_from, produce_to};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Partitions of the test topic: spread by count over the two shards, so both own some.
@@ -65,67 +63,12 @@ fn offset_commit_v8(correlation_id: i32, group: &str) -> Bytes {
     b.freeze()
 }
 
-/// Sends `body` with a header carrying `client_id` and reads the response.
-fn call_as<Req: Encodable, Resp: Decodable>(
-    c: &mut Conn,
-    client_id: &str,
-    api_key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    body: &Req,
-) -> Resp {
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(s(client_id)));
-    let mut b = BytesMut::new();
-    b.put_i32(0);
-    header
-        .encode(&mut b, api_key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut b, version).unwrap();
-    let size = (b.len() - 4) as i32;
-    b[..4].copy_from_slice(&size.to_be_bytes());
-    c.send_raw(&b).unwrap();
-    let out = c.read_frame().unwrap().expect("a response");
-    Conn::parse(api_key, version, correlation_id, out)
-}
-
 fn produce(c: &mut Conn, partition: i32, value: &str) -> i16 {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(s("t")))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch(&[("k", value, 1)], None))),
-                ]),
-        ]);
-    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
-    resp.responses[0].partition_responses[0].error_code
+    produce_to(c, 9, "t", partition, batch(&[("k", value, 1)], None)).error_code
 }
 
 fn fetch_values(c: &mut Conn, partition: i32) -> Vec<String> {
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(TopicName(s("t")))
-                .with_partitions(vec![
-                    FetchPartition::default()
-                        .with_partition(partition)
-                        .with_fetch_offset(0)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ]);
-    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &req);
-    let p = &resp.responses[0].partitions[0];
+    let p = fetch_from(c, "t", partition, 0, 1 << 20);
     assert_eq!(p.error_code, 0, "fetch partition {partition}");
     decode_records(p.records.as_ref().unwrap())
         .into_iter()
@@ -205,7 +148,7 @@ fn a_client_id_of_32767_bytes_joins_and_syncs() {
                     .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 0])),
             ])
     };
-    let first: JoinGroupResponse = call_as(&mut c, &client_id, ApiKey::JoinGroup, 7, 1, &join(""));
+    let first: JoinGroupResponse = c.call_as(&client_id, ApiKey::JoinGroup, 7, &join(""));
     assert_eq!(
         first.error_code,
         kafka_protocol::ResponseError::MemberIdRequired.code()
@@ -217,14 +160,7 @@ fn a_client_id_of_32767_bytes_joins_and_syncs() {
         member_id.len()
     );
     assert!(member_id.starts_with("ccc"), "{member_id:.20}");
-    let joined: JoinGroupResponse = call_as(
-        &mut c,
-        &client_id,
-        ApiKey::JoinGroup,
-        7,
-        2,
-        &join(&member_id),
-    );
+    let joined: JoinGroupResponse = c.call_as(&client_id, ApiKey::JoinGroup, 7, &join(&member_id));
     assert_eq!(joined.error_code, 0);
     let sync = SyncGroupRequest::default()
         .with_group_id(GroupId(s("long-client")))
@@ -237,7 +173,7 @@ fn a_client_id_of_32767_bytes_joins_and_syncs() {
                 .with_member_id(s(&member_id))
                 .with_assignment(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0])),
         ]);
-    let synced: SyncGroupResponse = call_as(&mut c, &client_id, ApiKey::SyncGroup, 5, 3, &sync);
+    let synced: SyncGroupResponse = c.call_as(&client_id, ApiKey::SyncGroup, 5, &sync);
     assert_eq!(synced.error_code, 0);
     broker.assert_running();
 

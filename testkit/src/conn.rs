@@ -10,6 +10,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+/// The client id of requests sent without one of their own.
+const CLIENT_ID: &str = "sluice-test";
+
 /// A raw Kafka connection.
 pub struct Conn {
     pub stream: TcpStream,
@@ -36,11 +39,22 @@ impl Conn {
         correlation_id: i32,
         body: &Req,
     ) -> Bytes {
+        Self::frame_as(CLIENT_ID, api_key, version, correlation_id, body)
+    }
+
+    /// `frame` with `client_id` in the request header.
+    pub fn frame_as<Req: Encodable>(
+        client_id: &str,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        body: &Req,
+    ) -> Bytes {
         let header = RequestHeader::default()
             .with_request_api_key(api_key as i16)
             .with_request_api_version(version)
             .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("sluice-test")));
+            .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
         let mut buf = BytesMut::new();
         buf.put_i32(0);
         header
@@ -120,9 +134,20 @@ impl Conn {
         version: i16,
         body: &Req,
     ) -> Resp {
+        self.call_as(CLIENT_ID, api_key, version, body)
+    }
+
+    /// `call` with `client_id` in the request header.
+    pub fn call_as<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        client_id: &str,
+        api_key: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Resp {
         let cid = self.next_correlation_id;
         self.next_correlation_id += 1;
-        let frame = Self::frame(api_key, version, cid, body);
+        let frame = Self::frame_as(client_id, api_key, version, cid, body);
         self.send_raw(&frame).unwrap();
         let resp = self
             .read_frame()

@@ -7,9 +7,9 @@
 //! Every program takes `CASE BOOTSTRAP` and prints one JSON object on its last stdout
 //! line. A case the client could not complete prints `{"error": "..."}` instead.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -183,43 +183,10 @@ pub fn run_case_raw(
     extra: &[&str],
     timeout: Duration,
 ) -> Value {
-    let mut child = command
-        .arg(case)
-        .arg(broker.bootstrap())
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the program") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            // Child::kill sends SIGKILL to this child's PID only.
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = out.join().unwrap_or_default();
-    let err = err.join().unwrap_or_default();
-    let Some(status) = status else {
+    command.arg(case).arg(broker.bootstrap()).args(extra);
+    let ran = run_bounded(command, b"", timeout);
+    let (out, err) = (ran.out, ran.err);
+    let Some(status) = ran.status else {
         panic!(
             "{case}: still running after {timeout:?}, killed\nstdout:\n{out}\nstderr:\n{}\nbroker log:\n{}",
             tail(&err),
@@ -234,6 +201,59 @@ pub fn run_case_raw(
             tail(&err),
             tail(&broker.log())
         ),
+    }
+}
+
+/// What a program run by `run_bounded` did.
+pub struct Ran {
+    /// `None` when it was killed past its time limit.
+    pub status: Option<ExitStatus>,
+    pub out: String,
+    pub err: String,
+}
+
+/// Runs `command` with `input` on its stdin (then closed), reading its stdout and stderr
+/// as it goes so that neither pipe fills, and kills it by PID past `timeout`.
+pub fn run_bounded(command: &mut Command, input: &[u8], timeout: Duration) -> Ran {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {command:?}: {e} (scripts/install-test-deps.sh)"));
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    // A program that exits without reading all of it closes the pipe: not an error here.
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the program") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            // Child::kill sends SIGKILL to this child's PID only.
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ran {
+        status,
+        out: out.join().unwrap_or_default(),
+        err: err.join().unwrap_or_default(),
     }
 }
 
@@ -371,6 +391,24 @@ pub fn assert_offsets_for_times(v: &Value) {
 pub fn assert_list_offsets(v: &Value) {
     assert_eq!(v["earliest"]["offset"].as_i64(), Some(0), "{v}");
     assert_eq!(v["latest"]["offset"].as_i64(), Some(10), "{v}");
+}
+
+/// The `list_offsets` case's lookups by time on `listed` (create times
+/// BASE_TIMESTAMP_MS + 1000 i): the largest timestamp is record 9's, and the first record
+/// at or after +3500 ms is record 4, each answered with its own timestamp.
+pub fn assert_list_offsets_by_time(v: &Value) {
+    assert_eq!(v["max_timestamp"]["offset"].as_i64(), Some(9), "{v}");
+    assert_eq!(
+        v["max_timestamp"]["timestamp"].as_i64(),
+        Some(BASE_TIMESTAMP_MS + 9000),
+        "{v}"
+    );
+    assert_eq!(v["at_3500"]["offset"].as_i64(), Some(4), "{v}");
+    assert_eq!(
+        v["at_3500"]["timestamp"].as_i64(),
+        Some(BASE_TIMESTAMP_MS + 4000),
+        "{v}"
+    );
 }
 
 /// The `groups_admin` case: `group`, which read the 4 records of `grouped-admin`,

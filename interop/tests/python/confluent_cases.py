@@ -7,10 +7,7 @@ what the client saw (offsets, records, admin results), for the Rust test to asse
 {"error": "..."} when a call failed. Records follow common/client.rs `records`.
 """
 
-import json
-import sys
 import time
-import traceback
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -30,19 +27,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
-RECORDS_PER_CODEC = 10
-BASE_TIMESTAMP_MS = 1_700_000_000_000
-TIMEOUT_S = 15
-
-
-def record(codec, i):
-    return {
-        "k": None if i == 3 else f"k{i}",
-        "v": f"{codec}-{i}-" + "x" * 100,
-        "h": [["i", str(i)], ["codec", codec]],
-        "ts": BASE_TIMESTAMP_MS + 1000 * i,
-    }
+from case_runner import BASE_TIMESTAMP_MS, CODECS, RECORDS_PER_CODEC, TIMEOUT_S, record, run_case
 
 
 def produce(bootstrap, topic, recs, extra=None):
@@ -402,18 +387,5 @@ def case_static_member_expiry(bootstrap):
     return {"before": before, "after": after, "took_ms": took_ms, "session_timeout_ms": session_ms}
 
 
-CASES = {name[len("case_"):]: f for name, f in globals().items() if name.startswith("case_")}
-
-
-def main():
-    case, bootstrap = sys.argv[1:3]
-    try:
-        out = CASES[case](bootstrap)
-    except Exception as e:
-        traceback.print_exc()
-        out = {"error": repr(e)}
-    print(json.dumps(out), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    run_case(globals())

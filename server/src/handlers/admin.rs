@@ -821,8 +821,7 @@ fn delete_records_refused(shard: &Shard, meta: &TopicMeta) -> Option<ResponseErr
 /// at once; the answer carries the new log start offset as the low watermark.
 pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let table = shard.table();
-    // Refused partitions are sent offset -2, which the owner refuses before touching
-    // the log; their answer is replaced below.
+    // Partitions of a refused topic are answered here, without asking their owner.
     let refused: Vec<Option<ResponseError>> = req
         .topics
         .iter()
@@ -832,12 +831,16 @@ pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> Del
                 .and_then(|m| delete_records_refused(shard, m))
         })
         .collect();
-    let parts = req.topics.iter().zip(&refused).flat_map(|(t, refused)| {
-        t.partitions.iter().map(move |p| {
-            let offset = if refused.is_some() { -2 } else { p.offset };
-            (t.name.0.as_str(), p.partition_index, offset)
-        })
-    });
+    let parts = req
+        .topics
+        .iter()
+        .zip(&refused)
+        .filter(|(_, refused)| refused.is_none())
+        .flat_map(|(t, _)| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.as_str(), p.partition_index, p.offset))
+        });
     let results = super::offsets::ask_owners(shard, parts, |tp, offset, reply| {
         ShardRequest::DeleteRecords { tp, offset, reply }
     })
@@ -854,8 +857,11 @@ pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> Del
                 .map(|p| {
                     let base = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index);
-                    let result = results.next().expect("one result per partition");
-                    match refused.map_or(result, Err) {
+                    let result = match refused {
+                        Some(e) => Err(e),
+                        None => results.next().expect("one result per partition asked"),
+                    };
+                    match result {
                         Ok(low_watermark) => base.with_low_watermark(low_watermark),
                         Err(e) => base.with_error_code(e.code()).with_low_watermark(-1),
                     }

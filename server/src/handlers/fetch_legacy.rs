@@ -2,11 +2,13 @@
 //! the old message formats, while the log holds RecordBatch v2. Each partition's records
 //! are converted the way Kafka's down-conversion does: v0-v1 get magic 0 messages, v2-v3
 //! magic 1 (with timestamps), one uncompressed message per record at its absolute offset,
-//! from the fetch offset on (a batch read may begin before it). Control batches (transaction markers) are left out, as are record headers, which the
-//! old formats cannot carry, and a batch cut short at the end of the read (a fetch may end
-//! mid-batch; the client asks again from there). zstd batches are not converted: as in
-//! Kafka, a zstd first batch is UNSUPPORTED_COMPRESSION_TYPE and a later one ends the
-//! conversion. Runs on the shard serving the request.
+//! from the fetch offset on (a batch read may begin before it). Control batches
+//! (transaction markers) are left out, as are record headers, which the old formats
+//! cannot carry, and a batch cut short at the end of the read (a fetch may end mid-batch;
+//! the client asks again from there). zstd batches are not converted: as in Kafka, a zstd
+//! first batch is UNSUPPORTED_COMPRESSION_TYPE and a later one ends the conversion.
+//! Conversion also stops once `CONVERTED_BYTES_MAX` bytes are written, since compressed
+//! batches expand. Runs on the shard serving the request.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -26,6 +28,10 @@ use crate::shard::Shard;
 
 /// Decompressed record bytes one batch may take while being converted.
 const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
+/// Converted bytes of one partition past which no further batch is converted (the client
+/// asks again from where the answer ends). Compressed batches expand, so a read bounded
+/// in stored bytes is not bounded in converted ones.
+const CONVERTED_BYTES_MAX: usize = 64 << 20;
 /// Message attributes bit of magic 1: the timestamp is the log append time.
 const ATTRIBUTE_LOG_APPEND_TIME: u8 = 0x08;
 
@@ -81,9 +87,20 @@ pub fn message_magic(version: i16) -> u8 {
 /// 1), leaving out records below `fetch_offset`. Batches that are not complete v2 batches
 /// end the conversion; what came before is kept.
 pub fn down_convert(records: &Bytes, magic: u8, fetch_offset: i64) -> Bytes {
+    down_convert_capped(records, magic, fetch_offset, CONVERTED_BYTES_MAX)
+}
+
+/// `down_convert` that converts no further batch once `converted_bytes_max` bytes of
+/// messages are written.
+fn down_convert_capped(
+    records: &Bytes,
+    magic: u8,
+    fetch_offset: i64,
+    converted_bytes_max: usize,
+) -> Bytes {
     let mut out = BytesMut::with_capacity(records.len() + records.len() / 4);
     let mut at = 0;
-    while at < records.len() {
+    while at < records.len() && out.len() < converted_bytes_max {
         let rest = &records[at..];
         let Ok(header) = BatchHeader::new(rest) else {
             break;
@@ -112,14 +129,19 @@ pub fn down_convert(records: &Bytes, magic: u8, fetch_offset: i64) -> Bytes {
         };
         let log_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
         for r in &decoded.records {
-            let offset = header.base_offset().0 + i64::from(r.offset_delta);
+            // Deltas come from disk, and the append path stores a batch whose header is
+            // right without reading its records: add them as Kafka's Java does, wrapping.
+            let offset = header
+                .base_offset()
+                .0
+                .wrapping_add(i64::from(r.offset_delta));
             if offset < fetch_offset {
                 continue;
             }
             let timestamp = if log_append_time {
                 header.max_timestamp()
             } else {
-                header.base_timestamp() + r.timestamp_delta
+                header.base_timestamp().wrapping_add(r.timestamp_delta)
             };
             let attributes = if magic >= 1 && log_append_time {
                 ATTRIBUTE_LOG_APPEND_TIME
@@ -322,6 +344,58 @@ mod tests {
                     magic: 0,
                     attributes: 0,
                     timestamp: 0,
+                    key: None,
+                    value: Some(value),
+                },
+            );
+        }
+        assert_eq!(out, want.freeze());
+    }
+
+    #[test]
+    fn conversion_stops_at_the_converted_bytes_cap() {
+        // Proves the converted messages of one partition are bounded: once the cap is
+        // reached no further batch is converted (the client fetches the rest from there),
+        // while without reaching it every batch is.
+        let mut three = Vec::new();
+        for base_offset in [0, 1, 2] {
+            three.extend(batch(base_offset, &[(None, "value", 1)]));
+        }
+        let three = Bytes::from(three);
+        let all = down_convert(&three, 0, 0);
+        let one = down_convert(&Bytes::from(batch(0, &[(None, "value", 1)])), 0, 0);
+        assert_eq!(all.len(), 3 * one.len());
+        assert_eq!(down_convert_capped(&three, 0, 0, one.len()), one);
+        assert_eq!(down_convert_capped(&three, 0, 0, all.len()), all);
+    }
+
+    #[test]
+    fn stored_timestamp_deltas_past_i64_wrap_as_in_kafka() {
+        // Proves a stored batch whose record timestamp delta runs past i64::MAX from its
+        // base timestamp (the append path trusts a header whose max timestamp is set, so a
+        // producer can store one) converts without overflowing, the timestamp wrapping as
+        // Kafka's `baseTimestamp + timestampDelta` does in Java.
+        let base = i64::MAX - 1;
+        let plain = sluice_engine::record::build_batch(
+            3,
+            base,
+            0,
+            &[(None, Some(&b"a"[..])), (None, Some(&b"b"[..]))],
+        );
+        let mut records = decode_batch(&plain, 1 << 20).unwrap().records;
+        records[1].timestamp_delta = 5;
+        let view = BatchHeader::new(&plain).unwrap();
+        let stored = sluice_engine::record::encode_batch(&view, &records, false).unwrap();
+        let out = down_convert(&Bytes::from(stored), 1, 0);
+        let mut want = BytesMut::new();
+        for (offset, timestamp, value) in [(3, base, b"a"), (4, base.wrapping_add(5), b"b")] {
+            put_message(
+                &mut want,
+                Message {
+                    offset,
+                    magic: 1,
+                    attributes: 0,
+                    timestamp,
                     key: None,
                     value: Some(value),
                 },

@@ -4,9 +4,9 @@
 //! the request then goes through the Produce handler like any other. Every message's
 //! CRC-32 is checked; compressed wrapper messages (gzip, snappy, lz4) are opened one level
 //! deep, with the decompressed bytes capped. A message set that does not convert (bad CRC,
-//! cut short, a magic other than 0 and 1, nested compression) leaves that partition with
-//! no records, which the handler answers with CORRUPT_MESSAGE. Runs on the shard serving
-//! the request.
+//! cut short, a magic other than 0 and 1, nested compression, timestamps too far apart
+//! for a delta) leaves that partition with no records, which the handler answers with
+//! CORRUPT_MESSAGE. Runs on the shard serving the request.
 
 use std::rc::Rc;
 
@@ -19,7 +19,8 @@ use tracing::debug;
 use crate::connection::ConnState;
 use crate::shard::Shard;
 
-/// Decompressed bytes one compressed wrapper message may expand to.
+/// Decompressed bytes the compressed wrapper messages of one message set may expand to,
+/// together.
 const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 /// Offset, message size, then crc, magic, attributes, key length and value length: the
 /// smallest magic 0 message.
@@ -51,6 +52,8 @@ pub enum ConvertError {
     Empty,
     #[error("more than i32::MAX messages")]
     TooMany,
+    #[error("timestamp {timestamp} is too far from the first message's {base} for a delta")]
+    TimestampOverflow { base: i64, timestamp: i64 },
     #[error("records: {0}")]
     Record(#[from] RecordError),
 }
@@ -91,7 +94,15 @@ struct Message {
 /// messages in order (compressed wrappers replaced by what they hold), at offset deltas
 /// 0, 1, ... from base offset 0 (the log assigns the real offsets).
 pub fn up_convert(set: &Bytes) -> Result<Bytes, ConvertError> {
+    up_convert_capped(set, DECOMPRESSED_BYTES_MAX)
+}
+
+/// `up_convert` with the wrappers' decompressed bytes capped at `decompressed_bytes_max`
+/// for the whole set: a cap per wrapper would let a set of many small wrappers expand
+/// without bound.
+fn up_convert_capped(set: &Bytes, decompressed_bytes_max: usize) -> Result<Bytes, ConvertError> {
     let mut messages = Vec::new();
+    let mut decompressed_left = decompressed_bytes_max;
     for m in read_message_set(set)? {
         if m.codec == Codec::None {
             messages.push(m);
@@ -100,7 +111,17 @@ pub fn up_convert(set: &Bytes) -> Result<Bytes, ConvertError> {
         let Some(value) = m.value.as_ref() else {
             return Err(ConvertError::Empty);
         };
-        let (plain, _) = decompress(m.codec, value, DECOMPRESSED_BYTES_MAX)?;
+        let (plain, _) = decompress(m.codec, value, decompressed_left).map_err(|e| match e {
+            RecordError::DecompressedTooLarge { .. } => RecordError::DecompressedTooLarge {
+                bytes_max: decompressed_bytes_max,
+            },
+            other => other,
+        })?;
+        decompressed_left = decompressed_left.checked_sub(plain.len()).ok_or(
+            RecordError::DecompressedTooLarge {
+                bytes_max: decompressed_bytes_max,
+            },
+        )?;
         for inner in read_message_set(&Bytes::from(plain))? {
             if inner.codec != Codec::None {
                 return Err(ConvertError::NestedCompression);
@@ -114,19 +135,29 @@ pub fn up_convert(set: &Bytes) -> Result<Bytes, ConvertError> {
     let count = i32::try_from(messages.len()).map_err(|_| ConvertError::TooMany)?;
     let base_timestamp = messages[0].timestamp;
     let max_timestamp = messages.iter().map(|m| m.timestamp).max().unwrap_or(-1);
-    let records: Vec<Record> = messages
+    let records = messages
         .into_iter()
         .enumerate()
-        .map(|(i, m)| Record {
-            attributes: 0,
-            timestamp_delta: m.timestamp - base_timestamp,
-            // `count` fits i32, so every index does.
-            offset_delta: i as i32,
-            key: m.key,
-            value: m.value,
-            headers: Vec::new(),
+        .map(|(i, m)| {
+            // The producer chooses every timestamp of magic 1, so the delta may not fit.
+            let timestamp_delta =
+                m.timestamp
+                    .checked_sub(base_timestamp)
+                    .ok_or(ConvertError::TimestampOverflow {
+                        base: base_timestamp,
+                        timestamp: m.timestamp,
+                    })?;
+            Ok(Record {
+                attributes: 0,
+                timestamp_delta,
+                // `count` fits i32, so every index does.
+                offset_delta: i as i32,
+                key: m.key,
+                value: m.value,
+                headers: Vec::new(),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<Record>, ConvertError>>()?;
     let header = batch_header(count - 1, base_timestamp, max_timestamp);
     let view = BatchHeader::new(&header).map_err(RecordError::from)?;
     Ok(Bytes::from(encode_batch(&view, &records, false)?))
@@ -336,6 +367,31 @@ mod tests {
     }
 
     #[test]
+    fn decompressed_bytes_are_capped_for_the_whole_set() {
+        // Proves the cap on decompressed bytes holds for a message set as a whole: two gzip
+        // wrappers of 600 bytes each pass a 1,000-byte cap one by one but not together, so
+        // a set of many small wrappers cannot expand without bound; one of them alone
+        // converts.
+        use std::io::Write;
+        let wrapper = |offset: i64| {
+            let inner = message(0, 1, 0, 5, None, &[b'z'; 600 - 34]);
+            assert_eq!(inner.len(), 600);
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(&inner).unwrap();
+            message(offset, 1, 1, 5, None, &gz.finish().unwrap())
+        };
+        assert!(up_convert_capped(&Bytes::from(wrapper(0)), 1_000).is_ok());
+        let mut set = wrapper(0);
+        set.extend(wrapper(1));
+        assert_eq!(
+            up_convert_capped(&Bytes::from(set), 1_000),
+            Err(ConvertError::Record(RecordError::DecompressedTooLarge {
+                bytes_max: 1_000
+            }))
+        );
+    }
+
+    #[test]
     fn bad_message_sets_are_refused_without_panicking() {
         // Proves a flipped byte (CRC), a set cut anywhere, a bad magic, a negative size and an
         // empty set are errors, never a panic or a batch.
@@ -364,5 +420,21 @@ mod tests {
             Err(ConvertError::BadSize { size: -5, .. })
         ));
         assert_eq!(up_convert(&Bytes::new()), Err(ConvertError::Empty));
+    }
+
+    #[test]
+    fn timestamps_too_far_apart_are_refused() {
+        // Proves a magic 1 set whose timestamps lie further apart than an i64 delta can say
+        // (the producer chooses every timestamp) is refused as an error instead of the
+        // subtraction overflowing.
+        let mut set = message(0, 1, 0, -2, None, b"a");
+        set.extend(message(1, 1, 0, i64::MAX, None, b"b"));
+        assert_eq!(
+            up_convert(&Bytes::from(set)),
+            Err(ConvertError::TimestampOverflow {
+                base: -2,
+                timestamp: i64::MAX
+            })
+        );
     }
 }

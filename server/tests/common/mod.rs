@@ -104,21 +104,16 @@ pub fn create_topic_with(
     resp.topics[0].error_code
 }
 
-/// Produces (key, value) records stamped `timestamp_ms` to one partition with acks=all
-/// (Produce v9) and asserts they were accepted.
-pub fn produce_keyed(
+/// Produce (`version`, acks=all) of `records` to one partition: that partition's answer.
+pub fn produce_to(
     conn: &mut Conn,
+    version: i16,
     topic: &str,
     partition: i32,
-    records: &[(String, String)],
-    timestamp_ms: i64,
-) {
+    records: Bytes,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-    let refs: Vec<(&str, &str, i64)> = records
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str(), timestamp_ms))
-        .collect();
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(10_000)
@@ -128,22 +123,66 @@ pub fn produce_keyed(
                 .with_partition_data(vec![
                     PartitionProduceData::default()
                         .with_index(partition)
-                        .with_records(Some(batch(&refs, None))),
+                        .with_records(Some(records)),
                 ]),
         ]);
-    let resp: ProduceResponse = conn.call(ApiKey::Produce, 9, &req);
-    let p = &resp.responses[0].partition_responses[0];
+    let resp: ProduceResponse = conn.call(ApiKey::Produce, version, &req);
+    resp.responses[0].partition_responses[0].clone()
+}
+
+/// ListOffsets (v7) of one partition at `timestamp` (-1 latest, -2 earliest, -3 max
+/// timestamp): that partition's answer.
+pub fn list_offsets_at(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> kafka_protocol::messages::list_offsets_response::ListOffsetsPartitionResponse {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{
+        ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+    };
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_timestamp(timestamp),
+                ]),
+        ]);
+    let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &req);
+    resp.topics[0].partitions[0].clone()
+}
+
+/// Produces (key, value) records stamped `timestamp_ms` to one partition with acks=all
+/// (Produce v9) and asserts they were accepted.
+pub fn produce_keyed(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    records: &[(String, String)],
+    timestamp_ms: i64,
+) {
+    let refs: Vec<(&str, &str, i64)> = records
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str(), timestamp_ms))
+        .collect();
+    let p = produce_to(conn, 9, topic, partition, batch(&refs, None));
     assert_eq!(p.error_code, 0, "{p:?}");
 }
 
-/// One small Fetch (v12, 3000 bytes) from `offset`: (record batches as served, high
-/// watermark); asserts no error.
-pub fn fetch_raw(
+/// One Fetch (v12, no wait) of one partition from `offset`, at most
+/// `partition_max_bytes` of it: that partition's answer.
+pub fn fetch_from(
     conn: &mut Conn,
     topic: &str,
     partition: i32,
     offset: i64,
-) -> (Option<Bytes>, i64) {
+    partition_max_bytes: i32,
+) -> kafka_protocol::messages::fetch_response::PartitionData {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
     let req = FetchRequest::default()
@@ -159,13 +198,24 @@ pub fn fetch_raw(
                     FetchPartition::default()
                         .with_partition(partition)
                         .with_fetch_offset(offset)
-                        .with_partition_max_bytes(3000),
+                        .with_partition_max_bytes(partition_max_bytes),
                 ]),
         ]);
     let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &req);
-    let p = &resp.responses[0].partitions[0];
+    resp.responses[0].partitions[0].clone()
+}
+
+/// One small Fetch (v12, 3000 bytes) from `offset`: (record batches as served, high
+/// watermark); asserts no error.
+pub fn fetch_raw(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> (Option<Bytes>, i64) {
+    let p = fetch_from(conn, topic, partition, offset, 3000);
     assert_eq!(p.error_code, 0, "fetch at {offset}: {p:?}");
-    (p.records.clone(), p.high_watermark)
+    (p.records, p.high_watermark)
 }
 
 /// Reads a partition from offset 0 to its end in small fetches, as a consumer does:
