@@ -144,10 +144,13 @@ const LISTEN_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(
 /// shards' SO_REUSEPORT sockets would accept a second broker's sockets beside them:
 /// an abstract unix socket named after the address (exclusive per network namespace,
 /// released by the kernel when the process ends) keeps two brokers apart even when they
-/// start at the same instant; a plain bind without SO_REUSEPORT, closed again at once,
-/// fails while any other socket (of any program) listens on the address. The second
-/// check is retried for `LISTEN_RELEASE_WAIT`: sockets of a broker that just ended would
-/// otherwise share the port with the new shards and swallow connections.
+/// start at the same instant; and no socket (of any program) may be listening on the
+/// address, as the kernel's socket table shows. The second check is retried for
+/// `LISTEN_RELEASE_WAIT`: sockets of a broker that just ended would otherwise share the
+/// port with the new shards and swallow connections. A trial bind cannot stand in for
+/// it: connections the old broker accepted linger (FIN_WAIT2, TIME_WAIT) after it is
+/// killed while their clients hold them, and a bind without SO_REUSEPORT conflicts with
+/// those too, so a restart would be refused for up to a minute.
 pub struct ListenClaim {
     _name: UnixListener,
 }
@@ -163,16 +166,11 @@ impl ListenClaim {
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(in_use()),
             Err(source) => return Err(ExclusiveError::Listen { addr, source }),
         };
-        // std sets SO_REUSEADDR (so connections in TIME_WAIT from an earlier run do not
-        // count) but not SO_REUSEPORT (so a listening socket does).
         let deadline = std::time::Instant::now() + LISTEN_RELEASE_WAIT;
         loop {
-            match std::net::TcpListener::bind(addr) {
-                Ok(probe) => {
-                    drop(probe);
-                    return Ok(ListenClaim { _name: claim });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            match listening_on(addr) {
+                Ok(false) => return Ok(ListenClaim { _name: claim }),
+                Ok(true) => {
                     if std::time::Instant::now() >= deadline {
                         return Err(in_use());
                     }
@@ -181,6 +179,77 @@ impl ListenClaim {
                 Err(source) => return Err(ExclusiveError::Listen { addr, source }),
             }
         }
+    }
+}
+
+/// The kernel's TCP socket state for a socket that listens (`TCP_LISTEN`).
+const TCP_LISTEN_STATE: &str = "0A";
+
+/// Whether a socket in this network namespace listens on `addr`'s port at `addr`'s IP,
+/// or where one of the two addresses is the wildcard, from `/proc/net/tcp` and
+/// `/proc/net/tcp6`.
+fn listening_on(addr: SocketAddr) -> std::io::Result<bool> {
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = match std::fs::read_to_string(table) {
+            Ok(t) => t,
+            // No IPv6 in this kernel: nothing listens there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if text.lines().skip(1).any(|line| listens_at(line, addr)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether one line of `/proc/net/tcp{,6}` is a listening socket that conflicts with
+/// `addr`. Lines that do not parse are not a conflict.
+fn listens_at(line: &str, addr: SocketAddr) -> bool {
+    let mut fields = line.split_whitespace();
+    let (Some(_slot), Some(local), Some(_remote), Some(state)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return false;
+    };
+    if state != TCP_LISTEN_STATE {
+        return false;
+    }
+    let Some((ip_hex, port_hex)) = local.split_once(':') else {
+        return false;
+    };
+    if u16::from_str_radix(port_hex, 16).ok() != Some(addr.port()) {
+        return false;
+    }
+    let Some(ip) = parse_proc_ip(ip_hex) else {
+        return false;
+    };
+    ip.is_unspecified() || addr.ip().is_unspecified() || ip == addr.ip() || {
+        // An IPv4 address as a v4-mapped IPv6 socket sees it.
+        match (ip, addr.ip()) {
+            (std::net::IpAddr::V6(v6), std::net::IpAddr::V4(v4)) => v6.to_ipv4_mapped() == Some(v4),
+            _ => false,
+        }
+    }
+}
+
+/// An address as `/proc/net/tcp{,6}` prints it: 32-bit words in hex, each in the host's
+/// (little-endian on the machines Sluice runs on) byte order.
+fn parse_proc_ip(hex: &str) -> Option<std::net::IpAddr> {
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let w = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
+        Some(w.to_ne_bytes())
+    };
+    match hex.len() {
+        8 => Some(std::net::IpAddr::from(word(0)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            Some(std::net::IpAddr::from(bytes))
+        }
+        _ => None,
     }
 }
 
@@ -357,4 +426,46 @@ pub fn spawn_signal_thread(tx: Sender<ShardEvent>) -> std::io::Result<()> {
             }
         })
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves the socket-table check sees a listening socket on its exact address and
+    // through the wildcard, not one on another port, and not once it is closed; and that
+    // a connection accepted from it (what lingers after a killed broker) does not count.
+    #[test]
+    fn listening_sockets_are_found_in_the_kernel_table() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(listening_on(addr).unwrap());
+        let wildcard = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+        assert!(listening_on(wildcard).unwrap());
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        drop(listener);
+        assert!(!listening_on(addr).unwrap());
+        drop((client, accepted));
+    }
+
+    // Proves the address parser reads /proc/net/tcp's host-order words for IPv4 and IPv6.
+    #[test]
+    fn proc_addresses_parse() {
+        let v4 = std::net::Ipv4Addr::new(127, 0, 0, 1);
+        let hex = format!("{:08X}", u32::from_ne_bytes(v4.octets()));
+        assert_eq!(parse_proc_ip(&hex), Some(v4.into()));
+        let v6 = std::net::Ipv6Addr::LOCALHOST;
+        let hex: String = v6
+            .octets()
+            .chunks(4)
+            .map(|c| format!("{:08X}", u32::from_ne_bytes(c.try_into().unwrap())))
+            .collect();
+        assert_eq!(parse_proc_ip(&hex), Some(v6.into()));
+        assert_eq!(parse_proc_ip("XYZ"), None);
+        let line = format!("  0: {}:{:04X} 00000000:0000 0A 0 0", "0100007F", 9092);
+        let addr: SocketAddr = "127.0.0.1:9092".parse().unwrap();
+        assert_eq!(listens_at(&line, addr), cfg!(target_endian = "little"));
+        assert!(!listens_at(&line.replace(" 0A ", " 01 "), addr));
+    }
 }
