@@ -548,6 +548,11 @@ const BROKER_CONFIG_FLAGS: &[(&str, &str, ConfigType)] = &[
     ("log.cleanup.policy", "log_cleanup_policy", ConfigType::List),
     ("log.dirs", "data_dir", ConfigType::String),
     (
+        "log.flush.interval.ms",
+        "log_flush_interval_ms",
+        ConfigType::Long,
+    ),
+    (
         "log.message.timestamp.type",
         "log_message_timestamp_type",
         ConfigType::String,
@@ -651,6 +656,7 @@ impl BrokerArgs {
             }
             "log_cleanup_policy" => self.log_cleanup_policy.clone(),
             "data_dir" => self.data_dir.display().to_string(),
+            "log_flush_interval_ms" => self.log_flush_interval_ms.to_string(),
             "log_message_timestamp_type" => self.log_message_timestamp_type.clone(),
             "log_retention_bytes" => self.log_retention_bytes.to_string(),
             "log_retention_check_interval_ms" => self.log_retention_check_interval_ms.to_string(),
