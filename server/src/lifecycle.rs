@@ -247,7 +247,12 @@ pub fn check_memlock(shards: usize) -> Result<Option<String>, String> {
     Ok(None)
 }
 
-/// How often the main thread kicks every shard's executor thread.
+/// How often the main thread kicks every shard's executor thread: the longest a lost
+/// wake-up (see `kick`) can hold a shard, per hop. A request that crosses shards can meet
+/// one per hop; with 100 ms the worst cross-shard hop measured under a stall-prone load
+/// was 188 ms (none over 1 s in 9,600 hops), against stalls of 106 s and 151 s without
+/// kicks. A kick costs each shard one signal and one interrupted io_uring_enter; at this
+/// period that is 10 per second per shard, nothing next to a shard's own wake-ups.
 pub const KICK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// The signal that kicks a shard; its handler does nothing (SIGURG's default is to ignore).
 const KICK_SIGNAL: libc::c_int = libc::SIGURG;
@@ -271,11 +276,38 @@ pub fn install_kick_handler() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Interrupts whatever system call the shard's executor thread is blocked in. An executor
-/// parked in io_uring_enter has been seen (under heavy CPU load) to stay parked for tens
-/// of seconds with completed work and due timers, until anything interrupted the call
-/// (attaching a debugger did); the kick makes every such stall end within
-/// `KICK_INTERVAL`. The executor treats the interruption as a spurious wake-up.
+/// Interrupts whatever system call the shard's executor thread is blocked in, so that a
+/// wake-up glommio-ng 0.12 lost cannot park the shard for good.
+///
+/// What parks: an idle executor sleeps in `Reactor::wait` (glommio-ng
+/// `src/sys/uring.rs:2063-2098`): it sets its `should_notify` flag (`prepare_to_sleep`,
+/// `src/sys/mod.rs:411`), issues a process-wide barrier, checks its shared channels and
+/// blocking-pool results once more, then links its rings (a poll of the latency ring's
+/// fd on the main ring) and blocks in `io_uring_enter(min_complete=1)` on the main ring
+/// (`SleepableRing::sleep`, `src/sys/uring.rs:1294`). Every other thread wakes it by one
+/// path only: `SleepNotifier::notify` (`src/sys/mod.rs:377`) writes the executor's eventfd
+/// when it wins the flag, and an eventfd read armed on the latency ring completes and
+/// trips the ring link. Shared-channel sends (`channel_mesh`,
+/// `src/channels/shared_channel.rs:336`), blocking-pool completions
+/// (`src/sys/blocking.rs:178`) and foreign task wakes (`src/task/raw.rs:279`) all go
+/// through it.
+///
+/// What was seen: with three executors pinned as our shards are, passing messages round
+/// a `channel_mesh` between blocking-pool fsyncs and direct-I/O file operations, on two
+/// busy CPUs, an executor stayed parked (106 s, 151 s, 1 s; three times in about nine
+/// minutes) with its peer's message sitting in the channel: every thread in
+/// `io_cqring_wait` or idle, every ring's completion queue empty, every eventfd counter
+/// 0, so no wake-up was pending anywhere. The flag handshake itself holds on x86
+/// (`notify` is a `lock cmpxchg`, a full barrier, called after the out-of-line push);
+/// which write was lost has not been pinned down. In one of the stalls the waiting
+/// executor's own kick did not end it and a peer executor spun in io_uring_enter without
+/// sleeping, so every shard is kicked, not only the one that waits.
+///
+/// Why a kick ends it: io_uring_enter returns EINTR (it never restarts, whatever
+/// SA_RESTART says), glommio takes it as a spurious wake-up (`Reactor::intr_ok`), and the
+/// executor runs its loop again: `Reactor::react` (`src/reactor.rs:825-845`) re-checks
+/// timers and shared channels, and the next `wait` reaps the blocking pool and the rings,
+/// so whatever had arrived is found. Nothing is lost to the kick but the sleep.
 pub fn kick(thread: libc::pthread_t) {
     // SAFETY: `thread` is a shard thread that has not been joined yet (the main thread
     // joins them only after their last kick), so the handle is valid; a thread that
