@@ -249,10 +249,12 @@ pub fn check_memlock(shards: usize) -> Result<Option<String>, String> {
 
 /// How often the main thread kicks every shard's executor thread: the longest a lost
 /// wake-up (see `kick`) can hold a shard, per hop. A request that crosses shards can meet
-/// one per hop; with 100 ms the worst cross-shard hop measured under a stall-prone load
-/// was 188 ms (none over 1 s in 9,600 hops), against stalls of 106 s and 151 s without
-/// kicks. A kick costs each shard one signal and one interrupted io_uring_enter; at this
-/// period that is 10 per second per shard, nothing next to a shard's own wake-ups.
+/// one per hop. Under a stall-prone load (see `kick`) the worst cross-shard hop was 188 ms
+/// with kicks every 100 ms (none over 1 s in 9,600 hops) and 176 ms with kicks every
+/// 20 ms (18,600 hops), against stalls of 106 s to 185 s without kicks: the rest of the
+/// tail is the busy CPUs' scheduling, which a shorter period does not shorten. A kick
+/// costs each shard one signal and one interrupted io_uring_enter; 10 per second per
+/// shard is nothing next to a shard's own wake-ups.
 pub const KICK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// The signal that kicks a shard; its handler does nothing (SIGURG's default is to ignore).
 const KICK_SIGNAL: libc::c_int = libc::SIGURG;
@@ -292,16 +294,20 @@ pub fn install_kick_handler() -> std::io::Result<()> {
 /// (`src/sys/blocking.rs:178`) and foreign task wakes (`src/task/raw.rs:279`) all go
 /// through it.
 ///
-/// What was seen: with three executors pinned as our shards are, passing messages round
-/// a `channel_mesh` between blocking-pool fsyncs and direct-I/O file operations, on two
-/// busy CPUs, an executor stayed parked (106 s, 151 s, 1 s; three times in about nine
-/// minutes) with its peer's message sitting in the channel: every thread in
-/// `io_cqring_wait` or idle, every ring's completion queue empty, every eventfd counter
-/// 0, so no wake-up was pending anywhere. The flag handshake itself holds on x86
-/// (`notify` is a `lock cmpxchg`, a full barrier, called after the out-of-line push);
-/// which write was lost has not been pinned down. In one of the stalls the waiting
-/// executor's own kick did not end it and a peer executor spun in io_uring_enter without
-/// sleeping, so every shard is kicked, not only the one that waits.
+/// What was seen: with three executors pinned as our shards are, joining a
+/// `channel_mesh` and then passing messages round it between blocking-pool fsyncs and
+/// direct-I/O file operations, on two busy CPUs, an executor stayed parked four times in
+/// about eleven minutes (185 s, 151 s, 106 s, 1 s). Each time every executor thread was
+/// in `io_cqring_wait` or idle, each main ring had only its three standing requests in
+/// flight and each latency ring only its eventfd read, every completion queue was empty
+/// and every eventfd counter 0: no wake-up was pending anywhere. In the 185 s stall the
+/// parked executor had not finished `MeshBuilder::join`
+/// (`src/channels/channel_mesh.rs:409`), where every shard starts, while both its peers
+/// had and waited on it; one SIGURG to its thread ended the stall at once. In the 1 s
+/// stall a peer's message sat in the channel and a SIGURG to the waiting executor ended
+/// it. The flag handshake holds on x86 (`notify` is a `lock cmpxchg`, a full barrier,
+/// called after the out-of-line push); which wake-up is lost has not been pinned down,
+/// and the parked executor is not always the one that waits, so every shard is kicked.
 ///
 /// Why a kick ends it: io_uring_enter returns EINTR (it never restarts, whatever
 /// SA_RESTART says), glommio takes it as a spurious wake-up (`Reactor::intr_ok`), and the
