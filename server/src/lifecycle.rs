@@ -307,10 +307,10 @@ pub fn install_kick_handler() -> std::io::Result<()> {
 ///
 /// Seen in a reproducer of three executors pinned as our shards are, joining a
 /// `channel_mesh` and passing messages round it between blocking-pool fsyncs and
-/// direct-I/O file operations, on two busy CPUs: parks of 185 s (inside the join, ended
-/// by one kick to that executor), 151 s and 106 s, four in about eleven minutes; none
-/// over 1 s with kicks. With a 10 µs preemption timer the park is nearly certain (the
-/// test below).
+/// direct-I/O file operations, on two busy CPUs: four parks in about eleven minutes,
+/// of 185 s (inside the join, ended by one kick to that executor), 151 s, 106 s and
+/// 1 s; none over 1 s with kicks. With a 10 µs preemption timer the park is nearly
+/// certain (the test below).
 pub fn kick(thread: libc::pthread_t) {
     // SAFETY: `thread` is a shard thread that has not been joined yet (the main thread
     // joins them only after their last kick), so the handle is valid; a thread that
