@@ -1,7 +1,8 @@
 //! A one-shard broker inside the current process, for the request-path fuzz target
 //! (`fuzz/fuzz_targets/request_path.rs`), which cannot afford a process per input. It runs
 //! the same `shard::run` as the `sluice` binary, on a thread of its own, listening on a
-//! free port of 127.0.0.1, with its data in a directory the caller owns. The broker lives
+//! free port of 127.0.0.1, with its data in a directory the caller owns. Like the binary,
+//! it makes the process ignore SIGPIPE. The broker lives
 //! until the process exits: there is no stop, so a panic on its shard is seen by the
 //! process's panic hook like any other (the fuzzer's hook aborts).
 
@@ -35,6 +36,14 @@ pub fn start_one_shard(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<S
     ];
     argv.extend(extra_args.iter().map(|a| a.to_string()));
     let args = BrokerArgs::try_parse_from(argv)?;
+    // The shards write to sockets whose peer may be gone; the `sluice` binary ignores
+    // SIGPIPE (Rust's runtime does it before main), a process that embeds the broker may
+    // not, and the default action ends the process.
+    // SAFETY: signal(2) with SIG_IGN installs no handler code; it only changes the
+    // disposition of SIGPIPE for the whole process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     let (exited_tx, exited_rx) = mpsc::channel::<String>();
     std::thread::Builder::new()
         .name("sluice-in-process".into())
