@@ -43,7 +43,8 @@ const FRAMES_MAX: usize = 8;
 const SENTINEL_CORRELATION_ID: i32 = 0x5e47_1ce1;
 /// How long one input may read responses before the connection is dropped.
 const READ_DEADLINE: Duration = Duration::from_secs(2);
-/// How long a fresh connection may wait for ApiVersions before the broker counts as dead.
+/// How long a fresh connection may wait for ApiVersions before the broker counts as dead
+/// (then it is asked once more, to report whether it was only stalled).
 const ALIVE_DEADLINE: Duration = Duration::from_secs(10);
 /// Largest response frame accepted from the broker; the inputs are small, so anything
 /// larger is a bug.
@@ -214,7 +215,13 @@ fuzz_target!(|data: &[u8]| {
     drop(stream);
 
     if let Err(e) = alive(addr) {
-        panic!("the broker stopped answering after this input: {e}");
+        // Tell a stall (answers later) from a dead or half-alive broker (never answers).
+        let since = Instant::now();
+        let later = match alive(addr) {
+            Ok(()) => format!("answered {:?} later", since.elapsed()),
+            Err(again) => format!("still not after {:?}: {again}", since.elapsed()),
+        };
+        panic!("the broker stopped answering after this input: {e}; {later}");
     }
 });
 
