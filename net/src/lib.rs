@@ -14,7 +14,7 @@
 pub mod client;
 pub mod consumer_protocol;
 pub mod frame;
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 mod random;
 pub mod reader;
 pub mod request;
@@ -27,6 +27,8 @@ mod wire;
 
 pub use frame::{FrameError, REQUEST_BYTES_MAX_DEFAULT, frame_size, split_frame};
 pub use reader::{ReadError, Reader};
+#[cfg(any(test, feature = "testing"))]
+pub use request::random_request_body;
 pub use request::{
     DECODABLE_API_KEYS, DecodeError, Request, RequestBody, decodable_versions, decode_request,
 };

@@ -1,4 +1,5 @@
-//! Test-only random request generation. `Gen` builds a random value of a
+//! Random request generation, for tests only (this crate's, and other crates' through
+//! the `testing` feature and `random_request_body`). `Gen` builds a random value of a
 //! `kafka-protocol` type for one version, setting only the fields that version
 //! carries; the property tests encode it with `kafka-protocol` and decode it
 //! with ours. Driven by a seeded SplitMix64 so a failing seed replays.
@@ -65,6 +66,25 @@ impl Rng {
         }
         out
     }
+}
+
+/// A random `T` for `version` that kafka-protocol encodes: kafka-protocol refuses null
+/// where a version does not allow it, so values are drawn again, up to 200 times.
+pub(crate) fn encodable<T: Gen + kafka_protocol::protocol::Encodable>(
+    api_key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    seed: u64,
+) -> Option<T> {
+    let mut g = Rng::new(seed);
+    let cx = Cx {
+        version,
+        flex: api_key.request_header_version(version) >= 2,
+    };
+    (0..200).find_map(|_| {
+        let value = T::generate(&mut g, cx);
+        let mut buf = bytes::BytesMut::new();
+        value.encode(&mut buf, version).ok().map(|()| value)
+    })
 }
 
 /// A random value for one version.

@@ -105,6 +105,17 @@ macro_rules! requests {
             }
         }
 
+        /// A request body of `api_key` with random field values for `version`, drawn from
+        /// `seed` (the same seed gives the same body), that kafka-protocol can encode;
+        /// `None` for an api key this crate does not decode or a version it cannot draw.
+        #[cfg(any(test, feature = "testing"))]
+        pub fn random_request_body(api_key: ApiKey, version: i16, seed: u64) -> Option<RequestBody> {
+            match api_key {
+                $( ApiKey::$variant => crate::random::encodable::<msg::$ty>(api_key, version, seed).map(RequestBody::$variant), )*
+                _ => None,
+            }
+        }
+
         #[cfg(test)]
         pub(crate) fn check_round_trip(api_key: ApiKey, version: i16, seed: u64) -> Result<(), String> {
             match api_key {

@@ -193,7 +193,7 @@ pub(crate) fn field_bytes_min<S, T: Wire>(_pick: fn(&S) -> &T, cx: Cx) -> usize 
 /// The tagged-field section of one struct in flexible versions.
 pub(crate) trait TaggedFields {
     fn read_tagged(&mut self, r: &mut Reader, cx: Cx) -> Result<(), ReadError>;
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     fn generate_tagged(&mut self, g: &mut crate::random::Rng, cx: Cx);
 }
 
@@ -233,7 +233,7 @@ macro_rules! wire_struct {
                 })
             }
 
-            #[cfg(test)]
+            #[cfg(any(test, feature = "testing"))]
             fn generate_tagged(&mut self, g: &mut $crate::random::Rng, cx: $crate::wire::Cx) {
                 let _ = cx;
                 $(
@@ -258,7 +258,7 @@ macro_rules! wire_struct {
                 Ok(())
             }
 
-            #[cfg(test)]
+            #[cfg(any(test, feature = "testing"))]
             fn generate_tagged(&mut self, _g: &mut $crate::random::Rng, _cx: $crate::wire::Cx) {}
         }
         $crate::wire::wire_struct!(@fields $module::$ty { $( $field $(as $skip)?: $flo..=$fhi, )* });
@@ -326,7 +326,7 @@ macro_rules! wire_struct {
             }
         }
 
-        #[cfg(test)]
+        #[cfg(any(test, feature = "testing"))]
         impl $crate::random::Gen for kafka_protocol::messages::$module::$ty {
             fn generate(g: &mut $crate::random::Rng, cx: $crate::wire::Cx) -> Self {
                 let mut s = Self::default();
