@@ -2110,6 +2110,7 @@ impl Log {
         self.flush_wanted.notify();
         self.disk
             .remove_dir_all(&self.dir)
+            .await
             .map_err(|e| LogIoError::LogFailed(format!("remove dir: {e}")))?;
         info!(dir = %self.dir.display(), "deleted log");
         Ok(())

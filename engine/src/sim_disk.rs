@@ -310,12 +310,12 @@ impl Disk for SimDisk {
         st.files.insert(to.to_path_buf(), f);
         Ok(())
     }
-    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+    fn remove_dir_all(&self, path: &Path) -> IoFuture<'_, ()> {
         self.state
             .borrow_mut()
             .files
             .retain(|p, _| !p.starts_with(path));
-        Ok(())
+        Box::pin(std::future::ready(Ok(())))
     }
     fn sync_dir(&self, _dir: &Path) -> IoFuture<'_, ()> {
         Box::pin(async move {
