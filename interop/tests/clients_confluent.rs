@@ -4,8 +4,7 @@
 //! asserts on the JSON it prints: every codec, a two-member group with commits, the admin
 //! calls, ListOffsets by timestamp and the idempotent producer.
 //!
-//! The virtualenv comes from `scripts/install-test-deps.sh`. Cases that fail only through
-//! a known broker defect are `#[ignore]`d with that defect as the reason.
+//! The virtualenv comes from `scripts/install-test-deps.sh`.
 
 mod common;
 

@@ -4,9 +4,7 @@
 //! past its time limit) and asserts on the JSON it prints: every codec, a two-member group
 //! with commits, the admin calls, ListOffsets by timestamp and the idempotent producer.
 //!
-//! `scripts/install-test-deps.sh` installs KafkaJS into `interop/js/node_modules`. Cases
-//! that fail only through a known broker defect are `#[ignore]`d with that defect as the
-//! reason.
+//! `scripts/install-test-deps.sh` installs KafkaJS into `interop/js/node_modules`.
 
 mod common;
 

@@ -6,9 +6,6 @@
 //! idempotent producer and a keyless record to a compacted topic through the same crate
 //! are in `consumer_group.rs`, `group_admin.rs`, `offsets_and_poll.rs`,
 //! `idempotent_cut.rs` and `produce_validation.rs`.
-//!
-//! Cases that fail only through a known broker defect are `#[ignore]`d with that defect
-//! as the reason.
 
 mod common;
 

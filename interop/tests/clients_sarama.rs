@@ -9,8 +9,7 @@
 //! As V2_0_0_0 Sarama 1.22 sends no ApiVersions and Produce v3, Fetch v4, ListOffsets
 //! v1, Metadata v0 and v5, JoinGroup v1, OffsetCommit v1 (v2 once
 //! Consumer.Offsets.Retention is set), OffsetFetch v1, CreateTopics v2, DeleteTopics v1,
-//! DeleteRecords v0, DescribeConfigs v0 and v0 of the other group and admin requests. Cases that fail only through a known broker defect are
-//! `#[ignore]`d with that defect as the reason.
+//! DeleteRecords v0, DescribeConfigs v0 and v0 of the other group and admin requests.
 
 mod common;
 
