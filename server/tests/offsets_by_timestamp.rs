@@ -6,9 +6,8 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Broker, Conn, create_topic_with};
+use common::{Broker, Conn, create_topic_with, produce_acks};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::batch::{BatchHeader, Codec};
@@ -16,25 +15,6 @@ use sluice_engine::record::build_timed_batch;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
-}
-
-/// Produce v9, acks=all, of one batch to partition 0: (error, base offset).
-fn produce(conn: &mut Conn, topic: &str, records: Bytes) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(s(topic)))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ]),
-        ]);
-    let resp: ProduceResponse = conn.call(ApiKey::Produce, 9, &req);
-    let p = &resp.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
 }
 
 /// ListOffsets v7 of partition 0 at `timestamp`: (error, offset, timestamp).
@@ -71,10 +51,10 @@ fn every_timestamp_maps_to_its_record_in_a_zstd_batch() {
         2_000, 2_010, 2_030, 2_020, 2_900, 2_040, 2_050, 2_060, 2_070, 2_080,
     ];
     let b = build_timed_batch(0, 0, &first);
-    assert_eq!(produce(&mut conn, "ts", Bytes::from(b)), (0, 0));
+    assert_eq!(produce_acks(&mut conn, "ts", Bytes::from(b), -1), (0, 0));
     let b = build_timed_batch(0, 4, &zstd);
     assert_eq!(BatchHeader::new(&b).unwrap().codec(), Codec::Zstd);
-    assert_eq!(produce(&mut conn, "ts", Bytes::from(b)), (0, 2));
+    assert_eq!(produce_acks(&mut conn, "ts", Bytes::from(b), -1), (0, 2));
 
     let records: Vec<(i64, i64)> = first
         .iter()
