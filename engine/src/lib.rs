@@ -4,8 +4,10 @@
 //! network. Everything is single-shard (`Rc` inside, `!Send`), used from one glommio
 //! `LocalExecutor`.
 //!
-//! Start reading at `log.rs` (`Log`: open, append, read, flush, recovery, retention;
-//! `log/cleaner.rs`: compaction of closed segments),
+//! Start reading at `log/mod.rs` (`Log`: its state, locks and lifecycle), then its
+//! parts: `log/load.rs` (open and recovery), `log/append.rs` (append, flush, group
+//! commit), `log/read.rs` (reads and offset lookups), `log/retention.rs` (retention,
+//! DeleteRecords, truncation) and `log/cleaner.rs` (compaction of closed segments);
 //! then `batch.rs` (the 61-byte header view) and `disk.rs` (the only door to files).
 //! Byte layouts of every file are in `FORMAT.md`.
 

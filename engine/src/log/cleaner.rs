@@ -48,13 +48,24 @@
 //! before any file is cut, and open ignores (and removes) a damaged checkpoint or one
 //! past the log end offset, raising one below the log start offset to it.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
+use bytes::Bytes;
+use tracing::{debug, info, warn};
+
+use crate::batch::{self, BatchHeader};
 use crate::checkpoint::{CLEANER_FILE, CleanerCheckpoint};
 use crate::compaction::{self, CleanRules, CleanedBatch, CompactError, KeyOffsetMap};
-use crate::disk::align_down;
+use crate::disk::{Disk, DiskFile, align_down};
+use crate::error::LogIoError;
+use crate::offset_index;
+use crate::segment::{SCAN_BATCH_BYTES_MAX, Segment, segment_path};
+use crate::{CleanupPolicy, LogConfig, Offset};
 
-use super::*;
+use super::append::tail_of;
+use super::{Log, State};
 
 /// Suffix of a compacted copy being written.
 pub(super) const CLEANED_SUFFIX: &str = ".cleaned";
