@@ -227,49 +227,20 @@ const SCAN_READ_AHEAD: usize = 2;
 
 /// Reads batches of `file` from `start` to `end`, checking each (length bounded by the
 /// remaining bytes and `SCAN_BATCH_BYTES_MAX`, magic, CRC32C when `check_crc`, base offsets
-/// increasing from `expect_base` when given: compaction leaves gaps) and handing each whole batch with its position
-/// to `visit`. Chunks are read ahead while earlier ones are parsed. Returns where a bad
-/// batch starts, if any.
+/// increasing from `expect_base` when given: compaction leaves gaps) and handing each whole
+/// batch with its position to `visit`. Chunks are read ahead while earlier ones are
+/// parsed. Returns where a bad batch starts, if any.
 pub async fn scan_file(
     file: &Rc<dyn DiskFile>,
     start: u64,
     end: u64,
-    mut expect_base: Option<Offset>,
+    expect_base: Option<Offset>,
     check_crc: bool,
     visit: &mut dyn FnMut(u64, &[u8]),
 ) -> io::Result<Option<ScanStop>> {
-    let mut check = |at: u64, whole: &[u8]| -> Result<(), ScanStop> {
-        let h = BatchHeader::new(whole).expect("length checked");
-        let verdict = if check_crc {
-            batch::validate_stored(whole)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        } else if h.magic() != batch::MAGIC_V2 {
-            Err(format!("magic {}", h.magic()))
-        } else {
-            Ok(())
-        };
-        verdict.map_err(|reason| ScanStop {
-            position: at,
-            reason,
-        })?;
-        if let Some(expected) = expect_base {
-            // Compaction may remove whole batches, so offsets only have to increase.
-            if h.base_offset() < expected || h.last_offset_delta() < 0 {
-                let reason = format!(
-                    "base offset {} where at least {} was expected",
-                    h.base_offset().0,
-                    expected.0
-                );
-                return Err(ScanStop {
-                    position: at,
-                    reason,
-                });
-            }
-            expect_base = Some(Offset(h.last_offset().0 + 1));
-        }
-        visit(at, whole);
-        Ok(())
+    let mut checks = BatchChecks {
+        check_crc,
+        expect_base,
     };
     // Reads of fixed chunks run ahead; `window` holds the unparsed bytes from `at` on.
     let mut reads: VecDeque<glommio::Task<io::Result<Bytes>>> = VecDeque::new();
@@ -277,43 +248,11 @@ pub async fn scan_file(
     let mut window: Vec<u8> = Vec::new();
     let mut at = start;
     loop {
-        while reads.len() < SCAN_READ_AHEAD && next_read < end {
-            let len = SCAN_CHUNK_BYTES.min((end - next_read) as usize);
-            let (f, pos) = (file.clone(), next_read);
-            reads.push_back(glommio::spawn_local(
-                async move { f.read_at(pos, len).await },
-            ));
-            next_read += len as u64;
-        }
-        // Parse every whole batch in the window.
-        let mut off = 0usize;
-        let mut need = HEADER_BYTES;
-        while window.len() - off >= HEADER_BYTES {
-            let pos = at + off as u64;
-            let h = BatchHeader::new(&window[off..]).expect("length checked");
-            let total = match h.total_bytes() {
-                Some(t) if t as u64 <= end - pos && t <= SCAN_BATCH_BYTES_MAX => t,
-                _ => {
-                    let reason = format!(
-                        "batch length {} with {} bytes left",
-                        h.batch_length(),
-                        end - pos
-                    );
-                    return Ok(Some(ScanStop {
-                        position: pos,
-                        reason,
-                    }));
-                }
-            };
-            if window.len() - off < total {
-                need = total;
-                break;
-            }
-            if let Err(stop) = check(pos, &window[off..off + total]) {
-                return Ok(Some(stop));
-            }
-            off += total;
-        }
+        read_ahead(&mut reads, file, &mut next_read, end);
+        let (off, need) = match scan_window(&window, at, end, &mut checks, visit) {
+            Ok(parsed) => parsed,
+            Err(stop) => return Ok(Some(stop)),
+        };
         window.drain(..off);
         at += off as u64;
         if at >= end {
@@ -339,6 +278,109 @@ pub async fn scan_file(
         }
         window.reserve(need.max(chunk.len()));
         window.extend_from_slice(&chunk);
+    }
+}
+
+/// Starts chunk reads of `file` from `next_read` towards `end` until `SCAN_READ_AHEAD`
+/// are in flight.
+fn read_ahead(
+    reads: &mut VecDeque<glommio::Task<io::Result<Bytes>>>,
+    file: &Rc<dyn DiskFile>,
+    next_read: &mut u64,
+    end: u64,
+) {
+    while reads.len() < SCAN_READ_AHEAD && *next_read < end {
+        let len = SCAN_CHUNK_BYTES.min((end - *next_read) as usize);
+        let (f, pos) = (file.clone(), *next_read);
+        reads.push_back(glommio::spawn_local(
+            async move { f.read_at(pos, len).await },
+        ));
+        *next_read += len as u64;
+    }
+}
+
+/// Checks and visits every whole batch at the front of `window` (the file's bytes from
+/// `at`). Returns the bytes consumed and the bytes the window must hold for the next
+/// batch, or where a bad batch starts.
+fn scan_window(
+    window: &[u8],
+    at: u64,
+    end: u64,
+    checks: &mut BatchChecks,
+    visit: &mut dyn FnMut(u64, &[u8]),
+) -> Result<(usize, usize), ScanStop> {
+    let mut off = 0usize;
+    let mut need = HEADER_BYTES;
+    while window.len() - off >= HEADER_BYTES {
+        let pos = at + off as u64;
+        let h = BatchHeader::new(&window[off..]).expect("length checked");
+        let total = match h.total_bytes() {
+            Some(t) if t as u64 <= end - pos && t <= SCAN_BATCH_BYTES_MAX => t,
+            _ => {
+                let reason = format!(
+                    "batch length {} with {} bytes left",
+                    h.batch_length(),
+                    end - pos
+                );
+                return Err(ScanStop {
+                    position: pos,
+                    reason,
+                });
+            }
+        };
+        if window.len() - off < total {
+            need = total;
+            break;
+        }
+        let whole = &window[off..off + total];
+        checks.check(pos, whole)?;
+        visit(pos, whole);
+        off += total;
+    }
+    Ok((off, need))
+}
+
+/// What `scan_file` checks of each batch besides its length.
+struct BatchChecks {
+    check_crc: bool,
+    /// The smallest base offset the next batch may have (None: not checked).
+    expect_base: Option<Offset>,
+}
+
+impl BatchChecks {
+    /// Checks the whole batch at file position `at`: magic or CRC32C, and that offsets
+    /// increase.
+    fn check(&mut self, at: u64, whole: &[u8]) -> Result<(), ScanStop> {
+        let h = BatchHeader::new(whole).expect("length checked");
+        let verdict = if self.check_crc {
+            batch::validate_stored(whole)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else if h.magic() != batch::MAGIC_V2 {
+            Err(format!("magic {}", h.magic()))
+        } else {
+            Ok(())
+        };
+        verdict.map_err(|reason| ScanStop {
+            position: at,
+            reason,
+        })?;
+        if let Some(expected) = self.expect_base {
+            // Compaction may remove whole batches, so offsets only have to increase.
+            if h.base_offset() < expected || h.last_offset_delta() < 0 {
+                let reason = format!(
+                    "base offset {} where at least {} was expected",
+                    h.base_offset().0,
+                    expected.0
+                );
+                return Err(ScanStop {
+                    position: at,
+                    reason,
+                });
+            }
+            self.expect_base = Some(Offset(h.last_offset().0 + 1));
+        }
+        Ok(())
     }
 }
 
