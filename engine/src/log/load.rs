@@ -1,16 +1,18 @@
 //! Loading a partition's log from its directory (Kafka's `LogLoader`): `Log::open`
 //! lists the segments, drops leftovers of cut-short writes (`.tmp`, `.cleaned`, index
-//! files without a segment), trusts segments below the recovery point of a clean stop
-//! when their indexes load, and scans the rest batch by batch (CRC32C, offset
-//! continuity), truncating the first segment with a bad or torn batch there and deleting
-//! every later one. Then producer state is replayed from the newest usable snapshot.
+//! files without a segment), trusts the segments a clean stop or the recovery point
+//! vouches for when their indexes load, and scans the rest batch by batch (CRC32C,
+//! offset continuity), truncating the first segment with a bad or torn batch there and
+//! deleting every later one. Then producer state is replayed from the newest usable
+//! snapshot.
 //!
 //! Invariants on return: segments are contiguous and the last one is the active one
 //! (unsealed, unfinalized); every batch below the log end offset passed its checks; the
 //! leader-epoch cache ends at or below the log end offset; the partition checkpoint on
 //! disk says "not clean" with the recovery point at the log end offset. Segments trusted
 //! without a scan are only those a clean stop or an earlier recovery point vouches for;
-//! a bad batch in one of them is an `OpenError::Corrupt`, never a silent truncation.
+//! a bad batch or a gap in one of them (the last segment's tail excepted) is an
+//! `OpenError::Corrupt`, never a silent truncation.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -55,207 +57,38 @@ impl Log {
         cache: Rc<ReadCache>,
         disk: Rc<dyn Disk>,
     ) -> Result<Rc<Log>, OpenError> {
-        let io_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| OpenError::Io { path, source }
-        };
-        disk.create_dir_all(dir).map_err(io_err(dir))?;
-        let names = disk.list_dir(dir).map_err(io_err(dir))?;
-        let mut bases: Vec<Offset> = Vec::new();
-        let mut snapshots: Vec<Offset> = Vec::new();
-        for name in &names {
-            if name.ends_with(".tmp") || name.ends_with(cleaner::CLEANED_SUFFIX) {
-                // A whole-file write or a compacted copy cut short: the original stands.
-                disk.remove_file(&dir.join(name)).map_err(io_err(dir))?;
-            } else if let Some(b) = parse_name(name, "log") {
-                bases.push(b);
-            } else if let Some(s) = parse_name(name, "snapshot") {
-                snapshots.push(s);
-            }
-        }
-        bases.sort();
-        snapshots.sort();
-        // Index files whose segment is gone (a deletion cut short by a crash).
-        for name in &names {
-            let orphan = parse_name(name, "index").or_else(|| parse_name(name, "timeindex"));
-            if let Some(b) = orphan
-                && bases.binary_search(&b).is_err()
-            {
-                disk.remove_file(&dir.join(name)).map_err(io_err(dir))?;
-            }
-        }
-        let meta_path = dir.join(META_FILE);
-        let meta_file = disk
-            .read_file(&meta_path)
-            .await
-            .map_err(io_err(&meta_path))?;
-        let meta = meta_file.as_deref().and_then(PartitionMeta::decode);
+        let (bases, snapshots) = list_partition_dir(&*disk, dir)?;
         let first_base = bases.first().copied().unwrap_or(Offset(0));
-        let meta = meta.unwrap_or_else(|| {
-            if meta_file.is_some() {
-                warn!(dir = %dir.display(), "partition checkpoint damaged; recovering every segment");
-            }
-            PartitionMeta { clean_shutdown: false, log_start_offset: first_base, recovery_point: first_base }
-        });
+        let meta = read_partition_meta(&*disk, dir, first_base).await?;
         let clean = meta.clean_shutdown;
-        let interval = u64::from(config.index_interval_bytes.max(1));
-
-        let epoch_path = dir.join(EPOCH_FILE);
-        let epoch_file = disk
-            .read_file(&epoch_path)
-            .await
-            .map_err(io_err(&epoch_path))?;
-        let mut epochs = epoch_file
-            .as_deref()
-            .and_then(LeaderEpochCache::decode)
-            .unwrap_or_default();
-        let mut epochs_dirty = false;
-
-        let mut segments: BTreeMap<Offset, Segment> = BTreeMap::new();
-        let mut recovered_bytes = 0u64;
-        let mut cut_after: Option<Offset> = None;
-        // Headers of idempotent batches seen by recovery scans that reach the log end, so
-        // producer state is replayed without reading those segments a second time.
-        let mut scanned: Option<(Offset, Vec<[u8; batch::HEADER_BYTES]>)> = None;
-        for (i, &base) in bases.iter().enumerate() {
-            let path = segment_path(dir, base, "log");
-            let file = disk.open(&path, false).await.map_err(io_err(&path))?;
-            let file_size = file.size().await.map_err(io_err(&path))?;
-            let mut seg = Segment::new(base);
-            let next_base = bases.get(i + 1).copied();
-            let trusted = clean || next_base.is_some_and(|nb| nb <= meta.recovery_point);
-            // A compacted segment whose index was rebuilt ends at its last kept batch;
-            // the offsets up to the next segment were cleaned away.
-            if let Some(prev) = segments.values_mut().next_back()
-                && prev.next_offset < base
-            {
-                prev.next_offset = base;
-            }
-            if let Some(prev) = segments.values().next_back()
-                && prev.next_offset != base
-            {
-                if trusted {
-                    return Err(OpenError::Corrupt {
-                        segment: base,
-                        position: 0,
-                        reason: format!(
-                            "segment starts at {} but the previous one ends at {}",
-                            base.0, prev.next_offset.0
-                        ),
-                    });
-                }
-                warn!(dir = %dir.display(), segment = base.0, "segment does not continue the log; dropping it and later ones");
-                cut_after = Some(base);
-                break;
-            }
-            let mut loaded = false;
-            if trusted {
-                seg.size = file_size;
-                let oi = disk
-                    .read_file(&segment_path(dir, base, "index"))
-                    .await
-                    .map_err(io_err(&path))?;
-                let ti = disk
-                    .read_file(&segment_path(dir, base, "timeindex"))
-                    .await
-                    .map_err(io_err(&path))?;
-                if let (Some(oi), Some(ti)) = (oi, ti) {
-                    loaded = seg.load_indexes(&oi, &ti);
-                }
-                if !loaded {
-                    info!(dir = %dir.display(), segment = base.0, "rebuilding indexes");
-                    seg.size = 0;
-                }
-            }
-            if !loaded {
-                let mut rebuilt = Segment::new(base);
-                let mut epoch_seen: Vec<(i32, Offset)> = Vec::new();
-                if scanned.is_none() {
-                    scanned = Some((base, Vec::new()));
-                }
-                let recorded = scanned.as_mut().map(|s| &mut s.1).expect("set above");
-                // Positions are u32 in indexes: bytes past 4 GiB cannot be a segment's.
-                let scan_end = file_size.min(u64::from(u32::MAX));
-                let stop = scan_file(&file, 0, scan_end, Some(base), true, &mut |pos, whole| {
-                    let h = BatchHeader::new(whole).expect("scanned batch");
-                    rebuilt.note_batch(pos, &h, whole.len() as u64, interval);
-                    let epoch = h.partition_leader_epoch();
-                    if epoch_seen.last().is_none_or(|(e, _)| *e != epoch) {
-                        epoch_seen.push((epoch, h.base_offset()));
-                    }
-                    if h.producer_id() >= 0 && recorded.len() <= RECORDED_HEADERS_MAX {
-                        recorded.push(whole[..batch::HEADER_BYTES].try_into().expect("61 bytes"));
-                    }
-                })
-                .await
-                .map_err(io_err(&path))?;
-                // Epoch entries from this segment on are re-derived from its batches.
-                epochs_dirty |= epochs.truncate_from_end(base);
-                for (e, o) in epoch_seen {
-                    epochs_dirty |= epochs.assign(LeaderEpoch(e), o);
-                }
-                recovered_bytes += rebuilt.size;
-                if let Some(stop) = stop {
-                    let zero_tail = stop.reason.starts_with("batch length 0");
-                    // The last segment's tail is recovered like after a crash whatever the
-                    // clean-shutdown mark says (a copy or a full disk may have cut it
-                    // after the stop); a bad batch in a segment before it is corruption.
-                    if trusted && next_base.is_some() {
-                        return Err(OpenError::Corrupt {
-                            segment: base,
-                            position: stop.position,
-                            reason: stop.reason,
-                        });
-                    }
-                    if !zero_tail {
-                        warn!(dir = %dir.display(), segment = base.0, position = stop.position, reason = %stop.reason,
-                            "truncating log at first bad batch");
-                    }
-                    cut_after = next_base;
-                }
-                if rebuilt.size != file_size {
-                    file.truncate(rebuilt.size).await.map_err(io_err(&path))?;
-                    file.fdatasync().await.map_err(io_err(&path))?;
-                }
-                seg = rebuilt;
-                seg.finalized = false;
-            } else {
-                seg.finalized = true;
-                // Producer headers recorded so far no longer reach the log end.
-                scanned = None;
-            }
-            seg.written = seg.size;
-            seg.tail_stale = true;
-            seg.sealed = true;
-            seg.file = Some(file);
-            segments.insert(base, seg);
-            if cut_after.is_some() {
-                break;
-            }
-        }
+        let mut loader = SegmentLoader {
+            disk: &*disk,
+            dir,
+            interval: u64::from(config.index_interval_bytes.max(1)),
+            segments: BTreeMap::new(),
+            epochs: read_epoch_cache(&*disk, dir).await?,
+            epochs_dirty: false,
+            recovered_bytes: 0,
+            cut_after: None,
+            scanned: None,
+        };
+        loader.load(&bases, &meta).await?;
         // Segments after a truncation point (or after a gap) are not part of the log.
-        if let Some(first_dropped) = cut_after {
+        if let Some(first_dropped) = loader.cut_after {
             for &b in bases.iter().filter(|b| **b >= first_dropped) {
-                for ext in ["log", "index", "timeindex"] {
-                    disk.remove_file(&segment_path(dir, b, ext))
-                        .map_err(io_err(dir))?;
-                }
+                remove_segment_files(&*disk, dir, b)?;
             }
         }
+        let SegmentLoader {
+            mut segments,
+            mut epochs,
+            mut epochs_dirty,
+            recovered_bytes,
+            scanned,
+            ..
+        } = loader;
         let mut log_start_offset = meta.log_start_offset.max(first_base);
-        // Segments entirely below the log start offset were deleted by delete-records or
-        // retention just before a crash.
-        while segments.len() > 1 {
-            let (&b, s) = segments.iter().next().expect("non-empty");
-            if s.next_offset > log_start_offset {
-                break;
-            }
-            segments.remove(&b);
-            for ext in ["log", "index", "timeindex"] {
-                disk.remove_file(&segment_path(dir, b, ext))
-                    .map_err(io_err(dir))?;
-            }
-        }
+        drop_below_log_start(&*disk, dir, &mut segments, log_start_offset)?;
         if segments.is_empty() {
             let mut s = Segment::new(log_start_offset);
             s.finalized = false;
@@ -276,31 +109,35 @@ impl Log {
         }
         epochs_dirty |= epochs.truncate_from_end(log_end_offset);
 
-        let mut state = State {
-            segments,
-            log_start_offset,
-            log_end_offset,
-            durable_offset: log_end_offset,
-            recovery_point: log_end_offset,
-            failed: None,
-            out_of_space: None,
-            space_retry: false,
-            unsynced_active: None,
-            closed: false,
-            producers: ProducerState::default(),
-            epochs,
-            epochs_dirty,
-            unflushed_bytes: 0,
-            max_timestamp: None,
-            snapshot_wanted: false,
-            truncations: 0,
-        };
+        let mut state = State::opened(segments, log_start_offset, epochs, epochs_dirty);
         state.recompute_max_timestamp();
         // Before the partition checkpoint below: its directory sync makes the removal of
         // an unusable cleaner checkpoint durable.
         let cleaner = cleaner::Cleaner::load(&*disk, dir, log_start_offset, log_end_offset)
             .await
             .map_err(io_err(&dir.join(CLEANER_FILE)))?;
+        let log = Log::new(dir, disk, cache, config, state, cleaner);
+        let scanned = scanned.filter(|(_, h)| h.len() <= RECORDED_HEADERS_MAX);
+        log.load_producer_state(&snapshots, scanned)
+            .await
+            .map_err(|e| replay_error(dir, e))?;
+        log.write_open_checkpoints(log_start_offset, log_end_offset)
+            .await?;
+        info!(dir = %dir.display(), clean, log_start_offset = log_start_offset.0, log_end_offset = log_end_offset.0,
+            recovered_bytes, "opened log");
+        Self::spawn_flusher(&log);
+        Ok(log)
+    }
+
+    /// The `Log` over loaded state, holding a weak reference to itself.
+    fn new(
+        dir: &Path,
+        disk: Rc<dyn Disk>,
+        cache: Rc<ReadCache>,
+        config: LogConfig,
+        state: State,
+        cleaner: cleaner::Cleaner,
+    ) -> Rc<Log> {
         let cache_id = cache.register_log();
         let log = Rc::new(Log {
             dir: dir.to_path_buf(),
@@ -323,45 +160,36 @@ impl Log {
             cleaning: Cell::new(false),
         });
         *log.me.borrow_mut() = Rc::downgrade(&log);
-        let scanned = scanned.filter(|(_, h)| h.len() <= RECORDED_HEADERS_MAX);
-        log.load_producer_state(&snapshots, scanned)
-            .await
-            .map_err(|e| match e {
-                LogIoError::Corrupt {
-                    segment,
-                    position,
-                    reason,
-                } => OpenError::Corrupt {
-                    segment,
-                    position,
-                    reason,
-                },
-                other => OpenError::Io {
-                    path: dir.to_path_buf(),
-                    source: std::io::Error::other(other.to_string()),
-                },
-            })?;
+        log
+    }
+
+    /// The partition checkpoint (not clean, recovered up to the log end offset) and, when
+    /// recovery changed them, the leader epochs.
+    async fn write_open_checkpoints(
+        &self,
+        log_start_offset: Offset,
+        log_end_offset: Offset,
+    ) -> Result<(), OpenError> {
         let meta = PartitionMeta {
             clean_shutdown: false,
             log_start_offset,
             recovery_point: log_end_offset,
         };
-        log.disk
+        let meta_path = self.dir.join(META_FILE);
+        self.disk
             .write_file_atomic(&meta_path, &meta.encode())
             .await
             .map_err(io_err(&meta_path))?;
-        if epochs_dirty {
-            let bytes = log.state.borrow().epochs.encode();
-            log.disk
+        if self.state.borrow().epochs_dirty {
+            let epoch_path = self.dir.join(EPOCH_FILE);
+            let bytes = self.state.borrow().epochs.encode();
+            self.disk
                 .write_file_atomic(&epoch_path, &bytes)
                 .await
                 .map_err(io_err(&epoch_path))?;
-            log.state.borrow_mut().epochs_dirty = false;
+            self.state.borrow_mut().epochs_dirty = false;
         }
-        info!(dir = %dir.display(), clean, log_start_offset = log_start_offset.0, log_end_offset = log_end_offset.0,
-            recovered_bytes, "opened log");
-        Self::spawn_flusher(&log);
-        Ok(log)
+        Ok(())
     }
 
     /// Replays producer state from the newest usable snapshot up to the log end offset.
@@ -446,5 +274,354 @@ impl Log {
         }
         self.state.borrow_mut().producers = state;
         Ok(())
+    }
+}
+
+impl State {
+    /// A log's state right after loading: everything up to the log end offset is durable.
+    fn opened(
+        segments: BTreeMap<Offset, Segment>,
+        log_start_offset: Offset,
+        epochs: LeaderEpochCache,
+        epochs_dirty: bool,
+    ) -> State {
+        let log_end_offset = segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+            .next_offset;
+        State {
+            segments,
+            log_start_offset,
+            log_end_offset,
+            durable_offset: log_end_offset,
+            recovery_point: log_end_offset,
+            failed: None,
+            out_of_space: None,
+            space_retry: false,
+            unsynced_active: None,
+            closed: false,
+            producers: ProducerState::default(),
+            epochs,
+            epochs_dirty,
+            unflushed_bytes: 0,
+            max_timestamp: None,
+            snapshot_wanted: false,
+            truncations: 0,
+        }
+    }
+}
+
+/// Walks the segments in offset order, trusting or recovering each, and stops at the
+/// first one that does not belong to the log any more.
+struct SegmentLoader<'a> {
+    disk: &'a dyn Disk,
+    dir: &'a Path,
+    /// `index.interval.bytes` for rebuilt indexes.
+    interval: u64,
+    segments: BTreeMap<Offset, Segment>,
+    epochs: LeaderEpochCache,
+    epochs_dirty: bool,
+    recovered_bytes: u64,
+    /// The first segment dropped from the log, with every later one.
+    cut_after: Option<Offset>,
+    /// Headers of idempotent batches seen by recovery scans that reach the log end, so
+    /// producer state is replayed without reading those segments a second time.
+    scanned: Option<(Offset, Vec<[u8; batch::HEADER_BYTES]>)>,
+}
+
+impl SegmentLoader<'_> {
+    /// Loads the segments at `bases` (sorted) as far as they form the log.
+    async fn load(&mut self, bases: &[Offset], meta: &PartitionMeta) -> Result<(), OpenError> {
+        for (i, &base) in bases.iter().enumerate() {
+            let path = segment_path(self.dir, base, "log");
+            let file = self.disk.open(&path, false).await.map_err(io_err(&path))?;
+            let file_size = file.size().await.map_err(io_err(&path))?;
+            let next_base = bases.get(i + 1).copied();
+            let trusted =
+                meta.clean_shutdown || next_base.is_some_and(|nb| nb <= meta.recovery_point);
+            if !self.continues_log(base, trusted)? {
+                break;
+            }
+            let trusted_seg = if trusted {
+                self.load_trusted(base, file_size).await?
+            } else {
+                None
+            };
+            let mut seg = match trusted_seg {
+                Some(seg) => {
+                    // Producer headers recorded so far no longer reach the log end.
+                    self.scanned = None;
+                    seg
+                }
+                None => {
+                    self.recover(&file, base, file_size, next_base, trusted)
+                        .await?
+                }
+            };
+            seg.written = seg.size;
+            seg.tail_stale = true;
+            seg.sealed = true;
+            seg.file = Some(file);
+            self.segments.insert(base, seg);
+            if self.cut_after.is_some() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the segment at `base` continues the segments loaded so far. A gap ends the
+    /// log there unless the segment is trusted, which makes it corruption.
+    fn continues_log(&mut self, base: Offset, trusted: bool) -> Result<bool, OpenError> {
+        // A compacted segment whose index was rebuilt ends at its last kept batch;
+        // the offsets up to the next segment were cleaned away.
+        if let Some(prev) = self.segments.values_mut().next_back()
+            && prev.next_offset < base
+        {
+            prev.next_offset = base;
+        }
+        let Some(prev) = self.segments.values().next_back() else {
+            return Ok(true);
+        };
+        if prev.next_offset == base {
+            return Ok(true);
+        }
+        if trusted {
+            return Err(OpenError::Corrupt {
+                segment: base,
+                position: 0,
+                reason: format!(
+                    "segment starts at {} but the previous one ends at {}",
+                    base.0, prev.next_offset.0
+                ),
+            });
+        }
+        warn!(dir = %self.dir.display(), segment = base.0, "segment does not continue the log; dropping it and later ones");
+        self.cut_after = Some(base);
+        Ok(false)
+    }
+
+    /// A trusted segment with the indexes on disk; None when they are missing or damaged
+    /// (the segment is then scanned like an untrusted one).
+    async fn load_trusted(
+        &self,
+        base: Offset,
+        file_size: u64,
+    ) -> Result<Option<Segment>, OpenError> {
+        let path = segment_path(self.dir, base, "log");
+        let oi = self
+            .disk
+            .read_file(&segment_path(self.dir, base, "index"))
+            .await
+            .map_err(io_err(&path))?;
+        let ti = self
+            .disk
+            .read_file(&segment_path(self.dir, base, "timeindex"))
+            .await
+            .map_err(io_err(&path))?;
+        let mut seg = Segment::new(base);
+        seg.size = file_size;
+        if let (Some(oi), Some(ti)) = (oi, ti)
+            && seg.load_indexes(&oi, &ti)
+        {
+            seg.finalized = true;
+            return Ok(Some(seg));
+        }
+        info!(dir = %self.dir.display(), segment = base.0, "rebuilding indexes");
+        Ok(None)
+    }
+
+    /// Scans the segment at `base` batch by batch, rebuilding its indexes, the leader
+    /// epochs from it on and the recorded producer headers, and cuts the file at the
+    /// first bad batch (which ends the log there). A bad batch in a trusted segment
+    /// before the last one is corruption.
+    async fn recover(
+        &mut self,
+        file: &Rc<dyn DiskFile>,
+        base: Offset,
+        file_size: u64,
+        next_base: Option<Offset>,
+        trusted: bool,
+    ) -> Result<Segment, OpenError> {
+        let path = segment_path(self.dir, base, "log");
+        let interval = self.interval;
+        let mut rebuilt = Segment::new(base);
+        let mut epoch_seen: Vec<(i32, Offset)> = Vec::new();
+        if self.scanned.is_none() {
+            self.scanned = Some((base, Vec::new()));
+        }
+        let recorded = self.scanned.as_mut().map(|s| &mut s.1).expect("set above");
+        // Positions are u32 in indexes: bytes past 4 GiB cannot be a segment's.
+        let scan_end = file_size.min(u64::from(u32::MAX));
+        let stop = scan_file(file, 0, scan_end, Some(base), true, &mut |pos, whole| {
+            let h = BatchHeader::new(whole).expect("scanned batch");
+            rebuilt.note_batch(pos, &h, whole.len() as u64, interval);
+            let epoch = h.partition_leader_epoch();
+            if epoch_seen.last().is_none_or(|(e, _)| *e != epoch) {
+                epoch_seen.push((epoch, h.base_offset()));
+            }
+            if h.producer_id() >= 0 && recorded.len() <= RECORDED_HEADERS_MAX {
+                recorded.push(whole[..batch::HEADER_BYTES].try_into().expect("61 bytes"));
+            }
+        })
+        .await
+        .map_err(io_err(&path))?;
+        // Epoch entries from this segment on are re-derived from its batches.
+        self.epochs_dirty |= self.epochs.truncate_from_end(base);
+        for (e, o) in epoch_seen {
+            self.epochs_dirty |= self.epochs.assign(LeaderEpoch(e), o);
+        }
+        self.recovered_bytes += rebuilt.size;
+        if let Some(stop) = stop {
+            let zero_tail = stop.reason.starts_with("batch length 0");
+            // The last segment's tail is recovered like after a crash whatever the
+            // clean-shutdown mark says (a copy or a full disk may have cut it
+            // after the stop); a bad batch in a segment before it is corruption.
+            if trusted && next_base.is_some() {
+                return Err(OpenError::Corrupt {
+                    segment: base,
+                    position: stop.position,
+                    reason: stop.reason,
+                });
+            }
+            if !zero_tail {
+                warn!(dir = %self.dir.display(), segment = base.0, position = stop.position, reason = %stop.reason,
+                    "truncating log at first bad batch");
+            }
+            self.cut_after = next_base;
+        }
+        if rebuilt.size != file_size {
+            file.truncate(rebuilt.size).await.map_err(io_err(&path))?;
+            file.fdatasync().await.map_err(io_err(&path))?;
+        }
+        rebuilt.finalized = false;
+        Ok(rebuilt)
+    }
+}
+
+/// Maps an I/O error on `path` to `OpenError::Io`.
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + use<> {
+    let path = path.to_path_buf();
+    move |source| OpenError::Io { path, source }
+}
+
+/// Creates `dir` if need be and lists its segments and producer snapshots (base offsets,
+/// sorted), removing leftovers: cut-short whole-file writes, compacted copies and
+/// indexes whose segment is gone.
+fn list_partition_dir(
+    disk: &dyn Disk,
+    dir: &Path,
+) -> Result<(Vec<Offset>, Vec<Offset>), OpenError> {
+    disk.create_dir_all(dir).map_err(io_err(dir))?;
+    let names = disk.list_dir(dir).map_err(io_err(dir))?;
+    let mut bases: Vec<Offset> = Vec::new();
+    let mut snapshots: Vec<Offset> = Vec::new();
+    for name in &names {
+        if name.ends_with(".tmp") || name.ends_with(cleaner::CLEANED_SUFFIX) {
+            // A whole-file write or a compacted copy cut short: the original stands.
+            disk.remove_file(&dir.join(name)).map_err(io_err(dir))?;
+        } else if let Some(b) = parse_name(name, "log") {
+            bases.push(b);
+        } else if let Some(s) = parse_name(name, "snapshot") {
+            snapshots.push(s);
+        }
+    }
+    bases.sort();
+    snapshots.sort();
+    // Index files whose segment is gone (a deletion cut short by a crash).
+    for name in &names {
+        let orphan = parse_name(name, "index").or_else(|| parse_name(name, "timeindex"));
+        if let Some(b) = orphan
+            && bases.binary_search(&b).is_err()
+        {
+            disk.remove_file(&dir.join(name)).map_err(io_err(dir))?;
+        }
+    }
+    Ok((bases, snapshots))
+}
+
+/// The partition checkpoint; when it is missing or damaged, one that trusts nothing:
+/// every segment from `first_base` is recovered.
+async fn read_partition_meta(
+    disk: &dyn Disk,
+    dir: &Path,
+    first_base: Offset,
+) -> Result<PartitionMeta, OpenError> {
+    let meta_path = dir.join(META_FILE);
+    let meta_file = disk
+        .read_file(&meta_path)
+        .await
+        .map_err(io_err(&meta_path))?;
+    let meta = meta_file.as_deref().and_then(PartitionMeta::decode);
+    Ok(meta.unwrap_or_else(|| {
+        if meta_file.is_some() {
+            warn!(dir = %dir.display(), "partition checkpoint damaged; recovering every segment");
+        }
+        PartitionMeta {
+            clean_shutdown: false,
+            log_start_offset: first_base,
+            recovery_point: first_base,
+        }
+    }))
+}
+
+/// The leader-epoch checkpoint; empty when missing or damaged.
+async fn read_epoch_cache(disk: &dyn Disk, dir: &Path) -> Result<LeaderEpochCache, OpenError> {
+    let epoch_path = dir.join(EPOCH_FILE);
+    let epoch_file = disk
+        .read_file(&epoch_path)
+        .await
+        .map_err(io_err(&epoch_path))?;
+    Ok(epoch_file
+        .as_deref()
+        .and_then(LeaderEpochCache::decode)
+        .unwrap_or_default())
+}
+
+/// Removes a segment's log and index files.
+fn remove_segment_files(disk: &dyn Disk, dir: &Path, base: Offset) -> Result<(), OpenError> {
+    for ext in ["log", "index", "timeindex"] {
+        disk.remove_file(&segment_path(dir, base, ext))
+            .map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
+/// Drops the segments entirely below the log start offset, which delete-records or
+/// retention deleted just before a crash; the last segment stays.
+fn drop_below_log_start(
+    disk: &dyn Disk,
+    dir: &Path,
+    segments: &mut BTreeMap<Offset, Segment>,
+    log_start_offset: Offset,
+) -> Result<(), OpenError> {
+    while segments.len() > 1 {
+        let (&b, s) = segments.iter().next().expect("non-empty");
+        if s.next_offset > log_start_offset {
+            break;
+        }
+        segments.remove(&b);
+        remove_segment_files(disk, dir, b)?;
+    }
+    Ok(())
+}
+
+/// Producer-state replay errors as open errors: corruption stays corruption.
+fn replay_error(dir: &Path, e: LogIoError) -> OpenError {
+    match e {
+        LogIoError::Corrupt {
+            segment,
+            position,
+            reason,
+        } => OpenError::Corrupt {
+            segment,
+            position,
+            reason,
+        },
+        other => OpenError::Io {
+            path: dir.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
     }
 }
