@@ -137,107 +137,72 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
         let config = *self.config.borrow();
-        // Recovery treats larger length fields as corruption, so nothing larger is stored.
-        let max = config.max_message_bytes.min(SCAN_BATCH_BYTES_MAX as u32);
-        if batch.len() > max as usize {
-            return Err(AppendError::MessageTooLarge {
-                size: batch.len(),
-                max,
-            });
-        }
-        batch::validate(&batch).map_err(|e| match e {
-            BatchError::CountMismatch { .. } => AppendError::InvalidRecord(e.to_string()),
-            other => AppendError::CorruptMessage(other),
-        })?;
-        let rules = AppendRules {
-            keys_required: config.cleanup_policy != CleanupPolicy::Delete,
-            codec: config.compression_type,
-            log_append_time: config.timestamp_type == TimestampType::LogAppendTime,
-            decompressed_bytes_max: APPEND_DECOMPRESSED_BYTES_MAX,
-        };
-        let batch = record::check_for_append(batch, &rules)?;
-        // Recompression with the topic's codec may have grown the batch.
-        if batch.len() > max as usize {
-            return Err(AppendError::MessageTooLarge {
-                size: batch.len(),
-                max,
-            });
-        }
+        let batch = checked_for_append(batch, &config)?;
         let header = BatchHeader::new(&batch).expect("validated above");
         debug_assert!(batch::validate(&batch).is_ok());
         let last_offset_delta = i64::from(header.last_offset_delta());
         let mut st = self.state.borrow_mut();
-        if let Some(reason) = &st.failed {
-            return Err(AppendError::LogFailed(reason.clone()));
-        }
-        if st.closed {
-            return Err(AppendError::Closed);
-        }
-        if let Some(reason) = &st.out_of_space {
-            return Err(AppendError::OutOfSpace(reason.clone()));
-        }
-        match st.producers.check(&header) {
-            Ok(SequenceCheck::Append) => {}
-            Ok(SequenceCheck::Duplicate {
-                base_offset,
-                last_offset,
-            }) => {
-                return Ok(AppendInfo {
-                    base_offset,
-                    last_offset,
-                    log_append_time_ms: -1,
-                    log_start_offset: st.log_start_offset,
-                    duplicate: true,
-                });
-            }
-            Err(SequenceError::OutOfOrder {
-                producer_id,
-                expected,
-                got,
-            }) => {
-                return Err(AppendError::OutOfOrderSequence {
-                    producer_id,
-                    expected,
-                    got,
-                });
-            }
-            Err(SequenceError::InvalidEpoch {
-                producer_id,
-                current,
-                got,
-            }) => {
-                return Err(AppendError::InvalidProducerEpoch {
-                    producer_id,
-                    current,
-                    got,
-                });
-            }
+        st.check_appendable()?;
+        if let Some(duplicate) = st.check_sequence(&header)? {
+            return Ok(duplicate);
         }
         let base_offset = st.log_end_offset;
         let last_offset = Offset(base_offset.0 + last_offset_delta);
-        // Stamp in place when we hold the only reference, else copy once.
-        let mut buf = batch
-            .try_into_mut()
-            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-        batch::stamp_offset_and_epoch(&mut buf, base_offset, leader_epoch.0);
-        let log_append_time_ms = match config.timestamp_type {
-            TimestampType::LogAppendTime => {
-                batch::stamp_log_append_time(&mut buf, now_ms);
-                now_ms
-            }
-            TimestampType::CreateTime => -1,
-        };
-        let bytes = buf.freeze();
-        let h = BatchHeader::new(&bytes).expect("validated above");
+        let (bytes, log_append_time_ms) = stamp(
+            batch,
+            base_offset,
+            leader_epoch,
+            config.timestamp_type,
+            now_ms,
+        );
+        self.push_locked(&mut st, &bytes, last_offset, leader_epoch, &config, now_ms);
+        let unflushed = st.unflushed_bytes;
+        let log_start_offset = st.log_start_offset;
+        drop(st);
+        self.cache.insert(
+            self.cache_id,
+            CachedBatch {
+                base_offset,
+                last_offset,
+                bytes,
+            },
+        );
+        self.appended.notify();
+        if unflushed >= config.flush_bytes_pending_max {
+            self.flush_wanted.notify();
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time_ms,
+            log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    /// Puts the stamped batch at the log end: in the active segment (rolled first when
+    /// the batch does not fit), the producer state, the leader epochs and the max
+    /// timestamp.
+    fn push_locked(
+        &self,
+        st: &mut State,
+        bytes: &Bytes,
+        last_offset: Offset,
+        leader_epoch: LeaderEpoch,
+        config: &LogConfig,
+        now_ms: i64,
+    ) {
+        let h = BatchHeader::new(bytes).expect("validated above");
+        let base_offset = h.base_offset();
         let len = bytes.len() as u64;
         let roll = {
             let a = st.active();
             a.size > 0
-                && (a.size + len > effective_segment_bytes_max(&config)
+                && (a.size + len > effective_segment_bytes_max(config)
                     || last_offset.0 - a.base_offset.0 > i64::from(i32::MAX))
         };
         if roll {
-            self.roll_locked(&mut st);
+            self.roll_locked(st);
         }
         let active = st.active_mut();
         let position = active.size;
@@ -267,28 +232,6 @@ impl Log {
                 offset: last_offset,
             });
         }
-        let unflushed = st.unflushed_bytes;
-        let log_start_offset = st.log_start_offset;
-        drop(st);
-        self.cache.insert(
-            self.cache_id,
-            CachedBatch {
-                base_offset,
-                last_offset,
-                bytes,
-            },
-        );
-        self.appended.notify();
-        if unflushed >= config.flush_bytes_pending_max {
-            self.flush_wanted.notify();
-        }
-        Ok(AppendInfo {
-            base_offset,
-            last_offset,
-            log_append_time_ms,
-            log_start_offset,
-            duplicate: false,
-        })
     }
 
     pub(super) fn roll_locked(&self, st: &mut State) {
@@ -547,27 +490,7 @@ impl Log {
         base: Offset,
         deferred_sync: &mut Option<Rc<dyn DiskFile>>,
     ) -> Result<bool, FlushError> {
-        let needs_file = self
-            .state
-            .borrow()
-            .segments
-            .get(&base)
-            .is_some_and(|s| s.file.is_none());
-        if needs_file {
-            let path = segment_path(&self.dir, base, "log");
-            let f = self
-                .disk
-                .open(&path, true)
-                .await
-                .map_err(|e| self.fail_write("create segment", e))?;
-            self.disk
-                .sync_dir(&self.dir)
-                .await
-                .map_err(|e| self.fail("sync dir", e))?;
-            if let Some(s) = self.state.borrow_mut().segments.get_mut(&base) {
-                s.file = Some(f);
-            }
-        }
+        self.create_segment_file(base).await?;
         let Some((file, stale_at)) = ({
             let st = self.state.borrow();
             st.segments.get(&base).map(|s| {
@@ -579,21 +502,74 @@ impl Log {
         }) else {
             return Ok(false);
         };
-        let align = file.alignment();
         if let Some(written) = stale_at {
-            let start = align_down(written, align);
-            let tail = file
-                .read_at(start, (written - start) as usize)
-                .await
-                .map_err(|e| self.fail("read tail", e))?;
-            if tail.len() as u64 != written - start {
-                return Err(self.fail("read tail", std::io::Error::other("short read")));
-            }
-            if let Some(s) = self.state.borrow_mut().segments.get_mut(&base) {
-                s.tail = tail;
-                s.tail_stale = false;
-            }
+            self.reload_tail(base, &file, written).await?;
         }
+        self.write_pending(base, &file, deferred_sync).await?;
+        self.finalize_segment(base, &file).await
+    }
+
+    /// Creates the file of a segment that has none yet (rolled since the last flush) and
+    /// syncs the directory.
+    async fn create_segment_file(&self, base: Offset) -> Result<(), FlushError> {
+        let needs_file = self
+            .state
+            .borrow()
+            .segments
+            .get(&base)
+            .is_some_and(|s| s.file.is_none());
+        if !needs_file {
+            return Ok(());
+        }
+        let path = segment_path(&self.dir, base, "log");
+        let f = self
+            .disk
+            .open(&path, true)
+            .await
+            .map_err(|e| self.fail_write("create segment", e))?;
+        self.disk
+            .sync_dir(&self.dir)
+            .await
+            .map_err(|e| self.fail("sync dir", e))?;
+        if let Some(s) = self.state.borrow_mut().segments.get_mut(&base) {
+            s.file = Some(f);
+        }
+        Ok(())
+    }
+
+    /// Reads the partial block below `written` back from the file into the segment's
+    /// `tail` (after open, truncation or compaction left it stale).
+    async fn reload_tail(
+        &self,
+        base: Offset,
+        file: &Rc<dyn DiskFile>,
+        written: u64,
+    ) -> Result<(), FlushError> {
+        let start = align_down(written, file.alignment());
+        let tail = file
+            .read_at(start, (written - start) as usize)
+            .await
+            .map_err(|e| self.fail("read tail", e))?;
+        if tail.len() as u64 != written - start {
+            return Err(self.fail("read tail", std::io::Error::other("short read")));
+        }
+        if let Some(s) = self.state.borrow_mut().segments.get_mut(&base) {
+            s.tail = tail;
+            s.tail_stale = false;
+        }
+        Ok(())
+    }
+
+    /// Writes the segment's pending batches from the aligned block below `written`; a
+    /// sealed segment is fdatasync'ed at once, the active one's file goes to
+    /// `deferred_sync`.
+    async fn write_pending(
+        &self,
+        base: Offset,
+        file: &Rc<dyn DiskFile>,
+        deferred_sync: &mut Option<Rc<dyn DiskFile>>,
+    ) -> Result<(), FlushError> {
+        let align = file.alignment();
         let work = {
             let st = self.state.borrow();
             st.segments.get(&base).and_then(|s| {
@@ -610,28 +586,39 @@ impl Log {
                 ))
             })
         };
-        if let Some((start, parts, count, new_written)) = work {
-            let new_tail = tail_of(&parts, start, new_written, align);
-            file.write_at(start, parts)
+        let Some((start, parts, count, new_written)) = work else {
+            return Ok(());
+        };
+        let new_tail = tail_of(&parts, start, new_written, align);
+        file.write_at(start, parts)
+            .await
+            .map_err(|e| self.fail_write("write segment", e))?;
+        let active = self.state.borrow().active().base_offset == base;
+        if active {
+            // Synced after the io lock is released, so the next group's write
+            // overlaps with this fdatasync (pipelined group commit).
+            *deferred_sync = Some(file.clone());
+        } else {
+            file.fdatasync()
                 .await
-                .map_err(|e| self.fail_write("write segment", e))?;
-            let active = self.state.borrow().active().base_offset == base;
-            if active {
-                // Synced after the io lock is released, so the next group's write
-                // overlaps with this fdatasync (pipelined group commit).
-                *deferred_sync = Some(file.clone());
-            } else {
-                file.fdatasync()
-                    .await
-                    .map_err(|e| self.fail("fdatasync segment", e))?;
-            }
-            let mut st = self.state.borrow_mut();
-            if let Some(s) = st.segments.get_mut(&base) {
-                s.pending.drain(..count);
-                s.written = new_written;
-                s.tail = new_tail;
-            }
+                .map_err(|e| self.fail("fdatasync segment", e))?;
         }
+        let mut st = self.state.borrow_mut();
+        if let Some(s) = st.segments.get_mut(&base) {
+            s.pending.drain(..count);
+            s.written = new_written;
+            s.tail = new_tail;
+        }
+        Ok(())
+    }
+
+    /// Finalizes a sealed segment with nothing pending: trims and fdatasyncs its file and
+    /// writes its indexes. Returns whether it did.
+    async fn finalize_segment(
+        &self,
+        base: Offset,
+        file: &Rc<dyn DiskFile>,
+    ) -> Result<bool, FlushError> {
         let finalize = {
             let st = self.state.borrow();
             st.segments.get(&base).and_then(|s| {
@@ -680,4 +667,112 @@ pub(super) fn tail_of(parts: &[Bytes], start: u64, new_written: u64, align: u64)
     }
     assert_eq!(out.len() as u64, new_written - from);
     Bytes::from(out)
+}
+
+impl State {
+    /// Whether the log takes appends: not failed, not closed, not out of space.
+    fn check_appendable(&self) -> Result<(), AppendError> {
+        if let Some(reason) = &self.failed {
+            return Err(AppendError::LogFailed(reason.clone()));
+        }
+        if self.closed {
+            return Err(AppendError::Closed);
+        }
+        if let Some(reason) = &self.out_of_space {
+            return Err(AppendError::OutOfSpace(reason.clone()));
+        }
+        Ok(())
+    }
+
+    /// The idempotent-producer check of a batch about to be appended: `Some` answers a
+    /// retry of a batch already in the log with its original offsets.
+    fn check_sequence(&self, header: &BatchHeader<'_>) -> Result<Option<AppendInfo>, AppendError> {
+        match self.producers.check(header) {
+            Ok(SequenceCheck::Append) => Ok(None),
+            Ok(SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            }) => Ok(Some(AppendInfo {
+                base_offset,
+                last_offset,
+                log_append_time_ms: -1,
+                log_start_offset: self.log_start_offset,
+                duplicate: true,
+            })),
+            Err(SequenceError::OutOfOrder {
+                producer_id,
+                expected,
+                got,
+            }) => Err(AppendError::OutOfOrderSequence {
+                producer_id,
+                expected,
+                got,
+            }),
+            Err(SequenceError::InvalidEpoch {
+                producer_id,
+                current,
+                got,
+            }) => Err(AppendError::InvalidProducerEpoch {
+                producer_id,
+                current,
+                got,
+            }),
+        }
+    }
+}
+
+/// The batch as it will be stored: size-capped, validated, its records checked and
+/// recompressed with the topic's codec when that differs.
+fn checked_for_append(batch: Bytes, config: &LogConfig) -> Result<Bytes, AppendError> {
+    // Recovery treats larger length fields as corruption, so nothing larger is stored.
+    let max = config.max_message_bytes.min(SCAN_BATCH_BYTES_MAX as u32);
+    if batch.len() > max as usize {
+        return Err(AppendError::MessageTooLarge {
+            size: batch.len(),
+            max,
+        });
+    }
+    batch::validate(&batch).map_err(|e| match e {
+        BatchError::CountMismatch { .. } => AppendError::InvalidRecord(e.to_string()),
+        other => AppendError::CorruptMessage(other),
+    })?;
+    let rules = AppendRules {
+        keys_required: config.cleanup_policy != CleanupPolicy::Delete,
+        codec: config.compression_type,
+        log_append_time: config.timestamp_type == TimestampType::LogAppendTime,
+        decompressed_bytes_max: APPEND_DECOMPRESSED_BYTES_MAX,
+    };
+    let batch = record::check_for_append(batch, &rules)?;
+    // Recompression with the topic's codec may have grown the batch.
+    if batch.len() > max as usize {
+        return Err(AppendError::MessageTooLarge {
+            size: batch.len(),
+            max,
+        });
+    }
+    Ok(batch)
+}
+
+/// Stamps the broker's fields into the batch: base offset, leader epoch and, for
+/// LogAppendTime topics, the append time (returned, or -1 for CreateTime).
+fn stamp(
+    batch: Bytes,
+    base_offset: Offset,
+    leader_epoch: LeaderEpoch,
+    timestamp_type: TimestampType,
+    now_ms: i64,
+) -> (Bytes, i64) {
+    // Stamp in place when we hold the only reference, else copy once.
+    let mut buf = batch
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    batch::stamp_offset_and_epoch(&mut buf, base_offset, leader_epoch.0);
+    let log_append_time_ms = match timestamp_type {
+        TimestampType::LogAppendTime => {
+            batch::stamp_log_append_time(&mut buf, now_ms);
+            now_ms
+        }
+        TimestampType::CreateTime => -1,
+    };
+    (buf.freeze(), log_append_time_ms)
 }
