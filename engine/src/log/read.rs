@@ -9,6 +9,8 @@
 //! gets the error. Reads never take the io or segments lock: they hold `Bytes` and
 //! file handles, which a concurrent swap or truncation leaves readable.
 
+use std::rc::Rc;
+
 use bytes::Bytes;
 use tracing::debug;
 
@@ -90,105 +92,124 @@ impl Log {
         bytes_max: usize,
         max_offset: Offset,
     ) -> Result<Vec<Bytes>, ReadError> {
-        let mut out: Vec<Bytes> = Vec::new();
-        let mut used = 0usize;
-        let mut cursor = from;
-        'read: loop {
-            if !out.is_empty() && used >= bytes_max {
+        let mut got = Collected {
+            batches: Vec::new(),
+            bytes: 0,
+            cursor: from,
+        };
+        loop {
+            if !got.batches.is_empty() && got.bytes >= bytes_max {
                 break;
             }
-            let budget = bytes_max.saturating_sub(used);
-            let take_first = out.is_empty();
-            let disk_job = {
-                let st = self.state.borrow();
-                if cursor >= st.log_end_offset || cursor >= max_offset {
-                    break;
+            let budget = bytes_max.saturating_sub(got.bytes);
+            let take_first = got.batches.is_empty();
+            let job = match self.read_step(got.cursor, budget, take_first, max_offset) {
+                ReadStep::End => break,
+                ReadStep::SkipTo(next) => {
+                    got.cursor = next;
+                    continue;
                 }
-                let Some(seg) = st.segment_for(cursor) else {
-                    break;
-                };
-                if cursor >= seg.next_offset {
-                    break;
-                }
-                let pending = seg.pending_run(cursor, budget, take_first);
-                if !pending.is_empty() {
-                    for p in pending {
-                        if p.last_offset >= max_offset {
-                            break 'read;
-                        }
-                        used += p.bytes.len();
-                        cursor = Offset(p.last_offset.0 + 1);
-                        out.push(p.bytes);
+                ReadStep::Memory(run) => {
+                    if !got.take(run, max_offset) {
+                        break;
                     }
                     continue;
                 }
-                let cached = self.cache.run(self.cache_id, cursor, budget, take_first);
-                if !cached.is_empty() {
-                    for c in cached {
-                        if c.last_offset >= max_offset {
-                            break 'read;
-                        }
-                        used += c.bytes.len();
-                        cursor = Offset(c.last_offset.0 + 1);
-                        out.push(c.bytes);
-                    }
-                    continue;
-                }
-                let position = u64::from(offset_index::lookup(
-                    &seg.offset_index,
-                    seg.relative(cursor),
-                ));
-                // Past the last batch of a compacted segment: go on with the next one. (A
-                // sealed segment with nothing pending has all its batches in the file.)
-                let skip_to = (seg.sealed && seg.pending.is_empty()).then_some(seg.next_offset);
-                match &seg.file {
-                    Some(f) if position < seg.written => {
-                        Some((f.clone(), seg.base_offset, position, seg.written, skip_to))
-                    }
-                    _ => match skip_to {
-                        Some(next) => {
-                            cursor = next;
-                            continue;
-                        }
-                        None => None,
-                    },
-                }
+                ReadStep::File(job) => job,
             };
-            let Some((file, base, position, written, skip_to)) = disk_job else {
-                break;
-            };
-            let mut got = Vec::new();
+            let mut from_file = Vec::new();
             let read = read_from_file(
-                &*file, base, position, written, cursor, budget, take_first, &mut got,
+                &*job.file,
+                job.segment,
+                job.position,
+                job.written,
+                got.cursor,
+                budget,
+                take_first,
+                &mut from_file,
             )
             .await;
             let (exhausted, stopped) = match read {
                 Ok(exhausted) => (exhausted, false),
                 // Serve what is intact before the bad batch; a read from it fails.
-                Err(e) if out.is_empty() && got.is_empty() => return Err(e),
+                Err(e) if got.batches.is_empty() && from_file.is_empty() => return Err(e),
                 Err(_) => (false, true),
             };
-            if got.is_empty() {
-                if let (true, Some(next)) = (exhausted, skip_to) {
-                    cursor = next;
+            if from_file.is_empty() {
+                if let (true, Some(next)) = (exhausted, job.skip_to) {
+                    got.cursor = next;
                     continue;
                 }
                 break;
             }
-            for b in got {
-                let h = BatchHeader::new(&b).expect("checked batch");
-                if h.last_offset() >= max_offset {
-                    break 'read;
-                }
-                used += b.len();
-                cursor = Offset(h.last_offset().0 + 1);
-                out.push(b);
-            }
-            if stopped {
+            let run = from_file.into_iter().map(|b| {
+                let last = BatchHeader::new(&b).expect("checked batch").last_offset();
+                (last, b)
+            });
+            if !got.take(run, max_offset) || stopped {
                 break;
             }
         }
-        Ok(out)
+        Ok(got.batches)
+    }
+
+    /// Where the batches at `cursor` come from: the segment's pending batches, the read
+    /// cache, or the segment file.
+    fn read_step(
+        &self,
+        cursor: Offset,
+        budget: usize,
+        take_first: bool,
+        max_offset: Offset,
+    ) -> ReadStep {
+        let st = self.state.borrow();
+        if cursor >= st.log_end_offset || cursor >= max_offset {
+            return ReadStep::End;
+        }
+        let Some(seg) = st.segment_for(cursor) else {
+            return ReadStep::End;
+        };
+        if cursor >= seg.next_offset {
+            return ReadStep::End;
+        }
+        let pending = seg.pending_run(cursor, budget, take_first);
+        if !pending.is_empty() {
+            return ReadStep::Memory(
+                pending
+                    .into_iter()
+                    .map(|p| (p.last_offset, p.bytes))
+                    .collect(),
+            );
+        }
+        let cached = self.cache.run(self.cache_id, cursor, budget, take_first);
+        if !cached.is_empty() {
+            return ReadStep::Memory(
+                cached
+                    .into_iter()
+                    .map(|c| (c.last_offset, c.bytes))
+                    .collect(),
+            );
+        }
+        let position = u64::from(offset_index::lookup(
+            &seg.offset_index,
+            seg.relative(cursor),
+        ));
+        // Past the last batch of a compacted segment: go on with the next one. (A
+        // sealed segment with nothing pending has all its batches in the file.)
+        let skip_to = (seg.sealed && seg.pending.is_empty()).then_some(seg.next_offset);
+        match &seg.file {
+            Some(f) if position < seg.written => ReadStep::File(FileRead {
+                file: f.clone(),
+                segment: seg.base_offset,
+                position,
+                written: seg.written,
+                skip_to,
+            }),
+            _ => match skip_to {
+                Some(next) => ReadStep::SkipTo(next),
+                None => ReadStep::End,
+            },
+        }
     }
 
     /// The largest batch max timestamp and the last offset of that batch (ListOffsets
@@ -406,4 +427,49 @@ async fn read_from_file(
         }
     }
     Ok(position >= written)
+}
+
+/// The batches a read collected so far and the offset it goes on from.
+struct Collected {
+    batches: Vec<Bytes>,
+    bytes: usize,
+    cursor: Offset,
+}
+
+impl Collected {
+    /// Takes the batches of `run` (last offset, bytes) in order, moving the cursor past
+    /// each. False when it stopped at a batch ending at or past `max_offset`.
+    fn take(&mut self, run: impl IntoIterator<Item = (Offset, Bytes)>, max_offset: Offset) -> bool {
+        for (last, bytes) in run {
+            if last >= max_offset {
+                return false;
+            }
+            self.bytes += bytes.len();
+            self.cursor = Offset(last.0 + 1);
+            self.batches.push(bytes);
+        }
+        true
+    }
+}
+
+/// Where a read finds the batches at its cursor.
+enum ReadStep {
+    /// Nothing more to read.
+    End,
+    /// The segment holds no batch at or after the cursor: go on from this offset.
+    SkipTo(Offset),
+    /// Batches in memory (pending or cached), as (last offset, bytes).
+    Memory(Vec<(Offset, Bytes)>),
+    File(FileRead),
+}
+
+/// A read of a segment file from an index position.
+struct FileRead {
+    file: Rc<dyn DiskFile>,
+    segment: Offset,
+    position: u64,
+    written: u64,
+    /// Where the read goes on when the file holds no batch at or after the cursor (a
+    /// sealed segment whose last batches were compacted away).
+    skip_to: Option<Offset>,
 }

@@ -9,10 +9,13 @@
 //! writes the cleaner's and the partition's checkpoints at or below the cut before it
 //! cuts any file, so a crash in the middle is repaired by the recovery scan.
 
+use std::rc::Rc;
+
 use tracing::{info, warn};
 
 use crate::batch::BatchHeader;
 use crate::checkpoint::{META_FILE, PartitionMeta};
+use crate::disk::DiskFile;
 use crate::error::{DeleteRecordsError, FlushError, LogIoError};
 use crate::offset_index;
 use crate::segment::{Segment, parse_name, scan_file, segment_path};
@@ -240,7 +243,40 @@ impl Log {
         if offset < lso || offset <= first_base {
             return self.truncate_fully(offset).await;
         }
-        // Find the batch containing `offset`: its position and base offset.
+        let cut = self.find_cut(offset).await?;
+        if cut.new_end < lso {
+            // The batch holding `offset` also holds the log start offset: nothing is left.
+            return self.truncate_fully(offset).await;
+        }
+        let kept = self.kept_max_timestamp(&cut).await?;
+        let removed = self.cut_state(&cut, kept);
+        self.cache.remove_from(self.cache_id, cut.new_end);
+        // The checkpoints go first: with the recovery point at or below the cut, a crash
+        // in the middle of the file operations below is repaired by the recovery scan, and
+        // the cleaner's progress never counts records appended after the cut as clean.
+        self.truncate_cleaner_checkpoint(cut.new_end).await?;
+        self.persist_meta().await?;
+        cut.file
+            .truncate(cut.position)
+            .await
+            .map_err(|e| LogIoError::from(self.fail("truncate segment", e)))?;
+        cut.file
+            .fdatasync()
+            .await
+            .map_err(|e| LogIoError::from(self.fail("fdatasync segment", e)))?;
+        for ext in ["index", "timeindex"] {
+            let _ = self
+                .disk
+                .remove_file(&segment_path(&self.dir, cut.segment, ext));
+        }
+        self.delete_segment_files(&removed);
+        self.after_truncation().await?;
+        Ok(())
+    }
+
+    /// Finds the batch containing `offset` (above the first segment's base offset): the
+    /// file position where the kept part of its segment ends.
+    async fn find_cut(&self, offset: Offset) -> Result<Cut, LogIoError> {
         let (file, seg_base, start, end) = {
             let st = self.state.borrow();
             let seg = st.segment_for(offset).expect("offset above first base");
@@ -273,12 +309,18 @@ impl Log {
         }
         let (position, new_end) =
             cut.unwrap_or((end, self.state.borrow().segments[&seg_base].next_offset));
-        if new_end < lso {
-            // The batch holding `offset` also holds the log start offset: nothing is left.
-            return self.truncate_fully(offset).await;
-        }
-        // Recompute the segment's max timestamp: the time index covers everything before
-        // the last kept offset-index entry; scan the rest.
+        Ok(Cut {
+            file,
+            segment: seg_base,
+            position,
+            new_end,
+        })
+    }
+
+    /// The kept part's max timestamp and its offset: the time index covers everything
+    /// before the last kept offset-index entry; the rest is scanned.
+    async fn kept_max_timestamp(&self, cut: &Cut) -> Result<KeptPart, LogIoError> {
+        let seg_base = cut.segment;
         let (index_pos, mut max_ts) = {
             let st = self.state.borrow();
             let seg = &st.segments[&seg_base];
@@ -286,7 +328,7 @@ impl Log {
                 .offset_index
                 .iter()
                 .rev()
-                .find(|e| u64::from(e.position) < position)
+                .find(|e| u64::from(e.position) < cut.position)
                 .map_or(0, |e| e.position);
             let t = time_index::floor_by_position(&seg.time_index, x).map(|e| {
                 (
@@ -296,12 +338,19 @@ impl Log {
             });
             (u64::from(x), t.unwrap_or((i64::MIN, Offset(-1))))
         };
-        let stop = scan_file(&file, index_pos, position, None, false, &mut |_, whole| {
-            let h = BatchHeader::new(whole).expect("scanned batch");
-            if h.max_timestamp() > max_ts.0 {
-                max_ts = (h.max_timestamp(), h.last_offset());
-            }
-        })
+        let stop = scan_file(
+            &cut.file,
+            index_pos,
+            cut.position,
+            None,
+            false,
+            &mut |_, whole| {
+                let h = BatchHeader::new(whole).expect("scanned batch");
+                if h.max_timestamp() > max_ts.0 {
+                    max_ts = (h.max_timestamp(), h.last_offset());
+                }
+            },
+        )
         .await
         .map_err(|e| LogIoError::from(self.fail("truncate scan", e)))?;
         if let Some(stop) = stop {
@@ -311,63 +360,52 @@ impl Log {
                 reason: stop.reason,
             });
         }
-        let removed: Vec<(Offset, u64)> = {
-            let mut st = self.state.borrow_mut();
-            let later: Vec<Offset> = st
-                .segments
-                .range(Offset(seg_base.0 + 1)..)
-                .map(|(b, _)| *b)
-                .collect();
-            let removed = later.iter().map(|b| (*b, st.segments[b].size)).collect();
-            for b in &later {
-                st.segments.remove(b);
-            }
-            let seg = st.segments.get_mut(&seg_base).expect("kept segment");
-            seg.offset_index
-                .retain(|e| u64::from(e.position) < position);
-            seg.time_index.retain(|e| u64::from(e.position) < position);
-            seg.bytes_since_index = position - index_pos;
-            seg.size = position;
-            seg.written = position;
-            seg.tail_stale = true;
-            seg.pending.clear();
-            seg.next_offset = new_end;
-            seg.max_timestamp = max_ts.0;
-            seg.max_timestamp_offset = max_ts.1;
-            if position == 0 {
-                seg.first_batch_timestamp = None;
-            }
-            seg.sealed = false;
-            seg.finalized = false;
-            seg.first_append_ms = None;
-            st.truncations += 1;
-            st.log_end_offset = new_end;
-            st.durable_offset = st.durable_offset.min(new_end);
-            st.recovery_point = st.recovery_point.min(new_end);
-            st.epochs_dirty |= st.epochs.truncate_from_end(new_end);
-            st.recompute_max_timestamp();
-            removed
-        };
-        self.cache.remove_from(self.cache_id, new_end);
-        // The checkpoints go first: with the recovery point at or below the cut, a crash
-        // in the middle of the file operations below is repaired by the recovery scan, and
-        // the cleaner's progress never counts records appended after the cut as clean.
-        self.truncate_cleaner_checkpoint(new_end).await?;
-        self.persist_meta().await?;
-        file.truncate(position)
-            .await
-            .map_err(|e| LogIoError::from(self.fail("truncate segment", e)))?;
-        file.fdatasync()
-            .await
-            .map_err(|e| LogIoError::from(self.fail("fdatasync segment", e)))?;
-        for ext in ["index", "timeindex"] {
-            let _ = self
-                .disk
-                .remove_file(&segment_path(&self.dir, seg_base, ext));
+        Ok(KeptPart {
+            index_pos,
+            max_timestamp: max_ts.0,
+            max_timestamp_offset: max_ts.1,
+        })
+    }
+
+    /// Cuts the in-memory log at `cut`: later segments leave the map (returned, for their
+    /// files to be deleted), the cut segment becomes the active one, ending at the cut.
+    fn cut_state(&self, cut: &Cut, kept: KeptPart) -> Vec<(Offset, u64)> {
+        let (seg_base, position, new_end) = (cut.segment, cut.position, cut.new_end);
+        let mut st = self.state.borrow_mut();
+        let later: Vec<Offset> = st
+            .segments
+            .range(Offset(seg_base.0 + 1)..)
+            .map(|(b, _)| *b)
+            .collect();
+        let removed = later.iter().map(|b| (*b, st.segments[b].size)).collect();
+        for b in &later {
+            st.segments.remove(b);
         }
-        self.delete_segment_files(&removed);
-        self.after_truncation().await?;
-        Ok(())
+        let seg = st.segments.get_mut(&seg_base).expect("kept segment");
+        seg.offset_index
+            .retain(|e| u64::from(e.position) < position);
+        seg.time_index.retain(|e| u64::from(e.position) < position);
+        seg.bytes_since_index = position - kept.index_pos;
+        seg.size = position;
+        seg.written = position;
+        seg.tail_stale = true;
+        seg.pending.clear();
+        seg.next_offset = new_end;
+        seg.max_timestamp = kept.max_timestamp;
+        seg.max_timestamp_offset = kept.max_timestamp_offset;
+        if position == 0 {
+            seg.first_batch_timestamp = None;
+        }
+        seg.sealed = false;
+        seg.finalized = false;
+        seg.first_append_ms = None;
+        st.truncations += 1;
+        st.log_end_offset = new_end;
+        st.durable_offset = st.durable_offset.min(new_end);
+        st.recovery_point = st.recovery_point.min(new_end);
+        st.epochs_dirty |= st.epochs.truncate_from_end(new_end);
+        st.recompute_max_timestamp();
+        removed
     }
 
     /// Empties the log and restarts it at `offset`.
@@ -418,4 +456,22 @@ impl Log {
         self.appended.notify();
         Ok(())
     }
+}
+
+/// Where `truncate_to` cuts: the segment holding the first removed batch, that batch's
+/// file position and base offset (the new log end offset), or the segment's end when no
+/// batch of it reaches the truncation offset.
+struct Cut {
+    file: Rc<dyn DiskFile>,
+    segment: Offset,
+    position: u64,
+    new_end: Offset,
+}
+
+/// What the part of the cut segment before the cut keeps.
+struct KeptPart {
+    /// Position of the last offset-index entry kept (where the scan for timestamps began).
+    index_pos: u64,
+    max_timestamp: i64,
+    max_timestamp_offset: Offset,
 }
