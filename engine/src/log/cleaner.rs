@@ -706,87 +706,17 @@ impl Log {
         let Phase::Clean { next, current } = &mut pass.phase else {
             unreachable!("clean_step runs in the clean phase");
         };
-        if current.is_none() {
-            let pick = {
-                let st = self.state.borrow();
-                st.segments
-                    .range(*next..)
-                    .map(|(_, s)| s)
-                    .next()
-                    .filter(|s| s.base_offset < pass.end)
-                    .map(|s| {
-                        (
-                            s.base_offset,
-                            s.file.clone(),
-                            s.size,
-                            s.next_offset,
-                            s.finalized && s.sealed,
-                        )
-                    })
-            };
-            let Some((base, file, size, seg_next, finalized)) = pick else {
-                return Ok(true);
-            };
-            *next = Offset(base.0 + 1);
-            let (Some(src), true) = (file, finalized && size > 0) else {
-                return Ok(false);
-            };
-            let out_path = cleaned_path(&self.dir, base);
-            let io = |e: std::io::Error| LogIoError::LogFailed(format!("open cleaned copy: {e}"));
-            let out = self.disk.open(&out_path, true).await.map_err(io)?;
-            out.truncate(0).await.map_err(io)?;
-            *current = Some(Box::new(SegmentClean {
-                base,
-                src,
-                src_size: size,
-                src_next_offset: seg_next,
-                read_pos: 0,
-                out_path,
-                out,
-                built: Segment::new(base),
-                written: 0,
-                tail: Bytes::new(),
-                pending: Vec::new(),
-                pending_bytes: 0,
-                changed: false,
-            }));
-            return Ok(false);
-        }
-        let c = current.as_mut().expect("checked above");
+        let Some(c) = current else {
+            return self.start_copy(next, pass.end, current).await;
+        };
         let (batches, after) =
             read_whole_batches(&c.src, c.base, c.read_pos, c.src_size, budget).await?;
         c.read_pos = after;
         for (_, b) in batches {
             outcome.bytes_read += b.len() as u64;
-            let h = BatchHeader::new(&b).expect("checked batch");
-            let retain_empty = h.producer_id() >= 0 && h.base_sequence() >= 0 && {
-                let st = self.state.borrow();
-                st.producers
-                    .get(h.producer_id())
-                    .and_then(|e| e.batches.back())
-                    .is_some_and(|last| last.base_offset == h.base_offset().0)
-            };
-            let cleaned = compaction::clean_batch_with(
-                &b,
-                &pass.map,
-                rules,
-                retain_empty,
-                &mut pass.tombstone_expiry_ms,
-            );
-            let kept = match cleaned {
-                Ok(CleanedBatch::Unchanged) => b,
-                Ok(CleanedBatch::Rewritten(v)) => {
-                    c.changed = true;
-                    Bytes::from(v)
-                }
-                Ok(CleanedBatch::Removed) => {
-                    c.changed = true;
-                    continue;
-                }
-                Err(e) => {
-                    debug!(dir = %self.dir.display(), error = %e, "batch kept uncleaned");
-                    b
-                }
+            let cleaned = self.clean_batch(b, &pass.map, rules, &mut pass.tombstone_expiry_ms);
+            let Some(kept) = cleaned.kept(&mut c.changed) else {
+                continue;
             };
             let kh = BatchHeader::new(&kept).expect("a whole batch");
             let len = kept.len() as u64;
@@ -802,17 +732,112 @@ impl Log {
             return Ok(false);
         }
         let c = current.take().expect("checked above");
+        self.finish_copy(c, pass.truncations, outcome).await?;
+        Ok(false)
+    }
+
+    /// Picks the next segment from `next` below `end` and, when it is closed, finalized
+    /// and not empty, opens its compacted copy as `current`. Ok(true) when no segment is
+    /// left.
+    async fn start_copy(
+        &self,
+        next: &mut Offset,
+        end: Offset,
+        current: &mut Option<Box<SegmentClean>>,
+    ) -> Result<bool, LogIoError> {
+        let pick = {
+            let st = self.state.borrow();
+            st.segments
+                .range(*next..)
+                .map(|(_, s)| s)
+                .next()
+                .filter(|s| s.base_offset < end)
+                .map(|s| {
+                    (
+                        s.base_offset,
+                        s.file.clone(),
+                        s.size,
+                        s.next_offset,
+                        s.finalized && s.sealed,
+                    )
+                })
+        };
+        let Some((base, file, size, seg_next, finalized)) = pick else {
+            return Ok(true);
+        };
+        *next = Offset(base.0 + 1);
+        let (Some(src), true) = (file, finalized && size > 0) else {
+            return Ok(false);
+        };
+        let out_path = cleaned_path(&self.dir, base);
+        let io = |e: std::io::Error| LogIoError::LogFailed(format!("open cleaned copy: {e}"));
+        let out = self.disk.open(&out_path, true).await.map_err(io)?;
+        out.truncate(0).await.map_err(io)?;
+        *current = Some(Box::new(SegmentClean {
+            base,
+            src,
+            src_size: size,
+            src_next_offset: seg_next,
+            read_pos: 0,
+            out_path,
+            out,
+            built: Segment::new(base),
+            written: 0,
+            tail: Bytes::new(),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            changed: false,
+        }));
+        Ok(false)
+    }
+
+    /// Cleans one batch with the pass's key map. A producer's last batch in the log
+    /// keeps its header even when no record is left, so its sequence stays known. A
+    /// batch whose records do not decode is kept as it is.
+    fn clean_batch(
+        &self,
+        b: Bytes,
+        map: &KeyOffsetMap,
+        rules: &CleanRules,
+        tombstone_expiry_ms: &mut Option<i64>,
+    ) -> CleanedCopy {
+        let h = BatchHeader::new(&b).expect("checked batch");
+        let retain_empty = h.producer_id() >= 0 && h.base_sequence() >= 0 && {
+            let st = self.state.borrow();
+            st.producers
+                .get(h.producer_id())
+                .and_then(|e| e.batches.back())
+                .is_some_and(|last| last.base_offset == h.base_offset().0)
+        };
+        match compaction::clean_batch_with(&b, map, rules, retain_empty, tombstone_expiry_ms) {
+            Ok(CleanedBatch::Unchanged) => CleanedCopy::Same(b),
+            Ok(CleanedBatch::Rewritten(v)) => CleanedCopy::Changed(Bytes::from(v)),
+            Ok(CleanedBatch::Removed) => CleanedCopy::Removed,
+            Err(e) => {
+                debug!(dir = %self.dir.display(), error = %e, "batch kept uncleaned");
+                CleanedCopy::Same(b)
+            }
+        }
+    }
+
+    /// Ends a copy read to its end: swapped in when it changed anything, else removed.
+    async fn finish_copy(
+        &self,
+        c: Box<SegmentClean>,
+        truncations: u64,
+        outcome: &mut CompactOutcome,
+    ) -> Result<(), LogIoError> {
         if !c.changed {
             let _ = self.disk.remove_file(&c.out_path);
-            return Ok(false);
+            return Ok(());
         }
         let (before, after) = (c.src_size, c.built.size);
-        if self.swap_in(c, pass.truncations).await? {
+        if self.swap_in(c, truncations).await? {
             outcome.segments_cleaned += 1;
             outcome.bytes_before += before;
             outcome.bytes_after += after;
         }
-        Ok(false)
+        Ok(())
     }
 
     /// Writes the copy's pending batches (aligned O_DIRECT writes; the partial last
@@ -877,8 +902,6 @@ impl Log {
         let mut seg = std::mem::replace(&mut c.built, Segment::new(c.base));
         let bytes_after = seg.size;
         seg.next_offset = c.src_next_offset;
-        let (oi, ti) = seg.encode_indexes();
-        let fail = |what: &str, e: std::io::Error| LogIoError::from(self.fail(what, e));
         let has_prev = self
             .state
             .borrow()
@@ -887,34 +910,69 @@ impl Log {
             .next()
             .is_some();
         if bytes_after == 0 && has_prev {
-            // Nothing left: the previous segment takes over its offsets. After a crash
-            // in between, open deletes the orphan indexes and extends the previous
-            // segment up to the next one.
-            for ext in ["log", "index", "timeindex"] {
-                self.disk
-                    .remove_file(&segment_path(&self.dir, c.base, ext))
-                    .map_err(|e| fail("remove emptied segment", e))?;
-            }
-            let _ = self.disk.remove_file(&c.out_path);
-            self.disk
-                .sync_dir(&self.dir)
-                .await
-                .map_err(|e| fail("sync dir", e))?;
-            {
-                let mut st = self.state.borrow_mut();
-                assert!(Self::is_source(&st, &c));
-                st.segments.remove(&c.base);
-                if let Some((_, prev)) = st.segments.range_mut(..c.base).next_back() {
-                    prev.next_offset = c.src_next_offset;
-                }
-                st.recompute_max_timestamp();
-            }
-            self.cache
-                .remove_range(self.cache_id, c.base, c.src_next_offset);
-            debug!(dir = %self.dir.display(), segment = c.base.0, bytes_before = c.src_size,
-                "compacted segment was empty; removed");
+            self.remove_emptied(&c).await?;
             return Ok(true);
         }
+        self.replace_segment_files(&c, &seg).await?;
+        seg.file = Some(c.out.clone());
+        seg.written = seg.size;
+        seg.tail_stale = true;
+        seg.sealed = true;
+        seg.finalized = true;
+        {
+            let mut st = self.state.borrow_mut();
+            assert!(Self::is_source(&st, &c));
+            st.segments.insert(c.base, seg);
+            st.recompute_max_timestamp();
+        }
+        self.cache
+            .remove_range(self.cache_id, c.base, c.src_next_offset);
+        debug!(dir = %self.dir.display(), segment = c.base.0, bytes_before = c.src_size,
+            bytes_after, "compacted segment swapped in");
+        Ok(true)
+    }
+
+    /// A copy with nothing left: the segment's files go and the previous segment takes
+    /// over its offsets. After a crash in between, open deletes the orphan indexes and
+    /// extends the previous segment up to the next one.
+    async fn remove_emptied(&self, c: &SegmentClean) -> Result<(), LogIoError> {
+        let fail = |what: &str, e: std::io::Error| LogIoError::from(self.fail(what, e));
+        for ext in ["log", "index", "timeindex"] {
+            self.disk
+                .remove_file(&segment_path(&self.dir, c.base, ext))
+                .map_err(|e| fail("remove emptied segment", e))?;
+        }
+        let _ = self.disk.remove_file(&c.out_path);
+        self.disk
+            .sync_dir(&self.dir)
+            .await
+            .map_err(|e| fail("sync dir", e))?;
+        {
+            let mut st = self.state.borrow_mut();
+            assert!(Self::is_source(&st, c));
+            st.segments.remove(&c.base);
+            if let Some((_, prev)) = st.segments.range_mut(..c.base).next_back() {
+                prev.next_offset = c.src_next_offset;
+            }
+            st.recompute_max_timestamp();
+        }
+        self.cache
+            .remove_range(self.cache_id, c.base, c.src_next_offset);
+        debug!(dir = %self.dir.display(), segment = c.base.0, bytes_before = c.src_size,
+            "compacted segment was empty; removed");
+        Ok(())
+    }
+
+    /// The crash-safe file steps of a swap: remove the segment's indexes, sync the
+    /// directory, rename the copy over the segment, sync the directory, write the copy's
+    /// indexes (`seg`'s).
+    async fn replace_segment_files(
+        &self,
+        c: &SegmentClean,
+        seg: &Segment,
+    ) -> Result<(), LogIoError> {
+        let (oi, ti) = seg.encode_indexes();
+        let fail = |what: &str, e: std::io::Error| LogIoError::from(self.fail(what, e));
         for ext in ["index", "timeindex"] {
             self.disk
                 .remove_file(&segment_path(&self.dir, c.base, ext))
@@ -939,21 +997,33 @@ impl Log {
             .write_file_atomic(&segment_path(&self.dir, c.base, "timeindex"), &ti)
             .await
             .map_err(|e| fail("write time index", e))?;
-        seg.file = Some(c.out.clone());
-        seg.written = seg.size;
-        seg.tail_stale = true;
-        seg.sealed = true;
-        seg.finalized = true;
-        {
-            let mut st = self.state.borrow_mut();
-            assert!(Self::is_source(&st, &c));
-            st.segments.insert(c.base, seg);
-            st.recompute_max_timestamp();
+        Ok(())
+    }
+}
+
+/// What the compacted copy gets of one source batch.
+enum CleanedCopy {
+    /// The batch as it was.
+    Same(Bytes),
+    /// A rewritten batch with fewer records.
+    Changed(Bytes),
+    /// Nothing: every record of the batch went.
+    Removed,
+}
+
+impl CleanedCopy {
+    /// The batch to write, if any; sets `changed` when it differs from the source.
+    fn kept(self, changed: &mut bool) -> Option<Bytes> {
+        match self {
+            CleanedCopy::Same(b) => Some(b),
+            CleanedCopy::Changed(b) => {
+                *changed = true;
+                Some(b)
+            }
+            CleanedCopy::Removed => {
+                *changed = true;
+                None
+            }
         }
-        self.cache
-            .remove_range(self.cache_id, c.base, c.src_next_offset);
-        debug!(dir = %self.dir.display(), segment = c.base.0, bytes_before = c.src_size,
-            bytes_after, "compacted segment swapped in");
-        Ok(true)
     }
 }
