@@ -380,27 +380,7 @@ async fn read_from_file(
             if last < from {
                 continue;
             }
-            batch::validate_stored(&whole).map_err(|e| match e {
-                BatchError::CrcMismatch { stored, computed } => ReadError::CrcMismatch {
-                    segment,
-                    position: at,
-                    stored,
-                    computed,
-                },
-                other => corrupt(at, other.to_string()),
-            })?;
-            if let Some(e) = expect
-                && h.base_offset() < e
-            {
-                return Err(corrupt(
-                    at,
-                    format!(
-                        "base offset {} where at least {} was expected",
-                        h.base_offset().0,
-                        e.0
-                    ),
-                ));
-            }
+            check_read_batch(&whole, segment, at, expect)?;
             let fits = used + total <= budget;
             if !(fits || (out.is_empty() && take_first)) {
                 return Ok(false);
@@ -427,6 +407,42 @@ async fn read_from_file(
         }
     }
     Ok(position >= written)
+}
+
+/// Checks a batch read from the segment at `segment`, file position `at`: its CRC32C and
+/// header, and that its base offset is at least `expect` (the offset after the batch
+/// before it in this read).
+fn check_read_batch(
+    whole: &[u8],
+    segment: Offset,
+    at: u64,
+    expect: Option<Offset>,
+) -> Result<(), ReadError> {
+    let corrupt = |reason: String| ReadError::Corrupt {
+        segment,
+        position: at,
+        reason,
+    };
+    batch::validate_stored(whole).map_err(|e| match e {
+        BatchError::CrcMismatch { stored, computed } => ReadError::CrcMismatch {
+            segment,
+            position: at,
+            stored,
+            computed,
+        },
+        other => corrupt(other.to_string()),
+    })?;
+    let h = BatchHeader::new(whole).expect("validated above");
+    if let Some(e) = expect
+        && h.base_offset() < e
+    {
+        return Err(corrupt(format!(
+            "base offset {} where at least {} was expected",
+            h.base_offset().0,
+            e.0
+        )));
+    }
+    Ok(())
 }
 
 /// The batches a read collected so far and the offset it goes on from.

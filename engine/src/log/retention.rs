@@ -292,21 +292,13 @@ impl Log {
             )
         };
         let mut cut: Option<(u64, Offset)> = None;
-        let stop = scan_file(&file, start, end, None, false, &mut |pos, whole| {
+        self.truncate_scan(&file, seg_base, start, end, &mut |pos, whole| {
             let h = BatchHeader::new(whole).expect("scanned batch");
             if cut.is_none() && h.last_offset() >= offset {
                 cut = Some((pos, h.base_offset()));
             }
         })
-        .await
-        .map_err(|e| LogIoError::from(self.fail("truncate scan", e)))?;
-        if let Some(stop) = stop {
-            return Err(LogIoError::Corrupt {
-                segment: seg_base,
-                position: stop.position,
-                reason: stop.reason,
-            });
-        }
+        .await?;
         let (position, new_end) =
             cut.unwrap_or((end, self.state.borrow().segments[&seg_base].next_offset));
         Ok(Cut {
@@ -338,12 +330,11 @@ impl Log {
             });
             (u64::from(x), t.unwrap_or((i64::MIN, Offset(-1))))
         };
-        let stop = scan_file(
+        self.truncate_scan(
             &cut.file,
+            seg_base,
             index_pos,
             cut.position,
-            None,
-            false,
             &mut |_, whole| {
                 let h = BatchHeader::new(whole).expect("scanned batch");
                 if h.max_timestamp() > max_ts.0 {
@@ -351,20 +342,35 @@ impl Log {
                 }
             },
         )
-        .await
-        .map_err(|e| LogIoError::from(self.fail("truncate scan", e)))?;
-        if let Some(stop) = stop {
-            return Err(LogIoError::Corrupt {
-                segment: seg_base,
-                position: stop.position,
-                reason: stop.reason,
-            });
-        }
+        .await?;
         Ok(KeptPart {
             index_pos,
             max_timestamp: max_ts.0,
             max_timestamp_offset: max_ts.1,
         })
+    }
+
+    /// Scans the flushed bytes `[start, end)` of the segment at `segment` for a
+    /// truncation: a failed read fails the log, a bad batch is corruption.
+    async fn truncate_scan(
+        &self,
+        file: &Rc<dyn DiskFile>,
+        segment: Offset,
+        start: u64,
+        end: u64,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), LogIoError> {
+        let stop = scan_file(file, start, end, None, false, visit)
+            .await
+            .map_err(|e| LogIoError::from(self.fail("truncate scan", e)))?;
+        match stop {
+            Some(stop) => Err(LogIoError::Corrupt {
+                segment,
+                position: stop.position,
+                reason: stop.reason,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Cuts the in-memory log at `cut`: later segments leave the map (returned, for their
