@@ -6,7 +6,7 @@
 //! and the checkpoints that are due, then hands a `SyncTicket` to a task that fdatasyncs
 //! the active segment after the io lock is released, so the next group's write overlaps
 //! with this group's sync. A background flusher covers acks=1 data and retries a write
-//! that found the disk full.
+//! that found the disk full. Runs on the shard owning the log.
 //!
 //! Invariants: the durable offset only moves forward, in ticket order, and never past a
 //! failed sync (a failed fsync fails the log for good); a write that found the disk full

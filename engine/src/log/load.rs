@@ -4,7 +4,7 @@
 //! vouches for when their indexes load, and scans the rest batch by batch (CRC32C,
 //! offset continuity), truncating the first segment with a bad or torn batch there and
 //! deleting every later one. Then producer state is replayed from the newest usable
-//! snapshot.
+//! snapshot. Runs on the shard that will own the log.
 //!
 //! Invariants on return: segments are contiguous and the last one is the active one
 //! (unsealed, unfinalized); every batch below the log end offset passed its checks; the

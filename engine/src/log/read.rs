@@ -1,7 +1,7 @@
 //! Reads: whole batches from an offset, served from the active segment's pending
 //! batches, then the shard's read cache, then the segment files (each batch's CRC and
 //! offset order checked on the way); the ListOffsets lookups by timestamp and max
-//! timestamp; and OffsetForLeaderEpoch.
+//! timestamp; and OffsetForLeaderEpoch. Runs on the shard owning the log.
 //!
 //! Invariants: a read returns whole batches in offset order, at least one when any is
 //! readable and `bytes_max` allows none; it never returns a batch ending at or past

@@ -1,6 +1,6 @@
 //! Removing data from a log: retention by time and size and by `segment.ms` rolling
 //! (`enforce_retention`), DeleteRecords (`delete_records_before`) and a follower's
-//! truncation of a divergent tail (`truncate_to`).
+//! truncation of a divergent tail (`truncate_to`). Runs on the shard owning the log.
 //!
 //! Invariants: all of them hold the segments lock and then the io lock; the active
 //! segment is never deleted by retention or delete-records, only closed segments with
