@@ -246,6 +246,12 @@ fn decode_records(
     })
 }
 
+/// Decodes the first record of a batch's (decompressed) record bytes and nothing after
+/// it: a consumer that needs one field of the first record reads no more.
+pub fn decode_first_record(plain: &Bytes) -> Result<Record, RecordError> {
+    read_record(plain, &mut 0)
+}
+
 /// Each record of one batch as (timestamp, offset), in batch order. Records of a
 /// LogAppendTime batch carry the batch's max timestamp, as Kafka's record view does.
 fn record_timestamps(
