@@ -589,6 +589,9 @@ mod tests {
         );
         assert_eq!((h.base_timestamp(), h.max_timestamp()), (5000, 5004));
         assert_eq!(h.codec(), Codec::Lz4);
-        assert_eq!(h.batch_length(), BatchHeader::new(&before).unwrap().batch_length());
+        assert_eq!(
+            h.batch_length(),
+            BatchHeader::new(&before).unwrap().batch_length()
+        );
     }
 }

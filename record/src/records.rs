@@ -515,7 +515,10 @@ mod tests {
         attrs[21..23].copy_from_slice(&2i16.to_be_bytes());
         let hv = BatchHeader::new(&attrs).unwrap();
         let raw = encode_batch(&hv, &d.records, false).unwrap();
-        assert_ne!(raw[HEADER_BYTES..HEADER_BYTES + 8], crate::compression::XERIAL_MAGIC);
+        assert_ne!(
+            raw[HEADER_BYTES..HEADER_BYTES + 8],
+            crate::compression::XERIAL_MAGIC
+        );
         let back = decode_batch(&raw, 1024).unwrap();
         assert!(!back.snappy_xerial);
         assert_eq!(back.records, d.records);

@@ -80,8 +80,8 @@ pub struct BatchHeader {
 impl BatchHeader {
     /// Reads the header of the batch at the start of `bytes`.
     pub fn parse(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let h = format::BatchHeader::new(bytes)
-            .map_err(|_| DecodeError::Short { len: bytes.len() })?;
+        let h =
+            format::BatchHeader::new(bytes).map_err(|_| DecodeError::Short { len: bytes.len() })?;
         Ok(Self {
             base_offset: h.base_offset().0,
             batch_length: h.batch_length(),
