@@ -154,14 +154,6 @@ mod tests {
     use super::*;
     use crate::batch::LOG_OVERHEAD;
 
-    const CODECS: [(i16, Codec); 5] = [
-        (0, Codec::None),
-        (1, Codec::Gzip),
-        (2, Codec::Snappy),
-        (3, Codec::Lz4),
-        (4, Codec::Zstd),
-    ];
-
     /// A batch of keyed records (key `None` where `keyless` names the index) with the
     /// given timestamp deltas from base timestamp 1000, its codec from `attributes`, a
     /// producer id, epoch and base sequence, and `max_timestamp` written as the header's.
@@ -198,7 +190,7 @@ mod tests {
     // whose max timestamp is set comes back as the very same bytes (not read, not copied).
     #[test]
     fn unset_max_timestamp_is_computed() {
-        for (attrs, _) in CODECS {
+        for (attrs, _) in CODEC_ATTRIBUTES {
             let b = batch_with(attrs, &[0, 30, -5, 12], &[], -1);
             let fixed = check_for_append(b.clone(), &PRODUCER).unwrap();
             let h = batch::validate(&fixed).unwrap();
@@ -232,7 +224,7 @@ mod tests {
             keys_required: true,
             ..PRODUCER
         };
-        for (attrs, _) in CODECS {
+        for (attrs, _) in CODEC_ATTRIBUTES {
             let b = batch_with(attrs, &[0, 1, 2, 3], &[1, 3], 1003);
             let Err(AppendCheckError::Rejected(rejected)) = check_for_append(b, &compacted) else {
                 panic!("keyless records accepted");
@@ -250,8 +242,8 @@ mod tests {
     // (transactional) and offsets stay, the CRC is valid; the same codec is left alone.
     #[test]
     fn recompresses_to_the_topic_codec() {
-        for (from, _) in CODECS {
-            for (to, codec) in CODECS {
+        for (from, _) in CODEC_ATTRIBUTES {
+            for (to, codec) in CODEC_ATTRIBUTES {
                 let b = batch_with(from | 0x10, &[0, 7, 3], &[], -1);
                 let rules = AppendRules {
                     codec: Some(codec),

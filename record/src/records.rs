@@ -385,6 +385,16 @@ pub fn encode_batch(
     Ok(out)
 }
 
+/// Every codec Kafka defines with its attributes value, for `build_batch` in tests and
+/// benchmarks that cover them all.
+pub const CODEC_ATTRIBUTES: [(i16, Codec); 5] = [
+    (0, Codec::None),
+    (1, Codec::Gzip),
+    (2, Codec::Snappy),
+    (3, Codec::Lz4),
+    (4, Codec::Zstd),
+];
+
 /// A record's key and value as `build_batch` takes them; `None` is null.
 pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
@@ -462,19 +472,11 @@ mod tests {
     use super::*;
     use sluice_testkit::{LargestAllocation, largest_allocation_during};
 
-    const CODECS: [(i16, Codec); 5] = [
-        (0, Codec::None),
-        (1, Codec::Gzip),
-        (2, Codec::Snappy),
-        (3, Codec::Lz4),
-        (4, Codec::Zstd),
-    ];
-
     // Proves every codec round-trips keys, null keys, tombstones and headers through
     // encode and decode, with a valid CRC and the header fields kept.
     #[test]
     fn every_codec_round_trips() {
-        for (attrs, codec) in CODECS {
+        for (attrs, codec) in CODEC_ATTRIBUTES {
             let recs: Vec<KeyValue<'_>> = vec![
                 (Some(b"k1"), Some(b"v1")),
                 (None, Some(b"no key")),
@@ -529,7 +531,7 @@ mod tests {
     // past the cap is refused with a typed error instead of allocating.
     #[test]
     fn decompression_is_capped() {
-        for (attrs, codec) in CODECS {
+        for (attrs, codec) in CODEC_ATTRIBUTES {
             let big = vec![0u8; 200_000];
             let b = build_batch(0, 1, attrs, &[(Some(b"k"), Some(&big))]);
             if codec == Codec::None {
@@ -550,7 +552,7 @@ mod tests {
     // single-byte change of valid batches gives Ok or a typed error.
     #[test]
     fn bad_bytes_give_errors_not_panics() {
-        for (attrs, _) in CODECS {
+        for (attrs, _) in CODEC_ATTRIBUTES {
             let b = build_batch(
                 0,
                 1,
@@ -598,6 +600,23 @@ mod tests {
         let value = [1u8; 3000];
         let b = build_batch(0, 1, 4, &[(Some(b"k"), Some(&value))]);
         assert_eq!(decode_batch(&b, 4096).unwrap().records.len(), 1);
+    }
+
+    // Proves the first record is read alone: bytes after it, even ones that do not decode,
+    // are not looked at, and a first record cut short is a typed error.
+    #[test]
+    fn first_record_is_read_alone() {
+        let b = build_batch(0, 1, 0, &[(Some(b"k"), Some(b"first")), (None, Some(b"2"))]);
+        let mut plain = b[HEADER_BYTES..].to_vec();
+        let first = decode_first_record(&Bytes::from(plain.clone())).unwrap();
+        assert_eq!(first.value.as_deref(), Some(&b"first"[..]));
+        let first_len = plain.len() - 6;
+        plain.truncate(first_len);
+        plain.extend_from_slice(&[0xff; 12]);
+        let again = decode_first_record(&Bytes::from(plain.clone())).unwrap();
+        assert_eq!(again, first);
+        assert!(decode_first_record(&Bytes::from(plain[..5].to_vec())).is_err());
+        assert!(decode_first_record(&Bytes::new()).is_err());
     }
 
     // Proves varints decode at their limits and overlong ones are rejected.
@@ -710,7 +729,7 @@ mod tests {
         ) {
             let kvs: Vec<KeyValue<'_>> =
                 records.iter().map(|(k, v)| (k.as_deref(), v.as_deref())).collect();
-            let mut b = build_batch(0, 1, CODECS[codec].0, &kvs);
+            let mut b = build_batch(0, 1, CODEC_ATTRIBUTES[codec].0, &kvs);
             for (at, byte) in &edits {
                 let i = at.index(b.len());
                 b[i] = *byte;
