@@ -291,8 +291,7 @@ mod tests {
         );
         let mut cut = b.to_vec();
         cut[HEADER_BYTES] = 0x7f;
-        let crc = batch::compute_crc(&cut);
-        cut[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch::update_crc(&mut cut);
         assert!(matches!(
             check_for_append(Bytes::from(cut), &PRODUCER),
             Err(AppendCheckError::Corrupt(_))

@@ -479,8 +479,7 @@ mod tests {
         assert!(matches!(validate(&b), Err(BatchError::CrcMismatch { .. })));
         let mut b = good.clone();
         b[57..61].copy_from_slice(&7i32.to_be_bytes());
-        let crc = compute_crc(&b);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        update_crc(&mut b);
         assert!(matches!(
             validate(&b),
             Err(BatchError::CountMismatch { .. })
@@ -494,8 +493,7 @@ mod tests {
         let with_count = |count: i32, producer: Option<(i64, i16, i32)>| {
             let mut b = build_test_batch(5, 40, 0, producer);
             b[57..61].copy_from_slice(&count.to_be_bytes());
-            let crc = compute_crc(&b);
-            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            update_crc(&mut b);
             b
         };
         let fewer = with_count(2, None);
