@@ -8,7 +8,7 @@
 //! parts: `log/load.rs` (open and recovery), `log/append.rs` (append, flush, group
 //! commit), `log/read.rs` (reads and offset lookups), `log/retention.rs` (retention,
 //! DeleteRecords, truncation) and `log/cleaner.rs` (compaction of closed segments);
-//! then `batch.rs` (the 61-byte header view) and `disk.rs` (the only door to files).
+//! then `batch.rs` (the 61-byte header view, from sluice-record) and `disk.rs` (the only door to files).
 //! Byte layouts of every file are in `FORMAT.md`.
 
 pub mod batch;
@@ -31,21 +31,7 @@ pub use error::{AppendError, DeleteRecordsError, FlushError, LogIoError, OpenErr
 pub use event::{Event, EventListener};
 pub use log::{AppendInfo, CompactOutcome, Log, ReadResult, RetentionOutcome};
 pub use read_cache::ReadCache;
-
-/// A Kafka offset (position of a record in a partition).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Offset(pub i64);
-
-/// A partition leader epoch, stamped into every batch the leader appends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct LeaderEpoch(pub i32);
-
-/// `message.timestamp.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimestampType {
-    CreateTime,
-    LogAppendTime,
-}
+pub use sluice_record::{LeaderEpoch, Offset, TimestampOffset, TimestampType};
 
 /// `cleanup.policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,13 +39,6 @@ pub enum CleanupPolicy {
     Delete,
     Compact,
     CompactDelete,
-}
-
-/// A record timestamp and the offset it belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimestampOffset {
-    pub timestamp_ms: i64,
-    pub offset: Offset,
 }
 
 /// Per-partition log settings; Kafka topic config names in comments, Kafka defaults in

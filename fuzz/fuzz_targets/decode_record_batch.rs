@@ -17,8 +17,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_engine::batch::{BatchHeader, HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2};
-use sluice_engine::record::{KeyValue, build_batch, decode_batch, encode_batch};
+use sluice_record::batch::{BatchHeader, HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2};
+use sluice_record::records::{KeyValue, build_batch, decode_batch, encode_batch};
 
 /// Small enough that inputs reach the "decompressed records exceed the cap" error.
 const DECOMPRESSED_BYTES_MAX: usize = 256 << 10;

@@ -35,8 +35,6 @@ use crate::topic_table::TopicPartition;
 pub const READ_CACHE_BYTES: u64 = 64 << 20;
 /// Leader epoch of every partition while Sluice is a single node.
 pub const LEADER_EPOCH: LeaderEpoch = LeaderEpoch(0);
-/// RecordBatch v2: base offset (8) and batch length (4) come before the rest.
-const BATCH_LENGTH_END: usize = 12;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -156,22 +154,12 @@ pub const COMPACTION_SLICE_BYTES: u64 = 256 << 10;
 const COMPACTION_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Splits a Produce `records` field into whole batches without copying. `None` if the
-/// bytes are not a sequence of complete batches.
+/// bytes are not a sequence of complete batches, each at least a header long.
 fn split_batches(records: &Bytes) -> Option<Vec<Bytes>> {
-    let mut out = Vec::new();
-    let mut pos = 0usize;
-    while pos < records.len() {
-        let header = records.get(pos..pos + BATCH_LENGTH_END)?;
-        let length = i32::from_be_bytes(header[8..12].try_into().ok()?);
-        let length = usize::try_from(length).ok()?;
-        let end = (pos + BATCH_LENGTH_END).checked_add(length)?;
-        if end > records.len() {
-            return None;
-        }
-        out.push(records.slice(pos..end));
-        pos = end;
-    }
-    (!out.is_empty()).then_some(out)
+    let batches: Vec<Bytes> = sluice_engine::batch::split(records.clone())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    (!batches.is_empty()).then_some(batches)
 }
 
 /// The partitions this shard owns.
@@ -625,7 +613,7 @@ mod tests {
     use super::*;
 
     // Proves a records field is split into its batches by the length field, and that a
-    // truncated or empty field is refused.
+    // truncated or empty field, or a length below the header's, is refused.
     #[test]
     fn splits_batches() {
         let mut a = vec![0u8; 12 + 49];
@@ -642,6 +630,9 @@ mod tests {
         let mut neg = a.clone();
         neg[8..12].copy_from_slice(&(-5i32).to_be_bytes());
         assert!(split_batches(&Bytes::from(neg)).is_none());
+        let mut short = a.clone();
+        short[8..12].copy_from_slice(&48i32.to_be_bytes());
+        assert!(split_batches(&Bytes::from([short, b].concat())).is_none());
     }
 
     // Proves the compaction lags reach the engine config: Kafka's defaults, the broker

@@ -1,38 +1,25 @@
 //! RecordBatch v2 on the client side: building batches (with compression), splitting fetched
 //! bytes into whole batches, patching header fields of pre-built batches, and decoding.
 //!
-//! Encoding and record decoding use `kafka-protocol`'s `records` codec; the compression codecs
-//! are the workspace's own (flate2/zlib-rs, snap, lz4_flex, zstd) plugged in through its
-//! custom-compression hooks. Every decompression is bounded by `uncompressed_bytes_max`, and a
-//! batch's record count is checked against its size before the codec reserves memory for it.
+//! The format itself is `sluice_record`'s: the header layout, CRC32C, the split by length
+//! field, the four codecs (compression and the one bounded decompressor per codec) and the
+//! record framing. This module keeps the client's API over it: record encoding and decoding
+//! use `kafka-protocol`'s `records` codec (whose `Record` and `RecordSet` callers hold), with
+//! `sluice_record`'s codecs plugged in through its custom-compression hooks. Every
+//! decompression is bounded by `uncompressed_bytes_max`, and a batch's record count is
+//! checked against its size before the codec reserves memory for it.
 
-use std::io::{Read, Write};
-
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 pub use kafka_protocol::records::{Compression, Record, RecordSet, TimestampType};
 use kafka_protocol::records::{RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
+use sluice_record::batch::{self as format, Codec, SplitError};
+pub use sluice_record::batch::{set_producer, update_crc};
+use sluice_record::records::{RECORD_BYTES_MIN, RecordError};
 
 /// Bytes before the records in a v2 batch.
-pub const BATCH_HEADER_BYTES: usize = 61;
+pub const BATCH_HEADER_BYTES: usize = format::HEADER_BYTES;
 /// Bytes of base offset plus batch length, the part not counted in the batch length.
-pub const BATCH_LOG_OVERHEAD: usize = 12;
-const MAGIC_OFFSET: usize = 16;
-const CRC_OFFSET: usize = 17;
-const ATTRIBUTES_OFFSET: usize = 21;
-const FIRST_TIMESTAMP_OFFSET: usize = 27;
-const MAX_TIMESTAMP_OFFSET: usize = 35;
-const PRODUCER_ID_OFFSET: usize = 43;
-const PRODUCER_EPOCH_OFFSET: usize = 51;
-const BASE_SEQUENCE_OFFSET: usize = 53;
-const RECORD_COUNT_OFFSET: usize = 57;
-/// The smallest possible encoded record: length, attributes, three deltas, key/value lengths,
-/// header count, each one byte.
-const RECORD_BYTES_MIN: usize = 7;
-/// xerial snappy framing, as written by the Java client.
-const XERIAL_MAGIC: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
-const XERIAL_BLOCK_BYTES: usize = 32 * 1024;
-
-const _: () = assert!(RECORD_COUNT_OFFSET + 4 == BATCH_HEADER_BYTES);
+pub const BATCH_LOG_OVERHEAD: usize = format::LOG_OVERHEAD;
 
 /// Failure to build a batch.
 #[derive(Debug, thiserror::Error)]
@@ -93,24 +80,22 @@ pub struct BatchHeader {
 impl BatchHeader {
     /// Reads the header of the batch at the start of `bytes`.
     pub fn parse(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() < BATCH_HEADER_BYTES {
-            return Err(DecodeError::Short { len: bytes.len() });
-        }
-        let mut b = &bytes[..BATCH_HEADER_BYTES];
+        let h =
+            format::BatchHeader::new(bytes).map_err(|_| DecodeError::Short { len: bytes.len() })?;
         Ok(Self {
-            base_offset: b.get_i64(),
-            batch_length: b.get_i32(),
-            partition_leader_epoch: b.get_i32(),
-            magic: b.get_i8(),
-            crc: b.get_u32(),
-            attributes: b.get_i16(),
-            last_offset_delta: b.get_i32(),
-            first_timestamp: b.get_i64(),
-            max_timestamp: b.get_i64(),
-            producer_id: b.get_i64(),
-            producer_epoch: b.get_i16(),
-            base_sequence: b.get_i32(),
-            record_count: b.get_i32(),
+            base_offset: h.base_offset().0,
+            batch_length: h.batch_length(),
+            partition_leader_epoch: h.partition_leader_epoch(),
+            magic: h.magic(),
+            crc: h.crc(),
+            attributes: h.attributes(),
+            last_offset_delta: h.last_offset_delta(),
+            first_timestamp: h.base_timestamp(),
+            max_timestamp: h.max_timestamp(),
+            producer_id: h.producer_id(),
+            producer_epoch: h.producer_epoch(),
+            base_sequence: h.base_sequence(),
+            record_count: h.records_count(),
         })
     }
 
@@ -137,14 +122,29 @@ impl BatchHeader {
 
 /// Maps Kafka's codec id (attributes bits 0-2) to a codec.
 pub fn compression_from_id(id: i16) -> Result<Compression, DecodeError> {
-    Ok(match id {
-        0 => Compression::None,
-        1 => Compression::Gzip,
-        2 => Compression::Snappy,
-        3 => Compression::Lz4,
-        4 => Compression::Zstd,
-        other => return Err(DecodeError::Codec(other)),
+    let codec = u8::try_from(id)
+        .ok()
+        .filter(|id| *id <= 0x7)
+        .map(Codec::from_id);
+    Ok(match codec {
+        Some(Codec::None) => Compression::None,
+        Some(Codec::Gzip) => Compression::Gzip,
+        Some(Codec::Snappy) => Compression::Snappy,
+        Some(Codec::Lz4) => Compression::Lz4,
+        Some(Codec::Zstd) => Compression::Zstd,
+        Some(Codec::Unknown(_)) | None => return Err(DecodeError::Codec(id)),
     })
+}
+
+/// The record format's name for a codec.
+fn codec(compression: Compression) -> Codec {
+    match compression {
+        Compression::None => Codec::None,
+        Compression::Gzip => Codec::Gzip,
+        Compression::Snappy => Codec::Snappy,
+        Compression::Lz4 => Codec::Lz4,
+        Compression::Zstd => Codec::Zstd,
+    }
 }
 
 /// A record for a batch without a producer id: offset `offset_delta` within the batch and the
@@ -217,154 +217,70 @@ fn anyhow_message(message: String) -> anyhow::Error {
     anyhow::Error::msg(message)
 }
 
-/// Compresses `plain` with `compression`, appending to `out`.
+/// Compresses `plain` with `compression`, appending to `out`. Snappy is xerial-framed, as the
+/// Java client writes it.
 pub fn compress(
     compression: Compression,
     plain: &[u8],
     out: &mut BytesMut,
 ) -> Result<(), std::io::Error> {
-    match compression {
-        Compression::None => out.extend_from_slice(plain),
-        Compression::Gzip => {
-            let mut encoder =
-                flate2::write::GzEncoder::new(out.writer(), flate2::Compression::default());
-            encoder.write_all(plain)?;
-            encoder.finish()?;
-        }
-        Compression::Snappy => {
-            out.extend_from_slice(XERIAL_MAGIC);
-            let mut encoder = snap::raw::Encoder::new();
-            for block in plain.chunks(XERIAL_BLOCK_BYTES) {
-                let compressed = encoder.compress_vec(block).map_err(std::io::Error::other)?;
-                out.put_u32(compressed.len() as u32);
-                out.extend_from_slice(&compressed);
-            }
-        }
-        Compression::Lz4 => {
-            let mut encoder = lz4_flex::frame::FrameEncoder::new(out.writer());
-            encoder.write_all(plain)?;
-            encoder.finish().map_err(std::io::Error::other)?;
-        }
-        Compression::Zstd => {
-            let compressed = zstd::bulk::compress(plain, 3)?;
-            out.extend_from_slice(&compressed);
-        }
-    }
+    let body = sluice_record::compression::compress(codec(compression), plain, true)
+        .map_err(std::io::Error::other)?;
+    out.extend_from_slice(&body);
     Ok(())
 }
 
 /// Decompresses a batch's record section, refusing output beyond `max` bytes.
 pub fn decompress(compression: Compression, data: &[u8], max: usize) -> Result<Bytes, DecodeError> {
-    let failed = |message: String| DecodeError::Decompress {
-        compression,
-        message,
-    };
-    let bounded_read = |reader: &mut dyn Read| -> Result<Bytes, DecodeError> {
-        let mut out = Vec::new();
-        reader
-            .take(max as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| failed(e.to_string()))?;
-        if out.len() > max {
-            return Err(DecodeError::TooLarge { max });
-        }
-        Ok(Bytes::from(out))
-    };
-    match compression {
-        Compression::None => {
-            if data.len() > max {
-                return Err(DecodeError::TooLarge { max });
+    if compression == Compression::None && data.len() > max {
+        return Err(DecodeError::TooLarge { max });
+    }
+    let (plain, _xerial) = sluice_record::compression::decompress(codec(compression), data, max)
+        .map_err(|e| match e {
+            RecordError::DecompressedTooLarge { bytes_max } => {
+                DecodeError::TooLarge { max: bytes_max }
             }
-            Ok(Bytes::copy_from_slice(data))
-        }
-        Compression::Gzip => bounded_read(&mut flate2::read::MultiGzDecoder::new(data)),
-        Compression::Lz4 => bounded_read(&mut lz4_flex::frame::FrameDecoder::new(data)),
-        Compression::Zstd => {
-            let mut decoder =
-                zstd::stream::read::Decoder::new(data).map_err(|e| failed(e.to_string()))?;
-            bounded_read(&mut decoder)
-        }
-        Compression::Snappy => decompress_snappy(data, max),
-    }
-}
-
-/// Snappy as Kafka clients send it: xerial-framed blocks (Java) or one raw block (librdkafka).
-fn decompress_snappy(data: &[u8], max: usize) -> Result<Bytes, DecodeError> {
-    let failed = |message: String| DecodeError::Decompress {
-        compression: Compression::Snappy,
-        message,
-    };
-    let raw_block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), DecodeError> {
-        let len = snap::raw::decompress_len(block).map_err(|e| failed(e.to_string()))?;
-        if out.len() + len > max {
-            return Err(DecodeError::TooLarge { max });
-        }
-        let start = out.len();
-        out.resize(start + len, 0);
-        snap::raw::Decoder::new()
-            .decompress(block, &mut out[start..])
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(())
-    };
-    let mut out = Vec::new();
-    if !data.starts_with(XERIAL_MAGIC) {
-        raw_block(data, &mut out)?;
-        return Ok(Bytes::from(out));
-    }
-    let mut rest = &data[XERIAL_MAGIC.len()..];
-    while !rest.is_empty() {
-        if rest.len() < 4 {
-            return Err(failed("truncated xerial block length".into()));
-        }
-        let len = rest.get_u32() as usize;
-        if rest.len() < len {
-            return Err(failed("truncated xerial block".into()));
-        }
-        raw_block(&rest[..len], &mut out)?;
-        rest = &rest[len..];
-    }
-    Ok(Bytes::from(out))
+            RecordError::Decompress { reason, .. } => DecodeError::Decompress {
+                compression,
+                message: reason,
+            },
+            other => DecodeError::Decompress {
+                compression,
+                message: other.to_string(),
+            },
+        })?;
+    Ok(Bytes::from(plain))
 }
 
 /// Splits fetched bytes into whole batches. A partial batch at the end (brokers cut fetch
 /// responses at the size limit) is dropped; a malformed length ends the iteration with an error.
 pub fn split_batches(bytes: Bytes) -> SplitBatches {
-    SplitBatches { rest: bytes }
+    SplitBatches {
+        inner: format::split(bytes),
+    }
 }
 
 /// Iterator returned by [`split_batches`].
 pub struct SplitBatches {
-    rest: Bytes,
+    inner: format::Split,
 }
 
 impl Iterator for SplitBatches {
     type Item = Result<Bytes, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.len() < BATCH_LOG_OVERHEAD {
-            return None;
+        match self.inner.next()? {
+            Ok(batch) => Some(Ok(batch)),
+            Err(SplitError::Truncated { .. }) => None,
+            Err(SplitError::BadLength { length, .. }) => Some(Err(DecodeError::Length(length))),
         }
-        let length = i32::from_be_bytes(self.rest[8..12].try_into().expect("4 bytes"));
-        let body = match usize::try_from(length) {
-            Ok(body) if body + BATCH_LOG_OVERHEAD >= BATCH_HEADER_BYTES => body,
-            _ => {
-                self.rest.clear();
-                return Some(Err(DecodeError::Length(length)));
-            }
-        };
-        let total = BATCH_LOG_OVERHEAD + body;
-        if self.rest.len() < total {
-            self.rest.clear();
-            return None;
-        }
-        Some(Ok(self.rest.split_to(total)))
     }
 }
 
 /// Checks a whole batch's header fields that decoding relies on.
 fn check_batch(batch: &[u8], uncompressed_bytes_max: usize) -> Result<BatchHeader, DecodeError> {
     let header = BatchHeader::parse(batch)?;
-    if header.magic != 2 {
+    if header.magic != format::MAGIC_V2 {
         return Err(DecodeError::Magic(header.magic));
     }
     if header.total_bytes() != batch.len() {
@@ -434,99 +350,29 @@ pub fn first_record_value(
             uncompressed_bytes_max,
         )?,
     };
-    let mut r = &records[..];
-    let _length = read_varlong(&mut r)?;
-    if r.is_empty() {
-        return Err(DecodeError::Framing("record ends before attributes"));
-    }
-    r.advance(1);
-    let _timestamp_delta = read_varlong(&mut r)?;
-    let _offset_delta = read_varlong(&mut r)?;
-    let key_len = read_varlong(&mut r)?;
-    if key_len > 0 {
-        let key_len = usize::try_from(key_len).map_err(|_| DecodeError::Framing("key length"))?;
-        if r.len() < key_len {
-            return Err(DecodeError::Framing("record ends inside its key"));
-        }
-        r.advance(key_len);
-    }
-    let value_len = read_varlong(&mut r)?;
-    if value_len < 0 {
-        return Ok(None);
-    }
-    let value_len = usize::try_from(value_len).map_err(|_| DecodeError::Framing("value length"))?;
-    if r.len() < value_len {
-        return Err(DecodeError::Framing("record ends inside its value"));
-    }
-    let start = records.len() - r.len();
-    Ok(Some(records.slice(start..start + value_len)))
-}
-
-/// Reads a zigzag varlong, at most 10 bytes.
-fn read_varlong(buf: &mut &[u8]) -> Result<i64, DecodeError> {
-    let mut value: u64 = 0;
-    for i in 0..10 {
-        let Some((&byte, rest)) = buf.split_first() else {
-            return Err(DecodeError::Framing("truncated varint"));
-        };
-        *buf = rest;
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
-        }
-    }
-    Err(DecodeError::Framing("varint longer than 10 bytes"))
-}
-
-/// Patches the producer fields of a built batch (idempotent producers stamp a sequence into
-/// each batch they send). Call [`update_crc`] afterwards.
-pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
-    assert!(batch.len() >= BATCH_HEADER_BYTES);
-    batch[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8].copy_from_slice(&producer_id.to_be_bytes());
-    batch[PRODUCER_EPOCH_OFFSET..PRODUCER_EPOCH_OFFSET + 2]
-        .copy_from_slice(&producer_epoch.to_be_bytes());
-    batch[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
-        .copy_from_slice(&base_sequence.to_be_bytes());
+    let first = sluice_record::records::decode_first_record(&records)
+        .map_err(|e| DecodeError::Records(e.to_string()))?;
+    Ok(first.value)
 }
 
 /// Moves a built batch to a new first timestamp, keeping the record timestamp deltas (so the
 /// max timestamp moves by the same amount). Call [`update_crc`] afterwards.
 pub fn set_first_timestamp(batch: &mut [u8], first_timestamp: i64) {
-    assert!(batch.len() >= BATCH_HEADER_BYTES);
-    let read = |b: &[u8], at: usize| i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-    let span = read(batch, MAX_TIMESTAMP_OFFSET) - read(batch, FIRST_TIMESTAMP_OFFSET);
-    batch[FIRST_TIMESTAMP_OFFSET..FIRST_TIMESTAMP_OFFSET + 8]
-        .copy_from_slice(&first_timestamp.to_be_bytes());
-    batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
-        .copy_from_slice(&(first_timestamp + span).to_be_bytes());
+    format::set_base_timestamp(batch, first_timestamp);
 }
 
 /// Sets the codec bits of the attributes and the batch length to match a record section that
 /// was replaced after encoding (load generators compress pre-built records themselves). Call
 /// [`update_crc`] afterwards.
 pub fn set_compression_and_length(batch: &mut [u8], compression: Compression) {
-    assert!(batch.len() >= BATCH_HEADER_BYTES);
-    let attributes = i16::from_be_bytes([batch[ATTRIBUTES_OFFSET], batch[ATTRIBUTES_OFFSET + 1]]);
-    let attributes = (attributes & !0x7) | compression as i16;
-    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
-    let length = i32::try_from(batch.len() - BATCH_LOG_OVERHEAD).expect("batch below 2 GiB");
-    batch[8..12].copy_from_slice(&length.to_be_bytes());
-}
-
-/// Recomputes the CRC32C over attributes..end after header fields were patched.
-pub fn update_crc(batch: &mut [u8]) {
-    assert!(batch.len() >= BATCH_HEADER_BYTES);
-    let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
-    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    format::set_codec_and_length(batch, codec(compression));
 }
 
 /// Whether the stored CRC32C matches the batch contents.
 pub fn crc_matches(batch: &[u8]) -> Result<bool, DecodeError> {
     let header = BatchHeader::parse(batch)?;
-    Ok(header.crc == crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]))
+    Ok(header.crc == format::compute_crc(batch))
 }
-
-const _: () = assert!(MAGIC_OFFSET + 1 == CRC_OFFSET);
 
 #[cfg(test)]
 mod tests {
@@ -608,7 +454,7 @@ mod tests {
     fn raw_snappy_from_librdkafka_style_producers_decodes() {
         // Proves the snappy decoder accepts a single raw block (no xerial framing).
         let plain = b"hello hello hello hello".repeat(10);
-        let raw = snap::raw::Encoder::new().compress_vec(&plain).unwrap();
+        let raw = sluice_record::compression::compress(Codec::Snappy, &plain, false).unwrap();
         assert_eq!(
             decompress(Compression::Snappy, &raw, 1 << 16).unwrap(),
             plain
@@ -641,8 +487,7 @@ mod tests {
         // Proves a header claiming 2^31-1 records in a small batch is an error, so the record
         // decoder never reserves memory for it.
         let mut batch = encode_batch(&records(2, 10), Compression::None).unwrap();
-        batch[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4]
-            .copy_from_slice(&i32::MAX.to_be_bytes());
+        batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
         update_crc(&mut batch);
         let err = decode_batch(batch.freeze(), 1 << 20).unwrap_err();
         assert!(matches!(err, DecodeError::RecordCount { .. }), "{err}");
