@@ -51,6 +51,7 @@
 pub mod host;
 pub mod placement;
 pub mod record;
+pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
