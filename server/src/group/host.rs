@@ -37,7 +37,9 @@ use super::{
     GroupState, PartitionResults,
 };
 use crate::config::BrokerArgs;
-use crate::mesh::group::{CommitRefused, GroupRequest, Heartbeat, ListedGroup, PartitionOutcomes};
+use crate::mesh::group::{
+    CommitRefused, CommittedOffsets, GroupRequest, Heartbeat, ListedGroup, PartitionOutcomes,
+};
 use crate::topic_table::{OFFSETS_TOPIC, ShardId, TopicPartition, TopicTable};
 
 /// How often sessions and deadlines are checked.
@@ -505,7 +507,7 @@ impl HostState {
         &self,
         group_id: &str,
         partitions: Option<Vec<TopicPartition>>,
-    ) -> Vec<(TopicPartition, Option<CommittedOffset>)> {
+    ) -> CommittedOffsets {
         let c = self.coordinator.borrow();
         match partitions {
             Some(tps) => tps

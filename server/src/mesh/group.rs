@@ -17,6 +17,10 @@ use crate::topic_table::TopicPartition;
 /// The outcome per partition of an OffsetCommit or OffsetDelete, in request order.
 pub type PartitionOutcomes = Vec<(TopicPartition, Result<(), GroupError>)>;
 
+/// The committed offset of each partition OffsetFetch asked for; `None` where the group
+/// committed none.
+pub type CommittedOffsets = Vec<(TopicPartition, Option<CommittedOffset>)>;
+
 /// A group generation, as JoinGroup hands it out and the other calls present it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GenerationId(pub i32);
@@ -90,7 +94,7 @@ pub enum GroupRequest {
     FetchOffsets {
         group_id: String,
         partitions: Option<Vec<TopicPartition>>,
-        reply: Reply<Result<Vec<(TopicPartition, Option<CommittedOffset>)>, GroupError>>,
+        reply: Reply<Result<CommittedOffsets, GroupError>>,
     },
     /// DescribeGroups for one group; a group this shard does not know is Dead. Dropped:
     /// the group gets COORDINATOR_NOT_AVAILABLE.
