@@ -468,7 +468,7 @@ impl HostState {
                     partition: *partition,
                 });
                 let value = encode_offset_commit_value(&OffsetCommitValue {
-                    offset: o.offset,
+                    offset: o.offset.0,
                     leader_epoch: o.leader_epoch,
                     metadata: o.metadata.clone().unwrap_or_default(),
                     commit_timestamp_ms: i64::try_from(o.commit_timestamp_ms).unwrap_or(i64::MAX),

@@ -230,7 +230,7 @@ fn apply_record(
             let value = match rec.value.as_deref().map(decode_offset_commit_value) {
                 None => None,
                 Some(Ok(v)) => Some(CommittedOffset {
-                    offset: v.offset,
+                    offset: Offset(v.offset),
                     leader_epoch: v.leader_epoch,
                     metadata: Some(v.metadata),
                     commit_timestamp_ms: u64::try_from(v.commit_timestamp_ms).unwrap_or(0),

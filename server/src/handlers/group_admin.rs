@@ -284,7 +284,7 @@ pub async fn offset_fetch_groups(shard: &Rc<Shard>, r: OffsetFetchRequest) -> Of
             let topics = by_topic(found.into_iter().map(|(tp, o)| {
                 let part = OffsetFetchResponsePartitions::default()
                     .with_partition_index(tp.partition)
-                    .with_committed_offset(o.as_ref().map_or(-1, |o| o.offset))
+                    .with_committed_offset(o.as_ref().map_or(-1, |o| o.offset.0))
                     .with_committed_leader_epoch(o.as_ref().map_or(-1, |o| o.leader_epoch))
                     .with_metadata(Some(s(o
                         .as_ref()

@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
     SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_engine::Offset;
 use sluice_net::topic_partitions::by_topic;
 
 use crate::group::host::coordinator_shard;
@@ -306,7 +307,7 @@ pub async fn offset_commit(shard: &Rc<Shard>, r: OffsetCommitRequest) -> OffsetC
                 known.push((
                     tp,
                     CommittedOffset {
-                        offset: p.committed_offset,
+                        offset: Offset(p.committed_offset),
                         leader_epoch: p.committed_leader_epoch,
                         metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
                         commit_timestamp_ms: 0,
@@ -382,7 +383,7 @@ pub async fn offset_fetch(shard: &Rc<Shard>, r: OffsetFetchRequest) -> OffsetFet
     let topics = by_topic(found.into_iter().map(|(tp, o)| {
         let part = OffsetFetchResponsePartition::default()
             .with_partition_index(tp.partition)
-            .with_committed_offset(o.as_ref().map_or(-1, |o| o.offset))
+            .with_committed_offset(o.as_ref().map_or(-1, |o| o.offset.0))
             .with_committed_leader_epoch(o.as_ref().map_or(-1, |o| o.leader_epoch))
             .with_metadata(Some(s(o
                 .as_ref()
