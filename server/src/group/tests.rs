@@ -1757,28 +1757,29 @@ fn a_static_member_that_does_not_rejoin_stays_in_the_next_generation() {
             sync_delivery(&d, &b)
         };
         assert_eq!(synced_b.unwrap().assignment, Bytes::from_static(b"B2"));
-        let writes = c.take_writes();
-        let [GroupWrite::Assignment { value, .. }] = writes.as_slice() else {
-            panic!("expected the assignment write, got {writes:?}");
-        };
-        let stored: Vec<(&str, &[u8])> = value
-            .members
-            .iter()
-            .map(|m| (m.member_id.as_str(), m.assignment.as_ref()))
-            .collect();
-        assert_eq!(
-            stored,
-            vec![(a.as_str(), &b"A2"[..]), (b.as_str(), &b"B2"[..])]
-        );
-        assert_eq!(c.state("g"), Some(GroupState::Stable));
-        assert_eq!(c.generation("g"), Some(next));
-        assert_eq!(c.sync_expiry_of("g"), None, "everyone synced");
-        assert_eq!(
-            c.heartbeat("g", next, &b, Some("i2"), deadline + 400),
-            Ok(())
-        );
-        assert_eq!(c.describe("g").members.len(), 2);
+        assert_assignment_stored_and_synced(&mut c, &a, &b, next, deadline + 400);
     }
+}
+
+/// The end of a rebalance where the static `b` (i2) rejoined late: the one write is the
+/// leader's assignment (A2 for `a`, B2 for `b`), the group is Stable in `next` with
+/// everyone synced, and `b` heartbeats in it at `now`.
+fn assert_assignment_stored_and_synced(c: &mut Coordinator, a: &str, b: &str, next: i32, now: u64) {
+    let writes = c.take_writes();
+    let [GroupWrite::Assignment { value, .. }] = writes.as_slice() else {
+        panic!("expected the assignment write, got {writes:?}");
+    };
+    let stored: Vec<(&str, &[u8])> = value
+        .members
+        .iter()
+        .map(|m| (m.member_id.as_str(), m.assignment.as_ref()))
+        .collect();
+    assert_eq!(stored, vec![(a, &b"A2"[..]), (b, &b"B2"[..])]);
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    assert_eq!(c.generation("g"), Some(next));
+    assert_eq!(c.sync_expiry_of("g"), None, "everyone synced");
+    assert_eq!(c.heartbeat("g", next, b, Some("i2"), now), Ok(()));
+    assert_eq!(c.describe("g").members.len(), 2);
 }
 
 #[test]
