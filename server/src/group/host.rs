@@ -34,7 +34,7 @@ use super::store::{
 };
 use super::{
     Answer, CommitIdentity, CommittedOffset, Coordinator, Delivery, GroupConfig, GroupError,
-    GroupState, PartitionResults,
+    GroupState, JoinRequest, Joined, LeavingMember, PartitionResults, SyncRequest, Synced,
 };
 use crate::config::BrokerArgs;
 use crate::mesh::group::{
@@ -86,8 +86,8 @@ pub struct GroupHost {
 struct HostState {
     shard: ShardId,
     coordinator: RefCell<Coordinator>,
-    joins: Waiters<super::Joined>,
-    syncs: Waiters<super::Synced>,
+    joins: Waiters<Joined>,
+    syncs: Waiters<Synced>,
     /// Owned `__consumer_offsets` partitions not yet replayed.
     loading: RefCell<HashSet<i32>>,
 }
@@ -390,8 +390,8 @@ impl HostState {
     async fn join(
         &self,
         storage: &impl OffsetsStorage,
-        req: super::JoinRequest,
-    ) -> Result<super::Joined, GroupError> {
+        req: JoinRequest,
+    ) -> Result<Joined, GroupError> {
         let group_id = req.group_id.clone();
         let answer = self.coordinator.borrow_mut().join_group(req, wall_ms());
         self.answer(storage, answer, group_id, &self.joins).await
@@ -400,8 +400,8 @@ impl HostState {
     async fn sync(
         &self,
         storage: &impl OffsetsStorage,
-        req: super::SyncRequest,
-    ) -> Result<super::Synced, GroupError> {
+        req: SyncRequest,
+    ) -> Result<Synced, GroupError> {
         let group_id = req.group_id.clone();
         let answer = self.coordinator.borrow_mut().sync_group(req, wall_ms());
         self.answer(storage, answer, group_id, &self.syncs).await
@@ -428,7 +428,7 @@ impl HostState {
         &self,
         storage: &impl OffsetsStorage,
         group_id: &str,
-        members: &[super::LeavingMember],
+        members: &[LeavingMember],
     ) -> Result<Vec<Result<String, GroupError>>, GroupError> {
         let r = self
             .coordinator
