@@ -7,6 +7,7 @@
 //! depends on what was stored: `StoreError::offsets_error` for offsets and tombstones,
 //! `StoreError::assignment_error` for the leader's assignment.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -121,6 +122,7 @@ pub fn wall_ms() -> u64 {
     u64::try_from(now_ms()).unwrap_or(0)
 }
 
+/// Partition `partition` of `__consumer_offsets`.
 pub fn offsets_tp(partition: i32) -> TopicPartition {
     TopicPartition {
         topic: Arc::from(OFFSETS_TOPIC),
@@ -131,7 +133,7 @@ pub fn offsets_tp(partition: i32) -> TopicPartition {
 /// Replays one partition from its log start into the coordinator; the number of records.
 pub async fn load_partition(
     storage: &impl OffsetsStorage,
-    coordinator: &std::cell::RefCell<Coordinator>,
+    coordinator: &RefCell<Coordinator>,
     partition: i32,
 ) -> Result<usize, LoadError> {
     let tp = offsets_tp(partition);
