@@ -1,12 +1,13 @@
 //! The one place where failures become Kafka error codes: cross-core call failures here,
-//! engine append and read errors in `append_error` / `read_error`, failed stores to
-//! `__consumer_offsets` in `offsets_store_error` / `group_store_error`, group coordinator
-//! errors in `group_error`.
+//! engine append and read errors in `append_error` / `read_error`, group coordinator
+//! errors in `group_error` and `commit_refused` (a failed store to `__consumer_offsets`
+//! reaches them as the `GroupError` Kafka's coordinator reports: `group::store`).
 
 use kafka_protocol::ResponseError;
 use sluice_engine::{AppendError, DeleteRecordsError, FlushError, LogIoError, ReadError};
 
 use crate::group::GroupError;
+use crate::mesh::group::CommitRefused;
 use crate::shard::CallError;
 
 /// A cross-core call that got no answer means the owner is going away: retriable.
@@ -63,39 +64,6 @@ pub fn delete_records_error(e: &DeleteRecordsError) -> ResponseError {
     }
 }
 
-/// A failed append of offset commits or tombstones to `__consumer_offsets` (given as the
-/// code a produce would get), as Kafka's group coordinator reports it: a failed, closed
-/// or missing log means this broker no longer coordinates the group, a batch too large
-/// is INVALID_COMMIT_OFFSET_SIZE.
-pub fn offsets_store_error(e: ResponseError) -> GroupError {
-    match e {
-        ResponseError::KafkaStorageError
-        | ResponseError::NotLeaderOrFollower
-        | ResponseError::UnknownTopicOrPartition => GroupError::NotCoordinator,
-        ResponseError::MessageTooLarge
-        | ResponseError::RecordListTooLarge
-        | ResponseError::InvalidFetchSize => GroupError::InvalidCommitOffsetSize,
-        _ => GroupError::UnknownServerError,
-    }
-}
-
-/// A failed store of the leader's assignment in SyncGroup (given as the code a produce
-/// would get), mapped as Kafka's GroupMetadataManager.storeGroup does. Codes it passes
-/// on unchanged have no group error here and become UNKNOWN_SERVER_ERROR.
-pub fn group_store_error(e: ResponseError) -> GroupError {
-    match e {
-        ResponseError::UnknownTopicOrPartition
-        | ResponseError::NotEnoughReplicas
-        | ResponseError::NotEnoughReplicasAfterAppend
-        | ResponseError::RequestTimedOut => GroupError::CoordinatorNotAvailable,
-        ResponseError::NotLeaderOrFollower | ResponseError::KafkaStorageError => {
-            GroupError::NotCoordinator
-        }
-        // MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE and INVALID_FETCH_SIZE included.
-        _ => GroupError::UnknownServerError,
-    }
-}
-
 /// Group coordinator failures.
 pub fn group_error(e: &GroupError) -> ResponseError {
     match e {
@@ -117,6 +85,14 @@ pub fn group_error(e: &GroupError) -> ResponseError {
         GroupError::NotCoordinator => ResponseError::NotCoordinator,
         GroupError::InvalidCommitOffsetSize => ResponseError::InvalidCommitOffsetSize,
         GroupError::UnknownServerError => ResponseError::UnknownServerError,
+    }
+}
+
+/// An OffsetCommit the coordinator refused as a whole.
+pub fn commit_refused(e: &CommitRefused) -> ResponseError {
+    match e {
+        CommitRefused::Loading => ResponseError::CoordinatorLoadInProgress,
+        CommitRefused::Member(e) => group_error(e),
     }
 }
 
@@ -150,71 +126,5 @@ mod tests {
         assert_eq!(flush_error(&full), ResponseError::KafkaStorageError);
         let failed = FlushError::LogFailed("fdatasync".into());
         assert_eq!(flush_error(&failed), ResponseError::KafkaStorageError);
-    }
-
-    #[test]
-    fn store_errors_map_as_kafkas_group_coordinator() {
-        // Proves the two store mappings: a failed assignment store (storeGroup) and a
-        // failed offsets store answer with the codes Kafka's coordinator gives.
-        let group = [
-            (
-                ResponseError::UnknownTopicOrPartition,
-                GroupError::CoordinatorNotAvailable,
-            ),
-            (
-                ResponseError::NotEnoughReplicas,
-                GroupError::CoordinatorNotAvailable,
-            ),
-            (
-                ResponseError::NotEnoughReplicasAfterAppend,
-                GroupError::CoordinatorNotAvailable,
-            ),
-            (
-                ResponseError::RequestTimedOut,
-                GroupError::CoordinatorNotAvailable,
-            ),
-            (
-                ResponseError::NotLeaderOrFollower,
-                GroupError::NotCoordinator,
-            ),
-            (ResponseError::KafkaStorageError, GroupError::NotCoordinator),
-            (
-                ResponseError::MessageTooLarge,
-                GroupError::UnknownServerError,
-            ),
-            (
-                ResponseError::RecordListTooLarge,
-                GroupError::UnknownServerError,
-            ),
-            (
-                ResponseError::InvalidFetchSize,
-                GroupError::UnknownServerError,
-            ),
-            (
-                ResponseError::CorruptMessage,
-                GroupError::UnknownServerError,
-            ),
-        ];
-        for (e, want) in group {
-            assert_eq!(group_store_error(e), want, "{e:?}");
-        }
-        let offsets = [
-            (ResponseError::KafkaStorageError, GroupError::NotCoordinator),
-            (
-                ResponseError::NotLeaderOrFollower,
-                GroupError::NotCoordinator,
-            ),
-            (
-                ResponseError::MessageTooLarge,
-                GroupError::InvalidCommitOffsetSize,
-            ),
-            (
-                ResponseError::CorruptMessage,
-                GroupError::UnknownServerError,
-            ),
-        ];
-        for (e, want) in offsets {
-            assert_eq!(offsets_store_error(e), want, "{e:?}");
-        }
     }
 }

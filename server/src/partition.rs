@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -28,19 +28,12 @@ use tracing::{error, info, warn};
 use crate::config::*;
 use crate::kafka_errors::{append_error, delete_records_error, flush_error, read_error};
 use crate::shard_request::*;
+pub use crate::stamp::{LEADER_EPOCH, now_ms};
 use crate::topic_table::TopicPartition;
 
 /// Bytes of recently read or appended batches each shard keeps in memory, so tailing
 /// consumers are served without disk reads.
 pub const READ_CACHE_BYTES: u64 = 64 << 20;
-/// Leader epoch of every partition while Sluice is a single node.
-pub const LEADER_EPOCH: LeaderEpoch = LeaderEpoch(0);
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// The high watermark of a partition: consumers read below it, ListOffsets' latest
 /// offset is it, and a waiting fetch is answered when it passes the fetch offset. On a

@@ -20,6 +20,8 @@ use tracing::{debug, error, info, warn};
 use crate::config::{BrokerArgs, CLEANUP_POLICY, SEGMENT_BYTES, validate_topic_config};
 use crate::connection;
 use crate::foreign_wake::Relayed;
+use crate::group::host::{GroupHost, group_config};
+use crate::group::store::{OffsetsStorage, offsets_tp};
 use crate::partition::{AppendSignal, PartitionSet};
 use crate::shard_request::*;
 use crate::topic_store::{
@@ -74,6 +76,8 @@ pub struct Shard {
     /// Read budget, read scratch and (on shard 0) connection counts.
     pub connections: connection::ShardConnections,
     controller: Option<Controller>,
+    /// This shard's group coordinator.
+    pub groups: GroupHost,
 }
 
 /// Shard 0's extra state: the writer side of topic metadata and producer ids.
@@ -83,6 +87,21 @@ struct Controller {
     producer_ids: Rc<RefCell<ProducerIdBlocks>>,
     /// Serializes metadata mutations: one at a time, across their awaits.
     lock: Semaphore,
+}
+
+/// The group coordinator's narrow view of its shard.
+impl OffsetsStorage for Shard {
+    fn table(&self) -> Arc<TopicTable> {
+        Shard::table(self)
+    }
+
+    fn offsets_log(&self, partition: i32) -> Option<Rc<sluice_engine::Log>> {
+        self.partitions.get(&offsets_tp(partition))
+    }
+
+    fn appended(&self) {
+        self.appends.notify();
+    }
 }
 
 impl Shard {
@@ -320,9 +339,7 @@ impl Shard {
                 self.partitions.set_config(&self.args, &topic, &configs);
                 let _ = reply.send(());
             }
-            ShardRequest::Group { op, reply } => {
-                let _ = reply.send(crate::group::host::serve(&self, op).await);
-            }
+            ShardRequest::Group(req) => self.groups.serve(&*self, req).await,
             ShardRequest::TableUpdate { table, reply } => {
                 *self.table.borrow_mut() = table;
                 let _ = reply.send(());
@@ -555,20 +572,17 @@ impl Shard {
     /// deleted topics, as Kafka does; a failure is logged, and a later restart skips
     /// those offsets anyway when it replays `__consumer_offsets`.
     async fn forget_deleted_offsets(self: &Rc<Self>, topics: Vec<String>) {
-        use crate::group::host::{GroupOp, GroupReply};
+        use crate::mesh::group::GroupRequest;
         for s in 0..self.shard_count() {
-            let op = GroupOp::TopicsDeleted {
-                topics: topics.clone(),
-            };
+            let topics = topics.clone();
             match self
-                .ask(ShardId(s), |reply| ShardRequest::Group { op, reply })
+                .ask(ShardId(s), |reply| {
+                    ShardRequest::Group(GroupRequest::TopicsDeleted { topics, reply })
+                })
                 .await
             {
-                Ok(GroupReply::TopicsDeleted(Ok(()))) => {}
-                Ok(GroupReply::TopicsDeleted(Err(e))) => {
-                    warn!(shard = s, error = ?e, "offsets of deleted topics not removed")
-                }
-                Ok(_) => warn!(shard = s, "unexpected reply to TopicsDeleted"),
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(shard = s, error = %e, "offsets of deleted topics not removed"),
                 Err(e) => warn!(shard = s, error = %e, "offsets of deleted topics not removed"),
             }
         }
@@ -1060,6 +1074,7 @@ async fn shard_main(
         next_conn: Cell::new(0),
         connections: connection::ShardConnections::new(&args, id, table.shard_count()),
         controller,
+        groups: GroupHost::new(id, group_config(&args)),
     });
 
     // Open the partitions this shard owns before taking any connection. One that cannot
@@ -1097,7 +1112,7 @@ async fn shard_main(
     }
 
     // The group coordinator, before any request can reach it.
-    crate::group::host::start(&shard);
+    shard.groups.start(Rc::downgrade(&shard));
 
     for (peer, rx) in receivers.streams() {
         let shard = shard.clone();

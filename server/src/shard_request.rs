@@ -189,12 +189,10 @@ pub enum ShardRequest {
         table: Arc<TopicTable>,
         reply: Reply<()>,
     },
-    /// To a group's coordinator shard: one group operation. JoinGroup and SyncGroup may
-    /// wait for other members before replying. Dropped: the client sees a retriable error.
-    Group {
-        op: crate::group::host::GroupOp,
-        reply: Reply<crate::group::host::GroupReply>,
-    },
+    /// To a group's coordinator shard (ListGroups and deleted topics: to every shard):
+    /// one group operation with its own typed reply; each variant says what its drop
+    /// means. JoinGroup and SyncGroup may wait for other members before replying.
+    Group(crate::mesh::group::GroupRequest),
     /// From a partition's owner to every shard: the partition went offline (its log could
     /// not be opened) or, with `offline: false`, is no longer offline. Metadata on any
     /// shard reports it. Dropped: that shard's Metadata answers without the mark.

@@ -51,10 +51,12 @@
 pub mod host;
 pub mod placement;
 pub mod record;
+pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
+use sluice_engine::Offset;
 
 use record::{GroupMetadataValue, MemberMetadata};
 
@@ -302,7 +304,7 @@ pub struct LeavingMember {
 /// A committed offset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommittedOffset {
-    pub offset: i64,
+    pub offset: Offset,
     pub leader_epoch: i32,
     pub metadata: Option<String>,
     pub commit_timestamp_ms: u64,

@@ -4,6 +4,8 @@
 //! same partition number as on a Kafka broker. The coordinator shard of a group is the
 //! shard that owns that partition.
 
+use crate::topic_table::{OFFSETS_TOPIC, ShardId, TopicTable};
+
 /// offsets.topic.num.partitions default.
 pub const OFFSETS_TOPIC_PARTITIONS_DEFAULT: i32 = 16;
 
@@ -21,6 +23,36 @@ pub fn offsets_partition(group_id: &str, partitions: i32) -> i32 {
         "offsets.topic.num.partitions is validated at startup"
     );
     (java_string_hash(group_id) & 0x7fff_ffff) % partitions
+}
+
+/// Partitions of `__consumer_offsets`: the existing topic's count (the broker flag only
+/// sets it at creation, as in Kafka).
+pub fn offsets_partition_count(table: &TopicTable) -> i32 {
+    table
+        .get(OFFSETS_TOPIC)
+        .map_or(OFFSETS_TOPIC_PARTITIONS_DEFAULT, |m| m.partition_count())
+        .max(1)
+}
+
+/// The `__consumer_offsets` partition of `group_id` and the shard that owns it, which is
+/// the group's coordinator: partition `p` lives on shard `p % shard_count`
+/// (`TopicTable::place`).
+pub fn coordinator_of(group_id: &str, table: &TopicTable) -> (i32, ShardId) {
+    let p = offsets_partition(group_id, offsets_partition_count(table));
+    let shard = table
+        .get(OFFSETS_TOPIC)
+        .and_then(|m| m.owner(p))
+        .unwrap_or_else(|| {
+            let n = usize::from(table.shard_count().max(1));
+            let p = usize::try_from(p).expect("partition is not negative");
+            ShardId((p % n) as u16)
+        });
+    (p, shard)
+}
+
+/// The shard that coordinates `group_id`.
+pub fn coordinator_shard(group_id: &str, table: &TopicTable) -> ShardId {
+    coordinator_of(group_id, table).1
 }
 
 #[cfg(test)]

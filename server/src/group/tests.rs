@@ -595,7 +595,7 @@ fn offset_commit_checks_generation_and_keeps_offsets() {
     let mut c = coordinator();
     let (a, _b, generation) = stable_pair(&mut c);
     let off = |o: i64| CommittedOffset {
-        offset: o,
+        offset: Offset(o),
         leader_epoch: -1,
         metadata: None,
         commit_timestamp_ms: 0,
@@ -615,7 +615,7 @@ fn offset_commit_checks_generation_and_keeps_offsets() {
         .unwrap();
     assert_eq!(r, vec![(("t".into(), 0), Ok(()))]);
     assert_eq!(
-        c.committed("g", &("t".into(), 0)).map(|o| o.offset),
+        c.committed("g", &("t".into(), 0)).map(|o| o.offset.0),
         Some(42)
     );
     assert_eq!(
@@ -643,7 +643,7 @@ fn offset_commit_checks_generation_and_keeps_offsets() {
         .unwrap();
     assert_eq!(r[0].1, Err(GroupError::OffsetMetadataTooLarge));
     assert_eq!(
-        c.committed("g", &("t".into(), 0)).map(|o| o.offset),
+        c.committed("g", &("t".into(), 0)).map(|o| o.offset.0),
         Some(42),
         "untouched"
     );
@@ -715,7 +715,7 @@ fn list_describe_delete_groups() {
         group_instance_id: None,
     };
     let off = CommittedOffset {
-        offset: 1,
+        offset: Offset(1),
         leader_epoch: -1,
         metadata: None,
         commit_timestamp_ms: 0,
@@ -743,7 +743,7 @@ fn offset_delete_refuses_subscribed_topics() {
     let mut c = coordinator();
     let (a, _b, generation) = stable_pair(&mut c);
     let off = CommittedOffset {
-        offset: 5,
+        offset: Offset(5),
         leader_epoch: -1,
         metadata: None,
         commit_timestamp_ms: 0,
@@ -786,7 +786,7 @@ fn offsets_of_empty_groups_expire_after_retention() {
         ..GroupConfig::default()
     });
     let off = CommittedOffset {
-        offset: 3,
+        offset: Offset(3),
         leader_epoch: -1,
         metadata: None,
         commit_timestamp_ms: 0,
@@ -928,7 +928,7 @@ fn deletes_and_expiry_write_tombstones_that_replay_to_nothing() {
         group_instance_id: None,
     };
     let off = |o| CommittedOffset {
-        offset: o,
+        offset: Offset(o),
         leader_epoch: -1,
         metadata: None,
         commit_timestamp_ms: 0,
@@ -996,7 +996,7 @@ fn an_older_record_never_overwrites_a_newer_commit() {
     // appends finish out of order leave the one written later.
     let mut c = coordinator();
     let o = |offset| CommittedOffset {
-        offset,
+        offset: Offset(offset),
         leader_epoch: -1,
         metadata: None,
         commit_timestamp_ms: 0,
@@ -1757,28 +1757,29 @@ fn a_static_member_that_does_not_rejoin_stays_in_the_next_generation() {
             sync_delivery(&d, &b)
         };
         assert_eq!(synced_b.unwrap().assignment, Bytes::from_static(b"B2"));
-        let writes = c.take_writes();
-        let [GroupWrite::Assignment { value, .. }] = writes.as_slice() else {
-            panic!("expected the assignment write, got {writes:?}");
-        };
-        let stored: Vec<(&str, &[u8])> = value
-            .members
-            .iter()
-            .map(|m| (m.member_id.as_str(), m.assignment.as_ref()))
-            .collect();
-        assert_eq!(
-            stored,
-            vec![(a.as_str(), &b"A2"[..]), (b.as_str(), &b"B2"[..])]
-        );
-        assert_eq!(c.state("g"), Some(GroupState::Stable));
-        assert_eq!(c.generation("g"), Some(next));
-        assert_eq!(c.sync_expiry_of("g"), None, "everyone synced");
-        assert_eq!(
-            c.heartbeat("g", next, &b, Some("i2"), deadline + 400),
-            Ok(())
-        );
-        assert_eq!(c.describe("g").members.len(), 2);
+        assert_assignment_stored_and_synced(&mut c, &a, &b, next, deadline + 400);
     }
+}
+
+/// The end of a rebalance where the static `b` (i2) rejoined late: the one write is the
+/// leader's assignment (A2 for `a`, B2 for `b`), the group is Stable in `next` with
+/// everyone synced, and `b` heartbeats in it at `now`.
+fn assert_assignment_stored_and_synced(c: &mut Coordinator, a: &str, b: &str, next: i32, now: u64) {
+    let writes = c.take_writes();
+    let [GroupWrite::Assignment { value, .. }] = writes.as_slice() else {
+        panic!("expected the assignment write, got {writes:?}");
+    };
+    let stored: Vec<(&str, &[u8])> = value
+        .members
+        .iter()
+        .map(|m| (m.member_id.as_str(), m.assignment.as_ref()))
+        .collect();
+    assert_eq!(stored, vec![(a, &b"A2"[..]), (b, &b"B2"[..])]);
+    assert_eq!(c.state("g"), Some(GroupState::Stable));
+    assert_eq!(c.generation("g"), Some(next));
+    assert_eq!(c.sync_expiry_of("g"), None, "everyone synced");
+    assert_eq!(c.heartbeat("g", next, b, Some("i2"), now), Ok(()));
+    assert_eq!(c.describe("g").members.len(), 2);
 }
 
 #[test]

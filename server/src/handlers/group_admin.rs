@@ -23,12 +23,12 @@ use kafka_protocol::messages::{
 
 use sluice_net::topic_partitions::by_topic;
 
-use super::groups::{ask, code, failure, s};
-use crate::group::host::{GroupOp, GroupReply};
-use crate::group::{GroupState, GroupSummary};
+use super::groups::{ask, code, s, set_partition_errors, topic_partitions, unavailable};
+use crate::group::{GroupError, GroupState, GroupSummary};
+use crate::mesh::group::GroupRequest;
 use crate::shard::Shard;
-use crate::shard_request::ShardRequest;
-use crate::topic_table::ShardId;
+use crate::shard_request::{Reply, ShardRequest};
+use crate::topic_table::{ShardId, TopicPartition};
 
 /// The group type of every group this broker coordinates (ListGroups v5).
 const CLASSIC_GROUP_TYPE: &str = "classic";
@@ -37,13 +37,21 @@ const CLASSIC_GROUP_TYPE: &str = "classic";
 /// DELETE (6), DESCRIBE (8).
 const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
-/// Asks the coordinator of each `(group id, op)`, all at once; answers in the same order.
-async fn ask_each(shard: &Rc<Shard>, ops: Vec<(String, GroupOp)>) -> Vec<Option<GroupReply>> {
-    let pending: Vec<_> = ops
+/// Asks the coordinator of each group for what `make` builds from the group id and the
+/// item, all at once; answers in the same order (`None`: the coordinator did not answer).
+async fn ask_each<I: 'static, T: Send + 'static>(
+    shard: &Rc<Shard>,
+    items: Vec<(String, I)>,
+    make: fn(String, I, Reply<T>) -> GroupRequest,
+) -> Vec<Option<T>> {
+    let pending: Vec<_> = items
         .into_iter()
-        .map(|(group_id, op)| {
+        .map(|(group_id, item)| {
             let shard = shard.clone();
-            glommio::spawn_local(async move { ask(&shard, &group_id, op).await })
+            glommio::spawn_local(async move {
+                let to = group_id.clone();
+                ask(&shard, &to, |reply| make(group_id, item, reply)).await
+            })
         })
         .collect();
     let mut out = Vec::with_capacity(pending.len());
@@ -51,6 +59,15 @@ async fn ask_each(shard: &Rc<Shard>, ops: Vec<(String, GroupOp)>) -> Vec<Option<
         out.push(task.await);
     }
     out
+}
+
+/// The error code of a group's answer that is not the expected one: the coordinator's
+/// own refusal, or COORDINATOR_NOT_AVAILABLE when it did not answer.
+fn failure<T>(reply: Option<Result<T, GroupError>>) -> i16 {
+    match reply {
+        Some(Err(e)) => code(&e),
+        Some(Ok(_)) | None => unavailable(),
+    }
 }
 
 fn described(group_id: &GroupId, g: GroupSummary) -> DescribedGroup {
@@ -80,18 +97,12 @@ pub async fn describe_groups(
     r: DescribeGroupsRequest,
     v: i16,
 ) -> DescribeGroupsResponse {
-    let ops = r
-        .groups
-        .iter()
-        .map(|g| {
-            let group_id = g.0.to_string();
-            let op = GroupOp::Describe {
-                group_id: group_id.clone(),
-            };
-            (group_id, op)
-        })
-        .collect();
-    let replies = ask_each(shard, ops).await;
+    let ids = r.groups.iter().map(|g| (g.0.to_string(), ())).collect();
+    let replies = ask_each(shard, ids, |group_id, (), reply| GroupRequest::Describe {
+        group_id,
+        reply,
+    })
+    .await;
     let groups = r
         .groups
         .iter()
@@ -99,13 +110,11 @@ pub async fn describe_groups(
         .map(|(id, reply)| {
             let mut g = match reply {
                 // v6 (KIP-1043) reports a missing group as an error; older versions as Dead.
-                Some(GroupReply::Describe(g)) if g.state == GroupState::Dead && v >= 6 => {
-                    DescribedGroup::default()
-                        .with_group_id(id.clone())
-                        .with_error_code(ResponseError::GroupIdNotFound.code())
-                        .with_error_message(Some(s(&format!("Group {} not found.", id.0))))
-                }
-                Some(GroupReply::Describe(g)) => described(id, g),
+                Some(Ok(g)) if g.state == GroupState::Dead && v >= 6 => DescribedGroup::default()
+                    .with_group_id(id.clone())
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(s(&format!("Group {} not found.", id.0)))),
+                Some(Ok(g)) => described(id, g),
                 other => DescribedGroup::default()
                     .with_group_id(id.clone())
                     .with_error_code(failure(other)),
@@ -134,9 +143,8 @@ pub async fn list_groups(shard: &Rc<Shard>, r: ListGroupsRequest) -> ListGroupsR
             let states = states.clone();
             glommio::spawn_local(async move {
                 shard
-                    .ask(ShardId(to), |reply| ShardRequest::Group {
-                        op: GroupOp::List { states },
-                        reply,
+                    .ask(ShardId(to), |reply| {
+                        ShardRequest::Group(GroupRequest::List { states, reply })
                     })
                     .await
             })
@@ -146,9 +154,9 @@ pub async fn list_groups(shard: &Rc<Shard>, r: ListGroupsRequest) -> ListGroupsR
     let mut all = Vec::new();
     for task in pending {
         match task.await {
-            Ok(GroupReply::List(groups)) => all.extend(groups),
-            Ok(other) => error_code = failure(Some(other)),
-            Err(_) => error_code = failure(None),
+            Ok(Ok(groups)) => all.extend(groups),
+            Ok(Err(e)) => error_code = code(&e),
+            Err(_) => error_code = unavailable(),
         }
     }
     all.sort();
@@ -156,11 +164,11 @@ pub async fn list_groups(shard: &Rc<Shard>, r: ListGroupsRequest) -> ListGroupsR
         .with_error_code(error_code)
         .with_groups(
             all.into_iter()
-                .map(|(id, protocol_type, state)| {
+                .map(|g| {
                     ListedGroup::default()
-                        .with_group_id(GroupId(s(&id)))
-                        .with_protocol_type(s(&protocol_type))
-                        .with_group_state(s(state.kafka_name()))
+                        .with_group_id(GroupId(s(&g.group_id)))
+                        .with_protocol_type(s(&g.protocol_type))
+                        .with_group_state(s(g.state.kafka_name()))
                         .with_group_type(s(CLASSIC_GROUP_TYPE))
                 })
                 .collect(),
@@ -168,26 +176,23 @@ pub async fn list_groups(shard: &Rc<Shard>, r: ListGroupsRequest) -> ListGroupsR
 }
 
 pub async fn delete_groups(shard: &Rc<Shard>, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
-    let ops = r
+    let ids = r
         .groups_names
         .iter()
-        .map(|g| {
-            let group_id = g.0.to_string();
-            let op = GroupOp::Delete {
-                group_id: group_id.clone(),
-            };
-            (group_id, op)
-        })
+        .map(|g| (g.0.to_string(), ()))
         .collect();
-    let replies = ask_each(shard, ops).await;
+    let replies = ask_each(shard, ids, |group_id, (), reply| GroupRequest::Delete {
+        group_id,
+        reply,
+    })
+    .await;
     let results = r
         .groups_names
         .iter()
         .zip(replies)
         .map(|(id, reply)| {
             let c = match reply {
-                Some(GroupReply::Delete(Ok(()))) => 0,
-                Some(GroupReply::Delete(Err(e))) => code(&e),
+                Some(Ok(())) => 0,
                 other => failure(other),
             };
             DeletableGroupResult::default()
@@ -209,7 +214,10 @@ pub async fn offset_delete(shard: &Rc<Shard>, r: OffsetDeleteRequest) -> OffsetD
         let exists = table.get(t.name.0.as_str()).is_some();
         for p in &t.partitions {
             let c = if exists {
-                known.push((t.name.0.to_string(), p.partition_index));
+                known.push(TopicPartition {
+                    topic: std::sync::Arc::from(t.name.0.as_str()),
+                    partition: p.partition_index,
+                });
                 0
             } else {
                 ResponseError::UnknownTopicOrPartition.code()
@@ -217,24 +225,13 @@ pub async fn offset_delete(shard: &Rc<Shard>, r: OffsetDeleteRequest) -> OffsetD
             answers.push((t.name.clone(), p.partition_index, c));
         }
     }
-    let op = GroupOp::DeleteOffsets {
+    let make = |reply| GroupRequest::DeleteOffsets {
         group_id: group_id.clone(),
         partitions: known,
+        reply,
     };
-    match ask(shard, &group_id, op).await {
-        Some(GroupReply::DeleteOffsets(Ok(results))) => {
-            for ((topic, partition), result) in results {
-                if let Err(e) = result {
-                    answers
-                        .iter_mut()
-                        .filter(|a| a.0.0.as_str() == topic && a.1 == partition)
-                        .for_each(|a| a.2 = code(&e));
-                }
-            }
-        }
-        Some(GroupReply::DeleteOffsets(Err(e))) => {
-            return OffsetDeleteResponse::default().with_error_code(code(&e));
-        }
+    match ask(shard, &group_id, make).await {
+        Some(Ok(results)) => set_partition_errors(&mut answers, results),
         other => return OffsetDeleteResponse::default().with_error_code(failure(other)),
     }
     let topics = by_topic(answers.into_iter().map(|(name, partition, c)| {
@@ -256,28 +253,24 @@ pub async fn offset_delete(shard: &Rc<Shard>, r: OffsetDeleteRequest) -> OffsetD
 /// OffsetFetch v8-9: several groups in one request. Classic groups ignore the member id
 /// and epoch of v9 (they matter only to KIP-848 groups).
 pub async fn offset_fetch_groups(shard: &Rc<Shard>, r: OffsetFetchRequest) -> OffsetFetchResponse {
-    let ops = r
+    let asked = r
         .groups
         .iter()
         .map(|g| {
-            let group_id = g.group_id.0.to_string();
             let partitions = g.topics.as_ref().map(|ts| {
-                ts.iter()
-                    .flat_map(|t| {
-                        t.partition_indexes
-                            .iter()
-                            .map(|p| (t.name.0.to_string(), *p))
-                    })
-                    .collect::<Vec<_>>()
+                topic_partitions(ts.iter().map(|t| (&t.name, t.partition_indexes.as_slice())))
             });
-            let op = GroupOp::FetchOffsets {
-                group_id: group_id.clone(),
-                partitions,
-            };
-            (group_id, op)
+            (g.group_id.0.to_string(), partitions)
         })
         .collect();
-    let replies = ask_each(shard, ops).await;
+    let replies = ask_each(shard, asked, |group_id, partitions, reply| {
+        GroupRequest::FetchOffsets {
+            group_id,
+            partitions,
+            reply,
+        }
+    })
+    .await;
     let groups = r
         .groups
         .iter()
@@ -285,19 +278,19 @@ pub async fn offset_fetch_groups(shard: &Rc<Shard>, r: OffsetFetchRequest) -> Of
         .map(|(g, reply)| {
             let base = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
             let found = match reply {
-                Some(GroupReply::Offsets(found)) => found,
+                Some(Ok(found)) => found,
                 other => return base.with_error_code(failure(other)),
             };
-            let topics = by_topic(found.into_iter().map(|((topic, partition), o)| {
+            let topics = by_topic(found.into_iter().map(|(tp, o)| {
                 let part = OffsetFetchResponsePartitions::default()
-                    .with_partition_index(partition)
-                    .with_committed_offset(o.as_ref().map_or(-1, |o| o.offset))
+                    .with_partition_index(tp.partition)
+                    .with_committed_offset(o.as_ref().map_or(-1, |o| o.offset.0))
                     .with_committed_leader_epoch(o.as_ref().map_or(-1, |o| o.leader_epoch))
                     .with_metadata(Some(s(o
                         .as_ref()
                         .and_then(|o| o.metadata.as_deref())
                         .unwrap_or(""))));
-                (topic, part)
+                (tp.topic, part)
             }))
             .into_iter()
             .map(|(topic, partitions)| {

@@ -1,6 +1,6 @@
 //! FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit and
-//! OffsetFetch: each request is turned into a `GroupOp` and sent to the group's
-//! coordinator shard (`group::host`), whose answer becomes the Kafka response.
+//! OffsetFetch: each request is turned into a `GroupRequest` and sent to the group's
+//! coordinator shard (`group::host`), whose typed answer becomes the Kafka response.
 
 use std::rc::Rc;
 
@@ -22,14 +22,18 @@ use kafka_protocol::messages::{
     SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_engine::Offset;
 use sluice_net::topic_partitions::by_topic;
 
-use crate::group::host::{GroupOp, GroupReply, coordinator_shard};
+use crate::group::host::coordinator_shard;
 use crate::group::{
     CommitIdentity, CommittedOffset, GroupError, JoinRequest, LeavingMember, SyncRequest,
 };
-use crate::kafka_errors::{call_error, group_error};
+use crate::kafka_errors::{call_error, commit_refused, group_error};
+use crate::mesh::group::{CommitRefused, GenerationId, GroupRequest, Heartbeat};
 use crate::shard::Shard;
+use crate::shard_request::{Reply, ShardRequest};
+use crate::topic_table::TopicPartition;
 
 pub(crate) fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -39,14 +43,16 @@ pub(crate) fn code(e: &GroupError) -> i16 {
     group_error(e).code()
 }
 
-/// Sends `op` to the coordinator of `group_id`; `None` when that shard cannot be reached.
-pub(crate) async fn ask(shard: &Rc<Shard>, group_id: &str, op: GroupOp) -> Option<GroupReply> {
+/// Sends the request `make` builds to the coordinator of `group_id`; `None` when that
+/// shard cannot be reached or dropped the request.
+pub(crate) async fn ask<T: Send + 'static>(
+    shard: &Rc<Shard>,
+    group_id: &str,
+    make: impl FnOnce(Reply<T>) -> GroupRequest,
+) -> Option<T> {
     let to = coordinator_shard(group_id, &shard.table());
     match shard
-        .ask(to, |reply| crate::shard_request::ShardRequest::Group {
-            op,
-            reply,
-        })
+        .ask(to, |reply| ShardRequest::Group(make(reply)))
         .await
     {
         Ok(r) => Some(r),
@@ -59,13 +65,26 @@ pub(crate) async fn ask(shard: &Rc<Shard>, group_id: &str, op: GroupOp) -> Optio
 
 pub(crate) const UNAVAILABLE: ResponseError = ResponseError::CoordinatorNotAvailable;
 
-/// The error code of a reply that is not the expected answer: the coordinator's own
-/// refusal (still loading), else COORDINATOR_NOT_AVAILABLE (unreachable or mismatched).
-pub(crate) fn failure(reply: Option<GroupReply>) -> i16 {
-    match reply {
-        Some(GroupReply::Failed(e)) => code(&e),
-        _ => UNAVAILABLE.code(),
-    }
+/// The error code of a coordinator that did not answer: COORDINATOR_NOT_AVAILABLE, so
+/// the client looks the coordinator up again.
+pub(crate) fn unavailable() -> i16 {
+    UNAVAILABLE.code()
+}
+
+/// A request's partitions, as `(topic, partition index)` pairs, as the coordinator takes
+/// them.
+pub(crate) fn topic_partitions<'a>(
+    parts: impl Iterator<Item = (&'a TopicName, &'a [i32])>,
+) -> Vec<TopicPartition> {
+    parts
+        .flat_map(|(name, indexes)| {
+            let topic: std::sync::Arc<str> = std::sync::Arc::from(name.0.as_str());
+            indexes.iter().map(move |p| TopicPartition {
+                topic: topic.clone(),
+                partition: *p,
+            })
+        })
+        .collect()
 }
 
 pub fn find_coordinator(
@@ -142,8 +161,8 @@ pub async fn join_group(
         supports_skip_assignment: v >= 9,
     };
     let member_id = req.member_id.clone();
-    match ask(shard, &group_id, GroupOp::Join(req)).await {
-        Some(GroupReply::Join(Ok(j))) => JoinGroupResponse::default()
+    match ask(shard, &group_id, |reply| GroupRequest::Join { req, reply }).await {
+        Some(Ok(j)) => JoinGroupResponse::default()
             .with_generation_id(j.generation_id)
             .with_protocol_type(j.protocol_type.as_deref().map(s))
             .with_protocol_name(Some(s(j.protocol_name.as_deref().unwrap_or(""))))
@@ -161,11 +180,11 @@ pub async fn join_group(
                     })
                     .collect(),
             ),
-        Some(GroupReply::Join(Err(GroupError::MemberIdRequired(id)))) => {
+        Some(Err(GroupError::MemberIdRequired(id))) => {
             join_error(ResponseError::MemberIdRequired.code(), &id)
         }
-        Some(GroupReply::Join(Err(e))) => join_error(code(&e), &member_id),
-        other => join_error(failure(other), &member_id),
+        Some(Err(e)) => join_error(code(&e), &member_id),
+        None => join_error(unavailable(), &member_id),
     }
 }
 
@@ -189,28 +208,33 @@ pub async fn sync_group(shard: &Rc<Shard>, r: SyncGroupRequest) -> SyncGroupResp
             .with_error_code(e)
             .with_assignment(Bytes::new())
     };
-    match ask(shard, &group_id, GroupOp::Sync(req)).await {
-        Some(GroupReply::Sync(Ok(sy))) => SyncGroupResponse::default()
+    match ask(shard, &group_id, |reply| GroupRequest::Sync { req, reply }).await {
+        Some(Ok(sy)) => SyncGroupResponse::default()
             .with_protocol_type(sy.protocol_type.as_deref().map(s))
             .with_protocol_name(sy.protocol_name.as_deref().map(s))
             .with_assignment(sy.assignment),
-        Some(GroupReply::Sync(Err(e))) => error(code(&e)),
-        other => error(failure(other)),
+        Some(Err(e)) => error(code(&e)),
+        None => error(unavailable()),
     }
 }
 
 pub async fn heartbeat(shard: &Rc<Shard>, r: HeartbeatRequest) -> HeartbeatResponse {
     let group_id = r.group_id.0.to_string();
-    let op = GroupOp::Heartbeat {
+    let beat = Heartbeat {
         group_id: group_id.clone(),
-        generation_id: r.generation_id,
+        generation_id: GenerationId(r.generation_id),
         member_id: r.member_id.to_string(),
         group_instance_id: r.group_instance_id.map(|i| i.to_string()),
     };
-    let e = match ask(shard, &group_id, op).await {
-        Some(GroupReply::Heartbeat(Ok(()))) => 0,
-        Some(GroupReply::Heartbeat(Err(e))) => code(&e),
-        other => failure(other),
+    let e = match ask(shard, &group_id, |reply| GroupRequest::Heartbeat {
+        beat,
+        reply,
+    })
+    .await
+    {
+        Some(Ok(())) => 0,
+        Some(Err(e)) => code(&e),
+        None => unavailable(),
     };
     HeartbeatResponse::default().with_error_code(e)
 }
@@ -231,12 +255,14 @@ pub async fn leave_group(shard: &Rc<Shard>, r: LeaveGroupRequest, v: i16) -> Lea
             })
             .collect()
     };
-    let op = GroupOp::Leave {
+    let leaving = members.clone();
+    let make = |reply| GroupRequest::Leave {
         group_id: group_id.clone(),
-        members: members.clone(),
+        members: leaving,
+        reply,
     };
-    match ask(shard, &group_id, op).await {
-        Some(GroupReply::Leave(Ok(results))) => {
+    match ask(shard, &group_id, make).await {
+        Some(Ok(results)) => {
             let codes: Vec<i16> = results
                 .iter()
                 .map(|r| r.as_ref().err().map_or(0, code))
@@ -257,8 +283,8 @@ pub async fn leave_group(shard: &Rc<Shard>, r: LeaveGroupRequest, v: i16) -> Lea
                     .collect(),
             )
         }
-        Some(GroupReply::Leave(Err(e))) => LeaveGroupResponse::default().with_error_code(code(&e)),
-        other => LeaveGroupResponse::default().with_error_code(failure(other)),
+        Some(Err(e)) => LeaveGroupResponse::default().with_error_code(code(&e)),
+        None => LeaveGroupResponse::default().with_error_code(unavailable()),
     }
 }
 
@@ -274,10 +300,14 @@ pub async fn offset_commit(shard: &Rc<Shard>, r: OffsetCommitRequest) -> OffsetC
             let exists =
                 meta.is_some_and(|m| (0..m.partition_count()).contains(&p.partition_index));
             if exists {
+                let tp = TopicPartition {
+                    topic: std::sync::Arc::from(t.name.0.as_str()),
+                    partition: p.partition_index,
+                };
                 known.push((
-                    (t.name.0.to_string(), p.partition_index),
+                    tp,
                     CommittedOffset {
-                        offset: p.committed_offset,
+                        offset: Offset(p.committed_offset),
                         leader_epoch: p.committed_leader_epoch,
                         metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
                         commit_timestamp_ms: 0,
@@ -296,29 +326,24 @@ pub async fn offset_commit(shard: &Rc<Shard>, r: OffsetCommitRequest) -> OffsetC
         member_id: r.member_id.to_string(),
         group_instance_id: r.group_instance_id.map(|i| i.to_string()),
     };
-    let op = GroupOp::Commit {
+    let make = |reply| GroupRequest::Commit {
         who,
         offsets: known,
+        reply,
     };
-    match ask(shard, &group_id, op).await {
-        Some(GroupReply::Commit(Ok(results))) => {
-            for ((topic, partition), result) in results {
-                if let Err(e) = result {
-                    for a in answers.iter_mut() {
-                        if a.0.0.as_str() == topic && a.1 == partition {
-                            a.2 = code(&e);
-                        }
-                    }
-                }
-            }
-        }
-        Some(GroupReply::Commit(Err(e))) => answers.iter_mut().for_each(|a| {
+    match ask(shard, &group_id, make).await {
+        Some(Ok(results)) => set_partition_errors(&mut answers, results),
+        Some(Err(CommitRefused::Member(e))) => answers.iter_mut().for_each(|a| {
             if a.2 == 0 {
                 a.2 = code(&e)
             }
         }),
-        other => {
-            let c = failure(other);
+        Some(Err(refused @ CommitRefused::Loading)) => {
+            let c = commit_refused(&refused).code();
+            answers.iter_mut().for_each(|a| a.2 = c)
+        }
+        None => {
+            let c = unavailable();
             answers.iter_mut().for_each(|a| a.2 = c)
         }
     }
@@ -341,33 +366,30 @@ pub async fn offset_commit(shard: &Rc<Shard>, r: OffsetCommitRequest) -> OffsetC
 /// OffsetFetch v1-v7 (one group).
 pub async fn offset_fetch(shard: &Rc<Shard>, r: OffsetFetchRequest) -> OffsetFetchResponse {
     let group_id = r.group_id.0.to_string();
-    let partitions = r.topics.as_ref().map(|ts| {
-        ts.iter()
-            .flat_map(|t| {
-                t.partition_indexes
-                    .iter()
-                    .map(|p| (t.name.0.to_string(), *p))
-            })
-            .collect::<Vec<_>>()
-    });
-    let op = GroupOp::FetchOffsets {
+    let partitions = r
+        .topics
+        .as_ref()
+        .map(|ts| topic_partitions(ts.iter().map(|t| (&t.name, t.partition_indexes.as_slice()))));
+    let make = |reply| GroupRequest::FetchOffsets {
         group_id: group_id.clone(),
         partitions,
+        reply,
     };
-    let found = match ask(shard, &group_id, op).await {
-        Some(GroupReply::Offsets(found)) => found,
-        other => return OffsetFetchResponse::default().with_error_code(failure(other)),
+    let found = match ask(shard, &group_id, make).await {
+        Some(Ok(found)) => found,
+        Some(Err(e)) => return OffsetFetchResponse::default().with_error_code(code(&e)),
+        None => return OffsetFetchResponse::default().with_error_code(unavailable()),
     };
-    let topics = by_topic(found.into_iter().map(|((topic, partition), o)| {
+    let topics = by_topic(found.into_iter().map(|(tp, o)| {
         let part = OffsetFetchResponsePartition::default()
-            .with_partition_index(partition)
-            .with_committed_offset(o.as_ref().map_or(-1, |o| o.offset))
+            .with_partition_index(tp.partition)
+            .with_committed_offset(o.as_ref().map_or(-1, |o| o.offset.0))
             .with_committed_leader_epoch(o.as_ref().map_or(-1, |o| o.leader_epoch))
             .with_metadata(Some(s(o
                 .as_ref()
                 .and_then(|o| o.metadata.as_deref())
                 .unwrap_or(""))));
-        (topic, part)
+        (tp.topic, part)
     }))
     .into_iter()
     .map(|(topic, partitions)| {
@@ -377,4 +399,20 @@ pub async fn offset_fetch(shard: &Rc<Shard>, r: OffsetFetchRequest) -> OffsetFet
     })
     .collect();
     OffsetFetchResponse::default().with_topics(topics)
+}
+
+/// Sets the error of each partition the coordinator refused on its `(topic, partition,
+/// error)` answer; the other answers keep theirs.
+pub(crate) fn set_partition_errors(
+    answers: &mut [(TopicName, i32, i16)],
+    results: Vec<(TopicPartition, Result<(), GroupError>)>,
+) {
+    for (tp, result) in results {
+        if let Err(e) = result {
+            answers
+                .iter_mut()
+                .filter(|a| a.0.0.as_str() == &*tp.topic && a.1 == tp.partition)
+                .for_each(|a| a.2 = code(&e));
+        }
+    }
 }
