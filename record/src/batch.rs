@@ -242,6 +242,29 @@ pub fn validate_stored(batch: &[u8]) -> Result<BatchHeader<'_>, BatchError> {
     Ok(header)
 }
 
+/// A batch with no records keeping `original`'s offsets, timestamps and producer fields,
+/// uncompressed (as Kafka writes a retained empty batch).
+pub fn empty_batch(original: &BatchHeader<'_>) -> Vec<u8> {
+    let mut out = vec![0u8; HEADER_BYTES];
+    out[0..8].copy_from_slice(&original.base_offset().0.to_be_bytes());
+    let length = (HEADER_BYTES - LOG_OVERHEAD) as i32;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    out[12..16].copy_from_slice(&original.partition_leader_epoch().to_be_bytes());
+    out[16] = MAGIC_V2 as u8;
+    let attributes = original.attributes() & !0x7;
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    out[23..27].copy_from_slice(&original.last_offset_delta().to_be_bytes());
+    out[27..35].copy_from_slice(&original.base_timestamp().to_be_bytes());
+    out[35..43].copy_from_slice(&original.max_timestamp().to_be_bytes());
+    out[43..51].copy_from_slice(&original.producer_id().to_be_bytes());
+    out[51..53].copy_from_slice(&original.producer_epoch().to_be_bytes());
+    out[53..57].copy_from_slice(&original.base_sequence().to_be_bytes());
+    out[57..61].copy_from_slice(&0i32.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
 /// Recomputes the CRC32C over attributes..end after header fields were patched.
 pub fn update_crc(batch: &mut [u8]) {
     assert!(batch.len() >= HEADER_BYTES);
