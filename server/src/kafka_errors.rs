@@ -7,7 +7,7 @@ use kafka_protocol::ResponseError;
 use sluice_engine::{AppendError, DeleteRecordsError, FlushError, LogIoError, ReadError};
 
 use crate::group::GroupError;
-use crate::shard::CallError;
+use crate::mesh::CallError;
 
 /// A cross-core call that got no answer means the owner is going away: retriable.
 pub fn call_error(e: &CallError) -> ResponseError {

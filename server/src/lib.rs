@@ -7,14 +7,21 @@
 
 pub mod config;
 pub mod connection;
+pub mod connection_limits;
+pub mod controller;
 pub mod foreign_wake;
 pub mod group;
 pub mod handlers;
 pub mod in_process;
 pub mod kafka_errors;
 pub mod lifecycle;
+pub mod mesh;
 pub mod partition;
 pub mod shard;
-pub mod shard_request;
+pub mod shutdown;
+pub mod startup;
 pub mod topic_store;
 pub mod topic_table;
+
+/// The old name of `mesh`, kept while code outside it still says `shard_request`.
+pub use mesh as shard_request;

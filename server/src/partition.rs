@@ -27,7 +27,7 @@ use tracing::{error, info, warn};
 
 use crate::config::*;
 use crate::kafka_errors::{append_error, delete_records_error, flush_error, read_error};
-use crate::shard_request::*;
+use crate::mesh::*;
 use crate::topic_table::TopicPartition;
 
 /// Bytes of recently read or appended batches each shard keeps in memory, so tailing

@@ -30,8 +30,8 @@ use crate::config::{
     MIN_CLEANABLE_DIRTY_RATIO, TOPIC_CONFIG_NAMES, broker_synonym,
 };
 use crate::kafka_errors::call_error;
+use crate::mesh::{ConfigChange, NewTopic, ShardRequest, TopicOutcome};
 use crate::shard::Shard;
-use crate::shard_request::{ConfigChange, NewTopic, ShardRequest, TopicOutcome};
 use crate::topic_table::{ShardId, TopicMeta, is_internal};
 
 /// Kafka's ConfigResource types.
@@ -146,7 +146,7 @@ fn effective(shard: &Shard, overrides: &BTreeMap<String, String>) -> Vec<TopicCo
 async fn to_shard0<T: Send + 'static>(
     shard: &Rc<Shard>,
     count: usize,
-    make: impl FnOnce(crate::shard_request::Reply<Vec<T>>) -> ShardRequest,
+    make: impl FnOnce(crate::mesh::Reply<Vec<T>>) -> ShardRequest,
     on_error: impl Fn(ResponseError) -> T,
 ) -> Vec<T> {
     match shard.ask(ShardId(0), make).await {

@@ -22,8 +22,8 @@ use uuid::Uuid;
 
 use crate::config::{COMPRESSION_TYPE, compression_codec};
 use crate::kafka_errors::call_error;
+use crate::mesh::{FetchPart, FetchPartResult, ShardRequest};
 use crate::shard::Shard;
-use crate::shard_request::{FetchPart, FetchPartResult, ShardRequest};
 use crate::topic_table::{ShardId, TopicPartition};
 
 /// Fetch sessions one connection may hold; beyond this a full fetch gets no session.

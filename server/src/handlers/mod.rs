@@ -15,13 +15,37 @@ pub mod produce_legacy;
 
 use std::rc::Rc;
 
+use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Encodable;
 use sluice_net::{Request, RequestBody, encode_response};
 use tracing::{debug, error};
 
-use crate::connection::{ConnState, Outcome};
 use crate::shard::Shard;
+
+/// Per-connection state shared by the requests of one connection.
+pub struct ConnState {
+    pub id: u64,
+    /// The client's address as Kafka shows it in DescribeGroups (`/127.0.0.1`).
+    pub client_host: String,
+    pub fetch_sessions: std::cell::RefCell<fetch::FetchSessions>,
+    /// Held while a Produce enqueues its appends, so pipelined Produce requests reach
+    /// the owning shards in request order.
+    pub produce_gate: glommio::sync::Semaphore,
+}
+
+/// What a handler produced for one request.
+pub enum Outcome {
+    /// An encoded response frame, size prefix included.
+    Respond(Bytes),
+    /// One response frame as chunks written back to back (Fetch: record batches are
+    /// their own chunks, never copied into the frame).
+    RespondChunks(Vec<Bytes>),
+    /// No response is owed (Produce with acks=0).
+    Silent,
+    /// The request cannot be answered; close the connection after earlier responses.
+    Close,
+}
 
 /// Encodes `body` as the response to a request.
 pub fn respond<R: Encodable>(

@@ -17,8 +17,8 @@ use kafka_protocol::messages::{
 };
 
 use crate::kafka_errors::call_error;
+use crate::mesh::{Reply, ShardRequest};
 use crate::shard::Shard;
-use crate::shard_request::{Reply, ShardRequest};
 use crate::topic_table::TopicPartition;
 
 pub async fn list_offsets(

@@ -15,10 +15,10 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::batch::{BatchHeader, Codec, MAGIC_V2};
 
-use crate::connection::ConnState;
+use super::ConnState;
 use crate::kafka_errors::call_error;
+use crate::mesh::{Acks, ProducePartitionResult, ShardRequest};
 use crate::shard::Shard;
-use crate::shard_request::{Acks, ProducePartitionResult, ShardRequest};
 use crate::topic_table::{TopicPartition, is_internal, valid_topic_name};
 
 fn failed(error: ResponseError) -> ProducePartitionResult {

@@ -10,13 +10,93 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use glommio::channels::oneshot::SharedSender;
+use glommio::channels::channel_mesh::Senders;
+use glommio::channels::local_channel::LocalSender;
+use glommio::channels::oneshot::{self, SharedSender};
 use kafka_protocol::ResponseError;
 use sluice_engine::record::RecordRejection;
 
-use crate::topic_table::{TopicPartition, TopicTable};
+use crate::foreign_wake::Relayed;
+use crate::topic_table::{ShardId, TopicPartition, TopicTable};
+
+pub mod inbox;
+
+/// Capacity of each mesh channel; a full channel makes the sender wait (backpressure).
+pub const MESH_CHANNEL_CAPACITY: usize = 1024;
 
 pub type Reply<T> = SharedSender<T>;
+
+/// A cross-core call that got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("shard {0:?} is not reachable")]
+    Unreachable(ShardId),
+    #[error("shard {0:?} dropped the request")]
+    Dropped(ShardId),
+}
+
+/// The reply to a request already enqueued by `Outbox::send`.
+pub struct PendingReply<T: Send> {
+    rx: oneshot::SharedReceiver<T>,
+    from: ShardId,
+}
+
+impl<T: Send> PendingReply<T> {
+    pub async fn wait(self) -> Result<T, CallError> {
+        // Relayed: the replying shard must never drop this task's waker (see foreign_wake).
+        Relayed::new(self.rx)
+            .await
+            .map_err(|_| CallError::Dropped(self.from))
+    }
+}
+
+/// One shard's sending side: a channel to every other shard and a queue to itself, so a
+/// request to the local shard goes through the same inbox as one from a peer.
+pub struct Outbox {
+    id: ShardId,
+    peers: Senders<ShardRequest>,
+    local: LocalSender<ShardRequest>,
+}
+
+impl Outbox {
+    pub fn new(
+        id: ShardId,
+        peers: Senders<ShardRequest>,
+        local: LocalSender<ShardRequest>,
+    ) -> Outbox {
+        Outbox { id, peers, local }
+    }
+
+    /// Sends a request to shard `to` (this shard included) and waits for its reply.
+    pub async fn ask<T: Send + 'static>(
+        &self,
+        to: ShardId,
+        make: impl FnOnce(Reply<T>) -> ShardRequest,
+    ) -> Result<T, CallError> {
+        self.send(to, make).await?.wait().await
+    }
+
+    /// Enqueues a request for shard `to` and returns the pending reply. Requests sent one
+    /// after another from one task reach the destination's handlers in that order, and
+    /// each handler starts in arrival order, which keeps pipelined produces ordered.
+    pub async fn send<T: Send + 'static>(
+        &self,
+        to: ShardId,
+        make: impl FnOnce(Reply<T>) -> ShardRequest,
+    ) -> Result<PendingReply<T>, CallError> {
+        let (tx, rx) = oneshot::shared::<T>();
+        let req = make(tx);
+        let sent = if to == self.id {
+            self.local.send(req).await.is_ok()
+        } else {
+            self.peers.send_to(to.index(), req).await.is_ok()
+        };
+        if !sent {
+            return Err(CallError::Unreachable(to));
+        }
+        Ok(PendingReply { rx, from: to })
+    }
+}
 
 /// What the client asked the Produce to wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

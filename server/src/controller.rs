@@ -1,0 +1,447 @@
+//! The controller: shard 0's writer side of cluster metadata. It alone creates, deletes,
+//! grows and reconfigures topics (persisting them through the `TopicStore`, opening or
+//! closing partitions on their owners, then publishing the new `TopicTable` to every
+//! shard) and hands out producer ids from durable blocks. Mutations run one at a time
+//! (`lock`), across their awaits. Runs on shard 0 only; other shards reach it through
+//! the mesh (`ShardRequest::CreateTopics` and friends).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use glommio::sync::Semaphore;
+use kafka_protocol::ResponseError;
+use tracing::{error, info, warn};
+
+use crate::config::validate_topic_config;
+use crate::mesh::{ConfigChange, NewTopic, ShardRequest, TopicOutcome};
+use crate::shard::Shard;
+use crate::topic_store::{ProducerIdBlocks, TopicRecord, TopicStore};
+use crate::topic_table::{PARTITIONS_MAX, ShardId, TopicTable, is_internal, valid_topic_name};
+
+/// Shard 0's extra state: the writer side of topic metadata and producer ids.
+pub struct Controller {
+    shard: Rc<Shard>,
+    store: Arc<dyn TopicStore + Sync>,
+    records: RefCell<Vec<TopicRecord>>,
+    producer_ids: Rc<RefCell<ProducerIdBlocks>>,
+    /// Serializes metadata mutations: one at a time, across their awaits.
+    lock: Semaphore,
+}
+
+/// What the process loads before the shards start and hands to shard 0's controller.
+pub struct ControllerParts {
+    pub store: Arc<dyn TopicStore + Sync>,
+    pub records: Vec<TopicRecord>,
+    pub producer_ids: ProducerIdBlocks,
+}
+
+impl Controller {
+    pub fn new(shard: Rc<Shard>, parts: ControllerParts) -> Controller {
+        assert_eq!(shard.id, ShardId(0), "the controller runs on shard 0");
+        Controller {
+            shard,
+            store: parts.store,
+            records: RefCell::new(parts.records),
+            producer_ids: Rc::new(RefCell::new(parts.producer_ids)),
+            lock: Semaphore::new(1),
+        }
+    }
+
+    /// Installs `table` here and on every other shard; returns once all have it.
+    async fn publish(&self, table: TopicTable) {
+        let table = Arc::new(table);
+        self.shard.set_table(table.clone());
+        for s in 0..self.shard.shard_count() {
+            let to = ShardId(s);
+            if to == self.shard.id {
+                continue;
+            }
+            let t = table.clone();
+            if let Err(e) = self
+                .shard
+                .ask(to, |reply| ShardRequest::TableUpdate { table: t, reply })
+                .await
+            {
+                warn!(shard = self.shard.id.0, error = %e, "table update not delivered");
+            }
+        }
+    }
+
+    /// Persists the controller's records through the store, off the reactor thread.
+    async fn persist(&self, records: Vec<TopicRecord>) -> Result<(), String> {
+        let store = self.store.clone();
+        glommio::executor()
+            .spawn_blocking(move || store.save(&records))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Opens every partition of `topic` numbered in `range` on its owning shard.
+    async fn open_on_owners(
+        &self,
+        table: &TopicTable,
+        topic: &str,
+        range: std::ops::Range<i32>,
+    ) -> Result<(), String> {
+        let meta = table.get(topic).expect("topic in table").clone();
+        let mut by_owner: BTreeMap<ShardId, Vec<i32>> = BTreeMap::new();
+        for p in range {
+            by_owner
+                .entry(meta.owner(p).expect("partition placed"))
+                .or_default()
+                .push(p);
+        }
+        for (owner, parts) in by_owner {
+            let name = meta.name.clone();
+            let configs = meta.configs.clone();
+            self.shard
+                .ask(owner, |reply| ShardRequest::OpenPartitions {
+                    topic: name,
+                    partitions: parts,
+                    configs,
+                    reply,
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+        }
+        Ok(())
+    }
+
+    pub async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<TopicOutcome> {
+        let _permit = self.lock.acquire_permit(1).await;
+        let mut table = TopicTable::clone(&self.shard.table());
+        let mut records = self.records.borrow().clone();
+        let mut outcomes = Vec::with_capacity(topics.len());
+        let mut created = Vec::new();
+        for t in &topics {
+            let dup = topics.iter().filter(|o| o.name == t.name).count() > 1;
+            let outcome = if dup {
+                fail(
+                    ResponseError::InvalidRequest,
+                    "topic named twice in one request",
+                )
+            } else if !valid_topic_name(&t.name) {
+                fail(ResponseError::InvalidTopicException, "illegal topic name")
+            } else if table.get(&t.name).is_some() {
+                fail(ResponseError::TopicAlreadyExists, "topic already exists")
+            } else if !(1..=PARTITIONS_MAX).contains(&t.partitions) {
+                fail(
+                    ResponseError::InvalidPartitions,
+                    &format!("partition count must be in 1..={PARTITIONS_MAX}"),
+                )
+            } else if let Some(msg) = t
+                .configs
+                .iter()
+                .find_map(|(k, v)| validate_topic_config(k, v).err())
+                .or_else(|| self.shard.args.validate_topic_configs(&t.configs).err())
+            {
+                fail(ResponseError::InvalidConfig, &msg)
+            } else {
+                if !validate_only {
+                    let id = uuid::Uuid::from_u128(rand::random::<u128>());
+                    table = table.with_topic(&t.name, id, t.partitions as usize, t.configs.clone());
+                    records.push(TopicRecord {
+                        name: t.name.clone(),
+                        id,
+                        partitions: t.partitions,
+                        configs: t.configs.clone(),
+                    });
+                    created.push(t.name.clone());
+                }
+                TopicOutcome::default()
+            };
+            outcomes.push(outcome);
+        }
+        if created.is_empty() {
+            return outcomes;
+        }
+        if let Err(msg) = self.persist(records.clone()).await {
+            error!(error = %msg, "topic metadata not persisted");
+            for (t, o) in topics.iter().zip(outcomes.iter_mut()) {
+                if created.contains(&t.name) {
+                    *o = fail(ResponseError::KafkaStorageError, &msg);
+                }
+            }
+            return outcomes;
+        }
+        *self.records.borrow_mut() = records;
+        for name in &created {
+            let count = table.get(name).expect("created").partition_count();
+            if let Err(msg) = self.open_on_owners(&table, name, 0..count).await {
+                error!(topic = %name, error = %msg, "partitions not opened");
+                if let Some(i) = topics.iter().position(|t| &t.name == name) {
+                    outcomes[i] = fail(ResponseError::KafkaStorageError, &msg);
+                }
+            }
+            info!(topic = %name, partitions = count, "created topic");
+        }
+        self.publish(table).await;
+        outcomes
+    }
+
+    pub async fn delete_topics(&self, names: Vec<String>) -> Vec<TopicOutcome> {
+        let _permit = self.lock.acquire_permit(1).await;
+        let mut table = TopicTable::clone(&self.shard.table());
+        let mut records = self.records.borrow().clone();
+        let mut outcomes = Vec::with_capacity(names.len());
+        let mut deleted = Vec::new();
+        for name in &names {
+            match table.get(name) {
+                None => outcomes.push(fail(
+                    ResponseError::UnknownTopicOrPartition,
+                    "no such topic",
+                )),
+                // Group coordinators live on it; deleting it would lose every commit.
+                Some(_) if is_internal(name) => outcomes.push(fail(
+                    ResponseError::InvalidRequest,
+                    "internal topic cannot be deleted",
+                )),
+                Some(meta) => {
+                    deleted.push(meta.clone());
+                    table = table.without_topic(name);
+                    records.retain(|r| &r.name != name);
+                    outcomes.push(TopicOutcome::default());
+                }
+            }
+        }
+        if deleted.is_empty() {
+            return outcomes;
+        }
+        if let Err(msg) = self.persist(records.clone()).await {
+            error!(error = %msg, "topic metadata not persisted");
+            return names
+                .iter()
+                .map(|_| fail(ResponseError::KafkaStorageError, &msg))
+                .collect();
+        }
+        *self.records.borrow_mut() = records;
+        self.publish(table).await;
+        let deleted_names: Vec<String> = deleted.iter().map(|m| m.name.to_string()).collect();
+        for meta in deleted {
+            let mut by_owner: BTreeMap<ShardId, Vec<i32>> = BTreeMap::new();
+            for (p, owner) in meta.owners.iter().enumerate() {
+                by_owner.entry(*owner).or_default().push(p as i32);
+            }
+            for (owner, parts) in by_owner {
+                let topic = meta.name.clone();
+                let _ = self
+                    .shard
+                    .ask(owner, |reply| ShardRequest::ClosePartitions {
+                        topic,
+                        partitions: parts,
+                        delete: true,
+                        reply,
+                    })
+                    .await;
+            }
+            info!(topic = %meta.name, "deleted topic");
+        }
+        self.forget_deleted_offsets(deleted_names).await;
+        outcomes
+    }
+
+    /// Has every shard's coordinator drop (durably) its groups' committed offsets of
+    /// deleted topics, as Kafka does; a failure is logged, and a later restart skips
+    /// those offsets anyway when it replays `__consumer_offsets`.
+    async fn forget_deleted_offsets(&self, topics: Vec<String>) {
+        use crate::group::host::{GroupOp, GroupReply};
+        for s in 0..self.shard.shard_count() {
+            let op = GroupOp::TopicsDeleted {
+                topics: topics.clone(),
+            };
+            match self
+                .shard
+                .ask(ShardId(s), |reply| ShardRequest::Group { op, reply })
+                .await
+            {
+                Ok(GroupReply::TopicsDeleted(Ok(()))) => {}
+                Ok(GroupReply::TopicsDeleted(Err(e))) => {
+                    warn!(shard = s, error = ?e, "offsets of deleted topics not removed")
+                }
+                Ok(_) => warn!(shard = s, "unexpected reply to TopicsDeleted"),
+                Err(e) => warn!(shard = s, error = %e, "offsets of deleted topics not removed"),
+            }
+        }
+    }
+
+    pub async fn create_partitions(
+        &self,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> Vec<TopicOutcome> {
+        let _permit = self.lock.acquire_permit(1).await;
+        let mut table = TopicTable::clone(&self.shard.table());
+        let mut records = self.records.borrow().clone();
+        let mut outcomes = Vec::with_capacity(topics.len());
+        let mut grown = Vec::new();
+        for (name, count) in &topics {
+            let outcome = match table.get(name) {
+                None => fail(ResponseError::UnknownTopicOrPartition, "no such topic"),
+                // Groups are hashed over its partition count; growing it would move them.
+                Some(_) if is_internal(name) => fail(
+                    ResponseError::InvalidRequest,
+                    "the partition count of an internal topic cannot change",
+                ),
+                Some(meta) if *count <= meta.partition_count() => fail(
+                    ResponseError::InvalidPartitions,
+                    &format!(
+                        "topic has {} partitions; the count can only grow",
+                        meta.partition_count()
+                    ),
+                ),
+                Some(_) if *count > PARTITIONS_MAX => fail(
+                    ResponseError::InvalidPartitions,
+                    &format!("partition count must be at most {PARTITIONS_MAX}"),
+                ),
+                Some(meta) => {
+                    if !validate_only {
+                        let old = meta.partition_count();
+                        table = table.with_more_partitions(name, (*count - old) as usize);
+                        if let Some(r) = records.iter_mut().find(|r| &r.name == name) {
+                            r.partitions = *count;
+                        }
+                        grown.push((name.clone(), old, *count));
+                    }
+                    TopicOutcome::default()
+                }
+            };
+            outcomes.push(outcome);
+        }
+        if grown.is_empty() {
+            return outcomes;
+        }
+        if let Err(msg) = self.persist(records.clone()).await {
+            return topics
+                .iter()
+                .map(|_| fail(ResponseError::KafkaStorageError, &msg))
+                .collect();
+        }
+        *self.records.borrow_mut() = records;
+        for (name, old, new) in &grown {
+            if let Err(msg) = self.open_on_owners(&table, name, *old..*new).await {
+                error!(topic = %name, error = %msg, "new partitions not opened");
+            }
+        }
+        self.publish(table).await;
+        outcomes
+    }
+
+    pub async fn alter_configs(
+        &self,
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+    ) -> Vec<TopicOutcome> {
+        let _permit = self.lock.acquire_permit(1).await;
+        let mut table = TopicTable::clone(&self.shard.table());
+        let mut records = self.records.borrow().clone();
+        let mut outcomes = Vec::with_capacity(changes.len());
+        let mut altered = Vec::new();
+        for ch in &changes {
+            let Some(meta) = table.get(&ch.topic) else {
+                outcomes.push(fail(
+                    ResponseError::UnknownTopicOrPartition,
+                    "no such topic",
+                ));
+                continue;
+            };
+            let mut configs = meta.configs.clone();
+            let mut bad = None;
+            for (k, v) in &ch.ops {
+                match v {
+                    Some(v) => match validate_topic_config(k, v) {
+                        Ok(()) => {
+                            configs.insert(k.clone(), v.clone());
+                        }
+                        Err(m) => bad = Some(m),
+                    },
+                    None => {
+                        if let Err(m) = validate_topic_config(k, "0")
+                            && m.starts_with("unknown")
+                        {
+                            bad = Some(m);
+                        }
+                        configs.remove(k);
+                    }
+                }
+            }
+            if let Some(m) = bad.or_else(|| self.shard.args.validate_topic_configs(&configs).err())
+            {
+                outcomes.push(fail(ResponseError::InvalidConfig, &m));
+                continue;
+            }
+            if !validate_only {
+                table = table.with_configs(&ch.topic, configs.clone());
+                if let Some(r) = records.iter_mut().find(|r| r.name == ch.topic) {
+                    r.configs = configs;
+                }
+                altered.push(ch.topic.clone());
+            }
+            outcomes.push(TopicOutcome::default());
+        }
+        if altered.is_empty() {
+            return outcomes;
+        }
+        if let Err(msg) = self.persist(records.clone()).await {
+            return changes
+                .iter()
+                .map(|_| fail(ResponseError::KafkaStorageError, &msg))
+                .collect();
+        }
+        *self.records.borrow_mut() = records;
+        for name in &altered {
+            let meta = table.get(name).expect("altered").clone();
+            let mut owners: Vec<ShardId> = meta.owners.clone();
+            owners.sort();
+            owners.dedup();
+            for owner in owners {
+                let topic = meta.name.clone();
+                let configs = meta.configs.clone();
+                let _ = self
+                    .shard
+                    .ask(owner, |reply| ShardRequest::SetConfig {
+                        topic,
+                        configs,
+                        reply,
+                    })
+                    .await;
+            }
+        }
+        self.publish(table).await;
+        outcomes
+    }
+
+    pub async fn allocate_producer_id(&self) -> Result<i64, String> {
+        let _permit = self.lock.acquire_permit(1).await;
+        let blocks = self.producer_ids.clone();
+        if let Some(id) = blocks.borrow_mut().next_id() {
+            return Ok(id);
+        }
+        // Reserve the next block on a blocking thread: it fsyncs.
+        let path_blocks = blocks.borrow().clone();
+        let reserved = glommio::executor()
+            .spawn_blocking(move || {
+                let mut b = path_blocks;
+                b.reserve_block().map(|_| b)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        *blocks.borrow_mut() = reserved;
+        blocks
+            .borrow_mut()
+            .next_id()
+            .ok_or_else(|| "producer id block empty after reserve".to_string())
+    }
+}
+
+fn fail(error: ResponseError, message: &str) -> TopicOutcome {
+    TopicOutcome {
+        error: Some(error),
+        message: Some(message.to_string()),
+    }
+}
