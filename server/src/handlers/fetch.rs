@@ -6,13 +6,12 @@
 //! the high watermark are served, so nothing a consumer read can vanish in a crash. The response is cut to max_bytes, always keeping the
 //! first non-empty partition so a consumer can make progress.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use glommio::channels::local_channel;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
@@ -22,6 +21,7 @@ use uuid::Uuid;
 
 use crate::config::{COMPRESSION_TYPE, compression_codec};
 use crate::kafka_errors::call_error;
+use crate::mesh::scatter::{Item, Scatter};
 use crate::mesh::{FetchPart, FetchPartResult, ShardRequest};
 use crate::shard::Shard;
 use crate::topic_table::{ShardId, TopicPartition};
@@ -75,87 +75,47 @@ fn next_session_id(sessions: &FetchSessions) -> i32 {
     }
 }
 
-/// Reads `wants` once on their owners; with `wait_until`, owners first wait for an append.
+/// Reads `parts` once on their owners; with `wait_until`, owners first wait for an append.
 async fn read_round(
     shard: &Rc<Shard>,
     parts: &[FetchPart],
     owners: &[ShardId],
     wait_until: Option<Instant>,
 ) -> Vec<FetchPartResult> {
-    let mut by_owner: BTreeMap<ShardId, Vec<usize>> = BTreeMap::new();
-    for (i, o) in owners.iter().enumerate() {
-        by_owner.entry(*o).or_default().push(i);
-    }
-    let mut tasks = Vec::new();
-    for (owner, idx) in by_owner {
-        let sub: Vec<FetchPart> = idx.iter().map(|i| parts[*i].clone()).collect();
-        let shard = shard.clone();
-        let n = sub.len();
-        tasks.push((
-            idx,
-            glommio::spawn_local(async move {
-                match shard
-                    .ask(owner, |reply| ShardRequest::Fetch {
-                        parts: sub,
-                        wait_until,
-                        reply,
-                    })
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(e) => (0..n)
-                        .map(|_| FetchPartResult {
-                            error: Some(call_error(&e)),
-                            high_watermark: -1,
-                            log_start_offset: -1,
-                            records: None,
-                        })
-                        .collect(),
-                }
-            }),
-        ));
-    }
-    let mut out = vec![FetchPartResult::default(); parts.len()];
-    for (idx, task) in tasks {
-        for (i, r) in idx.into_iter().zip(task.await) {
-            out[i] = r;
-        }
-    }
-    out
+    let items = owners
+        .iter()
+        .zip(parts)
+        .map(|(o, p)| Item::To(*o, p.clone()));
+    Scatter::per_owner(shard, items, |parts, reply| ShardRequest::Fetch {
+        parts,
+        wait_until,
+        reply,
+    })
+    .await
+    .gather(|e| FetchPartResult {
+        error: Some(call_error(e)),
+        high_watermark: -1,
+        log_start_offset: -1,
+        records: None,
+    })
+    .await
 }
 
 /// Waits until any owner reports its high watermark past what was seen, or the deadline.
 async fn wait_any(shard: &Rc<Shard>, parts: &[FetchPart], owners: &[ShardId], deadline: Instant) {
-    let mut by_owner: BTreeMap<ShardId, Vec<FetchPart>> = BTreeMap::new();
-    for (p, o) in parts.iter().zip(owners) {
-        by_owner.entry(*o).or_default().push(p.clone());
-    }
-    let (tx, rx) = local_channel::new_bounded::<()>(by_owner.len().max(1));
-    let tx = Rc::new(tx);
+    let items = owners
+        .iter()
+        .zip(parts)
+        .map(|(o, p)| Item::To(*o, p.clone()));
     // Dropped at return: remote waits then end at their deadline or next append.
-    let mut _tasks = Vec::new();
-    for (owner, sub) in by_owner {
-        let shard = shard.clone();
-        let tx = tx.clone();
-        _tasks.push(glommio::spawn_local(async move {
-            let _ = shard
-                .ask(owner, |reply| ShardRequest::Fetch {
-                    parts: sub,
-                    wait_until: Some(deadline),
-                    reply,
-                })
-                .await;
-            let _ = tx.try_send(());
-        }));
-    }
-    let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
-    futures_lite::future::or(
-        async {
-            let _ = rx.recv().await;
-        },
-        timeout,
-    )
+    let waits = Scatter::per_owner(shard, items, |parts, reply| ShardRequest::Fetch {
+        parts,
+        wait_until: Some(deadline),
+        reply,
+    })
     .await;
+    let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
+    futures_lite::future::or(waits.any(), timeout).await;
 }
 
 pub async fn handle(

@@ -24,10 +24,11 @@ use kafka_protocol::messages::{
 use sluice_net::topic_partitions::by_topic;
 
 use super::groups::{ask, code, failure, s};
-use crate::group::host::{GroupOp, GroupReply};
+use crate::group::host::{GroupOp, GroupReply, coordinator_shard};
 use crate::group::{GroupState, GroupSummary};
+use crate::mesh::scatter::{Item, Scatter};
+use crate::mesh::{CallError, ShardRequest};
 use crate::shard::Shard;
-use crate::shard_request::ShardRequest;
 use crate::topic_table::ShardId;
 
 /// The group type of every group this broker coordinates (ListGroups v5).
@@ -37,20 +38,26 @@ const CLASSIC_GROUP_TYPE: &str = "classic";
 /// DELETE (6), DESCRIBE (8).
 const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
-/// Asks the coordinator of each `(group id, op)`, all at once; answers in the same order.
+/// Asks the coordinator of each `(group id, op)`, all at once; answers in the same order,
+/// `None` where the coordinator could not be reached.
 async fn ask_each(shard: &Rc<Shard>, ops: Vec<(String, GroupOp)>) -> Vec<Option<GroupReply>> {
-    let pending: Vec<_> = ops
+    let table = shard.table();
+    let items = ops
         .into_iter()
-        .map(|(group_id, op)| {
-            let shard = shard.clone();
-            glommio::spawn_local(async move { ask(&shard, &group_id, op).await })
+        .map(|(group_id, op)| Item::To(coordinator_shard(&group_id, &table), op));
+    let scatter = Scatter::per_item(shard, items, |op, reply| ShardRequest::Group { op, reply });
+    unreached_as_none(scatter.await.gather_results().await)
+}
+
+/// A reply per call, `None` (logged) where the call got no answer.
+fn unreached_as_none(results: Vec<Result<GroupReply, CallError>>) -> Vec<Option<GroupReply>> {
+    results
+        .into_iter()
+        .map(|r| {
+            r.map_err(|e| tracing::debug!(error = %e, "group coordinator unreachable"))
+                .ok()
         })
-        .collect();
-    let mut out = Vec::with_capacity(pending.len());
-    for task in pending {
-        out.push(task.await);
-    }
-    out
+        .collect()
 }
 
 fn described(group_id: &GroupId, g: GroupSummary) -> DescribedGroup {
@@ -128,27 +135,17 @@ pub async fn list_groups(shard: &Rc<Shard>, r: ListGroupsRequest) -> ListGroupsR
         return ListGroupsResponse::default();
     }
     let states: Vec<String> = r.states_filter.iter().map(|s| s.to_string()).collect();
-    let pending: Vec<_> = (0..shard.shard_count())
-        .map(|to| {
-            let shard = shard.clone();
-            let states = states.clone();
-            glommio::spawn_local(async move {
-                shard
-                    .ask(ShardId(to), |reply| ShardRequest::Group {
-                        op: GroupOp::List { states },
-                        reply,
-                    })
-                    .await
-            })
-        })
-        .collect();
+    let items = (0..shard.shard_count()).map(|to| Item::To(ShardId(to), states.clone()));
+    let scatter = Scatter::per_item(shard, items, |states, reply| ShardRequest::Group {
+        op: GroupOp::List { states },
+        reply,
+    });
     let mut error_code = 0;
     let mut all = Vec::new();
-    for task in pending {
-        match task.await {
-            Ok(GroupReply::List(groups)) => all.extend(groups),
-            Ok(other) => error_code = failure(Some(other)),
-            Err(_) => error_code = failure(None),
+    for reply in unreached_as_none(scatter.await.gather_results().await) {
+        match reply {
+            Some(GroupReply::List(groups)) => all.extend(groups),
+            other => error_code = failure(other),
         }
     }
     all.sort();

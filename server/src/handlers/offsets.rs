@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
 };
 
 use crate::kafka_errors::call_error;
+use crate::mesh::scatter::{Item, Scatter};
 use crate::mesh::{Reply, ShardRequest};
 use crate::shard::Shard;
 use crate::topic_table::TopicPartition;
@@ -128,29 +129,17 @@ pub(super) async fn ask_owners<'a, A: 'static, T: Send + 'static>(
     make: fn(TopicPartition, A, Reply<Result<T, ResponseError>>) -> ShardRequest,
 ) -> Vec<Result<T, ResponseError>> {
     let table = shard.table();
-    let pending: Vec<_> = parts
+    let items: Vec<_> = parts
         .map(|(topic, partition, arg)| {
             let meta = table.get(topic);
-            let owner = meta.and_then(|m| m.owner(partition));
-            let tp = meta.map(|m| TopicPartition {
-                topic: m.name.clone(),
-                partition,
-            });
-            let shard = shard.clone();
-            glommio::spawn_local(async move {
-                match (owner, tp) {
-                    (Some(owner), Some(tp)) => shard
-                        .ask(owner, |reply| make(tp, arg, reply))
-                        .await
-                        .unwrap_or_else(|e| Err(call_error(&e))),
-                    _ => Err(ResponseError::UnknownTopicOrPartition),
-                }
-            })
+            match meta.and_then(|m| Some((m.owner(partition)?, m.name.clone()))) {
+                Some((owner, topic)) => Item::To(owner, (TopicPartition { topic, partition }, arg)),
+                None => Item::Answered(Err(ResponseError::UnknownTopicOrPartition)),
+            }
         })
         .collect();
-    let mut results = Vec::with_capacity(pending.len());
-    for task in pending {
-        results.push(task.await);
-    }
-    results
+    Scatter::per_item(shard, items, |(tp, arg), reply| make(tp, arg, reply))
+        .await
+        .gather(|e| Err(call_error(e)))
+        .await
 }

@@ -8,6 +8,7 @@
 use std::rc::Rc;
 
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
@@ -17,9 +18,10 @@ use sluice_engine::batch::{BatchHeader, Codec, MAGIC_V2};
 
 use super::ConnState;
 use crate::kafka_errors::call_error;
+use crate::mesh::scatter::{Item, Scatter};
 use crate::mesh::{Acks, ProducePartitionResult, ShardRequest};
 use crate::shard::Shard;
-use crate::topic_table::{TopicPartition, is_internal, valid_topic_name};
+use crate::topic_table::{TopicMeta, TopicPartition, is_internal, valid_topic_name};
 
 fn failed(error: ResponseError) -> ProducePartitionResult {
     ProducePartitionResult {
@@ -36,6 +38,40 @@ fn failed(error: ResponseError) -> ProducePartitionResult {
 /// zstd; Kafka's `ProduceRequest.validateRecords` looks at that one batch.
 pub(super) fn first_batch_is_zstd(records: &[u8]) -> bool {
     BatchHeader::new(records).is_ok_and(|h| h.magic() == MAGIC_V2 && h.codec() == Codec::Zstd)
+}
+
+/// Why a partition of a Produce is answered without an append, if it is.
+fn refusal(
+    meta: Option<&TopicMeta>,
+    p: &PartitionProduceData,
+    acks: Option<Acks>,
+    transactional: bool,
+    by_id: bool,
+    version: i16,
+) -> Option<ResponseError> {
+    if acks.is_none() {
+        Some(ResponseError::InvalidRequiredAcks)
+    } else if transactional {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if meta.is_none() {
+        Some(if by_id {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        })
+    } else if meta.is_some_and(|m| is_internal(&m.name)) {
+        // Kafka: only the broker itself appends to internal topics.
+        Some(ResponseError::InvalidTopicException)
+    } else if meta.and_then(|m| m.owner(p.index)).is_none() {
+        Some(ResponseError::UnknownTopicOrPartition)
+    } else if p.records.as_ref().is_none_or(|r| r.is_empty()) {
+        Some(ResponseError::CorruptMessage)
+    } else if version < 7 && p.records.as_ref().is_some_and(|r| first_batch_is_zstd(r)) {
+        // Kafka (KIP-110): zstd batches need Produce v7, checked before the append.
+        Some(ResponseError::UnsupportedCompressionType)
+    } else {
+        None
+    }
 }
 
 /// Handles a Produce; `None` when acks=0 (no response is sent).
@@ -75,69 +111,41 @@ pub async fn handle(
     // Enqueue every partition's append, in request order, before awaiting any reply.
     // The connection's produce gate keeps pipelined Produce requests in request order.
     let gate = conn.produce_gate.acquire_permit(1).await;
-    let mut pending = Vec::new();
+    let mut items = Vec::new();
     for t in &req.topic_data {
         let meta = if by_id {
             table.get_by_id(&t.topic_id)
         } else {
             table.get(&t.name.0)
-        }
-        .cloned();
+        };
         for p in &t.partition_data {
-            let early = if acks.is_none() {
-                Some(ResponseError::InvalidRequiredAcks)
-            } else if transactional {
-                Some(ResponseError::TransactionalIdAuthorizationFailed)
-            } else if meta.is_none() {
-                Some(if by_id {
-                    ResponseError::UnknownTopicId
-                } else {
-                    ResponseError::UnknownTopicOrPartition
-                })
-            } else if meta.as_ref().is_some_and(|m| is_internal(&m.name)) {
-                // Kafka: only the broker itself appends to internal topics.
-                Some(ResponseError::InvalidTopicException)
-            } else if meta.as_ref().and_then(|m| m.owner(p.index)).is_none() {
-                Some(ResponseError::UnknownTopicOrPartition)
-            } else if p.records.as_ref().is_none_or(|r| r.is_empty()) {
-                Some(ResponseError::CorruptMessage)
-            } else if version < 7 && p.records.as_ref().is_some_and(|r| first_batch_is_zstd(r)) {
-                // Kafka (KIP-110): zstd batches need Produce v7, checked before the append.
-                Some(ResponseError::UnsupportedCompressionType)
-            } else {
-                None
-            };
-            let reply = match (early, &meta, acks) {
-                (None, Some(meta), Some(acks)) => {
-                    let owner = meta.owner(p.index).expect("checked above");
+            let refused = refusal(meta.map(|m| &**m), p, acks, transactional, by_id, version);
+            items.push(match (refused, meta) {
+                (None, Some(meta)) => {
+                    let owner = meta.owner(p.index).expect("checked by refusal");
                     let tp = TopicPartition {
                         topic: meta.name.clone(),
                         partition: p.index,
                     };
-                    let records = p.records.clone().expect("checked above");
-                    shard
-                        .send(owner, |reply| ShardRequest::Produce {
-                            tp,
-                            records,
-                            acks,
-                            reply,
-                        })
-                        .await
-                        .map_err(|e| call_error(&e))
+                    let records = p.records.clone().expect("checked by refusal");
+                    Item::To(owner, (tp, records))
                 }
-                (error, _, _) => Err(error.unwrap_or(ResponseError::UnknownServerError)),
-            };
-            pending.push(reply);
+                (error, _) => {
+                    Item::Answered(failed(error.unwrap_or(ResponseError::UnknownServerError)))
+                }
+            });
         }
     }
+    let acks_sent = acks.unwrap_or(Acks::None);
+    let scatter = Scatter::per_item(shard, items, |(tp, records), reply| ShardRequest::Produce {
+        tp,
+        records,
+        acks: acks_sent,
+        reply,
+    })
+    .await;
     drop(gate);
-    let mut results = Vec::with_capacity(pending.len());
-    for reply in pending {
-        results.push(match reply {
-            Ok(fut) => fut.wait().await.unwrap_or_else(|e| failed(call_error(&e))),
-            Err(e) => failed(e),
-        });
-    }
+    let results = scatter.gather(|e| failed(call_error(e))).await;
     if acks == Some(Acks::None) {
         return None;
     }

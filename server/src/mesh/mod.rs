@@ -20,6 +20,7 @@ use crate::foreign_wake::Relayed;
 use crate::topic_table::{ShardId, TopicPartition, TopicTable};
 
 pub mod inbox;
+pub mod scatter;
 
 /// Capacity of each mesh channel; a full channel makes the sender wait (backpressure).
 pub const MESH_CHANNEL_CAPACITY: usize = 1024;
@@ -27,7 +28,7 @@ pub const MESH_CHANNEL_CAPACITY: usize = 1024;
 pub type Reply<T> = SharedSender<T>;
 
 /// A cross-core call that got no answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Copy, Debug, thiserror::Error)]
 pub enum CallError {
     #[error("shard {0:?} is not reachable")]
     Unreachable(ShardId),
