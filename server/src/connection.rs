@@ -24,7 +24,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
@@ -217,6 +217,70 @@ fn log_end(end: ReadEnd, read_timeout: Duration) {
     }
 }
 
+/// Writes each request's response in request order as its task finishes; stops at the
+/// first failed write or at a request that closes the connection.
+async fn write_responses(
+    rx: local_channel::LocalReceiver<JoinHandle<Outcome>>,
+    mut wr: futures_lite::io::WriteHalf<TcpStream>,
+    written: Rc<Activity>,
+) {
+    while let Some(pending) = rx.recv().await {
+        let outcome = pending.await;
+        // Written or not, this request no longer holds the connection open.
+        written.in_flight.set(written.in_flight.get() - 1);
+        written.touch();
+        let chunks = match outcome {
+            Some(Outcome::Respond(frame)) => vec![frame],
+            Some(Outcome::RespondChunks(chunks)) => chunks,
+            Some(Outcome::Silent) => Vec::new(),
+            Some(Outcome::Close) | None => break,
+        };
+        let mut failed = false;
+        for chunk in chunks {
+            if let Err(e) = wr.write_all(&chunk).await {
+                debug!(error = %e, "write failed");
+                failed = true;
+                break;
+            }
+        }
+        if failed {
+            break;
+        }
+        written.touch();
+    }
+    let _ = wr.close().await;
+}
+
+/// Decodes one frame and starts its handler as a task of its own; `None` when the frame
+/// is not a request we can answer and the connection must close.
+fn start_request(
+    shard: &Rc<Shard>,
+    state: &Rc<ConnState>,
+    frame: Bytes,
+) -> Option<JoinHandle<Outcome>> {
+    match decode_request(frame) {
+        Ok(req) => {
+            let cid = req.header.correlation_id;
+            let handler = handlers::dispatch(shard.clone(), req, state.clone())
+                .instrument(debug_span!("req", correlation_id = cid));
+            Some(glommio::spawn_local(handler).detach())
+        }
+        Err(DecodeError::UnsupportedVersion {
+            api_key: ApiKey::ApiVersions,
+            correlation_id,
+            api_version,
+        }) => {
+            debug!(api_version, "ApiVersions above our range; v0 fallback");
+            let out = handlers::api_versions::unsupported_version(correlation_id);
+            Some(glommio::spawn_local(async move { out }).detach())
+        }
+        Err(e) => {
+            warn!(error = %e, "undecodable request; closing");
+            None
+        }
+    }
+}
+
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
     let peer_addr = stream.peer_addr().ok();
     let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
@@ -237,45 +301,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
     });
     async move {
         debug!("connection opened");
-        let (mut rd, mut wr) = futures_lite::io::split(stream);
+        let (mut rd, wr) = futures_lite::io::split(stream);
         let (tx, rx) = local_channel::new_bounded::<JoinHandle<Outcome>>(PIPELINE_MAX);
         let written = activity.clone();
-        let writer = glommio::spawn_local(
-            async move {
-                while let Some(pending) = rx.recv().await {
-                    let outcome = pending.await;
-                    // Written or not, this request no longer holds the connection open.
-                    written.in_flight.set(written.in_flight.get() - 1);
-                    written.touch();
-                    match outcome {
-                        Some(Outcome::Respond(frame)) => {
-                            if let Err(e) = wr.write_all(&frame).await {
-                                debug!(error = %e, "write failed");
-                                break;
-                            }
-                        }
-                        Some(Outcome::RespondChunks(chunks)) => {
-                            let mut failed = false;
-                            for chunk in chunks {
-                                if let Err(e) = wr.write_all(&chunk).await {
-                                    debug!(error = %e, "write failed");
-                                    failed = true;
-                                    break;
-                                }
-                            }
-                            if failed {
-                                break;
-                            }
-                        }
-                        Some(Outcome::Silent) => {}
-                        Some(Outcome::Close) | None => break,
-                    }
-                    written.touch();
-                }
-                let _ = wr.close().await;
-            }
-            .in_current_span(),
-        );
+        let writer = glommio::spawn_local(write_responses(rx, wr, written).in_current_span());
         let size_max = shard.args.socket_request_max_bytes;
         let read_timeout = Duration::from_millis(shard.args.request_read_timeout_ms);
         let mut buf = BytesMut::new();
@@ -300,29 +329,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
                         break 'conn;
                     }
                 };
-                let task = match decode_request(frame) {
-                    Ok(req) => {
-                        let s = shard.clone();
-                        let cid = req.header.correlation_id;
-                        glommio::spawn_local(
-                            handlers::dispatch(s, req, state.clone())
-                                .instrument(debug_span!("req", correlation_id = cid)),
-                        )
-                        .detach()
-                    }
-                    Err(DecodeError::UnsupportedVersion {
-                        api_key: ApiKey::ApiVersions,
-                        correlation_id,
-                        api_version,
-                    }) => {
-                        debug!(api_version, "ApiVersions above our range; v0 fallback");
-                        let out = handlers::api_versions::unsupported_version(correlation_id);
-                        glommio::spawn_local(async move { out }).detach()
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "undecodable request; closing");
-                        break 'conn;
-                    }
+                let Some(task) = start_request(&shard, &state, frame) else {
+                    break 'conn;
                 };
                 activity.in_flight.set(activity.in_flight.get() + 1);
                 if tx.send(task).await.is_err() {

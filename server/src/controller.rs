@@ -11,11 +11,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use glommio::sync::Semaphore;
-use kafka_protocol::ResponseError;
 use tracing::{error, info, warn};
 
 use crate::config::validate_topic_config;
-use crate::mesh::{ConfigChange, NewTopic, ShardRequest, TopicOutcome};
+use crate::mesh::{
+    ConfigChange, NewTopic, PartitionError, ProducerIdError, ShardRequest, TopicError, TopicOutcome,
+};
 use crate::shard::Shard;
 use crate::topic_store::{ProducerIdBlocks, TopicRecord, TopicStore};
 use crate::topic_table::{PARTITIONS_MAX, ShardId, TopicTable, is_internal, valid_topic_name};
@@ -84,7 +85,7 @@ impl Controller {
         table: &TopicTable,
         topic: &str,
         range: std::ops::Range<i32>,
-    ) -> Result<(), String> {
+    ) -> Result<(), TopicError> {
         let meta = table.get(topic).expect("topic in table").clone();
         let mut by_owner: BTreeMap<ShardId, Vec<i32>> = BTreeMap::new();
         for p in range {
@@ -104,7 +105,8 @@ impl Controller {
                     reply,
                 })
                 .await
-                .map_err(|e| e.to_string())??;
+                .map_err(|e| TopicError::NotOpened(PartitionError::Unreachable(e)))?
+                .map_err(TopicError::NotOpened)?;
         }
         Ok(())
     }
@@ -122,26 +124,20 @@ impl Controller {
         for t in &topics {
             let dup = topics.iter().filter(|o| o.name == t.name).count() > 1;
             let outcome = if dup {
-                fail(
-                    ResponseError::InvalidRequest,
-                    "topic named twice in one request",
-                )
+                Err(TopicError::NamedTwice)
             } else if !valid_topic_name(&t.name) {
-                fail(ResponseError::InvalidTopicException, "illegal topic name")
+                Err(TopicError::InvalidName)
             } else if table.get(&t.name).is_some() {
-                fail(ResponseError::TopicAlreadyExists, "topic already exists")
+                Err(TopicError::AlreadyExists)
             } else if !(1..=PARTITIONS_MAX).contains(&t.partitions) {
-                fail(
-                    ResponseError::InvalidPartitions,
-                    &format!("partition count must be in 1..={PARTITIONS_MAX}"),
-                )
+                Err(TopicError::PartitionCountOutOfRange)
             } else if let Some(msg) = t
                 .configs
                 .iter()
                 .find_map(|(k, v)| validate_topic_config(k, v).err())
                 .or_else(|| self.shard.args.validate_topic_configs(&t.configs).err())
             {
-                fail(ResponseError::InvalidConfig, &msg)
+                Err(TopicError::InvalidConfig(msg))
             } else {
                 if !validate_only {
                     let id = uuid::Uuid::from_u128(rand::random::<u128>());
@@ -154,7 +150,7 @@ impl Controller {
                     });
                     created.push(t.name.clone());
                 }
-                TopicOutcome::default()
+                Ok(())
             };
             outcomes.push(outcome);
         }
@@ -165,7 +161,7 @@ impl Controller {
             error!(error = %msg, "topic metadata not persisted");
             for (t, o) in topics.iter().zip(outcomes.iter_mut()) {
                 if created.contains(&t.name) {
-                    *o = fail(ResponseError::KafkaStorageError, &msg);
+                    *o = Err(TopicError::NotPersisted(msg.clone()));
                 }
             }
             return outcomes;
@@ -173,10 +169,10 @@ impl Controller {
         *self.records.borrow_mut() = records;
         for name in &created {
             let count = table.get(name).expect("created").partition_count();
-            if let Err(msg) = self.open_on_owners(&table, name, 0..count).await {
-                error!(topic = %name, error = %msg, "partitions not opened");
+            if let Err(e) = self.open_on_owners(&table, name, 0..count).await {
+                error!(topic = %name, error = %e, "partitions not opened");
                 if let Some(i) = topics.iter().position(|t| &t.name == name) {
-                    outcomes[i] = fail(ResponseError::KafkaStorageError, &msg);
+                    outcomes[i] = Err(e);
                 }
             }
             info!(topic = %name, partitions = count, "created topic");
@@ -193,20 +189,16 @@ impl Controller {
         let mut deleted = Vec::new();
         for name in &names {
             match table.get(name) {
-                None => outcomes.push(fail(
-                    ResponseError::UnknownTopicOrPartition,
-                    "no such topic",
-                )),
+                None => outcomes.push(Err(TopicError::Unknown)),
                 // Group coordinators live on it; deleting it would lose every commit.
-                Some(_) if is_internal(name) => outcomes.push(fail(
-                    ResponseError::InvalidRequest,
-                    "internal topic cannot be deleted",
-                )),
+                Some(_) if is_internal(name) => {
+                    outcomes.push(Err(TopicError::InternalNotDeletable))
+                }
                 Some(meta) => {
                     deleted.push(meta.clone());
                     table = table.without_topic(name);
                     records.retain(|r| &r.name != name);
-                    outcomes.push(TopicOutcome::default());
+                    outcomes.push(Ok(()));
                 }
             }
         }
@@ -217,7 +209,7 @@ impl Controller {
             error!(error = %msg, "topic metadata not persisted");
             return names
                 .iter()
-                .map(|_| fail(ResponseError::KafkaStorageError, &msg))
+                .map(|_| Err(TopicError::NotPersisted(msg.clone())))
                 .collect();
         }
         *self.records.borrow_mut() = records;
@@ -282,23 +274,13 @@ impl Controller {
         let mut grown = Vec::new();
         for (name, count) in &topics {
             let outcome = match table.get(name) {
-                None => fail(ResponseError::UnknownTopicOrPartition, "no such topic"),
+                None => Err(TopicError::Unknown),
                 // Groups are hashed over its partition count; growing it would move them.
-                Some(_) if is_internal(name) => fail(
-                    ResponseError::InvalidRequest,
-                    "the partition count of an internal topic cannot change",
+                Some(_) if is_internal(name) => Err(TopicError::InternalPartitionCountFixed),
+                Some(meta) if *count <= meta.partition_count() => Err(
+                    TopicError::PartitionCountCannotShrink(meta.partition_count()),
                 ),
-                Some(meta) if *count <= meta.partition_count() => fail(
-                    ResponseError::InvalidPartitions,
-                    &format!(
-                        "topic has {} partitions; the count can only grow",
-                        meta.partition_count()
-                    ),
-                ),
-                Some(_) if *count > PARTITIONS_MAX => fail(
-                    ResponseError::InvalidPartitions,
-                    &format!("partition count must be at most {PARTITIONS_MAX}"),
-                ),
+                Some(_) if *count > PARTITIONS_MAX => Err(TopicError::PartitionCountTooLarge),
                 Some(meta) => {
                     if !validate_only {
                         let old = meta.partition_count();
@@ -308,7 +290,7 @@ impl Controller {
                         }
                         grown.push((name.clone(), old, *count));
                     }
-                    TopicOutcome::default()
+                    Ok(())
                 }
             };
             outcomes.push(outcome);
@@ -319,13 +301,13 @@ impl Controller {
         if let Err(msg) = self.persist(records.clone()).await {
             return topics
                 .iter()
-                .map(|_| fail(ResponseError::KafkaStorageError, &msg))
+                .map(|_| Err(TopicError::NotPersisted(msg.clone())))
                 .collect();
         }
         *self.records.borrow_mut() = records;
         for (name, old, new) in &grown {
-            if let Err(msg) = self.open_on_owners(&table, name, *old..*new).await {
-                error!(topic = %name, error = %msg, "new partitions not opened");
+            if let Err(e) = self.open_on_owners(&table, name, *old..*new).await {
+                error!(topic = %name, error = %e, "new partitions not opened");
             }
         }
         self.publish(table).await;
@@ -344,10 +326,7 @@ impl Controller {
         let mut altered = Vec::new();
         for ch in &changes {
             let Some(meta) = table.get(&ch.topic) else {
-                outcomes.push(fail(
-                    ResponseError::UnknownTopicOrPartition,
-                    "no such topic",
-                ));
+                outcomes.push(Err(TopicError::Unknown));
                 continue;
             };
             let mut configs = meta.configs.clone();
@@ -372,7 +351,7 @@ impl Controller {
             }
             if let Some(m) = bad.or_else(|| self.shard.args.validate_topic_configs(&configs).err())
             {
-                outcomes.push(fail(ResponseError::InvalidConfig, &m));
+                outcomes.push(Err(TopicError::InvalidConfig(m)));
                 continue;
             }
             if !validate_only {
@@ -382,7 +361,7 @@ impl Controller {
                 }
                 altered.push(ch.topic.clone());
             }
-            outcomes.push(TopicOutcome::default());
+            outcomes.push(Ok(()));
         }
         if altered.is_empty() {
             return outcomes;
@@ -390,7 +369,7 @@ impl Controller {
         if let Err(msg) = self.persist(records.clone()).await {
             return changes
                 .iter()
-                .map(|_| fail(ResponseError::KafkaStorageError, &msg))
+                .map(|_| Err(TopicError::NotPersisted(msg.clone())))
                 .collect();
         }
         *self.records.borrow_mut() = records;
@@ -416,7 +395,7 @@ impl Controller {
         outcomes
     }
 
-    pub async fn allocate_producer_id(&self) -> Result<i64, String> {
+    pub async fn allocate_producer_id(&self) -> Result<i64, ProducerIdError> {
         let _permit = self.lock.acquire_permit(1).await;
         let blocks = self.producer_ids.clone();
         if let Some(id) = blocks.borrow_mut().next_id() {
@@ -430,18 +409,11 @@ impl Controller {
                 b.reserve_block().map(|_| b)
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ProducerIdError::Reserve(e.to_string()))?;
         *blocks.borrow_mut() = reserved;
         blocks
             .borrow_mut()
             .next_id()
-            .ok_or_else(|| "producer id block empty after reserve".to_string())
-    }
-}
-
-fn fail(error: ResponseError, message: &str) -> TopicOutcome {
-    TopicOutcome {
-        error: Some(error),
-        message: Some(message.to_string()),
+            .ok_or(ProducerIdError::EmptyAfterReserve)
     }
 }

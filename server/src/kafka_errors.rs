@@ -1,5 +1,6 @@
 //! The one place where failures become Kafka error codes: cross-core call failures here,
-//! engine append and read errors in `append_error` / `read_error`, failed stores to
+//! what a partition's owner could not do in `partition_error`, engine append and read
+//! errors in `append_error` / `read_error`, failed stores to
 //! `__consumer_offsets` in `offsets_store_error` / `group_store_error`, group coordinator
 //! errors in `group_error`.
 
@@ -7,12 +8,49 @@ use kafka_protocol::ResponseError;
 use sluice_engine::{AppendError, DeleteRecordsError, FlushError, LogIoError, ReadError};
 
 use crate::group::GroupError;
-use crate::mesh::CallError;
+use crate::mesh::{CallError, PartitionError, TopicError};
 
-/// A cross-core call that got no answer means the owner is going away: retriable.
+/// A cross-core call that got no answer means the owner is going away or too busy to
+/// take it: retriable, and the client looks up the leader again.
 pub fn call_error(e: &CallError) -> ResponseError {
     match e {
-        CallError::Unreachable(_) | CallError::Dropped(_) => ResponseError::NotLeaderOrFollower,
+        CallError::Unreachable(_) | CallError::Dropped(_) | CallError::Busy(_) => {
+            ResponseError::NotLeaderOrFollower
+        }
+    }
+}
+
+/// What a partition's owner could not do, as the client sees it.
+pub fn partition_error(e: &PartitionError) -> ResponseError {
+    match e {
+        PartitionError::NotOwner(_) => ResponseError::NotLeaderOrFollower,
+        PartitionError::Offline { .. } => ResponseError::KafkaStorageError,
+        PartitionError::NotWholeBatches => ResponseError::CorruptMessage,
+        PartitionError::UnknownLeaderEpoch(_) => ResponseError::UnknownLeaderEpoch,
+        PartitionError::InvalidTimestamp(_) => ResponseError::InvalidRequest,
+        PartitionError::OffsetOutOfRange(_) => ResponseError::OffsetOutOfRange,
+        PartitionError::Append(e) => append_error(e),
+        PartitionError::Flush(e) => flush_error(e),
+        PartitionError::Read(e) => read_error(e),
+        PartitionError::DeleteRecords(e) => delete_records_error(e),
+        PartitionError::Unreachable(e) => call_error(e),
+    }
+}
+
+/// What the controller refused or failed for one topic.
+pub fn topic_error(e: &TopicError) -> ResponseError {
+    match e {
+        TopicError::NamedTwice
+        | TopicError::InternalNotDeletable
+        | TopicError::InternalPartitionCountFixed => ResponseError::InvalidRequest,
+        TopicError::InvalidName => ResponseError::InvalidTopicException,
+        TopicError::AlreadyExists => ResponseError::TopicAlreadyExists,
+        TopicError::PartitionCountOutOfRange
+        | TopicError::PartitionCountCannotShrink(_)
+        | TopicError::PartitionCountTooLarge => ResponseError::InvalidPartitions,
+        TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        TopicError::Unknown => ResponseError::UnknownTopicOrPartition,
+        TopicError::NotPersisted(_) | TopicError::NotOpened(_) => ResponseError::KafkaStorageError,
     }
 }
 

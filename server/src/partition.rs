@@ -18,7 +18,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kafka_protocol::ResponseError;
 use sluice_engine::{
     AppendError, CleanupPolicy, EventListener, LeaderEpoch, Log, LogConfig, LogIoError, Offset,
     ReadCache, ReadError, TimestampType,
@@ -26,7 +25,6 @@ use sluice_engine::{
 use tracing::{error, info, warn};
 
 use crate::config::*;
-use crate::kafka_errors::{append_error, delete_records_error, flush_error, read_error};
 use crate::mesh::*;
 use crate::topic_table::TopicPartition;
 
@@ -207,13 +205,15 @@ impl PartitionSet {
         self.offline.borrow().contains_key(tp)
     }
 
-    /// The error for a partition that has no open log here: KAFKA_STORAGE_ERROR when it
-    /// is offline, NOT_LEADER_OR_FOLLOWER when it is not (or no longer) on this shard.
-    fn absent_error(&self, tp: &TopicPartition) -> ResponseError {
-        if self.is_offline(tp) {
-            ResponseError::KafkaStorageError
-        } else {
-            ResponseError::NotLeaderOrFollower
+    /// The error for a partition that has no open log here: offline, or not (or no
+    /// longer) on this shard.
+    fn absent_error(&self, tp: &TopicPartition) -> PartitionError {
+        match self.offline.borrow().get(tp) {
+            Some(why) => PartitionError::Offline {
+                tp: tp.clone(),
+                why: why.clone(),
+            },
+            None => PartitionError::NotOwner(tp.clone()),
         }
     }
 
@@ -226,7 +226,7 @@ impl PartitionSet {
         topic: Arc<str>,
         partition: i32,
         configs: &BTreeMap<String, String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PartitionError> {
         let tp = TopicPartition { topic, partition };
         if self.logs.borrow().contains_key(&tp) {
             return Ok(());
@@ -236,9 +236,9 @@ impl PartitionSet {
             Ok(log) => log,
             Err(e) => {
                 error!(partition = %tp, dir = %dir.display(), error = %e, "partition offline: its log cannot be opened");
-                let message = format!("{tp}: {e}");
-                self.offline.borrow_mut().insert(tp, message.clone());
-                return Err(message);
+                let why = e.to_string();
+                self.offline.borrow_mut().insert(tp.clone(), why.clone());
+                return Err(PartitionError::Offline { tp, why });
             }
         };
         info!(partition = %tp, log_end_offset = log.log_end_offset().0, "opened partition");
@@ -351,27 +351,18 @@ impl PartitionSet {
         acks: Acks,
         appends: &AppendSignal,
     ) -> ProducePartitionResult {
-        let fail = |error: ResponseError, message: String| ProducePartitionResult {
+        let fail = |error: PartitionError| ProducePartitionResult {
             error: Some(error),
-            error_message: Some(message),
             base_offset: -1,
             log_append_time_ms: -1,
             log_start_offset: -1,
             record_errors: Vec::new(),
         };
         let Some(log) = self.get(tp) else {
-            let error = self.absent_error(tp);
-            let message = match self.offline.borrow().get(tp) {
-                Some(why) => format!("{tp} is offline: {why}"),
-                None => format!("{tp} is not on this shard"),
-            };
-            return fail(error, message);
+            return fail(self.absent_error(tp));
         };
         let Some(batches) = split_batches(&records) else {
-            return fail(
-                ResponseError::CorruptMessage,
-                "records are not whole record batches".into(),
-            );
+            return fail(PartitionError::NotWholeBatches);
         };
         let now = now_ms();
         let mut first = None;
@@ -386,10 +377,12 @@ impl PartitionSet {
                     if first.is_some() {
                         appends.notify();
                     }
-                    let mut failed = fail(append_error(&e), e.to_string());
-                    if let AppendError::RecordsRejected(records) = e {
-                        failed.record_errors = records;
-                    }
+                    let record_errors = match &e {
+                        AppendError::RecordsRejected(records) => records.clone(),
+                        _ => Vec::new(),
+                    };
+                    let mut failed = fail(PartitionError::Append(Arc::new(e)));
+                    failed.record_errors = record_errors;
                     return failed;
                 }
             }
@@ -399,11 +392,10 @@ impl PartitionSet {
         if acks == Acks::All
             && let Err(e) = log.wait_durable(Offset(last_offset.0 + 1)).await
         {
-            return fail(flush_error(&e), e.to_string());
+            return fail(PartitionError::Flush(e));
         }
         ProducePartitionResult {
             error: None,
-            error_message: None,
             base_offset: first.base_offset.0,
             log_append_time_ms: first.log_append_time_ms,
             log_start_offset: log.log_start_offset().0,
@@ -486,7 +478,9 @@ impl PartitionSet {
         let hw = high_watermark(&log);
         if p.current_leader_epoch > LEADER_EPOCH.0 {
             return FetchPartResult {
-                error: Some(ResponseError::UnknownLeaderEpoch),
+                error: Some(PartitionError::UnknownLeaderEpoch(LeaderEpoch(
+                    p.current_leader_epoch,
+                ))),
                 high_watermark: hw.0,
                 log_start_offset: log.log_start_offset().0,
                 records: None,
@@ -518,7 +512,7 @@ impl PartitionSet {
             Err(e) => {
                 report_read_error(&p.tp, p.fetch_offset, &e);
                 FetchPartResult {
-                    error: Some(read_error(&e)),
+                    error: Some(PartitionError::Read(Arc::new(e))),
                     high_watermark: hw.0,
                     log_start_offset: log.log_start_offset().0,
                     records: None,
@@ -539,9 +533,9 @@ impl PartitionSet {
             -3 => match log.offset_for_max_timestamp().await {
                 Ok(Some(t)) => Ok((t.timestamp_ms, t.offset.0, LEADER_EPOCH.0)),
                 Ok(None) => Ok((-1, -1, -1)),
-                Err(e) => Err(read_error(&e)),
+                Err(e) => Err(PartitionError::Read(Arc::new(e))),
             },
-            t if t < 0 => Err(ResponseError::InvalidRequest),
+            t if t < 0 => Err(PartitionError::InvalidTimestamp(t)),
             // As Kafka: only an offset a consumer can fetch (below the high watermark).
             t => match log.offset_for_timestamp(t).await {
                 Ok(Some(found)) if found.offset < high_watermark(&log) => {
@@ -550,7 +544,7 @@ impl PartitionSet {
                 Ok(_) => Ok((-1, -1, -1)),
                 Err(e) => {
                     report_read_error(tp, t, &e);
-                    Err(read_error(&e))
+                    Err(PartitionError::Read(Arc::new(e)))
                 }
             },
         }
@@ -561,17 +555,17 @@ impl PartitionSet {
     /// is OFFSET_OUT_OF_RANGE. Returns the log start offset after it.
     pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> DeleteRecordsResult {
         let Some(log) = self.get(tp) else {
-            return Err(ResponseError::NotLeaderOrFollower);
+            return Err(PartitionError::NotOwner(tp.clone()));
         };
         let high_watermark = log.log_end_offset().0;
         let offset = if offset == -1 { high_watermark } else { offset };
         if !(0..=high_watermark).contains(&offset) {
-            return Err(ResponseError::OffsetOutOfRange);
+            return Err(PartitionError::OffsetOutOfRange(Offset(offset)));
         }
         log.delete_records_before(Offset(offset))
             .await
             .map(|o| o.0)
-            .map_err(|e| delete_records_error(&e))
+            .map_err(|e| PartitionError::DeleteRecords(Arc::new(e)))
     }
 
     pub fn epoch_end(&self, tp: &TopicPartition, leader_epoch: i32) -> EpochEndResult {
@@ -579,7 +573,9 @@ impl PartitionSet {
             return Err(self.absent_error(tp));
         };
         if leader_epoch > LEADER_EPOCH.0 {
-            return Err(ResponseError::UnknownLeaderEpoch);
+            return Err(PartitionError::UnknownLeaderEpoch(LeaderEpoch(
+                leader_epoch,
+            )));
         }
         Ok(match log.end_offset_for_epoch(LeaderEpoch(leader_epoch)) {
             Some((e, o)) => (e.0, o.0),

@@ -6,10 +6,11 @@
 //! `READY_TARGET` says every shard accepts connections.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::channels::local_channel;
+use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{error, info, warn};
@@ -17,14 +18,21 @@ use tracing::{error, info, warn};
 use crate::config::{BrokerArgs, CLEANUP_POLICY, SEGMENT_BYTES};
 use crate::connection;
 use crate::controller::{Controller, ControllerParts};
+use crate::lifecycle::{
+    DataDirLock, ExitReport, FATAL_EXIT_CODE, IO_MEMORY_PER_SHARD, KICK_INTERVAL, ListenClaim,
+    ShardEvent, check_memlock, exit_now, install_kick_handler, kick, spawn_signal_thread,
+};
 use crate::mesh::inbox::Inbox;
-use crate::mesh::{MESH_CHANNEL_CAPACITY, Outbox, ShardRequest};
+use crate::mesh::{self, ShardRequest};
 use crate::shard::Shard;
 use crate::shutdown::{self, SHUTDOWN_TIMEOUT};
 use crate::topic_store::{
     FileTopicStore, ProducerIdBlocks, TopicRecord, TopicStore, load_or_create_cluster_id,
 };
 use crate::topic_table::{OFFSETS_TOPIC, ShardId, TopicPartition, TopicTable};
+
+/// A shard's executor thread, joined when it ends.
+type ShardHandle = glommio::ExecutorJoinHandle<()>;
 
 /// The target of the one INFO line that says every shard accepts connections; tests wait
 /// for it (it is logged whatever `RUST_LOG` filters elsewhere, if this target is enabled).
@@ -70,12 +78,6 @@ fn allowed_cpus() -> Vec<usize> {
 /// Returns an error only for startup failures.
 pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     use anyhow::Context;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use crate::lifecycle::{
-        DataDirLock, ExitReport, FATAL_EXIT_CODE, IO_MEMORY_PER_SHARD, KICK_INTERVAL, ListenClaim,
-        ShardEvent, check_memlock, exit_now, install_kick_handler, kick, spawn_signal_thread,
-    };
 
     args.validate().map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
@@ -94,13 +96,94 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         Ok(Some(warning)) => warn!("{warning}"),
         Err(e) => anyhow::bail!(e),
     }
+    let Loaded {
+        table,
+        controller_parts,
+        cluster_id,
+    } = load_metadata(&args, shard_count)?;
+    info!(
+        shards = shard_count,
+        topics = table.topics().count(),
+        listen = %args.listen,
+        data_dir = %args.data_dir.display(),
+        "starting sluice"
+    );
+
+    // Signals are blocked before any other thread exists, so every thread inherits the
+    // mask and only the signal thread's sigwait takes them.
+    glommio::signal::block(&[libc::SIGINT, libc::SIGTERM])
+        .map_err(|e| anyhow::anyhow!("blocking signals: {e}"))?;
+    install_kick_handler().context("installing the kick signal handler")?;
+    let (events, inbox) = std::sync::mpsc::channel::<ShardEvent>();
+    spawn_signal_thread(events.clone()).context("starting the signal thread")?;
+
+    let args = Arc::new(args);
+    let stop = Arc::new(AtomicBool::new(false));
+    let meshes = mesh::meshes(shard_count);
+    let mut controller_parts = Some(controller_parts);
+    let mut handles = Vec::new();
+    for s in 0..shard_count {
+        let cpu = cpus[s % cpus.len()];
+        let args = args.clone();
+        let meshes = meshes.clone();
+        let table = table.clone();
+        let cluster_id = cluster_id.clone();
+        let ctl = if s == 0 {
+            controller_parts.take()
+        } else {
+            None
+        };
+        let life = ShardLife {
+            stop: stop.clone(),
+            events: events.clone(),
+        };
+        let report = ExitReport::new(s as u16, events.clone());
+        let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("shard-{s}"))
+            .io_memory(IO_MEMORY_PER_SHARD)
+            .spawn(move || async move {
+                let r = shard_main(
+                    ShardId(s as u16),
+                    args,
+                    cluster_id,
+                    meshes,
+                    table,
+                    ctl,
+                    life,
+                )
+                .await;
+                report.report(r);
+            })
+            .map_err(|e| anyhow::anyhow!("starting shard {s}: {e}"))?;
+        handles.push(Some(h));
+    }
+    drop(events);
+    let handles = supervise(&args, handles, inbox, stop);
+    for h in handles.into_iter().flatten() {
+        let _ = h.join();
+    }
+    info!("sluice stopped cleanly");
+    Ok(())
+}
+
+/// What the process loads from the data directory before any shard starts.
+struct Loaded {
+    table: Arc<TopicTable>,
+    controller_parts: ControllerParts,
+    cluster_id: Arc<str>,
+}
+
+/// Loads topic metadata (creating `__consumer_offsets` on first start), producer id
+/// blocks and the cluster id.
+fn load_metadata(args: &BrokerArgs, shard_count: usize) -> anyhow::Result<Loaded> {
+    use anyhow::Context;
     let data_dir = args.data_dir.display().to_string();
     let store: Arc<dyn TopicStore + Sync> = Arc::new(FileTopicStore::new(&args.data_dir));
     let mut records = store
         .load()
         .with_context(|| format!("reading topic metadata in {data_dir}"))?;
     if !records.iter().any(|r| r.name == OFFSETS_TOPIC) {
-        records.push(offsets_topic_record(&args));
+        records.push(offsets_topic_record(args));
         store
             .save(&records)
             .with_context(|| format!("writing topic metadata in {data_dir}"))?;
@@ -120,60 +203,28 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         load_or_create_cluster_id(&args.data_dir)
             .with_context(|| format!("cluster id in {data_dir}"))?,
     );
-    info!(
-        shards = shard_count,
-        topics = records.len(),
-        listen = %args.listen,
-        data_dir = %args.data_dir.display(),
-        "starting sluice"
-    );
+    Ok(Loaded {
+        table,
+        controller_parts: ControllerParts {
+            store,
+            records,
+            producer_ids,
+        },
+        cluster_id,
+    })
+}
 
-    // Signals are blocked before any other thread exists, so every thread inherits the
-    // mask and only the signal thread's sigwait takes them.
-    glommio::signal::block(&[libc::SIGINT, libc::SIGTERM])
-        .map_err(|e| anyhow::anyhow!("blocking signals: {e}"))?;
-    install_kick_handler().context("installing the kick signal handler")?;
-    let (events, inbox) = std::sync::mpsc::channel::<ShardEvent>();
-    spawn_signal_thread(events.clone()).context("starting the signal thread")?;
-
-    let args = Arc::new(args);
-    let stop = Arc::new(AtomicBool::new(false));
-    let mesh = MeshBuilder::<ShardRequest, _>::full(shard_count, MESH_CHANNEL_CAPACITY);
-    let mut controller_parts = Some(ControllerParts {
-        store,
-        records,
-        producer_ids,
-    });
-    let mut handles = Vec::new();
-    for s in 0..shard_count {
-        let cpu = cpus[s % cpus.len()];
-        let args = args.clone();
-        let mesh = mesh.clone();
-        let table = table.clone();
-        let cluster_id = cluster_id.clone();
-        let ctl = if s == 0 {
-            controller_parts.take()
-        } else {
-            None
-        };
-        let life = ShardLife {
-            stop: stop.clone(),
-            events: events.clone(),
-        };
-        let report = ExitReport::new(s as u16, events.clone());
-        let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-            .name(&format!("shard-{s}"))
-            .io_memory(IO_MEMORY_PER_SHARD)
-            .spawn(move || async move {
-                let r =
-                    shard_main(ShardId(s as u16), args, cluster_id, mesh, table, ctl, life).await;
-                report.report(r);
-            })
-            .map_err(|e| anyhow::anyhow!("starting shard {s}: {e}"))?;
-        handles.push(Some(h));
-    }
-    drop(events);
-
+/// Supervises the shards from the main thread until every one has stopped: kicks their
+/// threads, logs the ready line once every shard accepts connections, starts the stop
+/// on SIGINT/SIGTERM (bounded by `SHUTDOWN_TIMEOUT`), and ends the process at once if
+/// any shard fails or stops unasked. Returns the join handles not yet taken.
+fn supervise(
+    args: &BrokerArgs,
+    mut handles: Vec<Option<ShardHandle>>,
+    inbox: std::sync::mpsc::Receiver<ShardEvent>,
+    stop: Arc<AtomicBool>,
+) -> Vec<Option<ShardHandle>> {
+    let shard_count = handles.len();
     let (mut ready, mut exited) = (0usize, 0usize);
     let mut stop_deadline: Option<std::time::Instant> = None;
     // Each running shard's thread, kicked every KICK_INTERVAL (see `kick`).
@@ -255,11 +306,7 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
             }
         }
     }
-    for h in handles.into_iter().flatten() {
-        let _ = h.join();
-    }
-    info!("sluice stopped cleanly");
-    Ok(())
+    handles
 }
 
 /// Test hook, in debug builds only (release builds do not read the variable):
@@ -292,7 +339,10 @@ async fn shard_main(
     id: ShardId,
     args: Arc<BrokerArgs>,
     cluster_id: Arc<str>,
-    mesh: MeshBuilder<ShardRequest, glommio::channels::channel_mesh::Full>,
+    meshes: (
+        MeshBuilder<ShardRequest, Full>,
+        MeshBuilder<ShardRequest, Full>,
+    ),
     table: Arc<TopicTable>,
     ctl: Option<ControllerParts>,
     life: ShardLife,
@@ -302,25 +352,60 @@ async fn shard_main(
     let _ = life
         .events
         .send(crate::lifecycle::ShardEvent::Started(id.0, thread));
-    let (senders, receivers) = mesh.join().await.map_err(|e| e.to_string())?;
+    let (outbox, receivers) = mesh::join(id, meshes.0, meshes.1).await?;
     // Bound before the partitions open, as Kafka binds before loading logs: a taken
     // address fails the start at once, and early clients wait in the backlog.
     let listener =
         TcpListener::bind(args.listen).map_err(|e| format!("bind {}: {e}", args.listen))?;
-    let (local_tx, local_rx) = local_channel::new_bounded(MESH_CHANNEL_CAPACITY);
-    let outbox = Outbox::new(id, senders, local_tx);
     let shard = Shard::new(id, args.clone(), cluster_id, table.clone(), outbox);
     let controller = ctl.map(|parts| Controller::new(shard.clone(), parts));
 
     // Open the partitions this shard owns before taking any connection. One that cannot
     // be opened goes offline alone (logged by `open`); the others serve.
+    let offline = open_owned_partitions(&shard, &table, &life.stop).await;
+
+    shutdown::watch_stop_flag(&shard, life.stop.clone());
+
+    // The group coordinator, before any request can reach it.
+    crate::group::host::start(&shard);
+
+    Inbox::new(shard.clone(), controller).start(receivers);
+
+    start_log_maintenance(&shard);
+
+    // Only now that every shard's mesh receivers run (each spawns them before waiting on
+    // anyone) can announcements wait for their replies without a deadlock; they are
+    // delivered before this shard reports ready.
+    for tp in offline {
+        shard.announce_offline(tp, true).await;
+    }
+
+    info!(shard = id.0, listen = %args.listen, "accepting connections");
+    let _ = life.events.send(crate::lifecycle::ShardEvent::Ready(id.0));
+    #[cfg(debug_assertions)]
+    arm_test_panic(id);
+
+    futures_lite::future::or(accept(&shard, listener), shard.shutdown.cancelled()).await;
+
+    shutdown::stop(&shard).await
+}
+
+/// Opens every partition `table` places on this shard (until a stop is requested) and
+/// returns those that could not be opened.
+async fn open_owned_partitions(
+    shard: &Rc<Shard>,
+    table: &TopicTable,
+    stop: &AtomicBool,
+) -> Vec<TopicPartition> {
+    let id = shard.id;
+    let args = &shard.args;
     let mut offline = Vec::new();
     for meta in table.topics() {
         for (p, owner) in meta.owners.iter().enumerate() {
-            if *owner == id && !life.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            if *owner == id && !stop.load(Ordering::SeqCst) {
                 let opened = shard
                     .partitions
-                    .open(&args, meta.name.clone(), p as i32, &meta.configs)
+                    .open(args, meta.name.clone(), p as i32, &meta.configs)
                     .await;
                 if opened.is_err() {
                     offline.push(TopicPartition {
@@ -331,14 +416,14 @@ async fn shard_main(
             }
         }
     }
+    offline
+}
 
-    shutdown::watch_stop_flag(&shard, life.stop.clone());
-
-    // The group coordinator, before any request can reach it.
-    crate::group::host::start(&shard);
-
-    Inbox::new(shard.clone(), controller).start(receivers, local_rx);
-
+/// Starts the periodic log work of this shard: retention (delete segments past
+/// retention.ms / retention.bytes, roll by segment.ms) and compaction of
+/// cleanup.policy=compact partitions, in slices between other work.
+fn start_log_maintenance(shard: &Rc<Shard>) {
+    let args = &shard.args;
     // Retention: delete segments past retention.ms / retention.bytes, roll by segment.ms.
     {
         let shard = shard.clone();
@@ -364,41 +449,23 @@ async fn shard_main(
         })
         .detach();
     }
+}
 
-    // Only now that every shard's mesh receivers run (each spawns them before waiting on
-    // anyone) can announcements wait for their replies without a deadlock; they are
-    // delivered before this shard reports ready.
-    for tp in offline {
-        shard.announce_offline(tp, true).await;
-    }
-
-    info!(shard = id.0, listen = %args.listen, "accepting connections");
-    let _ = life.events.send(crate::lifecycle::ShardEvent::Ready(id.0));
-    #[cfg(debug_assertions)]
-    arm_test_panic(id);
-
-    let accept_loop = {
-        let shard = shard.clone();
-        async move {
-            loop {
-                match listener.accept().await {
-                    Ok(stream) => {
-                        // Admission (max.connections, max.connections.per.ip) runs in
-                        // the connection's own task, so a slow answer from shard 0
-                        // never stalls accepting.
-                        let conn = shard.next_conn_id();
-                        let s = shard.clone();
-                        glommio::spawn_local(connection::admit_and_serve(s, stream, conn)).detach();
-                    }
-                    Err(e) => {
-                        warn!(shard = shard.id.0, error = %e, "accept failed");
-                        glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
-                    }
-                }
+/// Accepts connections forever, each served in a task of its own. Admission
+/// (max.connections, max.connections.per.ip) runs in the connection's own task, so a
+/// slow answer from shard 0 never stalls accepting.
+async fn accept(shard: &Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let conn = shard.next_conn_id();
+                glommio::spawn_local(connection::admit_and_serve(shard.clone(), stream, conn))
+                    .detach();
+            }
+            Err(e) => {
+                warn!(shard = shard.id.0, error = %e, "accept failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
-    };
-    futures_lite::future::or(accept_loop, shard.shutdown.cancelled()).await;
-
-    shutdown::stop(&shard).await
+    }
 }

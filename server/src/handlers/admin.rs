@@ -29,8 +29,8 @@ use crate::config::{
     BrokerConfig, CLEANUP_POLICY, COMPRESSION_TYPE, MESSAGE_TIMESTAMP_TYPE,
     MIN_CLEANABLE_DIRTY_RATIO, TOPIC_CONFIG_NAMES, broker_synonym,
 };
-use crate::kafka_errors::call_error;
-use crate::mesh::{ConfigChange, NewTopic, ShardRequest, TopicOutcome};
+use crate::kafka_errors::{call_error, topic_error};
+use crate::mesh::{ConfigChange, NewTopic, Reply, ShardRequest, TopicError};
 use crate::shard::Shard;
 use crate::topic_table::{ShardId, TopicMeta, is_internal};
 
@@ -143,15 +143,35 @@ fn effective(shard: &Shard, overrides: &BTreeMap<String, String>) -> Vec<TopicCo
         .collect()
 }
 
-async fn to_shard0<T: Send + 'static>(
+/// A per-topic outcome as the response carries it: a Kafka error code and message.
+#[derive(Clone, Debug, Default)]
+struct TopicOutcome {
+    error: Option<ResponseError>,
+    message: Option<String>,
+}
+
+impl From<Result<(), TopicError>> for TopicOutcome {
+    fn from(r: Result<(), TopicError>) -> TopicOutcome {
+        match r {
+            Ok(()) => TopicOutcome::default(),
+            Err(e) => TopicOutcome {
+                error: Some(topic_error(&e)),
+                message: Some(e.to_string()),
+            },
+        }
+    }
+}
+
+/// Sends one admin operation to the controller (shard 0) and returns its `count`
+/// per-topic outcomes; a call that gets no answer fails every topic.
+async fn to_controller(
     shard: &Rc<Shard>,
     count: usize,
-    make: impl FnOnce(crate::mesh::Reply<Vec<T>>) -> ShardRequest,
-    on_error: impl Fn(ResponseError) -> T,
-) -> Vec<T> {
+    make: impl FnOnce(Reply<Vec<Result<(), TopicError>>>) -> ShardRequest,
+) -> Vec<TopicOutcome> {
     match shard.ask(ShardId(0), make).await {
-        Ok(v) => v,
-        Err(e) => (0..count).map(|_| on_error(call_error(&e))).collect(),
+        Ok(v) => v.into_iter().map(TopicOutcome::from).collect(),
+        Err(e) => (0..count).map(|_| outcome_error(call_error(&e))).collect(),
     }
 }
 
@@ -228,12 +248,16 @@ fn topic_assignment(
     Ok(count as i32)
 }
 
-pub async fn create_topics(
-    shard: &Rc<Shard>,
-    req: CreateTopicsRequest,
-    version: i16,
-) -> CreateTopicsResponse {
-    // Pre-validation that needs no metadata: replication and manual assignments.
+/// CreateTopics after the checks that need no metadata (replication, manual
+/// assignments): per topic, its early outcome if refused and its partition count (-1 if
+/// refused), and the topics to send to the controller.
+struct Prevalidated {
+    early: Vec<Option<TopicOutcome>>,
+    counts: Vec<i32>,
+    to_create: Vec<NewTopic>,
+}
+
+fn prevalidate(shard: &Shard, req: &CreateTopicsRequest) -> Prevalidated {
     let mut early: Vec<Option<TopicOutcome>> = Vec::with_capacity(req.topics.len());
     let mut counts: Vec<i32> = Vec::with_capacity(req.topics.len());
     let mut to_create = Vec::new();
@@ -279,19 +303,31 @@ pub async fn create_topics(
             }
         }
     }
+    Prevalidated {
+        early,
+        counts,
+        to_create,
+    }
+}
+
+pub async fn create_topics(
+    shard: &Rc<Shard>,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let Prevalidated {
+        early,
+        counts,
+        to_create,
+    } = prevalidate(shard, &req);
     let n = to_create.len();
     let sent = to_create.clone();
     let validate_only = req.validate_only;
-    let mut outcomes = to_shard0(
-        shard,
-        n,
-        |reply| ShardRequest::CreateTopics {
-            topics: to_create,
-            validate_only,
-            reply,
-        },
-        outcome_error,
-    )
+    let mut outcomes = to_controller(shard, n, |reply| ShardRequest::CreateTopics {
+        topics: to_create,
+        validate_only,
+        reply,
+    })
     .await
     .into_iter();
     let mut sent = sent.into_iter();
@@ -360,12 +396,10 @@ pub async fn delete_topics(
             .collect()
     };
     let names: Vec<String> = named.iter().filter_map(|(n, _)| n.clone()).collect();
-    let mut outcomes = to_shard0(
-        shard,
-        names.len(),
-        |reply| ShardRequest::DeleteTopics { names, reply },
-        outcome_error,
-    )
+    let mut outcomes = to_controller(shard, names.len(), |reply| ShardRequest::DeleteTopics {
+        names,
+        reply,
+    })
     .await
     .into_iter();
     let responses = named
@@ -450,16 +484,11 @@ pub async fn create_partitions(
         }
     }
     let validate_only = req.validate_only;
-    let mut outcomes = to_shard0(
-        shard,
-        asks.len(),
-        |reply| ShardRequest::CreatePartitions {
-            topics: asks,
-            validate_only,
-            reply,
-        },
-        outcome_error,
-    )
+    let mut outcomes = to_controller(shard, asks.len(), |reply| ShardRequest::CreatePartitions {
+        topics: asks,
+        validate_only,
+        reply,
+    })
     .await
     .into_iter();
     let results = req
@@ -655,16 +684,11 @@ async fn alter(shard: &Rc<Shard>, plans: Vec<AlterPlan>, validate_only: bool) ->
             AlterPlan::Answered(_) => None,
         })
         .collect();
-    let mut outcomes = to_shard0(
-        shard,
-        changes.len(),
-        |reply| ShardRequest::AlterConfigs {
-            changes,
-            validate_only,
-            reply,
-        },
-        outcome_error,
-    )
+    let mut outcomes = to_controller(shard, changes.len(), |reply| ShardRequest::AlterConfigs {
+        changes,
+        validate_only,
+        reply,
+    })
     .await
     .into_iter();
     plans

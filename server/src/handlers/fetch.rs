@@ -20,11 +20,11 @@ use sluice_engine::batch::Codec;
 use uuid::Uuid;
 
 use crate::config::{COMPRESSION_TYPE, compression_codec};
-use crate::kafka_errors::call_error;
+use crate::kafka_errors::partition_error;
 use crate::mesh::scatter::{Item, Scatter};
-use crate::mesh::{FetchPart, FetchPartResult, ShardRequest};
+use crate::mesh::{FetchPart, FetchPartResult, PartitionError, ShardRequest};
 use crate::shard::Shard;
-use crate::topic_table::{ShardId, TopicPartition};
+use crate::topic_table::{ShardId, TopicPartition, TopicTable};
 
 /// Fetch sessions one connection may hold; beyond this a full fetch gets no session.
 const SESSIONS_PER_CONNECTION_MAX: usize = 16;
@@ -92,12 +92,15 @@ async fn read_round(
         reply,
     })
     .await
-    .gather(|e| FetchPartResult {
-        error: Some(call_error(e)),
-        high_watermark: -1,
-        log_start_offset: -1,
-        records: None,
-    })
+    .gather(
+        |r| r,
+        |e| FetchPartResult {
+            error: Some(PartitionError::Unreachable(*e)),
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: None,
+        },
+    )
     .await
 }
 
@@ -108,14 +111,24 @@ async fn wait_any(shard: &Rc<Shard>, parts: &[FetchPart], owners: &[ShardId], de
         .zip(parts)
         .map(|(o, p)| Item::To(*o, p.clone()));
     // Dropped at return: remote waits then end at their deadline or next append.
-    let waits = Scatter::per_owner(shard, items, |parts, reply| ShardRequest::Fetch {
-        parts,
-        wait_until: Some(deadline),
-        reply,
-    })
-    .await;
+    let waits: Scatter<_, ()> =
+        Scatter::per_owner(shard, items, |parts, reply| ShardRequest::Fetch {
+            parts,
+            wait_until: Some(deadline),
+            reply,
+        })
+        .await;
     let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
     futures_lite::future::or(waits.any(), timeout).await;
+}
+
+/// What one fetch reads after its session is applied.
+struct SessionView {
+    wants: Vec<Want>,
+    /// 0 when the fetch has no session.
+    session_id: i32,
+    /// Whether the answer leaves out partitions that did not change.
+    incremental: bool,
 }
 
 pub async fn handle(
@@ -125,6 +138,24 @@ pub async fn handle(
     version: i16,
 ) -> FetchResponse {
     let table = shard.table();
+    let (requested, rejected) = resolve(shard, &table, &req, version);
+    let view = match apply_session(sessions, &table, &req, requested, version) {
+        Ok(view) => view,
+        Err(refused) => return refused,
+    };
+    let mut results = read_until_ready(shard, &view.wants, &req).await;
+    cut_to_max_bytes(&mut results, req.max_bytes);
+    build_response(sessions, view, results, &rejected)
+}
+
+/// Resolves the requested partitions against the topic table: those to read, and those
+/// answered with an error without being read.
+fn resolve(
+    shard: &Shard,
+    table: &TopicTable,
+    req: &FetchRequest,
+    version: i16,
+) -> (Vec<Want>, Vec<Rejected>) {
     let by_id = version >= 13;
     let mut rejected = Vec::new();
     let mut requested = Vec::new();
@@ -174,8 +205,19 @@ pub async fn handle(
             }
         }
     }
+    (requested, rejected)
+}
 
-    // Fetch sessions (v7+): decide what to read and whether the answer is incremental.
+/// Fetch sessions (v7+): decides what to read and whether the answer is incremental; a
+/// fetch naming an unknown session or a wrong epoch is answered at once (`Err`).
+fn apply_session(
+    sessions: &std::cell::RefCell<FetchSessions>,
+    table: &TopicTable,
+    req: &FetchRequest,
+    requested: Vec<Want>,
+    version: i16,
+) -> Result<SessionView, FetchResponse> {
+    let by_id = version >= 13;
     let mut session_id = 0;
     let mut incremental = false;
     let wants: Vec<Want> = if version < 7 || req.session_epoch == -1 {
@@ -204,13 +246,13 @@ pub async fn handle(
     } else {
         let mut s = sessions.borrow_mut();
         let Some(session) = s.sessions.get_mut(&req.session_id) else {
-            return FetchResponse::default()
-                .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+            return Err(FetchResponse::default()
+                .with_error_code(ResponseError::FetchSessionIdNotFound.code()));
         };
         if session.next_epoch != req.session_epoch {
-            return FetchResponse::default()
+            return Err(FetchResponse::default()
                 .with_error_code(ResponseError::InvalidFetchSessionEpoch.code())
-                .with_session_id(req.session_id);
+                .with_session_id(req.session_id));
         }
         for f in &req.forgotten_topics_data {
             let name: Option<Arc<str>> = if by_id {
@@ -261,7 +303,21 @@ pub async fn handle(
         incremental = true;
         session.wants.clone()
     };
+    Ok(SessionView {
+        wants,
+        session_id,
+        incremental,
+    })
+}
 
+/// Reads every partition on its owner and long-polls: while fewer than min_bytes are
+/// available and max_wait_ms has not passed, waits for any owner's high watermark to
+/// move, then reads again.
+async fn read_until_ready(
+    shard: &Rc<Shard>,
+    wants: &[Want],
+    req: &FetchRequest,
+) -> Vec<FetchPartResult> {
     let mut parts: Vec<FetchPart> = wants
         .iter()
         .map(|w| FetchPart {
@@ -292,9 +348,12 @@ pub async fn handle(
         wait_any(shard, &parts, &owners, deadline).await;
         results = read_round(shard, &parts, &owners, None).await;
     }
+    results
+}
 
-    // Cut to max_bytes, keeping at least the first non-empty partition.
-    let max_bytes = req.max_bytes.max(0) as usize;
+/// Cuts the answer to max_bytes, keeping at least the first non-empty partition.
+fn cut_to_max_bytes(results: &mut [FetchPartResult], max_bytes: i32) {
+    let max_bytes = max_bytes.max(0) as usize;
     let mut total = 0usize;
     for r in results.iter_mut() {
         let n = r.bytes();
@@ -307,8 +366,21 @@ pub async fn handle(
             total += n;
         }
     }
+}
 
-    // Build the response in request (or session) order, grouping partitions by topic.
+/// Builds the response in request (or session) order, grouping partitions by topic, and
+/// records in the session what it sent.
+fn build_response(
+    sessions: &std::cell::RefCell<FetchSessions>,
+    view: SessionView,
+    results: Vec<FetchPartResult>,
+    rejected: &[Rejected],
+) -> FetchResponse {
+    let SessionView {
+        wants,
+        session_id,
+        incremental,
+    } = view;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut push = |topic: Option<&Arc<str>>, topic_id: Uuid, pd: PartitionData| {
         let name = TopicName(StrBytes::from_string(
@@ -337,7 +409,7 @@ pub async fn handle(
         }
         let pd = PartitionData::default()
             .with_partition_index(w.partition)
-            .with_error_code(r.error.map_or(0, |e| e.code()))
+            .with_error_code(r.error.as_ref().map_or(0, |e| partition_error(e).code()))
             .with_high_watermark(r.high_watermark)
             .with_last_stable_offset(r.high_watermark)
             .with_log_start_offset(r.log_start_offset)
@@ -346,7 +418,7 @@ pub async fn handle(
             .with_records(Some(r.records.unwrap_or_default()));
         push(Some(&w.topic), w.topic_id, pd);
     }
-    for r in &rejected {
+    for r in rejected {
         let pd = PartitionData::default()
             .with_partition_index(r.partition)
             .with_error_code(r.error.code())

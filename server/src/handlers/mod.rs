@@ -136,74 +136,104 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request, conn: Rc<ConnState>) -> Ou
             v,
             &offsets::offset_for_leader_epoch(&shard, r).await,
         ),
+        body @ (RequestBody::CreateTopics(_)
+        | RequestBody::DeleteTopics(_)
+        | RequestBody::CreatePartitions(_)
+        | RequestBody::DescribeConfigs(_)
+        | RequestBody::AlterConfigs(_)
+        | RequestBody::IncrementalAlterConfigs(_)
+        | RequestBody::DeleteRecords(_)
+        | RequestBody::InitProducerId(_)) => admin_request(&shard, body, cid, key, v).await,
+        body => {
+            let client_id = req.header.client_id.as_deref().unwrap_or("");
+            group_request(&shard, &conn, client_id, body, cid, key, v).await
+        }
+    }
+}
+
+/// Topic administration and producer ids.
+async fn admin_request(
+    shard: &Rc<Shard>,
+    body: RequestBody,
+    cid: i32,
+    key: ApiKey,
+    v: i16,
+) -> Outcome {
+    match body {
         RequestBody::CreateTopics(r) => {
-            respond(cid, key, v, &admin::create_topics(&shard, r, v).await)
+            respond(cid, key, v, &admin::create_topics(shard, r, v).await)
         }
         RequestBody::DeleteTopics(r) => {
-            respond(cid, key, v, &admin::delete_topics(&shard, r, v).await)
+            respond(cid, key, v, &admin::delete_topics(shard, r, v).await)
         }
         RequestBody::CreatePartitions(r) => {
-            respond(cid, key, v, &admin::create_partitions(&shard, r).await)
+            respond(cid, key, v, &admin::create_partitions(shard, r).await)
         }
-        RequestBody::DescribeConfigs(r) => {
-            respond(cid, key, v, &admin::describe_configs(&shard, r))
-        }
-        RequestBody::AlterConfigs(r) => {
-            respond(cid, key, v, &admin::alter_configs(&shard, r).await)
-        }
+        RequestBody::DescribeConfigs(r) => respond(cid, key, v, &admin::describe_configs(shard, r)),
+        RequestBody::AlterConfigs(r) => respond(cid, key, v, &admin::alter_configs(shard, r).await),
         RequestBody::IncrementalAlterConfigs(r) => respond(
             cid,
             key,
             v,
-            &admin::incremental_alter_configs(&shard, r).await,
+            &admin::incremental_alter_configs(shard, r).await,
         ),
         RequestBody::DeleteRecords(r) => {
-            respond(cid, key, v, &admin::delete_records(&shard, r).await)
+            respond(cid, key, v, &admin::delete_records(shard, r).await)
         }
         RequestBody::InitProducerId(r) => {
-            respond(cid, key, v, &admin::init_producer_id(&shard, r).await)
+            respond(cid, key, v, &admin::init_producer_id(shard, r).await)
         }
+        _ => Outcome::Close,
+    }
+}
+
+/// Consumer groups and their offsets; anything else we decode but do not serve closes.
+async fn group_request(
+    shard: &Rc<Shard>,
+    conn: &ConnState,
+    client_id: &str,
+    body: RequestBody,
+    cid: i32,
+    key: ApiKey,
+    v: i16,
+) -> Outcome {
+    match body {
         RequestBody::FindCoordinator(r) => {
-            respond(cid, key, v, &groups::find_coordinator(&shard, r, v))
+            respond(cid, key, v, &groups::find_coordinator(shard, r, v))
         }
-        RequestBody::JoinGroup(r) => {
-            let client_id = req.header.client_id.as_deref().unwrap_or("").to_string();
-            respond(
-                cid,
-                key,
-                v,
-                &groups::join_group(&shard, &client_id, &conn.client_host, r, v).await,
-            )
-        }
-        RequestBody::SyncGroup(r) => respond(cid, key, v, &groups::sync_group(&shard, r).await),
-        RequestBody::Heartbeat(r) => respond(cid, key, v, &groups::heartbeat(&shard, r).await),
-        RequestBody::LeaveGroup(r) => {
-            respond(cid, key, v, &groups::leave_group(&shard, r, v).await)
-        }
+        RequestBody::JoinGroup(r) => respond(
+            cid,
+            key,
+            v,
+            &groups::join_group(shard, client_id, &conn.client_host, r, v).await,
+        ),
+        RequestBody::SyncGroup(r) => respond(cid, key, v, &groups::sync_group(shard, r).await),
+        RequestBody::Heartbeat(r) => respond(cid, key, v, &groups::heartbeat(shard, r).await),
+        RequestBody::LeaveGroup(r) => respond(cid, key, v, &groups::leave_group(shard, r, v).await),
         RequestBody::OffsetCommit(r) => {
-            respond(cid, key, v, &groups::offset_commit(&shard, r).await)
+            respond(cid, key, v, &groups::offset_commit(shard, r).await)
         }
         RequestBody::OffsetFetch(r) if v >= 8 => respond(
             cid,
             key,
             v,
-            &group_admin::offset_fetch_groups(&shard, r).await,
+            &group_admin::offset_fetch_groups(shard, r).await,
         ),
-        RequestBody::OffsetFetch(r) => respond(cid, key, v, &groups::offset_fetch(&shard, r).await),
+        RequestBody::OffsetFetch(r) => respond(cid, key, v, &groups::offset_fetch(shard, r).await),
         RequestBody::DescribeGroups(r) => respond(
             cid,
             key,
             v,
-            &group_admin::describe_groups(&shard, r, v).await,
+            &group_admin::describe_groups(shard, r, v).await,
         ),
         RequestBody::ListGroups(r) => {
-            respond(cid, key, v, &group_admin::list_groups(&shard, r).await)
+            respond(cid, key, v, &group_admin::list_groups(shard, r).await)
         }
         RequestBody::DeleteGroups(r) => {
-            respond(cid, key, v, &group_admin::delete_groups(&shard, r).await)
+            respond(cid, key, v, &group_admin::delete_groups(shard, r).await)
         }
         RequestBody::OffsetDelete(r) => {
-            respond(cid, key, v, &group_admin::offset_delete(&shard, r).await)
+            respond(cid, key, v, &group_admin::offset_delete(shard, r).await)
         }
         _ => Outcome::Close,
     }

@@ -16,9 +16,9 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochResponse,
 };
 
-use crate::kafka_errors::call_error;
+use crate::kafka_errors::{call_error, partition_error};
 use crate::mesh::scatter::{Item, Scatter};
-use crate::mesh::{Reply, ShardRequest};
+use crate::mesh::{PartitionError, Reply, ShardRequest};
 use crate::shard::Shard;
 use crate::topic_table::TopicPartition;
 
@@ -126,7 +126,7 @@ pub async fn offset_for_leader_epoch(
 pub(super) async fn ask_owners<'a, A: 'static, T: Send + 'static>(
     shard: &Rc<Shard>,
     parts: impl Iterator<Item = (&'a str, i32, A)>,
-    make: fn(TopicPartition, A, Reply<Result<T, ResponseError>>) -> ShardRequest,
+    make: fn(TopicPartition, A, Reply<Result<T, PartitionError>>) -> ShardRequest,
 ) -> Vec<Result<T, ResponseError>> {
     let table = shard.table();
     let items: Vec<_> = parts
@@ -140,6 +140,9 @@ pub(super) async fn ask_owners<'a, A: 'static, T: Send + 'static>(
         .collect();
     Scatter::per_item(shard, items, |(tp, arg), reply| make(tp, arg, reply))
         .await
-        .gather(|e| Err(call_error(e)))
+        .gather(
+            |r| r.map_err(|e| partition_error(&e)),
+            |e| Err(call_error(e)),
+        )
         .await
 }

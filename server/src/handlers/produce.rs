@@ -15,22 +15,46 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::batch::{BatchHeader, Codec, MAGIC_V2};
+use sluice_engine::record::RecordRejection;
 
 use super::ConnState;
-use crate::kafka_errors::call_error;
+use crate::kafka_errors::{call_error, partition_error};
 use crate::mesh::scatter::{Item, Scatter};
 use crate::mesh::{Acks, ProducePartitionResult, ShardRequest};
 use crate::shard::Shard;
 use crate::topic_table::{TopicMeta, TopicPartition, is_internal, valid_topic_name};
 
-fn failed(error: ResponseError) -> ProducePartitionResult {
-    ProducePartitionResult {
+/// One partition's answer, its Kafka error code chosen here.
+struct Answer {
+    error: Option<ResponseError>,
+    error_message: Option<String>,
+    base_offset: i64,
+    log_append_time_ms: i64,
+    log_start_offset: i64,
+    record_errors: Vec<RecordRejection>,
+}
+
+fn failed(error: ResponseError) -> Answer {
+    Answer {
         error: Some(error),
         error_message: None,
         base_offset: -1,
         log_append_time_ms: -1,
         log_start_offset: -1,
         record_errors: Vec::new(),
+    }
+}
+
+impl From<ProducePartitionResult> for Answer {
+    fn from(r: ProducePartitionResult) -> Answer {
+        Answer {
+            error: r.error.as_ref().map(partition_error),
+            error_message: r.error.map(|e| e.to_string()),
+            base_offset: r.base_offset,
+            log_append_time_ms: r.log_append_time_ms,
+            log_start_offset: r.log_start_offset,
+            record_errors: r.record_errors,
+        }
     }
 }
 
@@ -74,6 +98,20 @@ fn refusal(
     }
 }
 
+/// Creates the unknown topics a Produce names (auto.create.topics.enable).
+async fn auto_create(shard: &Rc<Shard>, req: &ProduceRequest) {
+    let table = shard.table();
+    let mut missing: Vec<String> = req
+        .topic_data
+        .iter()
+        .map(|t| t.name.0.to_string())
+        .filter(|n| valid_topic_name(n) && table.get(n).is_none())
+        .collect();
+    missing.sort();
+    missing.dedup();
+    super::metadata::auto_create(shard, missing).await;
+}
+
 /// Handles a Produce; `None` when acks=0 (no response is sent).
 pub async fn handle(
     shard: &Rc<Shard>,
@@ -93,18 +131,8 @@ pub async fn handle(
         .is_some_and(|t| !t.0.is_empty());
     let by_id = version >= 13;
 
-    // Auto-create unknown topics named in the request.
     if shard.args.auto_create_topics_enable && !by_id {
-        let table = shard.table();
-        let mut missing: Vec<String> = req
-            .topic_data
-            .iter()
-            .map(|t| t.name.0.to_string())
-            .filter(|n| valid_topic_name(n) && table.get(n).is_none())
-            .collect();
-        missing.sort();
-        missing.dedup();
-        super::metadata::auto_create(shard, missing).await;
+        auto_create(shard, &req).await;
     }
     let table = shard.table();
 
@@ -145,10 +173,17 @@ pub async fn handle(
     })
     .await;
     drop(gate);
-    let results = scatter.gather(|e| failed(call_error(e))).await;
+    let results = scatter
+        .gather(Answer::from, |e| failed(call_error(e)))
+        .await;
     if acks == Some(Acks::None) {
         return None;
     }
+    Some(response(&req, results))
+}
+
+/// The response, one result per partition in request order.
+fn response(req: &ProduceRequest, results: Vec<Answer>) -> ProduceResponse {
     let mut results = results.into_iter();
     let responses = req
         .topic_data
@@ -186,5 +221,5 @@ pub async fn handle(
                 .with_partition_responses(partition_responses)
         })
         .collect();
-    Some(ProduceResponse::default().with_responses(responses))
+    ProduceResponse::default().with_responses(responses)
 }

@@ -1,8 +1,40 @@
 //! Every cross-core operation, as one typed enum sent over glommio's channel mesh. Each
-//! variant carries its own reply handle (a cross-core oneshot). A shard never shares its
-//! state; it answers these messages. If a message is dropped (the destination shard is
-//! shutting down), the reply handle is dropped with it and the asking side sees
-//! `CallError::Dropped`, which handlers turn into a retriable Kafka error.
+//! variant carries its own reply handle (a cross-core oneshot) and says what happens when
+//! it is dropped. A shard never shares its state; it answers these messages
+//! (`inbox.rs`). If a message is dropped (the destination is shutting down or busy), the
+//! reply handle is dropped with it and the asking side sees a `CallError`, which handlers
+//! turn into a retriable Kafka error. `scatter.rs` splits one client request over the
+//! owning shards and joins the replies.
+//!
+//! Bounded work. Messages travel in two lanes, each a channel mesh of its own plus a
+//! local queue for messages a shard sends itself:
+//! - The data lane (`Lane::Data`: Produce, Fetch, ListOffsets, EpochEnd, DeleteRecords,
+//!   Group) carries client work. Its inbox is bounded (`DATA_INBOX_CAPACITY` per peer)
+//!   and the receiving shard runs at most `DATA_HANDLERS_MAX` data handlers at once; past
+//!   that it stops taking messages, its inbox fills, and a sender gets the message back
+//!   (`try_send_to`), waits at most `DATA_SEND_WAIT_MAX` for room and otherwise fails the
+//!   call with `CallError::Busy` (a retriable error for the client). At most
+//!   `LONG_POLLS_MAX` fetches per shard wait for data; beyond that a fetch answers at
+//!   once with what it has, as with max_wait_ms 0.
+//! - The control lane (`Lane::Control`: the controller's metadata operations, table
+//!   updates, offline marks, shutdown, connection admission) is always received and each
+//!   message handled at once. Its population is bounded by its senders: the controller
+//!   runs one metadata operation at a time and asks shards one after another, and every
+//!   other control message is sent once per admin request, connection or offline
+//!   partition.
+//!
+//! Why this cannot deadlock: the controller's operations run on shard 0 in a control
+//! handler and wait only for control replies (OpenPartitions, ClosePartitions,
+//! SetConfig, TableUpdate, PartitionOffline), and every shard serves control messages
+//! whatever its data lane holds, so a shard full of produces and waiting fetches still
+//! answers them; a handler on any shard that asks shard 0 (CreateTopics from a Produce's
+//! auto-create, AllocateProducerId) holds no data permit of shard 0 while it waits. Data
+//! handlers never ask another shard, so they finish on their own (an append, a fetch
+//! deadline of at most 30 s, a group's rebalance timeout), and a data send that finds
+//! the inbox full gives up after a bound instead of waiting on a cycle of full inboxes.
+//! The one data message the controller sends (DeleteTopics' `TopicsDeleted` notice to
+//! each coordinator) is thus bounded too: it waits behind client work that finishes on
+//! its own, or fails as busy and is logged.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -10,20 +42,36 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use glommio::channels::channel_mesh::Senders;
-use glommio::channels::local_channel::LocalSender;
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::oneshot::{self, SharedSender};
-use kafka_protocol::ResponseError;
+use glommio::{GlommioError, ResourceType};
 use sluice_engine::record::RecordRejection;
+use sluice_engine::{AppendError, DeleteRecordsError, FlushError, LeaderEpoch, Offset, ReadError};
 
 use crate::foreign_wake::Relayed;
-use crate::topic_table::{ShardId, TopicPartition, TopicTable};
+use crate::topic_table::{PARTITIONS_MAX, ShardId, TopicPartition, TopicTable};
 
 pub mod inbox;
 pub mod scatter;
 
-/// Capacity of each mesh channel; a full channel makes the sender wait (backpressure).
-pub const MESH_CHANNEL_CAPACITY: usize = 1024;
+/// Capacity of each data-lane channel (per sending peer, and the local queue).
+pub const DATA_INBOX_CAPACITY: usize = 1024;
+/// Capacity of each control-lane channel; its receivers never stop taking messages.
+pub const CONTROL_INBOX_CAPACITY: usize = 256;
+/// Data handlers one shard runs at once; beyond it the data inboxes fill.
+pub const DATA_HANDLERS_MAX: usize = 4096;
+/// Fetches one shard lets wait for data at once; beyond it a fetch answers at once.
+pub const LONG_POLLS_MAX: usize = 1024;
+/// How long a data send waits for room in a full inbox before the call fails as busy.
+pub const DATA_SEND_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Which channels a message travels on (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    Data,
+    Control,
+}
 
 pub type Reply<T> = SharedSender<T>;
 
@@ -34,6 +82,8 @@ pub enum CallError {
     Unreachable(ShardId),
     #[error("shard {0:?} dropped the request")]
     Dropped(ShardId),
+    #[error("shard {0:?} is busy: its inbox stayed full")]
+    Busy(ShardId),
 }
 
 /// The reply to a request already enqueued by `Outbox::send`.
@@ -51,23 +101,64 @@ impl<T: Send> PendingReply<T> {
     }
 }
 
-/// One shard's sending side: a channel to every other shard and a queue to itself, so a
-/// request to the local shard goes through the same inbox as one from a peer.
+/// One shard's sending side: per lane, a channel to every other shard and a queue to
+/// itself, so a request to the local shard goes through the same inbox as one from a peer.
 pub struct Outbox {
     id: ShardId,
-    peers: Senders<ShardRequest>,
-    local: LocalSender<ShardRequest>,
+    data: Senders<ShardRequest>,
+    control: Senders<ShardRequest>,
+    local_data: LocalSender<ShardRequest>,
+    local_control: LocalSender<ShardRequest>,
+}
+
+/// The receiving ends a shard's `Outbox` pairs with, one set per lane.
+pub struct InboxReceivers {
+    pub data: Receivers<ShardRequest>,
+    pub control: Receivers<ShardRequest>,
+    pub local_data: LocalReceiver<ShardRequest>,
+    pub local_control: LocalReceiver<ShardRequest>,
+}
+
+/// Joins this shard to both lanes' meshes; every shard calls it in the same order.
+pub async fn join(
+    id: ShardId,
+    data: MeshBuilder<ShardRequest, Full>,
+    control: MeshBuilder<ShardRequest, Full>,
+) -> Result<(Outbox, InboxReceivers), String> {
+    let (data, data_rx) = data.join().await.map_err(|e| e.to_string())?;
+    let (control, control_rx) = control.join().await.map_err(|e| e.to_string())?;
+    let (local_data, local_data_rx) = local_channel::new_bounded(DATA_INBOX_CAPACITY);
+    let (local_control, local_control_rx) = local_channel::new_bounded(CONTROL_INBOX_CAPACITY);
+    let outbox = Outbox {
+        id,
+        data,
+        control,
+        local_data,
+        local_control,
+    };
+    let receivers = InboxReceivers {
+        data: data_rx,
+        control: control_rx,
+        local_data: local_data_rx,
+        local_control: local_control_rx,
+    };
+    Ok((outbox, receivers))
+}
+
+/// The two meshes of a process with `shards` shards.
+pub fn meshes(
+    shards: usize,
+) -> (
+    MeshBuilder<ShardRequest, Full>,
+    MeshBuilder<ShardRequest, Full>,
+) {
+    (
+        MeshBuilder::full(shards, DATA_INBOX_CAPACITY),
+        MeshBuilder::full(shards, CONTROL_INBOX_CAPACITY),
+    )
 }
 
 impl Outbox {
-    pub fn new(
-        id: ShardId,
-        peers: Senders<ShardRequest>,
-        local: LocalSender<ShardRequest>,
-    ) -> Outbox {
-        Outbox { id, peers, local }
-    }
-
     /// Sends a request to shard `to` (this shard included) and waits for its reply.
     pub async fn ask<T: Send + 'static>(
         &self,
@@ -87,15 +178,53 @@ impl Outbox {
     ) -> Result<PendingReply<T>, CallError> {
         let (tx, rx) = oneshot::shared::<T>();
         let req = make(tx);
-        let sent = if to == self.id {
-            self.local.send(req).await.is_ok()
-        } else {
-            self.peers.send_to(to.index(), req).await.is_ok()
-        };
-        if !sent {
-            return Err(CallError::Unreachable(to));
+        match req.lane() {
+            Lane::Data => self.send_data(to, req).await?,
+            Lane::Control => self.send_control(to, req).await?,
         }
         Ok(PendingReply { rx, from: to })
+    }
+
+    /// Control messages wait for room: their receivers never stop taking them.
+    async fn send_control(&self, to: ShardId, req: ShardRequest) -> Result<(), CallError> {
+        let sent = if to == self.id {
+            self.local_control.send(req).await.is_ok()
+        } else {
+            self.control.send_to(to.index(), req).await.is_ok()
+        };
+        sent.then_some(()).ok_or(CallError::Unreachable(to))
+    }
+
+    /// A full data inbox hands the message back; it then waits at most
+    /// `DATA_SEND_WAIT_MAX` for room, and the call fails as busy after that.
+    async fn send_data(&self, to: ShardId, req: ShardRequest) -> Result<(), CallError> {
+        let tried = if to == self.id {
+            self.local_data.try_send(req)
+        } else {
+            self.data.try_send_to(to.index(), req)
+        };
+        let req = match tried {
+            Ok(()) => return Ok(()),
+            Err(GlommioError::WouldBlock(ResourceType::Channel(req))) => req,
+            Err(_) => return Err(CallError::Unreachable(to)),
+        };
+        let wait = async {
+            let sent = if to == self.id {
+                self.local_data.send(req).await.is_ok()
+            } else {
+                self.data.send_to(to.index(), req).await.is_ok()
+            };
+            Some(sent)
+        };
+        let bound = async {
+            glommio::timer::sleep(DATA_SEND_WAIT_MAX).await;
+            None
+        };
+        match futures_lite::future::or(wait, bound).await {
+            Some(true) => Ok(()),
+            Some(false) => Err(CallError::Unreachable(to)),
+            None => Err(CallError::Busy(to)),
+        }
     }
 }
 
@@ -110,11 +239,55 @@ pub enum Acks {
     All,
 }
 
+/// Why a partition's owner could not serve a request for it. Handlers choose the Kafka
+/// error code (`kafka_errors::partition_error`); the text is the error message sent.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum PartitionError {
+    /// Not (or no longer) owned by the shard asked.
+    #[error("{0} is not on this shard")]
+    NotOwner(TopicPartition),
+    /// Owned by the shard asked, but its log could not be opened.
+    #[error("{tp} is offline: {why}")]
+    Offline { tp: TopicPartition, why: String },
+    /// Produce records that are not a sequence of whole record batches.
+    #[error("records are not whole record batches")]
+    NotWholeBatches,
+    /// The client's leader epoch is newer than the partition's.
+    #[error("leader epoch {0:?} is unknown")]
+    UnknownLeaderEpoch(LeaderEpoch),
+    /// A negative ListOffsets timestamp that names no special offset.
+    #[error("timestamp {0} names no offset")]
+    InvalidTimestamp(i64),
+    /// A DeleteRecords offset outside [0, high watermark].
+    #[error("offset {0:?} is outside the log")]
+    OffsetOutOfRange(Offset),
+    #[error(transparent)]
+    Append(Arc<AppendError>),
+    #[error(transparent)]
+    Flush(FlushError),
+    #[error(transparent)]
+    Read(Arc<ReadError>),
+    #[error(transparent)]
+    DeleteRecords(Arc<DeleteRecordsError>),
+    /// The owner could not be asked (the asking side fills this in).
+    #[error(transparent)]
+    Unreachable(CallError),
+}
+
+/// Why the controller could not hand out a producer id.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ProducerIdError {
+    /// Reserving the next block of ids (written and fsynced) failed.
+    #[error("reserving a producer id block: {0}")]
+    Reserve(String),
+    #[error("producer id block empty after reserve")]
+    EmptyAfterReserve,
+}
+
 /// Outcome of appending one partition's records.
 #[derive(Clone, Debug, Default)]
 pub struct ProducePartitionResult {
-    pub error: Option<ResponseError>,
-    pub error_message: Option<String>,
+    pub error: Option<PartitionError>,
     pub base_offset: i64,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
@@ -140,7 +313,7 @@ pub struct FetchPart {
 /// What a shard read for one `FetchPart`.
 #[derive(Clone, Debug, Default)]
 pub struct FetchPartResult {
-    pub error: Option<ResponseError>,
+    pub error: Option<PartitionError>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub records: Option<Bytes>,
@@ -153,14 +326,14 @@ impl FetchPartResult {
 }
 
 /// Result of a ListOffsets lookup: `(timestamp, offset)` or an error.
-pub type ListOffsetResult = Result<(i64, i64, i32), ResponseError>;
+pub type ListOffsetResult = Result<(i64, i64, i32), PartitionError>;
 
 /// Result of an OffsetForLeaderEpoch lookup: `(leader epoch, end offset)`.
-pub type EpochEndResult = Result<(i32, i64), ResponseError>;
+pub type EpochEndResult = Result<(i32, i64), PartitionError>;
 
 /// Result of a DeleteRecords on one partition: the new log start offset (Kafka's low
 /// watermark).
-pub type DeleteRecordsResult = Result<i64, ResponseError>;
+pub type DeleteRecordsResult = Result<i64, PartitionError>;
 
 /// A topic to create, as shard 0 receives it.
 #[derive(Clone, Debug)]
@@ -170,11 +343,42 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
-/// A per-topic outcome of an admin operation.
-#[derive(Clone, Debug, Default)]
-pub struct TopicOutcome {
-    pub error: Option<ResponseError>,
-    pub message: Option<String>,
+/// A per-topic outcome of an admin operation on the controller.
+pub type TopicOutcome = Result<(), TopicError>;
+
+/// Why the controller refused, or failed, one topic of an admin operation. Handlers choose
+/// the Kafka error code (`kafka_errors::topic_error`); the text is the error message sent.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic named twice in one request")]
+    NamedTwice,
+    #[error("illegal topic name")]
+    InvalidName,
+    #[error("topic already exists")]
+    AlreadyExists,
+    #[error("partition count must be in 1..={PARTITIONS_MAX}")]
+    PartitionCountOutOfRange,
+    /// A config name or value the topic cannot take; the text says which.
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("no such topic")]
+    Unknown,
+    /// Group coordinators live on it; deleting it would lose every commit.
+    #[error("internal topic cannot be deleted")]
+    InternalNotDeletable,
+    /// Groups are hashed over its partition count; growing it would move them.
+    #[error("the partition count of an internal topic cannot change")]
+    InternalPartitionCountFixed,
+    #[error("topic has {0} partitions; the count can only grow")]
+    PartitionCountCannotShrink(i32),
+    #[error("partition count must be at most {PARTITIONS_MAX}")]
+    PartitionCountTooLarge,
+    /// The topic metadata could not be written; the text is the store's error.
+    #[error("{0}")]
+    NotPersisted(String),
+    /// A partition of the new topic could not be opened on its owner.
+    #[error(transparent)]
+    NotOpened(PartitionError),
 }
 
 /// One topic's config change for IncrementalAlterConfigs.
@@ -244,13 +448,15 @@ pub enum ShardRequest {
         reply: Reply<Vec<TopicOutcome>>,
     },
     /// To shard 0: hand out a producer id that was never handed out before.
-    AllocateProducerId { reply: Reply<Result<i64, String>> },
+    AllocateProducerId {
+        reply: Reply<Result<i64, ProducerIdError>>,
+    },
     /// To an owner: open (creating if needed) these partitions of a topic.
     OpenPartitions {
         topic: Arc<str>,
         partitions: Vec<i32>,
         configs: BTreeMap<String, String>,
-        reply: Reply<Result<(), String>>,
+        reply: Reply<Result<(), PartitionError>>,
     },
     /// To an owner: close these partitions and, with `delete`, remove their files.
     ClosePartitions {
@@ -293,6 +499,34 @@ pub enum ShardRequest {
     /// To shard 0: a connection it admitted from `ip` closed. Dropped (only while shutting
     /// down): the count stays one too high, which no longer matters.
     ReleaseConnection { ip: IpAddr, reply: Reply<()> },
+}
+
+impl ShardRequest {
+    /// Client work travels on the data lane, everything that keeps shards consistent
+    /// (and must not wait behind client work) on the control lane.
+    pub fn lane(&self) -> Lane {
+        match self {
+            ShardRequest::Produce { .. }
+            | ShardRequest::Fetch { .. }
+            | ShardRequest::ListOffsets { .. }
+            | ShardRequest::EpochEnd { .. }
+            | ShardRequest::DeleteRecords { .. }
+            | ShardRequest::Group { .. } => Lane::Data,
+            ShardRequest::CreateTopics { .. }
+            | ShardRequest::DeleteTopics { .. }
+            | ShardRequest::CreatePartitions { .. }
+            | ShardRequest::AlterConfigs { .. }
+            | ShardRequest::AllocateProducerId { .. }
+            | ShardRequest::OpenPartitions { .. }
+            | ShardRequest::ClosePartitions { .. }
+            | ShardRequest::SetConfig { .. }
+            | ShardRequest::TableUpdate { .. }
+            | ShardRequest::PartitionOffline { .. }
+            | ShardRequest::Shutdown { .. }
+            | ShardRequest::AdmitConnection { .. }
+            | ShardRequest::ReleaseConnection { .. } => Lane::Control,
+        }
+    }
 }
 
 /// Shard 0's answer to `AdmitConnection`.

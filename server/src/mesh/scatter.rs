@@ -26,10 +26,12 @@ pub enum Item<I, R> {
     Answered(R),
 }
 
-/// Messages already enqueued on their owners, waiting to be joined in item order.
-pub struct Scatter<R: Send> {
+/// Messages already enqueued on their owners, waiting to be joined in item order. `R` is
+/// the owners' reply per item, `A` what the caller makes of it (and gave for items it
+/// answered itself).
+pub struct Scatter<R: Send, A = R> {
     len: usize,
-    answered: Vec<(usize, R)>,
+    answered: Vec<(usize, A)>,
     sent: Vec<Sent<R>>,
 }
 
@@ -38,13 +40,13 @@ enum Sent<R: Send> {
     Owner(Vec<usize>, Result<PendingReply<Vec<R>>, CallError>),
 }
 
-impl<R: Send + 'static> Scatter<R> {
+impl<R: Send + 'static, A> Scatter<R, A> {
     /// Sends one message per item to the item's owner, in item order.
     pub async fn per_item<I>(
         shard: &Rc<Shard>,
-        items: impl IntoIterator<Item = Item<I, R>>,
+        items: impl IntoIterator<Item = Item<I, A>>,
         mut make: impl FnMut(I, Reply<R>) -> ShardRequest,
-    ) -> Scatter<R> {
+    ) -> Scatter<R, A> {
         let mut s = Scatter::empty();
         for (i, item) in items.into_iter().enumerate() {
             s.len += 1;
@@ -63,9 +65,9 @@ impl<R: Send + 'static> Scatter<R> {
     /// order); the owner answers one result per item, in the same order.
     pub async fn per_owner<I>(
         shard: &Rc<Shard>,
-        items: impl IntoIterator<Item = Item<I, R>>,
+        items: impl IntoIterator<Item = Item<I, A>>,
         mut make: impl FnMut(Vec<I>, Reply<Vec<R>>) -> ShardRequest,
-    ) -> Scatter<R> {
+    ) -> Scatter<R, A> {
         let mut s = Scatter::empty();
         let mut by_owner: std::collections::BTreeMap<ShardId, (Vec<usize>, Vec<I>)> =
             Default::default();
@@ -87,7 +89,7 @@ impl<R: Send + 'static> Scatter<R> {
         s
     }
 
-    fn empty() -> Scatter<R> {
+    fn empty() -> Scatter<R, A> {
         Scatter {
             len: 0,
             answered: Vec::new(),
@@ -95,53 +97,19 @@ impl<R: Send + 'static> Scatter<R> {
         }
     }
 
-    /// Waits for every reply and returns one result per item, in item order.
-    pub async fn gather(self, failed: impl Fn(&CallError) -> R) -> Vec<R> {
-        let results = self.gather_results().await;
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|e| failed(&e)))
-            .collect()
-    }
-
-    /// Like `gather`, with the call error of each item whose message got no answer.
-    pub async fn gather_results(self) -> Vec<Result<R, CallError>> {
-        let mut out: Vec<Option<Result<R, CallError>>> = Vec::with_capacity(self.len);
+    /// Waits for every reply and returns one answer per item, in item order: `ok` of the
+    /// owner's reply, or `failed` of the call error when its message got no answer.
+    pub async fn gather(self, ok: impl Fn(R) -> A, failed: impl Fn(&CallError) -> A) -> Vec<A> {
+        let mut out: Vec<Option<A>> = Vec::with_capacity(self.len);
         out.resize_with(self.len, || None);
-        for (i, r) in self.answered {
-            out[i] = Some(Ok(r));
+        for (i, a) in self.answered {
+            out[i] = Some(a);
         }
-        for sent in self.sent {
-            match sent {
-                Sent::Item(i, pending) => {
-                    out[i] = Some(match pending {
-                        Ok(p) => p.wait().await,
-                        Err(e) => Err(e),
-                    });
-                }
-                Sent::Owner(idx, pending) => {
-                    let rs = match pending {
-                        Ok(p) => p.wait().await,
-                        Err(e) => Err(e),
-                    };
-                    match rs {
-                        Ok(rs) => {
-                            assert_eq!(rs.len(), idx.len(), "one result per item");
-                            for (i, r) in idx.into_iter().zip(rs) {
-                                out[i] = Some(Ok(r));
-                            }
-                        }
-                        Err(e) => {
-                            for i in idx {
-                                out[i] = Some(Err(e));
-                            }
-                        }
-                    }
-                }
-            }
+        for (i, r) in replies(self.sent).await {
+            out[i] = Some(r.map_or_else(|e| failed(&e), &ok));
         }
         out.into_iter()
-            .map(|r| r.expect("every item answered"))
+            .map(|a| a.expect("every item answered"))
             .collect()
     }
 
@@ -174,4 +142,41 @@ impl<R: Send + 'static> Scatter<R> {
         })
         .await;
     }
+}
+
+impl<R: Send + 'static> Scatter<R, Result<R, CallError>> {
+    /// Like `gather`, keeping the call error of each item whose message got no answer.
+    pub async fn gather_results(self) -> Vec<Result<R, CallError>> {
+        self.gather(Ok, |e| Err(*e)).await
+    }
+}
+
+/// Waits for every message's reply: per item sent, its index and reply.
+async fn replies<R: Send>(sent: Vec<Sent<R>>) -> Vec<(usize, Result<R, CallError>)> {
+    let mut out = Vec::new();
+    for sent in sent {
+        match sent {
+            Sent::Item(i, pending) => {
+                let r = match pending {
+                    Ok(p) => p.wait().await,
+                    Err(e) => Err(e),
+                };
+                out.push((i, r));
+            }
+            Sent::Owner(idx, pending) => {
+                let rs = match pending {
+                    Ok(p) => p.wait().await,
+                    Err(e) => Err(e),
+                };
+                match rs {
+                    Ok(rs) => {
+                        assert_eq!(rs.len(), idx.len(), "one result per item");
+                        out.extend(idx.into_iter().zip(rs.into_iter().map(Ok)));
+                    }
+                    Err(e) => out.extend(idx.into_iter().map(|i| (i, Err(e)))),
+                }
+            }
+        }
+    }
+    out
 }
