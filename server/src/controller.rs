@@ -70,13 +70,26 @@ impl Controller {
         }
     }
 
-    /// Persists the controller's records through the store, off the reactor thread.
-    async fn persist(&self, records: Vec<TopicRecord>) -> Result<(), String> {
+    /// The table and records a mutation starts from (it holds `lock` meanwhile).
+    fn draft(&self) -> (TopicTable, Vec<TopicRecord>) {
+        let table = TopicTable::clone(&self.shard.table());
+        (table, self.records.borrow().clone())
+    }
+
+    /// Persists a mutation's records through the store, off the reactor thread, and only
+    /// then makes them the controller's.
+    async fn commit(&self, records: Vec<TopicRecord>) -> Result<(), TopicError> {
         let store = self.store.clone();
-        glommio::executor()
-            .spawn_blocking(move || store.save(&records))
-            .await
-            .map_err(|e| e.to_string())
+        let saved = records.clone();
+        let persisted = glommio::executor()
+            .spawn_blocking(move || store.save(&saved))
+            .await;
+        if let Err(e) = persisted {
+            error!(error = %e, "topic metadata not persisted");
+            return Err(TopicError::NotPersisted(e.to_string()));
+        }
+        *self.records.borrow_mut() = records;
+        Ok(())
     }
 
     /// Opens every partition of `topic` numbered in `range` on its owning shard.
@@ -117,8 +130,7 @@ impl Controller {
         validate_only: bool,
     ) -> Vec<TopicOutcome> {
         let _permit = self.lock.acquire_permit(1).await;
-        let mut table = TopicTable::clone(&self.shard.table());
-        let mut records = self.records.borrow().clone();
+        let (mut table, mut records) = self.draft();
         let mut outcomes = Vec::with_capacity(topics.len());
         let mut created = Vec::new();
         for t in &topics {
@@ -157,16 +169,14 @@ impl Controller {
         if created.is_empty() {
             return outcomes;
         }
-        if let Err(msg) = self.persist(records.clone()).await {
-            error!(error = %msg, "topic metadata not persisted");
+        if let Err(e) = self.commit(records).await {
             for (t, o) in topics.iter().zip(outcomes.iter_mut()) {
                 if created.contains(&t.name) {
-                    *o = Err(TopicError::NotPersisted(msg.clone()));
+                    *o = Err(e.clone());
                 }
             }
             return outcomes;
         }
-        *self.records.borrow_mut() = records;
         for name in &created {
             let count = table.get(name).expect("created").partition_count();
             if let Err(e) = self.open_on_owners(&table, name, 0..count).await {
@@ -183,8 +193,7 @@ impl Controller {
 
     pub async fn delete_topics(&self, names: Vec<String>) -> Vec<TopicOutcome> {
         let _permit = self.lock.acquire_permit(1).await;
-        let mut table = TopicTable::clone(&self.shard.table());
-        let mut records = self.records.borrow().clone();
+        let (mut table, mut records) = self.draft();
         let mut outcomes = Vec::with_capacity(names.len());
         let mut deleted = Vec::new();
         for name in &names {
@@ -205,14 +214,9 @@ impl Controller {
         if deleted.is_empty() {
             return outcomes;
         }
-        if let Err(msg) = self.persist(records.clone()).await {
-            error!(error = %msg, "topic metadata not persisted");
-            return names
-                .iter()
-                .map(|_| Err(TopicError::NotPersisted(msg.clone())))
-                .collect();
+        if let Err(e) = self.commit(records).await {
+            return vec![Err(e); names.len()];
         }
-        *self.records.borrow_mut() = records;
         self.publish(table).await;
         let deleted_names: Vec<String> = deleted.iter().map(|m| m.name.to_string()).collect();
         for meta in deleted {
@@ -268,8 +272,7 @@ impl Controller {
         validate_only: bool,
     ) -> Vec<TopicOutcome> {
         let _permit = self.lock.acquire_permit(1).await;
-        let mut table = TopicTable::clone(&self.shard.table());
-        let mut records = self.records.borrow().clone();
+        let (mut table, mut records) = self.draft();
         let mut outcomes = Vec::with_capacity(topics.len());
         let mut grown = Vec::new();
         for (name, count) in &topics {
@@ -298,13 +301,9 @@ impl Controller {
         if grown.is_empty() {
             return outcomes;
         }
-        if let Err(msg) = self.persist(records.clone()).await {
-            return topics
-                .iter()
-                .map(|_| Err(TopicError::NotPersisted(msg.clone())))
-                .collect();
+        if let Err(e) = self.commit(records).await {
+            return vec![Err(e); topics.len()];
         }
-        *self.records.borrow_mut() = records;
         for (name, old, new) in &grown {
             if let Err(e) = self.open_on_owners(&table, name, *old..*new).await {
                 error!(topic = %name, error = %e, "new partitions not opened");
@@ -320,8 +319,7 @@ impl Controller {
         validate_only: bool,
     ) -> Vec<TopicOutcome> {
         let _permit = self.lock.acquire_permit(1).await;
-        let mut table = TopicTable::clone(&self.shard.table());
-        let mut records = self.records.borrow().clone();
+        let (mut table, mut records) = self.draft();
         let mut outcomes = Vec::with_capacity(changes.len());
         let mut altered = Vec::new();
         for ch in &changes {
@@ -366,13 +364,9 @@ impl Controller {
         if altered.is_empty() {
             return outcomes;
         }
-        if let Err(msg) = self.persist(records.clone()).await {
-            return changes
-                .iter()
-                .map(|_| Err(TopicError::NotPersisted(msg.clone())))
-                .collect();
+        if let Err(e) = self.commit(records).await {
+            return vec![Err(e); changes.len()];
         }
-        *self.records.borrow_mut() = records;
         for name in &altered {
             let meta = table.get(name).expect("altered").clone();
             let mut owners: Vec<ShardId> = meta.owners.clone();

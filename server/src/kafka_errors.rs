@@ -191,6 +191,68 @@ mod tests {
     }
 
     #[test]
+    fn owner_errors_map_at_the_edge() {
+        // Proves the owner side's typed errors reach clients as the codes they got when
+        // the owner chose them: a partition elsewhere or unreachable is retriable
+        // NOT_LEADER_OR_FOLLOWER, an offline one KAFKA_STORAGE_ERROR, and the
+        // controller's refusals keep their Kafka codes.
+        use crate::mesh::{CallError, PartitionError, TopicError};
+        use crate::topic_table::{ShardId, TopicPartition};
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let cases = [
+            (
+                PartitionError::NotOwner(tp.clone()),
+                ResponseError::NotLeaderOrFollower,
+            ),
+            (
+                PartitionError::Offline {
+                    tp,
+                    why: "EIO".into(),
+                },
+                ResponseError::KafkaStorageError,
+            ),
+            (
+                PartitionError::Unreachable(CallError::Busy(ShardId(1))),
+                ResponseError::NotLeaderOrFollower,
+            ),
+            (
+                PartitionError::NotWholeBatches,
+                ResponseError::CorruptMessage,
+            ),
+            (
+                PartitionError::InvalidTimestamp(-4),
+                ResponseError::InvalidRequest,
+            ),
+            (
+                PartitionError::OffsetOutOfRange(Offset(9)),
+                ResponseError::OffsetOutOfRange,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(partition_error(&e), want, "{e:?}");
+        }
+        let topics = [
+            (TopicError::NamedTwice, ResponseError::InvalidRequest),
+            (TopicError::AlreadyExists, ResponseError::TopicAlreadyExists),
+            (
+                TopicError::PartitionCountCannotShrink(3),
+                ResponseError::InvalidPartitions,
+            ),
+            (TopicError::Unknown, ResponseError::UnknownTopicOrPartition),
+            (
+                TopicError::NotPersisted("ENOSPC".into()),
+                ResponseError::KafkaStorageError,
+            ),
+        ];
+        for (e, want) in topics {
+            assert_eq!(topic_error(&e), want, "{e:?}");
+        }
+    }
+
+    #[test]
     fn store_errors_map_as_kafkas_group_coordinator() {
         // Proves the two store mappings: a failed assignment store (storeGroup) and a
         // failed offsets store answer with the codes Kafka's coordinator gives.

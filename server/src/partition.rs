@@ -51,6 +51,22 @@ pub fn high_watermark(log: &Log) -> Offset {
     log.durable_offset()
 }
 
+/// ListOffsets' answer when no record matches.
+const NOT_FOUND: FoundOffset = FoundOffset {
+    timestamp_ms: -1,
+    offset: Offset(-1),
+    leader_epoch: LeaderEpoch(-1),
+};
+
+/// A ListOffsets answer in the partition's current leader epoch.
+fn found(timestamp_ms: i64, offset: Offset) -> FoundOffset {
+    FoundOffset {
+        timestamp_ms,
+        offset,
+        leader_epoch: LEADER_EPOCH,
+    }
+}
+
 /// Resolves when any of the listeners does.
 struct AnyEvent(Vec<EventListener>);
 
@@ -353,9 +369,9 @@ impl PartitionSet {
     ) -> ProducePartitionResult {
         let fail = |error: PartitionError| ProducePartitionResult {
             error: Some(error),
-            base_offset: -1,
+            base_offset: Offset(-1),
             log_append_time_ms: -1,
-            log_start_offset: -1,
+            log_start_offset: Offset(-1),
             record_errors: Vec::new(),
         };
         let Some(log) = self.get(tp) else {
@@ -396,9 +412,9 @@ impl PartitionSet {
         }
         ProducePartitionResult {
             error: None,
-            base_offset: first.base_offset.0,
+            base_offset: first.base_offset,
             log_append_time_ms: first.log_append_time_ms,
-            log_start_offset: log.log_start_offset().0,
+            log_start_offset: log.log_start_offset(),
             record_errors: Vec::new(),
         }
     }
@@ -409,10 +425,9 @@ impl PartitionSet {
         match self.get(&part.tp) {
             None => true,
             Some(log) => {
-                let leo = log.log_end_offset().0;
-                high_watermark(&log).0 > part.wait_past_offset
-                    || part.fetch_offset > leo
-                    || part.fetch_offset < log.log_start_offset().0
+                high_watermark(&log) > part.wait_past_offset
+                    || part.fetch_offset > log.log_end_offset()
+                    || part.fetch_offset < log.log_start_offset()
             }
         }
     }
@@ -423,7 +438,7 @@ impl PartitionSet {
     fn request_flushes(&self, parts: &[FetchPart]) {
         for p in parts {
             if let Some(log) = self.get(&p.tp)
-                && log.log_end_offset().0 > p.wait_past_offset.max(high_watermark(&log).0)
+                && log.log_end_offset() > p.wait_past_offset.max(high_watermark(&log))
             {
                 log.request_flush();
             }
@@ -470,24 +485,22 @@ impl PartitionSet {
         let Some(log) = self.get(&p.tp) else {
             return FetchPartResult {
                 error: Some(self.absent_error(&p.tp)),
-                high_watermark: -1,
-                log_start_offset: -1,
+                high_watermark: Offset(-1),
+                log_start_offset: Offset(-1),
                 records: None,
             };
         };
         let hw = high_watermark(&log);
-        if p.current_leader_epoch > LEADER_EPOCH.0 {
+        if p.current_leader_epoch > LEADER_EPOCH {
             return FetchPartResult {
-                error: Some(PartitionError::UnknownLeaderEpoch(LeaderEpoch(
-                    p.current_leader_epoch,
-                ))),
-                high_watermark: hw.0,
-                log_start_offset: log.log_start_offset().0,
+                error: Some(PartitionError::UnknownLeaderEpoch(p.current_leader_epoch)),
+                high_watermark: hw,
+                log_start_offset: log.log_start_offset(),
                 records: None,
             };
         }
         let bytes_max = u32::try_from(p.partition_max_bytes.max(0)).unwrap_or(0);
-        match log.read_up_to(Offset(p.fetch_offset), bytes_max, hw).await {
+        match log.read_up_to(p.fetch_offset, bytes_max, hw).await {
             Ok(r) => {
                 let records = match r.batches.len() {
                     0 => Bytes::new(),
@@ -504,17 +517,17 @@ impl PartitionSet {
                 };
                 FetchPartResult {
                     error: None,
-                    high_watermark: hw.0,
-                    log_start_offset: r.log_start_offset.0,
+                    high_watermark: hw,
+                    log_start_offset: r.log_start_offset,
                     records: Some(records),
                 }
             }
             Err(e) => {
-                report_read_error(&p.tp, p.fetch_offset, &e);
+                report_read_error(&p.tp, p.fetch_offset.0, &e);
                 FetchPartResult {
                     error: Some(PartitionError::Read(Arc::new(e))),
-                    high_watermark: hw.0,
-                    log_start_offset: log.log_start_offset().0,
+                    high_watermark: hw,
+                    log_start_offset: log.log_start_offset(),
                     records: None,
                 }
             }
@@ -522,26 +535,26 @@ impl PartitionSet {
     }
 
     /// ListOffsets: -2 earliest, -1 latest, -3 the record with the max timestamp, else the
-    /// first record at or after the timestamp. Returns `(timestamp, offset, leader epoch)`.
+    /// first record at or after the timestamp. Nothing found is offset -1.
     pub async fn list_offsets(&self, tp: &TopicPartition, timestamp: i64) -> ListOffsetResult {
         let Some(log) = self.get(tp) else {
             return Err(self.absent_error(tp));
         };
         match timestamp {
-            -2 => Ok((-1, log.log_start_offset().0, LEADER_EPOCH.0)),
-            -1 => Ok((-1, high_watermark(&log).0, LEADER_EPOCH.0)),
+            -2 => Ok(found(-1, log.log_start_offset())),
+            -1 => Ok(found(-1, high_watermark(&log))),
             -3 => match log.offset_for_max_timestamp().await {
-                Ok(Some(t)) => Ok((t.timestamp_ms, t.offset.0, LEADER_EPOCH.0)),
-                Ok(None) => Ok((-1, -1, -1)),
+                Ok(Some(t)) => Ok(found(t.timestamp_ms, t.offset)),
+                Ok(None) => Ok(NOT_FOUND),
                 Err(e) => Err(PartitionError::Read(Arc::new(e))),
             },
             t if t < 0 => Err(PartitionError::InvalidTimestamp(t)),
             // As Kafka: only an offset a consumer can fetch (below the high watermark).
             t => match log.offset_for_timestamp(t).await {
-                Ok(Some(found)) if found.offset < high_watermark(&log) => {
-                    Ok((found.timestamp_ms, found.offset.0, LEADER_EPOCH.0))
+                Ok(Some(f)) if f.offset < high_watermark(&log) => {
+                    Ok(found(f.timestamp_ms, f.offset))
                 }
-                Ok(_) => Ok((-1, -1, -1)),
+                Ok(_) => Ok(NOT_FOUND),
                 Err(e) => {
                     report_read_error(tp, t, &e);
                     Err(PartitionError::Read(Arc::new(e)))
@@ -553,34 +566,39 @@ impl PartitionSet {
     /// DeleteRecords: moves the log start offset up to `offset`, -1 meaning the high
     /// watermark, as Kafka's deleteRecords; an offset below -1 or past the high watermark
     /// is OFFSET_OUT_OF_RANGE. Returns the log start offset after it.
-    pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> DeleteRecordsResult {
+    pub async fn delete_records(&self, tp: &TopicPartition, offset: Offset) -> DeleteRecordsResult {
         let Some(log) = self.get(tp) else {
             return Err(PartitionError::NotOwner(tp.clone()));
         };
-        let high_watermark = log.log_end_offset().0;
-        let offset = if offset == -1 { high_watermark } else { offset };
-        if !(0..=high_watermark).contains(&offset) {
-            return Err(PartitionError::OffsetOutOfRange(Offset(offset)));
+        let high_watermark = log.log_end_offset();
+        let offset = if offset == Offset(-1) {
+            high_watermark
+        } else {
+            offset
+        };
+        if !(Offset(0)..=high_watermark).contains(&offset) {
+            return Err(PartitionError::OffsetOutOfRange(offset));
         }
-        log.delete_records_before(Offset(offset))
+        log.delete_records_before(offset)
             .await
-            .map(|o| o.0)
             .map_err(|e| PartitionError::DeleteRecords(Arc::new(e)))
     }
 
-    pub fn epoch_end(&self, tp: &TopicPartition, leader_epoch: i32) -> EpochEndResult {
+    pub fn epoch_end(&self, tp: &TopicPartition, leader_epoch: LeaderEpoch) -> EpochEndResult {
         let Some(log) = self.get(tp) else {
             return Err(self.absent_error(tp));
         };
-        if leader_epoch > LEADER_EPOCH.0 {
-            return Err(PartitionError::UnknownLeaderEpoch(LeaderEpoch(
-                leader_epoch,
-            )));
+        if leader_epoch > LEADER_EPOCH {
+            return Err(PartitionError::UnknownLeaderEpoch(leader_epoch));
         }
-        Ok(match log.end_offset_for_epoch(LeaderEpoch(leader_epoch)) {
-            Some((e, o)) => (e.0, o.0),
+        let (leader_epoch, end_offset) = match log.end_offset_for_epoch(leader_epoch) {
+            Some(found) => found,
             // No batch of this epoch yet: the leader's current epoch ends at the log end.
-            None => (LEADER_EPOCH.0, log.log_end_offset().0),
+            None => (LEADER_EPOCH, log.log_end_offset()),
+        };
+        Ok(EpochEnd {
+            leader_epoch,
+            end_offset,
         })
     }
 }

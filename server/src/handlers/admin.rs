@@ -25,6 +25,8 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use sluice_engine::Offset;
+
 use crate::config::{
     BrokerConfig, CLEANUP_POLICY, COMPRESSION_TYPE, MESSAGE_TIMESTAMP_TYPE,
     MIN_CLEANABLE_DIRTY_RATIO, TOPIC_CONFIG_NAMES, broker_synonym,
@@ -866,7 +868,11 @@ pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> Del
                 .map(|p| (t.name.0.as_str(), p.partition_index, p.offset))
         });
     let results = super::offsets::ask_owners(shard, parts, |tp, offset, reply| {
-        ShardRequest::DeleteRecords { tp, offset, reply }
+        ShardRequest::DeleteRecords {
+            tp,
+            offset: Offset(offset),
+            reply,
+        }
     })
     .await;
     let mut results = results.into_iter();
@@ -886,7 +892,7 @@ pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> Del
                         None => results.next().expect("one result per partition asked"),
                     };
                     match result {
-                        Ok(low_watermark) => base.with_low_watermark(low_watermark),
+                        Ok(low_watermark) => base.with_low_watermark(low_watermark.0),
                         Err(e) => base.with_error_code(e.code()).with_low_watermark(-1),
                     }
                 })

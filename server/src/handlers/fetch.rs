@@ -17,6 +17,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::batch::Codec;
+use sluice_engine::{LeaderEpoch, Offset};
 use uuid::Uuid;
 
 use crate::config::{COMPRESSION_TYPE, compression_codec};
@@ -44,7 +45,7 @@ struct Want {
     current_leader_epoch: i32,
     owner: ShardId,
     /// What the session last sent for this partition: (high watermark, log start offset).
-    last_sent: Option<(i64, i64)>,
+    last_sent: Option<(Offset, Offset)>,
 }
 
 struct Session {
@@ -96,8 +97,8 @@ async fn read_round(
         |r| r,
         |e| FetchPartResult {
             error: Some(PartitionError::Unreachable(*e)),
-            high_watermark: -1,
-            log_start_offset: -1,
+            high_watermark: Offset(-1),
+            log_start_offset: Offset(-1),
             records: None,
         },
     )
@@ -325,10 +326,10 @@ async fn read_until_ready(
                 topic: w.topic.clone(),
                 partition: w.partition,
             },
-            fetch_offset: w.fetch_offset,
+            fetch_offset: Offset(w.fetch_offset),
             partition_max_bytes: w.partition_max_bytes,
-            current_leader_epoch: w.current_leader_epoch,
-            wait_past_offset: w.fetch_offset,
+            current_leader_epoch: LeaderEpoch(w.current_leader_epoch),
+            wait_past_offset: Offset(w.fetch_offset),
         })
         .collect();
     let owners: Vec<ShardId> = wants.iter().map(|w| w.owner).collect();
@@ -410,9 +411,9 @@ fn build_response(
         let pd = PartitionData::default()
             .with_partition_index(w.partition)
             .with_error_code(r.error.as_ref().map_or(0, |e| partition_error(e).code()))
-            .with_high_watermark(r.high_watermark)
-            .with_last_stable_offset(r.high_watermark)
-            .with_log_start_offset(r.log_start_offset)
+            .with_high_watermark(r.high_watermark.0)
+            .with_last_stable_offset(r.high_watermark.0)
+            .with_log_start_offset(r.log_start_offset.0)
             .with_aborted_transactions(None)
             .with_preferred_read_replica(BrokerId(-1))
             .with_records(Some(r.records.unwrap_or_default()));

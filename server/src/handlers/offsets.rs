@@ -16,6 +16,8 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochResponse,
 };
 
+use sluice_engine::LeaderEpoch;
+
 use crate::kafka_errors::{call_error, partition_error};
 use crate::mesh::scatter::{Item, Scatter};
 use crate::mesh::{PartitionError, Reply, ShardRequest};
@@ -57,10 +59,14 @@ pub async fn list_offsets(
                             .with_error_code(ResponseError::UnsupportedVersion.code())
                             .with_timestamp(-1)
                             .with_offset(-1),
-                        Ok((ts, off, epoch)) => base
-                            .with_timestamp(ts)
-                            .with_offset(off)
-                            .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
+                        Ok(found) => base
+                            .with_timestamp(found.timestamp_ms)
+                            .with_offset(found.offset.0)
+                            .with_leader_epoch(if version >= 4 {
+                                found.leader_epoch.0
+                            } else {
+                                -1
+                            }),
                         Err(e) => base
                             .with_error_code(e.code())
                             .with_timestamp(-1)
@@ -84,7 +90,7 @@ pub async fn offset_for_leader_epoch(
     let parts = req.topics.iter().flat_map(|t| {
         t.partitions
             .iter()
-            .map(move |p| (t.topic.0.as_str(), p.partition, p.leader_epoch))
+            .map(move |p| (t.topic.0.as_str(), p.partition, LeaderEpoch(p.leader_epoch)))
     });
     let results = ask_owners(shard, parts, |tp, leader_epoch, reply| {
         ShardRequest::EpochEnd {
@@ -105,7 +111,9 @@ pub async fn offset_for_leader_epoch(
                 .map(|p| {
                     let base = EpochEndOffset::default().with_partition(p.partition);
                     match results.next().expect("one result per partition") {
-                        Ok((epoch, end)) => base.with_leader_epoch(epoch).with_end_offset(end),
+                        Ok(end) => base
+                            .with_leader_epoch(end.leader_epoch.0)
+                            .with_end_offset(end.end_offset.0),
                         Err(e) => base
                             .with_error_code(e.code())
                             .with_leader_epoch(-1)

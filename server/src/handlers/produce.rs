@@ -50,9 +50,9 @@ impl From<ProducePartitionResult> for Answer {
         Answer {
             error: r.error.as_ref().map(partition_error),
             error_message: r.error.map(|e| e.to_string()),
-            base_offset: r.base_offset,
+            base_offset: r.base_offset.0,
             log_append_time_ms: r.log_append_time_ms,
-            log_start_offset: r.log_start_offset,
+            log_start_offset: r.log_start_offset.0,
             record_errors: r.record_errors,
         }
     }

@@ -288,9 +288,9 @@ pub enum ProducerIdError {
 #[derive(Clone, Debug, Default)]
 pub struct ProducePartitionResult {
     pub error: Option<PartitionError>,
-    pub base_offset: i64,
+    pub base_offset: Offset,
     pub log_append_time_ms: i64,
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
     /// The records the topic refused (INVALID_RECORD), by index in their batch; sent
     /// from Produce v8 as `record_errors`.
     pub record_errors: Vec<RecordRejection>,
@@ -300,22 +300,22 @@ pub struct ProducePartitionResult {
 #[derive(Clone, Debug)]
 pub struct FetchPart {
     pub tp: TopicPartition,
-    pub fetch_offset: i64,
+    pub fetch_offset: Offset,
     pub partition_max_bytes: i32,
     /// The consumer's view of the leader epoch, -1 if unknown.
-    pub current_leader_epoch: i32,
+    pub current_leader_epoch: LeaderEpoch,
     /// A waiting fetch wakes once the high watermark is past this (the high watermark
     /// the previous read saw), so data already seen but too small for min_bytes does
     /// not wake it again.
-    pub wait_past_offset: i64,
+    pub wait_past_offset: Offset,
 }
 
 /// What a shard read for one `FetchPart`.
 #[derive(Clone, Debug, Default)]
 pub struct FetchPartResult {
     pub error: Option<PartitionError>,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
     pub records: Option<Bytes>,
 }
 
@@ -325,15 +325,32 @@ impl FetchPartResult {
     }
 }
 
-/// Result of a ListOffsets lookup: `(timestamp, offset)` or an error.
-pub type ListOffsetResult = Result<(i64, i64, i32), PartitionError>;
+/// What ListOffsets found: the offset, with its record's timestamp and leader epoch (-1
+/// each where Kafka answers -1: the earliest and latest offsets, or nothing found).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FoundOffset {
+    pub timestamp_ms: i64,
+    pub offset: Offset,
+    pub leader_epoch: LeaderEpoch,
+}
 
-/// Result of an OffsetForLeaderEpoch lookup: `(leader epoch, end offset)`.
-pub type EpochEndResult = Result<(i32, i64), PartitionError>;
+/// Result of a ListOffsets lookup.
+pub type ListOffsetResult = Result<FoundOffset, PartitionError>;
+
+/// Where a leader epoch ends, as OffsetForLeaderEpoch answers: the largest epoch at or
+/// below the one asked, and the offset after its last batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochEnd {
+    pub leader_epoch: LeaderEpoch,
+    pub end_offset: Offset,
+}
+
+/// Result of an OffsetForLeaderEpoch lookup.
+pub type EpochEndResult = Result<EpochEnd, PartitionError>;
 
 /// Result of a DeleteRecords on one partition: the new log start offset (Kafka's low
 /// watermark).
-pub type DeleteRecordsResult = Result<i64, PartitionError>;
+pub type DeleteRecordsResult = Result<Offset, PartitionError>;
 
 /// A topic to create, as shard 0 receives it.
 #[derive(Clone, Debug)]
@@ -406,22 +423,24 @@ pub enum ShardRequest {
         reply: Reply<Vec<FetchPartResult>>,
     },
     /// ListOffsets for one partition: -2 earliest, -1 latest, -3 max timestamp, else by time.
+    /// Dropped: the client sees a retriable error and asks again.
     ListOffsets {
         tp: TopicPartition,
         timestamp: i64,
         reply: Reply<ListOffsetResult>,
     },
-    /// OffsetForLeaderEpoch for one partition.
+    /// OffsetForLeaderEpoch for one partition. Dropped: the client sees a retriable error.
     EpochEnd {
         tp: TopicPartition,
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         reply: Reply<EpochEndResult>,
     },
     /// DeleteRecords for one partition: move its log start offset up to `offset` (-1: the
     /// high watermark). Dropped: the client sees a retriable error and asks again.
     DeleteRecords {
         tp: TopicPartition,
-        offset: i64,
+        /// `Offset(-1)` is the high watermark.
+        offset: Offset,
         reply: Reply<DeleteRecordsResult>,
     },
     /// To shard 0: create topics (or only validate). Dropped: clients retry the admin call.
@@ -430,28 +449,30 @@ pub enum ShardRequest {
         validate_only: bool,
         reply: Reply<Vec<TopicOutcome>>,
     },
-    /// To shard 0: delete topics by name.
+    /// To shard 0: delete topics by name. Dropped: the client sees a retriable error.
     DeleteTopics {
         names: Vec<String>,
         reply: Reply<Vec<TopicOutcome>>,
     },
-    /// To shard 0: grow topics to `count` partitions each.
+    /// To shard 0: grow topics to `count` partitions each. Dropped: a retriable error.
     CreatePartitions {
         topics: Vec<(String, i32)>,
         validate_only: bool,
         reply: Reply<Vec<TopicOutcome>>,
     },
-    /// To shard 0: change topic config overrides.
+    /// To shard 0: change topic config overrides. Dropped: a retriable error.
     AlterConfigs {
         changes: Vec<ConfigChange>,
         validate_only: bool,
         reply: Reply<Vec<TopicOutcome>>,
     },
-    /// To shard 0: hand out a producer id that was never handed out before.
+    /// To shard 0: hand out a producer id that was never handed out before. Dropped:
+    /// InitProducerId answers a retriable error.
     AllocateProducerId {
         reply: Reply<Result<i64, ProducerIdError>>,
     },
-    /// To an owner: open (creating if needed) these partitions of a topic.
+    /// To an owner: open (creating if needed) these partitions of a topic. Dropped: the
+    /// controller reports the topic's partitions as not opened (KAFKA_STORAGE_ERROR).
     OpenPartitions {
         topic: Arc<str>,
         partitions: Vec<i32>,
@@ -459,6 +480,7 @@ pub enum ShardRequest {
         reply: Reply<Result<(), PartitionError>>,
     },
     /// To an owner: close these partitions and, with `delete`, remove their files.
+    /// Dropped (only while stopping): the logs are closed by the stop itself.
     ClosePartitions {
         topic: Arc<str>,
         partitions: Vec<i32>,
@@ -466,12 +488,14 @@ pub enum ShardRequest {
         reply: Reply<()>,
     },
     /// To an owner: apply new config overrides to the open partitions of a topic.
+    /// Dropped (only while stopping): the stored configs apply at the next start.
     SetConfig {
         topic: Arc<str>,
         configs: BTreeMap<String, String>,
         reply: Reply<()>,
     },
-    /// From shard 0 to all: replace the read-only topic table.
+    /// From shard 0 to all: replace the read-only topic table. Dropped (only while
+    /// stopping): that shard keeps its old table until it stops.
     TableUpdate {
         table: Arc<TopicTable>,
         reply: Reply<()>,
@@ -490,7 +514,8 @@ pub enum ShardRequest {
         offline: bool,
         reply: Reply<()>,
     },
-    /// From shard 0 to all: stop accepting, close every log cleanly, then exit.
+    /// From shard 0 to all: stop accepting, close every log cleanly, then exit. Dropped:
+    /// shard 0 stops without waiting for that shard, which stops on the process flag.
     Shutdown { reply: Reply<()> },
     /// To shard 0, which counts every client connection: admit one more from `ip`, or
     /// refuse it over max.connections / max.connections.per.ip. Dropped: the connection
