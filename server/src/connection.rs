@@ -28,6 +28,7 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
+use glommio::sync::Permit;
 use glommio::task::JoinHandle;
 use kafka_protocol::messages::ApiKey;
 use sluice_net::{DecodeError, decode_request, frame_size, split_frame};
@@ -281,6 +282,28 @@ fn start_request(
     }
 }
 
+/// Reserves a frame whose size prefix says `size` from the shard's share of
+/// queued.max.request.bytes, waiting while the share is used up; returns the reservation
+/// (none when there is no budget) and how long it waited. `None` closes the connection:
+/// the frame is larger than the whole share, or the budget was closed.
+async fn reserve_frame(shard: &Shard, size: u32) -> Option<(Option<Permit<'_>>, Duration)> {
+    let frame_bytes = 4 + u64::from(size);
+    let Some(budget) = &shard.connections.budget else {
+        return Some((None, Duration::ZERO));
+    };
+    let share = shard.connections.budget_bytes_max;
+    if frame_bytes > share {
+        warn!(
+            size,
+            share, "request larger than this shard's share of queued.max.request.bytes; closing"
+        );
+        return None;
+    }
+    let waiting = Instant::now();
+    let permit = budget.acquire_permit(frame_bytes).await.ok()?;
+    Some((Some(permit), waiting.elapsed()))
+}
+
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
     let peer_addr = stream.peer_addr().ok();
     let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
@@ -356,26 +379,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
                 && !sized
             {
                 sized = true;
-                let frame_bytes = 4 + u64::from(size);
-                if let Some(budget) = &shard.connections.budget {
-                    let share = shard.connections.budget_bytes_max;
-                    if frame_bytes > share {
-                        warn!(
-                            size,
-                            share, "request larger than this shard's share of queued.max.request.bytes; closing"
-                        );
-                        break;
-                    }
-                    let waiting = Instant::now();
-                    match budget.acquire_permit(frame_bytes).await {
-                        Ok(p) => permit = Some(p),
-                        Err(_) => break,
-                    }
-                    // The client is not to blame for the wait.
-                    deadline = Some(due + waiting.elapsed());
-                }
+                let Some((reserved, waited)) = reserve_frame(&shard, size).await else {
+                    break;
+                };
+                permit = reserved;
+                // The client is not to blame for the wait.
+                deadline = Some(due + waited);
                 // Only this frame's bytes are read into it, so this is all it needs.
-                buf.reserve((frame_bytes as usize).saturating_sub(buf.len()));
+                buf.reserve(frame_bytes.saturating_sub(buf.len()));
             }
             let due = deadline.unwrap_or(due);
             match read_frame_part(&mut rd, &mut buf, frame_bytes, due).await {

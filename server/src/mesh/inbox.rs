@@ -1,7 +1,9 @@
-//! The receiving side of the mesh on one shard: drains the inbox from every peer shard
-//! and the shard's own local queue, and serves each `ShardRequest` with the part that
-//! owns it — the partition set (data), the controller (shard 0's metadata writes), the
-//! group coordinator, or the shard's own small state (table, offline marks, admission).
+//! The receiving side of the mesh on one shard: drains both lanes' inboxes (from every
+//! peer shard and from the shard's own local queue) and serves each `ShardRequest` with
+//! the part that owns it — the partition set (data), the controller (shard 0's metadata
+//! writes), the group coordinator, or the shard's own small state (table, offline marks,
+//! admission). Data handlers are bounded by `DATA_HANDLERS_MAX` and waiting fetches by
+//! `LONG_POLLS_MAX`; control messages are always taken (see `mesh/mod.rs`).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -19,8 +21,6 @@ use crate::mesh::{
 };
 use crate::shard::Shard;
 use crate::topic_table::TopicPartition;
-
-type Permit = StaticPermit;
 
 /// Counts one waiting fetch until dropped.
 struct LongPoll<'a> {
@@ -101,7 +101,7 @@ impl Inbox {
     async fn next_data<F: Future<Output = Option<ShardRequest>>>(
         &self,
         recv: impl FnOnce() -> F,
-    ) -> Option<(ShardRequest, Permit)> {
+    ) -> Option<(ShardRequest, StaticPermit)> {
         let permit = self
             .data_permits
             .acquire_static_permit(1)
@@ -110,7 +110,7 @@ impl Inbox {
         Some((recv().await?, permit))
     }
 
-    fn spawn_data(self: &Rc<Self>, (req, permit): (ShardRequest, Permit)) {
+    fn spawn_data(self: &Rc<Self>, (req, permit): (ShardRequest, StaticPermit)) {
         let inbox = self.clone();
         glommio::spawn_local(async move {
             inbox.handle(req).await;

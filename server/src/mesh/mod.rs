@@ -563,3 +563,48 @@ pub enum Admission {
     /// The client's address already has max.connections.per.ip open.
     TooManyConnectionsPerIp,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch_end(reply: Reply<EpochEndResult>) -> ShardRequest {
+        ShardRequest::EpochEnd {
+            tp: TopicPartition {
+                topic: "t".into(),
+                partition: 0,
+            },
+            leader_epoch: LeaderEpoch(0),
+            reply,
+        }
+    }
+
+    // Proves backpressure on the data lane: with nobody taking messages, a full data
+    // inbox hands the message back and the send fails as busy after DATA_SEND_WAIT_MAX
+    // instead of waiting for ever, while the control lane still takes its messages.
+    #[test]
+    fn a_full_data_inbox_fails_the_send_as_busy() {
+        let ex = glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("executor");
+        ex.run(async {
+            let (data, control) = meshes(1);
+            let (outbox, _receivers) = join(ShardId(0), data, control).await.expect("join");
+            let mut queued = Vec::new();
+            for _ in 0..DATA_INBOX_CAPACITY {
+                queued.push(outbox.send(ShardId(0), epoch_end).await.expect("room"));
+            }
+            let started = Instant::now();
+            let full = outbox.send(ShardId(0), epoch_end).await;
+            assert!(matches!(full, Err(CallError::Busy(ShardId(0)))));
+            assert!(started.elapsed() >= DATA_SEND_WAIT_MAX);
+            let control = outbox
+                .send(ShardId(0), |reply| ShardRequest::ReleaseConnection {
+                    ip: IpAddr::from([127, 0, 0, 1]),
+                    reply,
+                })
+                .await;
+            assert!(control.is_ok());
+        });
+    }
+}
