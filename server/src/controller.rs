@@ -15,7 +15,8 @@ use tracing::{error, info, warn};
 
 use crate::config::validate_topic_config;
 use crate::mesh::{
-    ConfigChange, NewTopic, PartitionError, ProducerIdError, ShardRequest, TopicError, TopicOutcome,
+    ConfigChange, ConfigOp, NewTopic, PartitionError, PartitionGrowth, ProducerIdError,
+    ShardRequest, TopicError, TopicOutcome,
 };
 use crate::shard::Shard;
 use crate::topic_store::{ProducerIdBlocks, TopicRecord, TopicStore};
@@ -268,14 +269,14 @@ impl Controller {
 
     pub async fn create_partitions(
         &self,
-        topics: Vec<(String, i32)>,
+        topics: Vec<PartitionGrowth>,
         validate_only: bool,
     ) -> Vec<TopicOutcome> {
         let _permit = self.lock.acquire_permit(1).await;
         let (mut table, mut records) = self.draft();
         let mut outcomes = Vec::with_capacity(topics.len());
         let mut grown = Vec::new();
-        for (name, count) in &topics {
+        for PartitionGrowth { topic: name, count } in &topics {
             let outcome = match table.get(name) {
                 None => Err(TopicError::Unknown),
                 // Groups are hashed over its partition count; growing it would move them.
@@ -329,21 +330,21 @@ impl Controller {
             };
             let mut configs = meta.configs.clone();
             let mut bad = None;
-            for (k, v) in &ch.ops {
-                match v {
-                    Some(v) => match validate_topic_config(k, v) {
+            for op in &ch.ops {
+                match op {
+                    ConfigOp::Set { name, value } => match validate_topic_config(name, value) {
                         Ok(()) => {
-                            configs.insert(k.clone(), v.clone());
+                            configs.insert(name.clone(), value.clone());
                         }
                         Err(m) => bad = Some(m),
                     },
-                    None => {
-                        if let Err(m) = validate_topic_config(k, "0")
+                    ConfigOp::Delete { name } => {
+                        if let Err(m) = validate_topic_config(name, "0")
                             && m.starts_with("unknown")
                         {
                             bad = Some(m);
                         }
-                        configs.remove(k);
+                        configs.remove(name);
                     }
                 }
             }

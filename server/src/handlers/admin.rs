@@ -32,7 +32,9 @@ use crate::config::{
     MIN_CLEANABLE_DIRTY_RATIO, TOPIC_CONFIG_NAMES, broker_synonym,
 };
 use crate::kafka_errors::{call_error, topic_error};
-use crate::mesh::{ConfigChange, NewTopic, Reply, ShardRequest, TopicError};
+use crate::mesh::{
+    ConfigChange, ConfigOp, NewTopic, PartitionGrowth, Reply, ShardRequest, TopicError,
+};
 use crate::shard::Shard;
 use crate::topic_table::{ShardId, TopicMeta, is_internal};
 
@@ -481,7 +483,10 @@ pub async fn create_partitions(
             })),
             Ok(()) => {
                 early.push(None);
-                asks.push((t.name.0.to_string(), t.count));
+                asks.push(PartitionGrowth {
+                    topic: t.name.0.to_string(),
+                    count: t.count,
+                });
             }
         }
     }
@@ -721,10 +726,15 @@ pub async fn incremental_alter_configs(
                 for c in &r.configs {
                     match c.config_operation {
                         OP_SET => match &c.value {
-                            Some(v) => ops.push((c.name.to_string(), Some(v.to_string()))),
+                            Some(v) => ops.push(ConfigOp::Set {
+                                name: c.name.to_string(),
+                                value: v.to_string(),
+                            }),
                             None => bad = Some("SET needs a value"),
                         },
-                        OP_DELETE => ops.push((c.name.to_string(), None)),
+                        OP_DELETE => ops.push(ConfigOp::Delete {
+                            name: c.name.to_string(),
+                        }),
                         _ => bad = Some("only SET and DELETE are supported"),
                     }
                 }
@@ -789,12 +799,18 @@ pub async fn alter_configs(shard: &Rc<Shard>, req: AlterConfigsRequest) -> Alter
                 // Every honoured config is deleted unless named: the overrides left are
                 // exactly the ones given, whatever the topic had before.
                 RESOURCE_TOPIC => {
-                    let mut ops: Vec<(String, Option<String>)> = TOPIC_CONFIG_NAMES
+                    let mut ops: Vec<ConfigOp> = TOPIC_CONFIG_NAMES
                         .iter()
                         .filter(|n| !named.contains_key(**n))
-                        .map(|n| (n.to_string(), None))
+                        .map(|n| ConfigOp::Delete {
+                            name: n.to_string(),
+                        })
                         .collect();
-                    ops.extend(named.into_iter().map(|(k, v)| (k, Some(v))));
+                    ops.extend(
+                        named
+                            .into_iter()
+                            .map(|(name, value)| ConfigOp::Set { name, value }),
+                    );
                     AlterPlan::Topic(ConfigChange {
                         topic: r.resource_name.to_string(),
                         ops,

@@ -398,12 +398,31 @@ pub enum TopicError {
     NotOpened(PartitionError),
 }
 
+/// One topic of CreatePartitions: grow `topic` to `count` partitions.
+#[derive(Clone, Debug)]
+pub struct PartitionGrowth {
+    pub topic: String,
+    pub count: i32,
+}
+
 /// One topic's config change for IncrementalAlterConfigs.
 #[derive(Clone, Debug)]
 pub struct ConfigChange {
     pub topic: String,
-    /// `(name, Some(value))` sets, `(name, None)` deletes the override.
-    pub ops: Vec<(String, Option<String>)>,
+    pub ops: Vec<ConfigOp>,
+}
+
+/// One config override change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set {
+        name: String,
+        value: String,
+    },
+    /// Back to the broker default.
+    Delete {
+        name: String,
+    },
 }
 
 pub enum ShardRequest {
@@ -456,7 +475,7 @@ pub enum ShardRequest {
     },
     /// To shard 0: grow topics to `count` partitions each. Dropped: a retriable error.
     CreatePartitions {
-        topics: Vec<(String, i32)>,
+        topics: Vec<PartitionGrowth>,
         validate_only: bool,
         reply: Reply<Vec<TopicOutcome>>,
     },
