@@ -18,9 +18,7 @@
 //! its first byte (time spent waiting for the budget excepted), so a client dribbling
 //! bytes cannot hold a connection and its reservation forever.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::cell::Cell;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -30,104 +28,19 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
-use glommio::sync::Semaphore;
+use glommio::sync::Permit;
 use glommio::task::JoinHandle;
 use kafka_protocol::messages::ApiKey;
 use sluice_net::{DecodeError, decode_request, frame_size, split_frame};
 use tracing::{Instrument, debug, debug_span, info, warn};
 
-use crate::config::BrokerArgs;
-use crate::handlers;
+use crate::connection_limits::{ADMISSION_SHARD, READ_CHUNK};
+use crate::handlers::{self, ConnState, Outcome};
+use crate::mesh::{Admission, ShardRequest};
 use crate::shard::Shard;
-use crate::shard_request::{Admission, ShardRequest};
-use crate::topic_table::ShardId;
 
 /// Requests decoded but not yet answered, per connection.
 const PIPELINE_MAX: usize = 64;
-/// Most bytes asked of the socket per read, into the shard's scratch (idle connections)
-/// or into the buffer of a frame in progress.
-const READ_CHUNK: usize = 64 * 1024;
-/// The shard that counts connections for max.connections and max.connections.per.ip.
-const ADMISSION_SHARD: ShardId = ShardId(0);
-
-/// Connection state of one shard: its share of queued.max.request.bytes, the scratch
-/// idle connections read into, and, on `ADMISSION_SHARD`, the count of open connections.
-pub struct ShardConnections {
-    /// Bytes of frames being read; `None` when queued.max.request.bytes is -1.
-    budget: Option<Semaphore>,
-    /// This shard's share of queued.max.request.bytes.
-    budget_bytes_max: u64,
-    /// Borrowed only within one poll of a read, never across an await.
-    scratch: RefCell<Box<[u8]>>,
-    admitted: RefCell<Admitted>,
-}
-
-/// Open connections, counted on `ADMISSION_SHARD` only.
-#[derive(Default)]
-struct Admitted {
-    total: u32,
-    per_ip: HashMap<IpAddr, u32>,
-}
-
-impl ShardConnections {
-    pub fn new(args: &BrokerArgs, shard: ShardId, shard_count: u16) -> ShardConnections {
-        assert!(shard_count > 0);
-        let share = u64::try_from(args.queued_max_request_bytes)
-            .ok()
-            .map(|total| total / u64::from(shard_count));
-        if let Some(share) = share
-            && share < u64::from(args.socket_request_max_bytes)
-            && shard == ADMISSION_SHARD
-        {
-            warn!(
-                share,
-                shards = shard_count,
-                socket_request_max_bytes = args.socket_request_max_bytes,
-                "requests larger than one shard's share of queued.max.request.bytes close their connection"
-            );
-        }
-        ShardConnections {
-            budget: share.map(Semaphore::new),
-            budget_bytes_max: share.unwrap_or(u64::MAX),
-            scratch: RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice()),
-            admitted: RefCell::new(Admitted::default()),
-        }
-    }
-
-    /// On `ADMISSION_SHARD`: counts one more connection from `ip` unless a limit is reached.
-    pub fn admit(&self, ip: IpAddr, args: &BrokerArgs) -> Admission {
-        let mut a = self.admitted.borrow_mut();
-        let total_max = u32::try_from(args.max_connections).unwrap_or(0);
-        let per_ip_max = u32::try_from(args.max_connections_per_ip).unwrap_or(0);
-        if a.total >= total_max {
-            return Admission::TooManyConnections;
-        }
-        let from_ip = a.per_ip.entry(ip).or_insert(0);
-        if *from_ip >= per_ip_max {
-            if *from_ip == 0 {
-                a.per_ip.remove(&ip);
-            }
-            return Admission::TooManyConnectionsPerIp;
-        }
-        *from_ip += 1;
-        a.total += 1;
-        Admission::Admitted
-    }
-
-    /// On `ADMISSION_SHARD`: a connection `admit` counted has closed.
-    pub fn release(&self, ip: IpAddr) {
-        let mut a = self.admitted.borrow_mut();
-        assert!(a.total > 0, "released more connections than admitted");
-        a.total -= 1;
-        let from_ip = a.per_ip.get_mut(&ip);
-        let from_ip = from_ip.expect("released a connection from an address never admitted");
-        *from_ip -= 1;
-        if *from_ip == 0 {
-            a.per_ip.remove(&ip);
-        }
-    }
-}
-
 /// When the connection last read or wrote, and how many requests await their response.
 struct Activity {
     last: Cell<Instant>,
@@ -148,30 +61,6 @@ enum ReadEnd {
     Idle,
     /// A frame was not complete within request.read.timeout.ms of its first byte.
     Deadline,
-}
-
-/// Per-connection state shared by the requests of one connection.
-pub struct ConnState {
-    pub id: u64,
-    /// The client's address as Kafka shows it in DescribeGroups (`/127.0.0.1`).
-    pub client_host: String,
-    pub fetch_sessions: std::cell::RefCell<handlers::fetch::FetchSessions>,
-    /// Held while a Produce enqueues its appends, so pipelined Produce requests reach
-    /// the owning shards in request order.
-    pub produce_gate: glommio::sync::Semaphore,
-}
-
-/// What a handler produced for one request.
-pub enum Outcome {
-    /// An encoded response frame, size prefix included.
-    Respond(Bytes),
-    /// One response frame as chunks written back to back (Fetch: record batches are
-    /// their own chunks, never copied into the frame).
-    RespondChunks(Vec<Bytes>),
-    /// No response is owed (Produce with acks=0).
-    Silent,
-    /// The request cannot be answered; close the connection after earlier responses.
-    Close,
 }
 
 /// Admits the connection (when a connection limit is configured), serves it, and gives
@@ -329,6 +218,92 @@ fn log_end(end: ReadEnd, read_timeout: Duration) {
     }
 }
 
+/// Writes each request's response in request order as its task finishes; stops at the
+/// first failed write or at a request that closes the connection.
+async fn write_responses(
+    rx: local_channel::LocalReceiver<JoinHandle<Outcome>>,
+    mut wr: futures_lite::io::WriteHalf<TcpStream>,
+    written: Rc<Activity>,
+) {
+    while let Some(pending) = rx.recv().await {
+        let outcome = pending.await;
+        // Written or not, this request no longer holds the connection open.
+        written.in_flight.set(written.in_flight.get() - 1);
+        written.touch();
+        let chunks = match outcome {
+            Some(Outcome::Respond(frame)) => vec![frame],
+            Some(Outcome::RespondChunks(chunks)) => chunks,
+            Some(Outcome::Silent) => Vec::new(),
+            Some(Outcome::Close) | None => break,
+        };
+        let mut failed = false;
+        for chunk in chunks {
+            if let Err(e) = wr.write_all(&chunk).await {
+                debug!(error = %e, "write failed");
+                failed = true;
+                break;
+            }
+        }
+        if failed {
+            break;
+        }
+        written.touch();
+    }
+    let _ = wr.close().await;
+}
+
+/// Decodes one frame and starts its handler as a task of its own; `None` when the frame
+/// is not a request we can answer and the connection must close.
+fn start_request(
+    shard: &Rc<Shard>,
+    state: &Rc<ConnState>,
+    frame: Bytes,
+) -> Option<JoinHandle<Outcome>> {
+    match decode_request(frame) {
+        Ok(req) => {
+            let cid = req.header.correlation_id;
+            let handler = handlers::dispatch(shard.clone(), req, state.clone())
+                .instrument(debug_span!("req", correlation_id = cid));
+            Some(glommio::spawn_local(handler).detach())
+        }
+        Err(DecodeError::UnsupportedVersion {
+            api_key: ApiKey::ApiVersions,
+            correlation_id,
+            api_version,
+        }) => {
+            debug!(api_version, "ApiVersions above our range; v0 fallback");
+            let out = handlers::api_versions::unsupported_version(correlation_id);
+            Some(glommio::spawn_local(async move { out }).detach())
+        }
+        Err(e) => {
+            warn!(error = %e, "undecodable request; closing");
+            None
+        }
+    }
+}
+
+/// Reserves a frame whose size prefix says `size` from the shard's share of
+/// queued.max.request.bytes, waiting while the share is used up; returns the reservation
+/// (none when there is no budget) and how long it waited. `None` closes the connection:
+/// the frame is larger than the whole share, or the budget was closed.
+async fn reserve_frame(shard: &Shard, size: u32) -> Option<(Option<Permit<'_>>, Duration)> {
+    let frame_bytes = 4 + u64::from(size);
+    let Some(budget) = &shard.connections.budget else {
+        return Some((None, Duration::ZERO));
+    };
+    let share = shard.connections.budget_bytes_max;
+    if frame_bytes > share {
+        warn!(
+            size,
+            share, "request larger than this shard's share of queued.max.request.bytes; closing"
+        );
+        return None;
+    }
+    let waiting = Instant::now();
+    let permit = budget.acquire_permit(frame_bytes).await.ok()?;
+    Some((Some(permit), waiting.elapsed()))
+}
+
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
     let peer_addr = stream.peer_addr().ok();
     let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
@@ -349,45 +324,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
     });
     async move {
         debug!("connection opened");
-        let (mut rd, mut wr) = futures_lite::io::split(stream);
+        let (mut rd, wr) = futures_lite::io::split(stream);
         let (tx, rx) = local_channel::new_bounded::<JoinHandle<Outcome>>(PIPELINE_MAX);
         let written = activity.clone();
-        let writer = glommio::spawn_local(
-            async move {
-                while let Some(pending) = rx.recv().await {
-                    let outcome = pending.await;
-                    // Written or not, this request no longer holds the connection open.
-                    written.in_flight.set(written.in_flight.get() - 1);
-                    written.touch();
-                    match outcome {
-                        Some(Outcome::Respond(frame)) => {
-                            if let Err(e) = wr.write_all(&frame).await {
-                                debug!(error = %e, "write failed");
-                                break;
-                            }
-                        }
-                        Some(Outcome::RespondChunks(chunks)) => {
-                            let mut failed = false;
-                            for chunk in chunks {
-                                if let Err(e) = wr.write_all(&chunk).await {
-                                    debug!(error = %e, "write failed");
-                                    failed = true;
-                                    break;
-                                }
-                            }
-                            if failed {
-                                break;
-                            }
-                        }
-                        Some(Outcome::Silent) => {}
-                        Some(Outcome::Close) | None => break,
-                    }
-                    written.touch();
-                }
-                let _ = wr.close().await;
-            }
-            .in_current_span(),
-        );
+        let writer = glommio::spawn_local(write_responses(rx, wr, written).in_current_span());
         let size_max = shard.args.socket_request_max_bytes;
         let read_timeout = Duration::from_millis(shard.args.request_read_timeout_ms);
         let mut buf = BytesMut::new();
@@ -412,29 +352,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
                         break 'conn;
                     }
                 };
-                let task = match decode_request(frame) {
-                    Ok(req) => {
-                        let s = shard.clone();
-                        let cid = req.header.correlation_id;
-                        glommio::spawn_local(
-                            handlers::dispatch(s, req, state.clone())
-                                .instrument(debug_span!("req", correlation_id = cid)),
-                        )
-                        .detach()
-                    }
-                    Err(DecodeError::UnsupportedVersion {
-                        api_key: ApiKey::ApiVersions,
-                        correlation_id,
-                        api_version,
-                    }) => {
-                        debug!(api_version, "ApiVersions above our range; v0 fallback");
-                        let out = handlers::api_versions::unsupported_version(correlation_id);
-                        glommio::spawn_local(async move { out }).detach()
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "undecodable request; closing");
-                        break 'conn;
-                    }
+                let Some(task) = start_request(&shard, &state, frame) else {
+                    break 'conn;
                 };
                 activity.in_flight.set(activity.in_flight.get() + 1);
                 if tx.send(task).await.is_err() {
@@ -460,26 +379,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
                 && !sized
             {
                 sized = true;
-                let frame_bytes = 4 + u64::from(size);
-                if let Some(budget) = &shard.connections.budget {
-                    let share = shard.connections.budget_bytes_max;
-                    if frame_bytes > share {
-                        warn!(
-                            size,
-                            share, "request larger than this shard's share of queued.max.request.bytes; closing"
-                        );
-                        break;
-                    }
-                    let waiting = Instant::now();
-                    match budget.acquire_permit(frame_bytes).await {
-                        Ok(p) => permit = Some(p),
-                        Err(_) => break,
-                    }
-                    // The client is not to blame for the wait.
-                    deadline = Some(due + waiting.elapsed());
-                }
+                let Some((reserved, waited)) = reserve_frame(&shard, size).await else {
+                    break;
+                };
+                permit = reserved;
+                // The client is not to blame for the wait.
+                deadline = Some(due + waited);
                 // Only this frame's bytes are read into it, so this is all it needs.
-                buf.reserve((frame_bytes as usize).saturating_sub(buf.len()));
+                buf.reserve(frame_bytes.saturating_sub(buf.len()));
             }
             let due = deadline.unwrap_or(due);
             match read_frame_part(&mut rd, &mut buf, frame_bytes, due).await {
@@ -497,39 +404,4 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, conn: u64) {
     }
     .instrument(span)
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-
-    // Proves admission counts per address and in total, refuses at each limit without
-    // counting the refused connection, and gives places back on release.
-    #[test]
-    fn admission_counts_total_and_per_ip() {
-        let args = BrokerArgs::parse_from([
-            "sluice",
-            "--max-connections",
-            "3",
-            "--max-connections-per-ip",
-            "2",
-        ]);
-        let c = ShardConnections::new(&args, ShardId(0), 1);
-        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
-        assert_eq!(c.admit(a, &args), Admission::Admitted);
-        assert_eq!(c.admit(a, &args), Admission::Admitted);
-        assert_eq!(c.admit(a, &args), Admission::TooManyConnectionsPerIp);
-        assert_eq!(c.admit(b, &args), Admission::Admitted);
-        assert_eq!(c.admit(b, &args), Admission::TooManyConnections);
-        c.release(a);
-        assert_eq!(c.admit(b, &args), Admission::Admitted);
-        assert_eq!(c.admit(a, &args), Admission::TooManyConnections);
-        c.release(b);
-        c.release(b);
-        c.release(a);
-        assert_eq!(c.admitted.borrow().total, 0);
-        assert!(c.admitted.borrow().per_ip.is_empty());
-    }
 }

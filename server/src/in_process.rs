@@ -1,6 +1,6 @@
 //! A one-shard broker inside the current process, for the request-path fuzz target
 //! (`fuzz/fuzz_targets/request_path.rs`), which cannot afford a process per input. It runs
-//! the same `shard::run` as the `sluice` binary, on a thread of its own, listening on a
+//! the same `startup::run` as the `sluice` binary, on a thread of its own, listening on a
 //! free port of 127.0.0.1, with its data in a directory the caller owns. Like the binary,
 //! it makes the process ignore SIGPIPE. The broker lives
 //! until the process exits: there is no stop, so a panic on its shard is seen by the
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use crate::config::BrokerArgs;
-use crate::shard;
+use crate::startup;
 
 /// How long the broker may take to open its logs and start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,7 +48,7 @@ pub fn start_one_shard(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<S
     std::thread::Builder::new()
         .name("sluice-in-process".into())
         .spawn(move || {
-            let outcome = match shard::run(args) {
+            let outcome = match startup::run(args) {
                 Ok(()) => "stopped".to_string(),
                 Err(e) => format!("{e:#}"),
             };

@@ -1,19 +1,58 @@
 //! The one place where failures become Kafka error codes: cross-core call failures here,
-//! engine append and read errors in `append_error` / `read_error`, group coordinator
-//! errors in `group_error` and `commit_refused` (a failed store to `__consumer_offsets`
-//! reaches them as the `GroupError` Kafka's coordinator reports: `group::store`).
+//! what a partition's owner could not do in `partition_error`, what the controller
+//! refused in `topic_error`, engine append and read errors in `append_error` /
+//! `read_error`, group coordinator errors in `group_error` and `commit_refused` (a
+//! failed store to `__consumer_offsets` reaches them as the `GroupError` Kafka's
+//! coordinator reports: `group::store`).
 
 use kafka_protocol::ResponseError;
 use sluice_engine::{AppendError, DeleteRecordsError, FlushError, LogIoError, ReadError};
 
 use crate::group::GroupError;
 use crate::mesh::group::CommitRefused;
-use crate::shard::CallError;
+use crate::mesh::{CallError, PartitionError, TopicError};
 
-/// A cross-core call that got no answer means the owner is going away: retriable.
+/// A cross-core call that got no answer means the owner is going away or too busy to
+/// take it: retriable, and the client looks up the leader again.
 pub fn call_error(e: &CallError) -> ResponseError {
     match e {
-        CallError::Unreachable(_) | CallError::Dropped(_) => ResponseError::NotLeaderOrFollower,
+        CallError::Unreachable(_) | CallError::Dropped(_) | CallError::Busy(_) => {
+            ResponseError::NotLeaderOrFollower
+        }
+    }
+}
+
+/// What a partition's owner could not do, as the client sees it.
+pub fn partition_error(e: &PartitionError) -> ResponseError {
+    match e {
+        PartitionError::NotOwner(_) => ResponseError::NotLeaderOrFollower,
+        PartitionError::Offline { .. } => ResponseError::KafkaStorageError,
+        PartitionError::NotWholeBatches => ResponseError::CorruptMessage,
+        PartitionError::UnknownLeaderEpoch(_) => ResponseError::UnknownLeaderEpoch,
+        PartitionError::InvalidTimestamp(_) => ResponseError::InvalidRequest,
+        PartitionError::OffsetOutOfRange(_) => ResponseError::OffsetOutOfRange,
+        PartitionError::Append(e) => append_error(e),
+        PartitionError::Flush(e) => flush_error(e),
+        PartitionError::Read(e) => read_error(e),
+        PartitionError::DeleteRecords(e) => delete_records_error(e),
+        PartitionError::Unreachable(e) => call_error(e),
+    }
+}
+
+/// What the controller refused or failed for one topic.
+pub fn topic_error(e: &TopicError) -> ResponseError {
+    match e {
+        TopicError::NamedTwice
+        | TopicError::InternalNotDeletable
+        | TopicError::InternalPartitionCountFixed => ResponseError::InvalidRequest,
+        TopicError::InvalidName => ResponseError::InvalidTopicException,
+        TopicError::AlreadyExists => ResponseError::TopicAlreadyExists,
+        TopicError::PartitionCountOutOfRange
+        | TopicError::PartitionCountCannotShrink(_)
+        | TopicError::PartitionCountTooLarge => ResponseError::InvalidPartitions,
+        TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        TopicError::Unknown => ResponseError::UnknownTopicOrPartition,
+        TopicError::NotPersisted(_) | TopicError::NotOpened(_) => ResponseError::KafkaStorageError,
     }
 }
 
@@ -126,5 +165,67 @@ mod tests {
         assert_eq!(flush_error(&full), ResponseError::KafkaStorageError);
         let failed = FlushError::LogFailed("fdatasync".into());
         assert_eq!(flush_error(&failed), ResponseError::KafkaStorageError);
+    }
+
+    #[test]
+    fn owner_errors_map_at_the_edge() {
+        // Proves the owner side's typed errors reach clients as the codes they got when
+        // the owner chose them: a partition elsewhere or unreachable is retriable
+        // NOT_LEADER_OR_FOLLOWER, an offline one KAFKA_STORAGE_ERROR, and the
+        // controller's refusals keep their Kafka codes.
+        use crate::mesh::{CallError, PartitionError, TopicError};
+        use crate::topic_table::{ShardId, TopicPartition};
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let cases = [
+            (
+                PartitionError::NotOwner(tp.clone()),
+                ResponseError::NotLeaderOrFollower,
+            ),
+            (
+                PartitionError::Offline {
+                    tp,
+                    why: "EIO".into(),
+                },
+                ResponseError::KafkaStorageError,
+            ),
+            (
+                PartitionError::Unreachable(CallError::Busy(ShardId(1))),
+                ResponseError::NotLeaderOrFollower,
+            ),
+            (
+                PartitionError::NotWholeBatches,
+                ResponseError::CorruptMessage,
+            ),
+            (
+                PartitionError::InvalidTimestamp(-4),
+                ResponseError::InvalidRequest,
+            ),
+            (
+                PartitionError::OffsetOutOfRange(Offset(9)),
+                ResponseError::OffsetOutOfRange,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(partition_error(&e), want, "{e:?}");
+        }
+        let topics = [
+            (TopicError::NamedTwice, ResponseError::InvalidRequest),
+            (TopicError::AlreadyExists, ResponseError::TopicAlreadyExists),
+            (
+                TopicError::PartitionCountCannotShrink(3),
+                ResponseError::InvalidPartitions,
+            ),
+            (TopicError::Unknown, ResponseError::UnknownTopicOrPartition),
+            (
+                TopicError::NotPersisted("ENOSPC".into()),
+                ResponseError::KafkaStorageError,
+            ),
+        ];
+        for (e, want) in topics {
+            assert_eq!(topic_error(&e), want, "{e:?}");
+        }
     }
 }

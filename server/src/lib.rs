@@ -1,12 +1,19 @@
-//! sluice-server: the broker. Start reading at `shard.rs` (one pinned executor per core,
-//! the cross-core `ShardRequest`s of `shard_request.rs`, shard 0's metadata duties), then
-//! `connection.rs` (framing, pipelining) and `handlers/` (one module per Kafka API).
+//! sluice-server: the broker. Start reading at `startup.rs` (loads metadata, starts one
+//! pinned executor per core, supervises them; `shutdown.rs` stops them) and `shard.rs`
+//! (what one shard owns). A Produce then reads top-down in five files:
+//! `connection.rs` (framing, pipelining) → `handlers/produce.rs` (one module per Kafka
+//! API under `handlers/`) → `mesh/` (every cross-core message in `mesh/mod.rs`, split
+//! and joined by `mesh/scatter.rs`, served by `mesh/inbox.rs`) → `partition.rs` (the
+//! owner side) → the engine. `controller.rs` is shard 0's writer of topic metadata and
+//! producer ids. Owners return typed errors; `kafka_errors.rs` is the one place that
+//! turns them into Kafka error codes. Topic metadata lives in `topic_table.rs` (in
+//! memory, per shard) and `topic_store.rs` (on disk); consumer groups in `group/`.
 //! `in_process.rs` starts a one-shard broker inside the calling process (fuzzing).
-//! Topic metadata lives in `topic_table.rs` (in memory, per shard) and `topic_store.rs`
-//! (on disk). `kafka_errors.rs` maps engine and net errors to Kafka error codes.
 
 pub mod config;
 pub mod connection;
+pub mod connection_limits;
+pub mod controller;
 pub mod foreign_wake;
 pub mod group;
 pub mod handlers;
@@ -16,7 +23,8 @@ pub mod lifecycle;
 pub mod mesh;
 pub mod partition;
 pub mod shard;
-pub mod shard_request;
+pub mod shutdown;
 pub mod stamp;
+pub mod startup;
 pub mod topic_store;
 pub mod topic_table;

@@ -20,7 +20,7 @@ fn main() {
     install_panic_hook();
     let args =
         BrokerArgs::parse_recording_sources(std::env::args_os()).unwrap_or_else(|e| e.exit());
-    if let Err(e) = sluice_server::shard::run(args) {
+    if let Err(e) = sluice_server::startup::run(args) {
         // `{:#}` joins the context chain: what was being done, the path, the OS error.
         error!("cannot start sluice: {e:#}");
         exit_now(FATAL_EXIT_CODE);

@@ -18,7 +18,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
-use kafka_protocol::ResponseError;
 use sluice_engine::{
     AppendError, CleanupPolicy, EventListener, LeaderEpoch, Log, LogConfig, LogIoError, Offset,
     ReadCache, ReadError, TimestampType,
@@ -26,8 +25,7 @@ use sluice_engine::{
 use tracing::{error, info, warn};
 
 use crate::config::*;
-use crate::kafka_errors::{append_error, delete_records_error, flush_error, read_error};
-use crate::shard_request::*;
+use crate::mesh::*;
 pub use crate::stamp::{LEADER_EPOCH, now_ms};
 use crate::topic_table::TopicPartition;
 
@@ -42,6 +40,22 @@ pub const READ_CACHE_BYTES: u64 = 64 << 20;
 /// end over the in-sync replicas, computed here and nowhere else.
 pub fn high_watermark(log: &Log) -> Offset {
     log.durable_offset()
+}
+
+/// ListOffsets' answer when no record matches.
+const NOT_FOUND: FoundOffset = FoundOffset {
+    timestamp_ms: -1,
+    offset: Offset(-1),
+    leader_epoch: LeaderEpoch(-1),
+};
+
+/// A ListOffsets answer in the partition's current leader epoch.
+fn found(timestamp_ms: i64, offset: Offset) -> FoundOffset {
+    FoundOffset {
+        timestamp_ms,
+        offset,
+        leader_epoch: LEADER_EPOCH,
+    }
 }
 
 /// Resolves when any of the listeners does.
@@ -188,13 +202,15 @@ impl PartitionSet {
         self.offline.borrow().contains_key(tp)
     }
 
-    /// The error for a partition that has no open log here: KAFKA_STORAGE_ERROR when it
-    /// is offline, NOT_LEADER_OR_FOLLOWER when it is not (or no longer) on this shard.
-    fn absent_error(&self, tp: &TopicPartition) -> ResponseError {
-        if self.is_offline(tp) {
-            ResponseError::KafkaStorageError
-        } else {
-            ResponseError::NotLeaderOrFollower
+    /// The error for a partition that has no open log here: offline, or not (or no
+    /// longer) on this shard.
+    fn absent_error(&self, tp: &TopicPartition) -> PartitionError {
+        match self.offline.borrow().get(tp) {
+            Some(why) => PartitionError::Offline {
+                tp: tp.clone(),
+                why: why.clone(),
+            },
+            None => PartitionError::NotOwner(tp.clone()),
         }
     }
 
@@ -207,7 +223,7 @@ impl PartitionSet {
         topic: Arc<str>,
         partition: i32,
         configs: &BTreeMap<String, String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PartitionError> {
         let tp = TopicPartition { topic, partition };
         if self.logs.borrow().contains_key(&tp) {
             return Ok(());
@@ -217,9 +233,9 @@ impl PartitionSet {
             Ok(log) => log,
             Err(e) => {
                 error!(partition = %tp, dir = %dir.display(), error = %e, "partition offline: its log cannot be opened");
-                let message = format!("{tp}: {e}");
-                self.offline.borrow_mut().insert(tp, message.clone());
-                return Err(message);
+                let why = e.to_string();
+                self.offline.borrow_mut().insert(tp.clone(), why.clone());
+                return Err(PartitionError::Offline { tp, why });
             }
         };
         info!(partition = %tp, log_end_offset = log.log_end_offset().0, "opened partition");
@@ -332,27 +348,18 @@ impl PartitionSet {
         acks: Acks,
         appends: &AppendSignal,
     ) -> ProducePartitionResult {
-        let fail = |error: ResponseError, message: String| ProducePartitionResult {
+        let fail = |error: PartitionError| ProducePartitionResult {
             error: Some(error),
-            error_message: Some(message),
-            base_offset: -1,
+            base_offset: Offset(-1),
             log_append_time_ms: -1,
-            log_start_offset: -1,
+            log_start_offset: Offset(-1),
             record_errors: Vec::new(),
         };
         let Some(log) = self.get(tp) else {
-            let error = self.absent_error(tp);
-            let message = match self.offline.borrow().get(tp) {
-                Some(why) => format!("{tp} is offline: {why}"),
-                None => format!("{tp} is not on this shard"),
-            };
-            return fail(error, message);
+            return fail(self.absent_error(tp));
         };
         let Some(batches) = split_batches(&records) else {
-            return fail(
-                ResponseError::CorruptMessage,
-                "records are not whole record batches".into(),
-            );
+            return fail(PartitionError::NotWholeBatches);
         };
         let now = now_ms();
         let mut first = None;
@@ -367,10 +374,12 @@ impl PartitionSet {
                     if first.is_some() {
                         appends.notify();
                     }
-                    let mut failed = fail(append_error(&e), e.to_string());
-                    if let AppendError::RecordsRejected(records) = e {
-                        failed.record_errors = records;
-                    }
+                    let record_errors = match &e {
+                        AppendError::RecordsRejected(records) => records.clone(),
+                        _ => Vec::new(),
+                    };
+                    let mut failed = fail(PartitionError::Append(Arc::new(e)));
+                    failed.record_errors = record_errors;
                     return failed;
                 }
             }
@@ -380,14 +389,13 @@ impl PartitionSet {
         if acks == Acks::All
             && let Err(e) = log.wait_durable(Offset(last_offset.0 + 1)).await
         {
-            return fail(flush_error(&e), e.to_string());
+            return fail(PartitionError::Flush(e));
         }
         ProducePartitionResult {
             error: None,
-            error_message: None,
-            base_offset: first.base_offset.0,
+            base_offset: first.base_offset,
             log_append_time_ms: first.log_append_time_ms,
-            log_start_offset: log.log_start_offset().0,
+            log_start_offset: log.log_start_offset(),
             record_errors: Vec::new(),
         }
     }
@@ -398,10 +406,9 @@ impl PartitionSet {
         match self.get(&part.tp) {
             None => true,
             Some(log) => {
-                let leo = log.log_end_offset().0;
-                high_watermark(&log).0 > part.wait_past_offset
-                    || part.fetch_offset > leo
-                    || part.fetch_offset < log.log_start_offset().0
+                high_watermark(&log) > part.wait_past_offset
+                    || part.fetch_offset > log.log_end_offset()
+                    || part.fetch_offset < log.log_start_offset()
             }
         }
     }
@@ -412,7 +419,7 @@ impl PartitionSet {
     fn request_flushes(&self, parts: &[FetchPart]) {
         for p in parts {
             if let Some(log) = self.get(&p.tp)
-                && log.log_end_offset().0 > p.wait_past_offset.max(high_watermark(&log).0)
+                && log.log_end_offset() > p.wait_past_offset.max(high_watermark(&log))
             {
                 log.request_flush();
             }
@@ -459,22 +466,22 @@ impl PartitionSet {
         let Some(log) = self.get(&p.tp) else {
             return FetchPartResult {
                 error: Some(self.absent_error(&p.tp)),
-                high_watermark: -1,
-                log_start_offset: -1,
+                high_watermark: Offset(-1),
+                log_start_offset: Offset(-1),
                 records: None,
             };
         };
         let hw = high_watermark(&log);
-        if p.current_leader_epoch > LEADER_EPOCH.0 {
+        if p.current_leader_epoch > LEADER_EPOCH {
             return FetchPartResult {
-                error: Some(ResponseError::UnknownLeaderEpoch),
-                high_watermark: hw.0,
-                log_start_offset: log.log_start_offset().0,
+                error: Some(PartitionError::UnknownLeaderEpoch(p.current_leader_epoch)),
+                high_watermark: hw,
+                log_start_offset: log.log_start_offset(),
                 records: None,
             };
         }
         let bytes_max = u32::try_from(p.partition_max_bytes.max(0)).unwrap_or(0);
-        match log.read_up_to(Offset(p.fetch_offset), bytes_max, hw).await {
+        match log.read_up_to(p.fetch_offset, bytes_max, hw).await {
             Ok(r) => {
                 let records = match r.batches.len() {
                     0 => Bytes::new(),
@@ -491,17 +498,17 @@ impl PartitionSet {
                 };
                 FetchPartResult {
                     error: None,
-                    high_watermark: hw.0,
-                    log_start_offset: r.log_start_offset.0,
+                    high_watermark: hw,
+                    log_start_offset: r.log_start_offset,
                     records: Some(records),
                 }
             }
             Err(e) => {
-                report_read_error(&p.tp, p.fetch_offset, &e);
+                report_read_error(&p.tp, p.fetch_offset.0, &e);
                 FetchPartResult {
-                    error: Some(read_error(&e)),
-                    high_watermark: hw.0,
-                    log_start_offset: log.log_start_offset().0,
+                    error: Some(PartitionError::Read(Arc::new(e))),
+                    high_watermark: hw,
+                    log_start_offset: log.log_start_offset(),
                     records: None,
                 }
             }
@@ -509,29 +516,29 @@ impl PartitionSet {
     }
 
     /// ListOffsets: -2 earliest, -1 latest, -3 the record with the max timestamp, else the
-    /// first record at or after the timestamp. Returns `(timestamp, offset, leader epoch)`.
+    /// first record at or after the timestamp. Nothing found is offset -1.
     pub async fn list_offsets(&self, tp: &TopicPartition, timestamp: i64) -> ListOffsetResult {
         let Some(log) = self.get(tp) else {
             return Err(self.absent_error(tp));
         };
         match timestamp {
-            -2 => Ok((-1, log.log_start_offset().0, LEADER_EPOCH.0)),
-            -1 => Ok((-1, high_watermark(&log).0, LEADER_EPOCH.0)),
+            -2 => Ok(found(-1, log.log_start_offset())),
+            -1 => Ok(found(-1, high_watermark(&log))),
             -3 => match log.offset_for_max_timestamp().await {
-                Ok(Some(t)) => Ok((t.timestamp_ms, t.offset.0, LEADER_EPOCH.0)),
-                Ok(None) => Ok((-1, -1, -1)),
-                Err(e) => Err(read_error(&e)),
+                Ok(Some(t)) => Ok(found(t.timestamp_ms, t.offset)),
+                Ok(None) => Ok(NOT_FOUND),
+                Err(e) => Err(PartitionError::Read(Arc::new(e))),
             },
-            t if t < 0 => Err(ResponseError::InvalidRequest),
+            t if t < 0 => Err(PartitionError::InvalidTimestamp(t)),
             // As Kafka: only an offset a consumer can fetch (below the high watermark).
             t => match log.offset_for_timestamp(t).await {
-                Ok(Some(found)) if found.offset < high_watermark(&log) => {
-                    Ok((found.timestamp_ms, found.offset.0, LEADER_EPOCH.0))
+                Ok(Some(f)) if f.offset < high_watermark(&log) => {
+                    Ok(found(f.timestamp_ms, f.offset))
                 }
-                Ok(_) => Ok((-1, -1, -1)),
+                Ok(_) => Ok(NOT_FOUND),
                 Err(e) => {
                     report_read_error(tp, t, &e);
-                    Err(read_error(&e))
+                    Err(PartitionError::Read(Arc::new(e)))
                 }
             },
         }
@@ -540,32 +547,39 @@ impl PartitionSet {
     /// DeleteRecords: moves the log start offset up to `offset`, -1 meaning the high
     /// watermark, as Kafka's deleteRecords; an offset below -1 or past the high watermark
     /// is OFFSET_OUT_OF_RANGE. Returns the log start offset after it.
-    pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> DeleteRecordsResult {
+    pub async fn delete_records(&self, tp: &TopicPartition, offset: Offset) -> DeleteRecordsResult {
         let Some(log) = self.get(tp) else {
-            return Err(ResponseError::NotLeaderOrFollower);
+            return Err(PartitionError::NotOwner(tp.clone()));
         };
-        let high_watermark = log.log_end_offset().0;
-        let offset = if offset == -1 { high_watermark } else { offset };
-        if !(0..=high_watermark).contains(&offset) {
-            return Err(ResponseError::OffsetOutOfRange);
+        let high_watermark = log.log_end_offset();
+        let offset = if offset == Offset(-1) {
+            high_watermark
+        } else {
+            offset
+        };
+        if !(Offset(0)..=high_watermark).contains(&offset) {
+            return Err(PartitionError::OffsetOutOfRange(offset));
         }
-        log.delete_records_before(Offset(offset))
+        log.delete_records_before(offset)
             .await
-            .map(|o| o.0)
-            .map_err(|e| delete_records_error(&e))
+            .map_err(|e| PartitionError::DeleteRecords(Arc::new(e)))
     }
 
-    pub fn epoch_end(&self, tp: &TopicPartition, leader_epoch: i32) -> EpochEndResult {
+    pub fn epoch_end(&self, tp: &TopicPartition, leader_epoch: LeaderEpoch) -> EpochEndResult {
         let Some(log) = self.get(tp) else {
             return Err(self.absent_error(tp));
         };
-        if leader_epoch > LEADER_EPOCH.0 {
-            return Err(ResponseError::UnknownLeaderEpoch);
+        if leader_epoch > LEADER_EPOCH {
+            return Err(PartitionError::UnknownLeaderEpoch(leader_epoch));
         }
-        Ok(match log.end_offset_for_epoch(LeaderEpoch(leader_epoch)) {
-            Some((e, o)) => (e.0, o.0),
+        let (leader_epoch, end_offset) = match log.end_offset_for_epoch(leader_epoch) {
+            Some(found) => found,
             // No batch of this epoch yet: the leader's current epoch ends at the log end.
-            None => (LEADER_EPOCH.0, log.log_end_offset().0),
+            None => (LEADER_EPOCH, log.log_end_offset()),
+        };
+        Ok(EpochEnd {
+            leader_epoch,
+            end_offset,
         })
     }
 }

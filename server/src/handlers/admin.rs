@@ -25,13 +25,17 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use sluice_engine::Offset;
+
 use crate::config::{
     BrokerConfig, CLEANUP_POLICY, COMPRESSION_TYPE, MESSAGE_TIMESTAMP_TYPE,
     MIN_CLEANABLE_DIRTY_RATIO, TOPIC_CONFIG_NAMES, broker_synonym,
 };
-use crate::kafka_errors::call_error;
+use crate::kafka_errors::{call_error, topic_error};
+use crate::mesh::{
+    ConfigChange, ConfigOp, NewTopic, PartitionGrowth, Reply, ShardRequest, TopicError,
+};
 use crate::shard::Shard;
-use crate::shard_request::{ConfigChange, NewTopic, ShardRequest, TopicOutcome};
 use crate::topic_table::{ShardId, TopicMeta, is_internal};
 
 /// Kafka's ConfigResource types.
@@ -143,15 +147,35 @@ fn effective(shard: &Shard, overrides: &BTreeMap<String, String>) -> Vec<TopicCo
         .collect()
 }
 
-async fn to_shard0<T: Send + 'static>(
+/// A per-topic outcome as the response carries it: a Kafka error code and message.
+#[derive(Clone, Debug, Default)]
+struct TopicOutcome {
+    error: Option<ResponseError>,
+    message: Option<String>,
+}
+
+impl From<Result<(), TopicError>> for TopicOutcome {
+    fn from(r: Result<(), TopicError>) -> TopicOutcome {
+        match r {
+            Ok(()) => TopicOutcome::default(),
+            Err(e) => TopicOutcome {
+                error: Some(topic_error(&e)),
+                message: Some(e.to_string()),
+            },
+        }
+    }
+}
+
+/// Sends one admin operation to the controller (shard 0) and returns its `count`
+/// per-topic outcomes; a call that gets no answer fails every topic.
+async fn to_controller(
     shard: &Rc<Shard>,
     count: usize,
-    make: impl FnOnce(crate::shard_request::Reply<Vec<T>>) -> ShardRequest,
-    on_error: impl Fn(ResponseError) -> T,
-) -> Vec<T> {
+    make: impl FnOnce(Reply<Vec<Result<(), TopicError>>>) -> ShardRequest,
+) -> Vec<TopicOutcome> {
     match shard.ask(ShardId(0), make).await {
-        Ok(v) => v,
-        Err(e) => (0..count).map(|_| on_error(call_error(&e))).collect(),
+        Ok(v) => v.into_iter().map(TopicOutcome::from).collect(),
+        Err(e) => (0..count).map(|_| outcome_error(call_error(&e))).collect(),
     }
 }
 
@@ -228,12 +252,16 @@ fn topic_assignment(
     Ok(count as i32)
 }
 
-pub async fn create_topics(
-    shard: &Rc<Shard>,
-    req: CreateTopicsRequest,
-    version: i16,
-) -> CreateTopicsResponse {
-    // Pre-validation that needs no metadata: replication and manual assignments.
+/// CreateTopics after the checks that need no metadata (replication, manual
+/// assignments): per topic, its early outcome if refused and its partition count (-1 if
+/// refused), and the topics to send to the controller.
+struct Prevalidated {
+    early: Vec<Option<TopicOutcome>>,
+    counts: Vec<i32>,
+    to_create: Vec<NewTopic>,
+}
+
+fn prevalidate(shard: &Shard, req: &CreateTopicsRequest) -> Prevalidated {
     let mut early: Vec<Option<TopicOutcome>> = Vec::with_capacity(req.topics.len());
     let mut counts: Vec<i32> = Vec::with_capacity(req.topics.len());
     let mut to_create = Vec::new();
@@ -279,19 +307,31 @@ pub async fn create_topics(
             }
         }
     }
+    Prevalidated {
+        early,
+        counts,
+        to_create,
+    }
+}
+
+pub async fn create_topics(
+    shard: &Rc<Shard>,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let Prevalidated {
+        early,
+        counts,
+        to_create,
+    } = prevalidate(shard, &req);
     let n = to_create.len();
     let sent = to_create.clone();
     let validate_only = req.validate_only;
-    let mut outcomes = to_shard0(
-        shard,
-        n,
-        |reply| ShardRequest::CreateTopics {
-            topics: to_create,
-            validate_only,
-            reply,
-        },
-        outcome_error,
-    )
+    let mut outcomes = to_controller(shard, n, |reply| ShardRequest::CreateTopics {
+        topics: to_create,
+        validate_only,
+        reply,
+    })
     .await
     .into_iter();
     let mut sent = sent.into_iter();
@@ -360,12 +400,10 @@ pub async fn delete_topics(
             .collect()
     };
     let names: Vec<String> = named.iter().filter_map(|(n, _)| n.clone()).collect();
-    let mut outcomes = to_shard0(
-        shard,
-        names.len(),
-        |reply| ShardRequest::DeleteTopics { names, reply },
-        outcome_error,
-    )
+    let mut outcomes = to_controller(shard, names.len(), |reply| ShardRequest::DeleteTopics {
+        names,
+        reply,
+    })
     .await
     .into_iter();
     let responses = named
@@ -445,21 +483,19 @@ pub async fn create_partitions(
             })),
             Ok(()) => {
                 early.push(None);
-                asks.push((t.name.0.to_string(), t.count));
+                asks.push(PartitionGrowth {
+                    topic: t.name.0.to_string(),
+                    count: t.count,
+                });
             }
         }
     }
     let validate_only = req.validate_only;
-    let mut outcomes = to_shard0(
-        shard,
-        asks.len(),
-        |reply| ShardRequest::CreatePartitions {
-            topics: asks,
-            validate_only,
-            reply,
-        },
-        outcome_error,
-    )
+    let mut outcomes = to_controller(shard, asks.len(), |reply| ShardRequest::CreatePartitions {
+        topics: asks,
+        validate_only,
+        reply,
+    })
     .await
     .into_iter();
     let results = req
@@ -655,16 +691,11 @@ async fn alter(shard: &Rc<Shard>, plans: Vec<AlterPlan>, validate_only: bool) ->
             AlterPlan::Answered(_) => None,
         })
         .collect();
-    let mut outcomes = to_shard0(
-        shard,
-        changes.len(),
-        |reply| ShardRequest::AlterConfigs {
-            changes,
-            validate_only,
-            reply,
-        },
-        outcome_error,
-    )
+    let mut outcomes = to_controller(shard, changes.len(), |reply| ShardRequest::AlterConfigs {
+        changes,
+        validate_only,
+        reply,
+    })
     .await
     .into_iter();
     plans
@@ -695,10 +726,15 @@ pub async fn incremental_alter_configs(
                 for c in &r.configs {
                     match c.config_operation {
                         OP_SET => match &c.value {
-                            Some(v) => ops.push((c.name.to_string(), Some(v.to_string()))),
+                            Some(v) => ops.push(ConfigOp::Set {
+                                name: c.name.to_string(),
+                                value: v.to_string(),
+                            }),
                             None => bad = Some("SET needs a value"),
                         },
-                        OP_DELETE => ops.push((c.name.to_string(), None)),
+                        OP_DELETE => ops.push(ConfigOp::Delete {
+                            name: c.name.to_string(),
+                        }),
                         _ => bad = Some("only SET and DELETE are supported"),
                     }
                 }
@@ -763,12 +799,18 @@ pub async fn alter_configs(shard: &Rc<Shard>, req: AlterConfigsRequest) -> Alter
                 // Every honoured config is deleted unless named: the overrides left are
                 // exactly the ones given, whatever the topic had before.
                 RESOURCE_TOPIC => {
-                    let mut ops: Vec<(String, Option<String>)> = TOPIC_CONFIG_NAMES
+                    let mut ops: Vec<ConfigOp> = TOPIC_CONFIG_NAMES
                         .iter()
                         .filter(|n| !named.contains_key(**n))
-                        .map(|n| (n.to_string(), None))
+                        .map(|n| ConfigOp::Delete {
+                            name: n.to_string(),
+                        })
                         .collect();
-                    ops.extend(named.into_iter().map(|(k, v)| (k, Some(v))));
+                    ops.extend(
+                        named
+                            .into_iter()
+                            .map(|(name, value)| ConfigOp::Set { name, value }),
+                    );
                     AlterPlan::Topic(ConfigChange {
                         topic: r.resource_name.to_string(),
                         ops,
@@ -842,7 +884,11 @@ pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> Del
                 .map(|p| (t.name.0.as_str(), p.partition_index, p.offset))
         });
     let results = super::offsets::ask_owners(shard, parts, |tp, offset, reply| {
-        ShardRequest::DeleteRecords { tp, offset, reply }
+        ShardRequest::DeleteRecords {
+            tp,
+            offset: Offset(offset),
+            reply,
+        }
     })
     .await;
     let mut results = results.into_iter();
@@ -862,7 +908,7 @@ pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest) -> Del
                         None => results.next().expect("one result per partition asked"),
                     };
                     match result {
-                        Ok(low_watermark) => base.with_low_watermark(low_watermark),
+                        Ok(low_watermark) => base.with_low_watermark(low_watermark.0),
                         Err(e) => base.with_error_code(e.code()).with_low_watermark(-1),
                     }
                 })

@@ -7,7 +7,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, api_versions_response::ApiVersion};
 use sluice_net::decodable_versions;
 
-use crate::connection::Outcome;
+use super::Outcome;
 
 /// What the handlers implement: `(api, min, max)`. The minima are Kafka 3.9's: KIP-896
 /// removed some versions in 4.0, but clients such as Sarama 1.22 still send them. net

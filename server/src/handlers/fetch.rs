@@ -6,25 +6,26 @@
 //! the high watermark are served, so nothing a consumer read can vanish in a crash. The response is cut to max_bytes, always keeping the
 //! first non-empty partition so a consumer can make progress.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use glommio::channels::local_channel;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::batch::Codec;
+use sluice_engine::{LeaderEpoch, Offset};
 use uuid::Uuid;
 
 use crate::config::{COMPRESSION_TYPE, compression_codec};
-use crate::kafka_errors::call_error;
+use crate::kafka_errors::partition_error;
+use crate::mesh::scatter::{Item, Scatter};
+use crate::mesh::{FetchPart, FetchPartResult, PartitionError, ShardRequest};
 use crate::shard::Shard;
-use crate::shard_request::{FetchPart, FetchPartResult, ShardRequest};
-use crate::topic_table::{ShardId, TopicPartition};
+use crate::topic_table::{ShardId, TopicPartition, TopicTable};
 
 /// Fetch sessions one connection may hold; beyond this a full fetch gets no session.
 const SESSIONS_PER_CONNECTION_MAX: usize = 16;
@@ -44,7 +45,7 @@ struct Want {
     current_leader_epoch: i32,
     owner: ShardId,
     /// What the session last sent for this partition: (high watermark, log start offset).
-    last_sent: Option<(i64, i64)>,
+    last_sent: Option<(Offset, Offset)>,
 }
 
 struct Session {
@@ -75,87 +76,60 @@ fn next_session_id(sessions: &FetchSessions) -> i32 {
     }
 }
 
-/// Reads `wants` once on their owners; with `wait_until`, owners first wait for an append.
+/// Reads `parts` once on their owners; with `wait_until`, owners first wait for an append.
 async fn read_round(
     shard: &Rc<Shard>,
     parts: &[FetchPart],
     owners: &[ShardId],
     wait_until: Option<Instant>,
 ) -> Vec<FetchPartResult> {
-    let mut by_owner: BTreeMap<ShardId, Vec<usize>> = BTreeMap::new();
-    for (i, o) in owners.iter().enumerate() {
-        by_owner.entry(*o).or_default().push(i);
-    }
-    let mut tasks = Vec::new();
-    for (owner, idx) in by_owner {
-        let sub: Vec<FetchPart> = idx.iter().map(|i| parts[*i].clone()).collect();
-        let shard = shard.clone();
-        let n = sub.len();
-        tasks.push((
-            idx,
-            glommio::spawn_local(async move {
-                match shard
-                    .ask(owner, |reply| ShardRequest::Fetch {
-                        parts: sub,
-                        wait_until,
-                        reply,
-                    })
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(e) => (0..n)
-                        .map(|_| FetchPartResult {
-                            error: Some(call_error(&e)),
-                            high_watermark: -1,
-                            log_start_offset: -1,
-                            records: None,
-                        })
-                        .collect(),
-                }
-            }),
-        ));
-    }
-    let mut out = vec![FetchPartResult::default(); parts.len()];
-    for (idx, task) in tasks {
-        for (i, r) in idx.into_iter().zip(task.await) {
-            out[i] = r;
-        }
-    }
-    out
+    let items = owners
+        .iter()
+        .zip(parts)
+        .map(|(o, p)| Item::To(*o, p.clone()));
+    Scatter::per_owner(shard, items, |parts, reply| ShardRequest::Fetch {
+        parts,
+        wait_until,
+        reply,
+    })
+    .await
+    .gather(
+        |r| r,
+        |e| FetchPartResult {
+            error: Some(PartitionError::Unreachable(*e)),
+            high_watermark: Offset(-1),
+            log_start_offset: Offset(-1),
+            records: None,
+        },
+    )
+    .await
 }
 
 /// Waits until any owner reports its high watermark past what was seen, or the deadline.
 async fn wait_any(shard: &Rc<Shard>, parts: &[FetchPart], owners: &[ShardId], deadline: Instant) {
-    let mut by_owner: BTreeMap<ShardId, Vec<FetchPart>> = BTreeMap::new();
-    for (p, o) in parts.iter().zip(owners) {
-        by_owner.entry(*o).or_default().push(p.clone());
-    }
-    let (tx, rx) = local_channel::new_bounded::<()>(by_owner.len().max(1));
-    let tx = Rc::new(tx);
+    let items = owners
+        .iter()
+        .zip(parts)
+        .map(|(o, p)| Item::To(*o, p.clone()));
     // Dropped at return: remote waits then end at their deadline or next append.
-    let mut _tasks = Vec::new();
-    for (owner, sub) in by_owner {
-        let shard = shard.clone();
-        let tx = tx.clone();
-        _tasks.push(glommio::spawn_local(async move {
-            let _ = shard
-                .ask(owner, |reply| ShardRequest::Fetch {
-                    parts: sub,
-                    wait_until: Some(deadline),
-                    reply,
-                })
-                .await;
-            let _ = tx.try_send(());
-        }));
-    }
+    let waits: Scatter<_, ()> =
+        Scatter::per_owner(shard, items, |parts, reply| ShardRequest::Fetch {
+            parts,
+            wait_until: Some(deadline),
+            reply,
+        })
+        .await;
     let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
-    futures_lite::future::or(
-        async {
-            let _ = rx.recv().await;
-        },
-        timeout,
-    )
-    .await;
+    futures_lite::future::or(waits.any(), timeout).await;
+}
+
+/// What one fetch reads after its session is applied.
+struct SessionView {
+    wants: Vec<Want>,
+    /// 0 when the fetch has no session.
+    session_id: i32,
+    /// Whether the answer leaves out partitions that did not change.
+    incremental: bool,
 }
 
 pub async fn handle(
@@ -165,6 +139,24 @@ pub async fn handle(
     version: i16,
 ) -> FetchResponse {
     let table = shard.table();
+    let (requested, rejected) = resolve(shard, &table, &req, version);
+    let view = match apply_session(sessions, &table, &req, requested, version) {
+        Ok(view) => view,
+        Err(refused) => return refused,
+    };
+    let mut results = read_until_ready(shard, &view.wants, &req).await;
+    cut_to_max_bytes(&mut results, req.max_bytes);
+    build_response(sessions, view, results, &rejected)
+}
+
+/// Resolves the requested partitions against the topic table: those to read, and those
+/// answered with an error without being read.
+fn resolve(
+    shard: &Shard,
+    table: &TopicTable,
+    req: &FetchRequest,
+    version: i16,
+) -> (Vec<Want>, Vec<Rejected>) {
     let by_id = version >= 13;
     let mut rejected = Vec::new();
     let mut requested = Vec::new();
@@ -214,8 +206,19 @@ pub async fn handle(
             }
         }
     }
+    (requested, rejected)
+}
 
-    // Fetch sessions (v7+): decide what to read and whether the answer is incremental.
+/// Fetch sessions (v7+): decides what to read and whether the answer is incremental; a
+/// fetch naming an unknown session or a wrong epoch is answered at once (`Err`).
+fn apply_session(
+    sessions: &std::cell::RefCell<FetchSessions>,
+    table: &TopicTable,
+    req: &FetchRequest,
+    requested: Vec<Want>,
+    version: i16,
+) -> Result<SessionView, FetchResponse> {
+    let by_id = version >= 13;
     let mut session_id = 0;
     let mut incremental = false;
     let wants: Vec<Want> = if version < 7 || req.session_epoch == -1 {
@@ -244,13 +247,13 @@ pub async fn handle(
     } else {
         let mut s = sessions.borrow_mut();
         let Some(session) = s.sessions.get_mut(&req.session_id) else {
-            return FetchResponse::default()
-                .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+            return Err(FetchResponse::default()
+                .with_error_code(ResponseError::FetchSessionIdNotFound.code()));
         };
         if session.next_epoch != req.session_epoch {
-            return FetchResponse::default()
+            return Err(FetchResponse::default()
                 .with_error_code(ResponseError::InvalidFetchSessionEpoch.code())
-                .with_session_id(req.session_id);
+                .with_session_id(req.session_id));
         }
         for f in &req.forgotten_topics_data {
             let name: Option<Arc<str>> = if by_id {
@@ -301,7 +304,21 @@ pub async fn handle(
         incremental = true;
         session.wants.clone()
     };
+    Ok(SessionView {
+        wants,
+        session_id,
+        incremental,
+    })
+}
 
+/// Reads every partition on its owner and long-polls: while fewer than min_bytes are
+/// available and max_wait_ms has not passed, waits for any owner's high watermark to
+/// move, then reads again.
+async fn read_until_ready(
+    shard: &Rc<Shard>,
+    wants: &[Want],
+    req: &FetchRequest,
+) -> Vec<FetchPartResult> {
     let mut parts: Vec<FetchPart> = wants
         .iter()
         .map(|w| FetchPart {
@@ -309,10 +326,10 @@ pub async fn handle(
                 topic: w.topic.clone(),
                 partition: w.partition,
             },
-            fetch_offset: w.fetch_offset,
+            fetch_offset: Offset(w.fetch_offset),
             partition_max_bytes: w.partition_max_bytes,
-            current_leader_epoch: w.current_leader_epoch,
-            wait_past_offset: w.fetch_offset,
+            current_leader_epoch: LeaderEpoch(w.current_leader_epoch),
+            wait_past_offset: Offset(w.fetch_offset),
         })
         .collect();
     let owners: Vec<ShardId> = wants.iter().map(|w| w.owner).collect();
@@ -332,9 +349,12 @@ pub async fn handle(
         wait_any(shard, &parts, &owners, deadline).await;
         results = read_round(shard, &parts, &owners, None).await;
     }
+    results
+}
 
-    // Cut to max_bytes, keeping at least the first non-empty partition.
-    let max_bytes = req.max_bytes.max(0) as usize;
+/// Cuts the answer to max_bytes, keeping at least the first non-empty partition.
+fn cut_to_max_bytes(results: &mut [FetchPartResult], max_bytes: i32) {
+    let max_bytes = max_bytes.max(0) as usize;
     let mut total = 0usize;
     for r in results.iter_mut() {
         let n = r.bytes();
@@ -347,8 +367,21 @@ pub async fn handle(
             total += n;
         }
     }
+}
 
-    // Build the response in request (or session) order, grouping partitions by topic.
+/// Builds the response in request (or session) order, grouping partitions by topic, and
+/// records in the session what it sent.
+fn build_response(
+    sessions: &std::cell::RefCell<FetchSessions>,
+    view: SessionView,
+    results: Vec<FetchPartResult>,
+    rejected: &[Rejected],
+) -> FetchResponse {
+    let SessionView {
+        wants,
+        session_id,
+        incremental,
+    } = view;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut push = |topic: Option<&Arc<str>>, topic_id: Uuid, pd: PartitionData| {
         let name = TopicName(StrBytes::from_string(
@@ -377,16 +410,16 @@ pub async fn handle(
         }
         let pd = PartitionData::default()
             .with_partition_index(w.partition)
-            .with_error_code(r.error.map_or(0, |e| e.code()))
-            .with_high_watermark(r.high_watermark)
-            .with_last_stable_offset(r.high_watermark)
-            .with_log_start_offset(r.log_start_offset)
+            .with_error_code(r.error.as_ref().map_or(0, |e| partition_error(e).code()))
+            .with_high_watermark(r.high_watermark.0)
+            .with_last_stable_offset(r.high_watermark.0)
+            .with_log_start_offset(r.log_start_offset.0)
             .with_aborted_transactions(None)
             .with_preferred_read_replica(BrokerId(-1))
             .with_records(Some(r.records.unwrap_or_default()));
         push(Some(&w.topic), w.topic_id, pd);
     }
-    for r in &rejected {
+    for r in rejected {
         let pd = PartitionData::default()
             .with_partition_index(r.partition)
             .with_error_code(r.error.code())

@@ -24,10 +24,12 @@ use kafka_protocol::messages::{
 use sluice_net::topic_partitions::by_topic;
 
 use super::groups::{ask, code, s, set_partition_errors, topic_partitions, unavailable};
+use crate::group::host::coordinator_shard;
 use crate::group::{GroupError, GroupState, GroupSummary};
 use crate::mesh::group::GroupRequest;
+use crate::mesh::scatter::{Item, Scatter};
+use crate::mesh::{CallError, Reply, ShardRequest};
 use crate::shard::Shard;
-use crate::shard_request::{Reply, ShardRequest};
 use crate::topic_table::{ShardId, TopicPartition};
 
 /// The group type of every group this broker coordinates (ListGroups v5).
@@ -44,21 +46,25 @@ async fn ask_each<I: 'static, T: Send + 'static>(
     items: Vec<(String, I)>,
     make: fn(String, I, Reply<T>) -> GroupRequest,
 ) -> Vec<Option<T>> {
-    let pending: Vec<_> = items
+    let table = shard.table();
+    let items = items
         .into_iter()
-        .map(|(group_id, item)| {
-            let shard = shard.clone();
-            glommio::spawn_local(async move {
-                let to = group_id.clone();
-                ask(&shard, &to, |reply| make(group_id, item, reply)).await
-            })
+        .map(|(group_id, item)| Item::To(coordinator_shard(&group_id, &table), (group_id, item)));
+    let scatter = Scatter::per_item(shard, items, |(group_id, item), reply| {
+        ShardRequest::Group(make(group_id, item, reply))
+    });
+    unreached_as_none(scatter.await.gather_results().await)
+}
+
+/// A reply per call, `None` (logged) where the call got no answer.
+fn unreached_as_none<T>(results: Vec<Result<T, CallError>>) -> Vec<Option<T>> {
+    results
+        .into_iter()
+        .map(|r| {
+            r.map_err(|e| tracing::debug!(error = %e, "group coordinator unreachable"))
+                .ok()
         })
-        .collect();
-    let mut out = Vec::with_capacity(pending.len());
-    for task in pending {
-        out.push(task.await);
-    }
-    out
+        .collect()
 }
 
 /// The error code of a group's answer that is not the expected one: the coordinator's
@@ -137,23 +143,14 @@ pub async fn list_groups(shard: &Rc<Shard>, r: ListGroupsRequest) -> ListGroupsR
         return ListGroupsResponse::default();
     }
     let states: Vec<String> = r.states_filter.iter().map(|s| s.to_string()).collect();
-    let pending: Vec<_> = (0..shard.shard_count())
-        .map(|to| {
-            let shard = shard.clone();
-            let states = states.clone();
-            glommio::spawn_local(async move {
-                shard
-                    .ask(ShardId(to), |reply| {
-                        ShardRequest::Group(GroupRequest::List { states, reply })
-                    })
-                    .await
-            })
-        })
-        .collect();
+    let items = (0..shard.shard_count()).map(|to| Item::To(ShardId(to), states.clone()));
+    let scatter = Scatter::per_item(shard, items, |states, reply| {
+        ShardRequest::Group(GroupRequest::List { states, reply })
+    });
     let mut error_code = 0;
     let mut all = Vec::new();
-    for task in pending {
-        match task.await {
+    for reply in scatter.await.gather_results().await {
+        match reply {
             Ok(Ok(groups)) => all.extend(groups),
             Ok(Err(e)) => error_code = code(&e),
             Err(_) => error_code = unavailable(),

@@ -31,8 +31,8 @@ use crate::group::{
 };
 use crate::kafka_errors::{call_error, commit_refused, group_error};
 use crate::mesh::group::{CommitRefused, GenerationId, GroupRequest, Heartbeat};
+use crate::mesh::{Reply, ShardRequest};
 use crate::shard::Shard;
-use crate::shard_request::{Reply, ShardRequest};
 use crate::topic_table::TopicPartition;
 
 pub(crate) fn s(v: &str) -> StrBytes {

@@ -17,8 +17,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use crate::mesh::{NewTopic, ShardRequest};
 use crate::shard::Shard;
-use crate::shard_request::{NewTopic, ShardRequest};
 use crate::topic_table::{ShardId, TopicMeta, is_internal, valid_topic_name};
 
 /// Kafka's "authorized operations not requested" marker.

@@ -16,9 +16,12 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochResponse,
 };
 
-use crate::kafka_errors::call_error;
+use sluice_engine::LeaderEpoch;
+
+use crate::kafka_errors::{call_error, partition_error};
+use crate::mesh::scatter::{Item, Scatter};
+use crate::mesh::{PartitionError, Reply, ShardRequest};
 use crate::shard::Shard;
-use crate::shard_request::{Reply, ShardRequest};
 use crate::topic_table::TopicPartition;
 
 pub async fn list_offsets(
@@ -56,10 +59,14 @@ pub async fn list_offsets(
                             .with_error_code(ResponseError::UnsupportedVersion.code())
                             .with_timestamp(-1)
                             .with_offset(-1),
-                        Ok((ts, off, epoch)) => base
-                            .with_timestamp(ts)
-                            .with_offset(off)
-                            .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
+                        Ok(found) => base
+                            .with_timestamp(found.timestamp_ms)
+                            .with_offset(found.offset.0)
+                            .with_leader_epoch(if version >= 4 {
+                                found.leader_epoch.0
+                            } else {
+                                -1
+                            }),
                         Err(e) => base
                             .with_error_code(e.code())
                             .with_timestamp(-1)
@@ -83,7 +90,7 @@ pub async fn offset_for_leader_epoch(
     let parts = req.topics.iter().flat_map(|t| {
         t.partitions
             .iter()
-            .map(move |p| (t.topic.0.as_str(), p.partition, p.leader_epoch))
+            .map(move |p| (t.topic.0.as_str(), p.partition, LeaderEpoch(p.leader_epoch)))
     });
     let results = ask_owners(shard, parts, |tp, leader_epoch, reply| {
         ShardRequest::EpochEnd {
@@ -104,7 +111,9 @@ pub async fn offset_for_leader_epoch(
                 .map(|p| {
                     let base = EpochEndOffset::default().with_partition(p.partition);
                     match results.next().expect("one result per partition") {
-                        Ok((epoch, end)) => base.with_leader_epoch(epoch).with_end_offset(end),
+                        Ok(end) => base
+                            .with_leader_epoch(end.leader_epoch.0)
+                            .with_end_offset(end.end_offset.0),
                         Err(e) => base
                             .with_error_code(e.code())
                             .with_leader_epoch(-1)
@@ -125,32 +134,23 @@ pub async fn offset_for_leader_epoch(
 pub(super) async fn ask_owners<'a, A: 'static, T: Send + 'static>(
     shard: &Rc<Shard>,
     parts: impl Iterator<Item = (&'a str, i32, A)>,
-    make: fn(TopicPartition, A, Reply<Result<T, ResponseError>>) -> ShardRequest,
+    make: fn(TopicPartition, A, Reply<Result<T, PartitionError>>) -> ShardRequest,
 ) -> Vec<Result<T, ResponseError>> {
     let table = shard.table();
-    let pending: Vec<_> = parts
+    let items: Vec<_> = parts
         .map(|(topic, partition, arg)| {
             let meta = table.get(topic);
-            let owner = meta.and_then(|m| m.owner(partition));
-            let tp = meta.map(|m| TopicPartition {
-                topic: m.name.clone(),
-                partition,
-            });
-            let shard = shard.clone();
-            glommio::spawn_local(async move {
-                match (owner, tp) {
-                    (Some(owner), Some(tp)) => shard
-                        .ask(owner, |reply| make(tp, arg, reply))
-                        .await
-                        .unwrap_or_else(|e| Err(call_error(&e))),
-                    _ => Err(ResponseError::UnknownTopicOrPartition),
-                }
-            })
+            match meta.and_then(|m| Some((m.owner(partition)?, m.name.clone()))) {
+                Some((owner, topic)) => Item::To(owner, (TopicPartition { topic, partition }, arg)),
+                None => Item::Answered(Err(ResponseError::UnknownTopicOrPartition)),
+            }
         })
         .collect();
-    let mut results = Vec::with_capacity(pending.len());
-    for task in pending {
-        results.push(task.await);
-    }
-    results
+    Scatter::per_item(shard, items, |(tp, arg), reply| make(tp, arg, reply))
+        .await
+        .gather(
+            |r| r.map_err(|e| partition_error(&e)),
+            |e| Err(call_error(e)),
+        )
+        .await
 }

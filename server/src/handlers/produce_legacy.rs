@@ -16,7 +16,7 @@ use sluice_engine::batch::{BatchHeader, Codec, HEADER_BYTES, LOG_OVERHEAD, MAGIC
 use sluice_engine::record::{Record, RecordError, decompress, encode_batch};
 use tracing::debug;
 
-use crate::connection::ConnState;
+use super::ConnState;
 use crate::shard::Shard;
 
 /// Decompressed bytes the compressed wrapper messages of one message set may expand to,
