@@ -31,7 +31,10 @@ fn second_broker_on_the_same_port_refuses_to_start() {
         .listen(&broker.bootstrap())
         .spawn_expecting_exit(REFUSE_TIMEOUT);
     let stderr = &out.log;
-    assert!(out.status.is_some(), "second broker kept running:\n{stderr}");
+    assert!(
+        out.status.is_some(),
+        "second broker kept running:\n{stderr}"
+    );
     assert!(!out.success(), "second broker exited 0:\n{stderr}");
     assert!(
         stderr.contains("address in use"),
@@ -54,7 +57,10 @@ fn second_broker_on_the_same_data_dir_refuses_to_start() {
         .data_dir(broker.data_dir())
         .spawn_expecting_exit(REFUSE_TIMEOUT);
     let stderr = &out.log;
-    assert!(out.status.is_some(), "second broker kept running:\n{stderr}");
+    assert!(
+        out.status.is_some(),
+        "second broker kept running:\n{stderr}"
+    );
     assert!(!out.success(), "second broker exited 0:\n{stderr}");
     assert!(
         stderr.contains(&broker.data_dir().display().to_string()),
