@@ -281,6 +281,7 @@ macro_rules! wire_codec {
             }
 
             fn bytes_min(cx: $crate::wire::Cx) -> usize {
+                // A struct without fields never adds to `n`.
                 #[allow(unused_mut)]
                 let mut n = usize::from(cx.flex);
                 $(
