@@ -9,9 +9,20 @@ use std::time::Duration;
 
 use common::{Broker, BrokerOptions};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use sluice_testkit::Exit;
 
 /// How long a refused second broker may take to exit.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The second broker exited by itself, and not with status 0.
+fn assert_refused_by_itself(out: &Exit) {
+    let stderr = &out.log;
+    assert!(
+        out.status.is_some(),
+        "second broker kept running:\n{stderr}"
+    );
+    assert!(!out.success(), "second broker exited 0:\n{stderr}");
+}
 
 fn assert_serves(broker: &Broker) {
     broker.assert_running();
@@ -31,11 +42,7 @@ fn second_broker_on_the_same_port_refuses_to_start() {
         .listen(&broker.bootstrap())
         .spawn_expecting_exit(REFUSE_TIMEOUT);
     let stderr = &out.log;
-    assert!(
-        out.status.is_some(),
-        "second broker kept running:\n{stderr}"
-    );
-    assert!(!out.success(), "second broker exited 0:\n{stderr}");
+    assert_refused_by_itself(&out);
     assert!(
         stderr.contains("address in use"),
         "no 'address in use' in:\n{stderr}"
@@ -57,11 +64,7 @@ fn second_broker_on_the_same_data_dir_refuses_to_start() {
         .data_dir(broker.data_dir())
         .spawn_expecting_exit(REFUSE_TIMEOUT);
     let stderr = &out.log;
-    assert!(
-        out.status.is_some(),
-        "second broker kept running:\n{stderr}"
-    );
-    assert!(!out.success(), "second broker exited 0:\n{stderr}");
+    assert_refused_by_itself(&out);
     assert!(
         stderr.contains(&broker.data_dir().display().to_string()),
         "data directory not named:\n{stderr}"

@@ -180,22 +180,28 @@ impl BrokerOptions {
         let mut child = command(dir.path(), &data_dir, &listen, &self)
             .spawn()
             .expect("start sluice");
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for sluice") {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_or_kill(&mut child, timeout);
         Exit {
             status,
             log: broker_log_since(dir.path(), 0),
         }
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit; past it, kills it (SIGKILL to its PID only),
+/// reaps it and returns `None`.
+pub fn wait_or_kill(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child process") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -12,6 +12,6 @@ mod conn;
 
 pub use allocation::{LargestAllocation, largest_allocation_during};
 pub use broker::{
-    Broker, BrokerOptions, Exit, READY_LINE, free_port, sluice_bin, workspace_binary,
+    Broker, BrokerOptions, Exit, READY_LINE, free_port, sluice_bin, wait_or_kill, workspace_binary,
 };
 pub use conn::Conn;
