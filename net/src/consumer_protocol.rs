@@ -11,7 +11,8 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
 
 use crate::reader::{ReadError, Reader};
-use crate::wire::{Cx, Wire, wire_struct};
+use crate::schema::wire_struct;
+use crate::wire::{Cx, Wire};
 
 /// The protocol type of groups whose members use the consumer protocol.
 pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";

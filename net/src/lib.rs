@@ -4,8 +4,9 @@
 //! Start reading at `request.rs` (`decode_request`), then `frame.rs` (`split_frame`)
 //! and `response.rs` (`encode_response`, and `encode_response_vectored` for Fetch
 //! responses whose records should not be copied). `reader.rs` is the bounded cursor every
-//! decoder reads through; `wire.rs` maps field types to encodings and defines the
-//! `wire_struct!` table macro; `schema.rs` holds one table per request struct.
+//! decoder reads through; `wire.rs` maps field types to encodings and generates the
+//! decoders; `schema.rs` holds one `wire_struct!` table per request struct, which also
+//! drives the random values of the property tests (`random.rs`, test builds only).
 //! `consumer_protocol.rs` reads the subscription and assignment embedded in classic
 //! consumer groups' JoinGroup and SyncGroup bytes.
 //! Request structs are never decoded with `kafka-protocol`'s own decoders, which

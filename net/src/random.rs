@@ -181,3 +181,57 @@ gen_newtype! {
     TopicName(StrBytes);
     TransactionalId(StrBytes);
 }
+
+/// Generates `Gen` for one `kafka-protocol` struct from the same table `wire::wire_codec!`
+/// reads (see `schema.rs`): a field gets a random value in the versions that carry it,
+/// a tagged field in half the versions that allow it, and flexible versions also get
+/// unknown tagged fields. A field written `name as Type` is not in the struct and stays
+/// unset.
+macro_rules! gen_struct {
+    ($module:ident :: $ty:ident [$lo:literal ..= $hi:literal] {
+        $( $field:ident $(as $skip:ty)? : $flo:literal ..= $fhi:literal ),* $(,)?
+    } tagged {
+        $( $tfield:ident : $tag:literal @ $tlo:literal ..= $thi:literal ),* $(,)?
+    }) => {
+        impl $crate::random::Gen for kafka_protocol::messages::$module::$ty {
+            fn generate(g: &mut $crate::random::Rng, cx: $crate::wire::Cx) -> Self {
+                let mut s = Self::default();
+                $(
+                    if ($flo..=$fhi).contains(&cx.version) {
+                        $crate::random::gen_struct!(@generate s g cx $field $(as $skip)?);
+                    }
+                )*
+                if cx.flex {
+                    $(
+                        if ($tlo..=$thi).contains(&cx.version) && g.chance(2) {
+                            s.$tfield = $crate::random::Gen::generate(g, cx);
+                        }
+                    )*
+                    s.unknown_tagged_fields = g.unknown_tagged_fields();
+                }
+                s
+            }
+        }
+    };
+    ($module:ident :: $ty:ident [$lo:literal ..= $hi:literal] {
+        $( $field:ident $(as $skip:ty)? : $flo:literal ..= $fhi:literal ),* $(,)?
+    } never_flexible) => {
+        impl $crate::random::Gen for kafka_protocol::messages::$module::$ty {
+            fn generate(g: &mut $crate::random::Rng, cx: $crate::wire::Cx) -> Self {
+                let mut s = Self::default();
+                $(
+                    if ($flo..=$fhi).contains(&cx.version) {
+                        $crate::random::gen_struct!(@generate s g cx $field $(as $skip)?);
+                    }
+                )*
+                s
+            }
+        }
+    };
+    (@generate $s:ident $g:ident $cx:ident $field:ident) => {
+        $s.$field = $crate::random::Gen::generate($g, $cx);
+    };
+    (@generate $s:ident $g:ident $cx:ident $field:ident as $skip:ty) => {};
+}
+
+pub(crate) use gen_struct;

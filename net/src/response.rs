@@ -124,109 +124,14 @@ fn downgrade(api_key: ApiKey, api_version: i16, newer: Bytes) -> Result<Option<B
         (ApiKey::DeleteTopics, 0) => w.skip(4)?,
         // v2 added throttle_time_ms in front.
         (ApiKey::CreateTopics, 1) | (ApiKey::OffsetForLeaderEpoch, 1) => w.skip(4)?,
-        // v1 added each topic's error_message.
-        (ApiKey::CreateTopics, 0) => {
-            w.skip(4)?;
-            for _ in 0..w.copy_count()? {
-                w.copy_string()?; // name
-                w.copy(2)?; // error_code
-                w.skip_string()?; // error_message
-            }
-        }
+        (ApiKey::CreateTopics, 0) => w.create_topics_v0()?,
         // v2 is v3's layout (v3 changed only the request).
         (ApiKey::Produce, 2) => return Ok(Some(newer)),
-        // v2 added each partition's log_append_time_ms, v1 throttle_time_ms at the end.
-        (ApiKey::Produce, 0 | 1) => {
-            for _ in 0..w.copy_count()? {
-                w.copy_string()?; // name
-                for _ in 0..w.copy_count()? {
-                    w.copy(4 + 2 + 8)?; // index, error_code, base_offset
-                    w.skip(8)?; // log_append_time_ms
-                }
-            }
-            if api_version == 0 {
-                w.skip(4)?; // throttle_time_ms
-            }
-        }
-        // v4 added each partition's last_stable_offset and aborted_transactions, v1
-        // throttle_time_ms. The records are copied as they are: the caller converts them
-        // to the message format of the version (v0-1: magic 0, v2-3: magic 1).
-        (ApiKey::Fetch, 0..=3) => {
-            if api_version == 0 {
-                w.skip(4)?;
-            } else {
-                w.copy(4)?;
-            }
-            for _ in 0..w.copy_count()? {
-                w.copy_string()?; // topic
-                for _ in 0..w.copy_count()? {
-                    w.copy(4 + 2 + 8)?; // partition_index, error_code, high_watermark
-                    w.skip(8)?; // last_stable_offset
-                    for _ in 0..w.count()? {
-                        w.skip(8 + 8)?; // aborted: producer_id, first_offset
-                    }
-                    let len = w.r.i32()?;
-                    w.out.put_i32(len);
-                    if len > 0 {
-                        w.copy(len as usize)?; // records
-                    }
-                }
-            }
-        }
-        // v1 added each partition's leader_epoch.
-        (ApiKey::OffsetForLeaderEpoch, 0) => {
-            w.skip(4)?;
-            for _ in 0..w.copy_count()? {
-                w.copy_string()?; // topic
-                for _ in 0..w.copy_count()? {
-                    w.copy(2 + 4)?; // error_code, partition
-                    w.skip(4)?; // leader_epoch
-                    w.copy(8)?; // end_offset
-                }
-            }
-        }
-        // v1 replaced the list of offsets (old_style_offsets) by one timestamp and offset.
-        (ApiKey::ListOffsets, 0) => {
-            for _ in 0..w.copy_count()? {
-                w.copy_string()?; // name
-                for _ in 0..w.copy_count()? {
-                    w.copy(4)?; // partition_index
-                    let error_code = w.r.i16()?;
-                    w.out.put_i16(error_code);
-                    let _timestamp = w.r.i64()?;
-                    let offset = w.r.i64()?;
-                    if error_code == 0 && offset >= 0 {
-                        w.out.put_i32(1);
-                        w.out.put_i64(offset);
-                    } else {
-                        w.out.put_i32(0);
-                    }
-                }
-            }
-        }
-        // v1 replaced is_default by config_source (same width) and added synonyms.
-        (ApiKey::DescribeConfigs, 0) => {
-            w.copy(4)?; // throttle_time_ms
-            for _ in 0..w.copy_count()? {
-                w.copy(2)?; // error_code
-                w.copy_string()?; // error_message
-                w.copy(1)?; // resource_type
-                w.copy_string()?; // resource_name
-                for _ in 0..w.copy_count()? {
-                    w.copy_string()?; // name
-                    w.copy_string()?; // value
-                    w.copy(1)?; // read_only
-                    let is_default = w.r.i8()? == CONFIG_SOURCE_DEFAULT;
-                    w.out.put_u8(u8::from(is_default));
-                    w.copy(1)?; // is_sensitive
-                    for _ in 0..w.count()? {
-                        w.skip_string()?; // name
-                        w.skip_string()?; // value
-                        w.skip(1)?; // source
-                    }
-                }
-            }
-        }
+        (ApiKey::Produce, 0 | 1) => w.produce_v0_v1(api_version)?,
+        (ApiKey::Fetch, 0..=3) => w.fetch_v0_v3(api_version)?,
+        (ApiKey::OffsetForLeaderEpoch, 0) => w.offset_for_leader_epoch_v0()?,
+        (ApiKey::ListOffsets, 0) => w.list_offsets_v0()?,
+        (ApiKey::DescribeConfigs, 0) => w.describe_configs_v0()?,
         _ => return Ok(None),
     }
     w.out.extend_from_slice(w.r.rest());
@@ -276,6 +181,122 @@ impl Rewrite {
         let len = self.r.i16()?;
         if len > 0 {
             self.skip(len as usize)?;
+        }
+        Ok(())
+    }
+
+    // The layouts `downgrade` rewrites, each from the version `legacy_versions` encodes at
+    // down to the one named; what follows the rewritten part is copied as it is.
+
+    /// v1 added each topic's error_message.
+    fn create_topics_v0(&mut self) -> Result<(), ReadError> {
+        self.skip(4)?;
+        for _ in 0..self.copy_count()? {
+            self.copy_string()?; // name
+            self.copy(2)?; // error_code
+            self.skip_string()?; // error_message
+        }
+        Ok(())
+    }
+
+    /// v2 added each partition's log_append_time_ms, v1 throttle_time_ms at the end.
+    fn produce_v0_v1(&mut self, api_version: i16) -> Result<(), ReadError> {
+        for _ in 0..self.copy_count()? {
+            self.copy_string()?; // name
+            for _ in 0..self.copy_count()? {
+                self.copy(4 + 2 + 8)?; // index, error_code, base_offset
+                self.skip(8)?; // log_append_time_ms
+            }
+        }
+        if api_version == 0 {
+            self.skip(4)?; // throttle_time_ms
+        }
+        Ok(())
+    }
+
+    /// v4 added each partition's last_stable_offset and aborted_transactions, v1
+    /// throttle_time_ms. The records are copied as they are: the caller converts them
+    /// to the message format of the version (v0-1: magic 0, v2-3: magic 1).
+    fn fetch_v0_v3(&mut self, api_version: i16) -> Result<(), ReadError> {
+        if api_version == 0 {
+            self.skip(4)?;
+        } else {
+            self.copy(4)?;
+        }
+        for _ in 0..self.copy_count()? {
+            self.copy_string()?; // topic
+            for _ in 0..self.copy_count()? {
+                self.copy(4 + 2 + 8)?; // partition_index, error_code, high_watermark
+                self.skip(8)?; // last_stable_offset
+                for _ in 0..self.count()? {
+                    self.skip(8 + 8)?; // aborted: producer_id, first_offset
+                }
+                let len = self.r.i32()?;
+                self.out.put_i32(len);
+                if len > 0 {
+                    self.copy(len as usize)?; // records
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// v1 added each partition's leader_epoch.
+    fn offset_for_leader_epoch_v0(&mut self) -> Result<(), ReadError> {
+        self.skip(4)?;
+        for _ in 0..self.copy_count()? {
+            self.copy_string()?; // topic
+            for _ in 0..self.copy_count()? {
+                self.copy(2 + 4)?; // error_code, partition
+                self.skip(4)?; // leader_epoch
+                self.copy(8)?; // end_offset
+            }
+        }
+        Ok(())
+    }
+
+    /// v1 replaced the list of offsets (old_style_offsets) by one timestamp and offset.
+    fn list_offsets_v0(&mut self) -> Result<(), ReadError> {
+        for _ in 0..self.copy_count()? {
+            self.copy_string()?; // name
+            for _ in 0..self.copy_count()? {
+                self.copy(4)?; // partition_index
+                let error_code = self.r.i16()?;
+                self.out.put_i16(error_code);
+                let _timestamp = self.r.i64()?;
+                let offset = self.r.i64()?;
+                if error_code == 0 && offset >= 0 {
+                    self.out.put_i32(1);
+                    self.out.put_i64(offset);
+                } else {
+                    self.out.put_i32(0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// v1 replaced is_default by config_source (same width) and added synonyms.
+    fn describe_configs_v0(&mut self) -> Result<(), ReadError> {
+        self.copy(4)?; // throttle_time_ms
+        for _ in 0..self.copy_count()? {
+            self.copy(2)?; // error_code
+            self.copy_string()?; // error_message
+            self.copy(1)?; // resource_type
+            self.copy_string()?; // resource_name
+            for _ in 0..self.copy_count()? {
+                self.copy_string()?; // name
+                self.copy_string()?; // value
+                self.copy(1)?; // read_only
+                let is_default = self.r.i8()? == CONFIG_SOURCE_DEFAULT;
+                self.out.put_u8(u8::from(is_default));
+                self.copy(1)?; // is_sensitive
+                for _ in 0..self.count()? {
+                    self.skip_string()?; // name
+                    self.skip_string()?; // value
+                    self.skip(1)?; // source
+                }
+            }
         }
         Ok(())
     }

@@ -5,7 +5,17 @@
 //! `request.rs` check every table against `kafka-protocol`'s encoder for every
 //! version it has, and golden frames in `tests.rs` cover the removed ones.
 
-use crate::wire::wire_struct;
+/// One table drives both the decoder (`wire::wire_codec!`) and, under test, the random
+/// value generator the property tests encode (`random::gen_struct!`), so the two cannot
+/// disagree on a layout.
+macro_rules! wire_struct {
+    ($($table:tt)*) => {
+        crate::wire::wire_codec! { $($table)* }
+        #[cfg(any(test, feature = "testing"))]
+        crate::random::gen_struct! { $($table)* }
+    };
+}
+pub(crate) use wire_struct;
 
 // api_versions
 wire_struct! { api_versions_request::ApiVersionsRequest [0..=4] {

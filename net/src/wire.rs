@@ -1,4 +1,4 @@
-//! `Wire`: how each field type of a Kafka request is read, and `wire_struct!`,
+//! `Wire`: how each field type of a Kafka request is read, and `wire_codec!`,
 //! which turns a schema table (field, versions, tag) into a bounded decoder for
 //! one of `kafka-protocol`'s request structs.
 //!
@@ -193,17 +193,16 @@ pub(crate) fn field_bytes_min<S, T: Wire>(_pick: fn(&S) -> &T, cx: Cx) -> usize 
 /// The tagged-field section of one struct in flexible versions.
 pub(crate) trait TaggedFields {
     fn read_tagged(&mut self, r: &mut Reader, cx: Cx) -> Result<(), ReadError>;
-    #[cfg(any(test, feature = "testing"))]
-    fn generate_tagged(&mut self, g: &mut crate::random::Rng, cx: Cx);
 }
 
-/// Declares the wire layout of one `kafka-protocol` struct: its fields in wire
-/// order with the versions each is present in, then its tagged fields with tag
-/// number and versions (or `never_flexible` for messages without flexible
-/// versions). A field written `name as Type` exists only in versions Kafka 4.0
-/// removed (so not in the struct): it is read as `Type` and dropped. Generates
-/// `Wire` (and, under test, `Gen`) for the struct.
-macro_rules! wire_struct {
+/// Generates `Wire`, `WireNullable` and `TaggedFields` for one `kafka-protocol` struct
+/// from its wire layout: its fields in wire order with the versions each is present in,
+/// then its tagged fields with tag number and versions (or `never_flexible` for messages
+/// without flexible versions). A field written `name as Type` exists only in versions
+/// Kafka 4.0 removed (so not in the struct): it is read as `Type` and dropped. The
+/// tables themselves are in `schema.rs`, which hands each one to this macro and, under
+/// test, to `random::gen_struct!`.
+macro_rules! wire_codec {
     ($module:ident :: $ty:ident [$lo:literal ..= $hi:literal] {
         $( $field:ident $(as $skip:ty)? : $flo:literal ..= $fhi:literal ),* $(,)?
     } tagged {
@@ -232,19 +231,8 @@ macro_rules! wire_struct {
                     _ => Ok(false),
                 })
             }
-
-            #[cfg(any(test, feature = "testing"))]
-            fn generate_tagged(&mut self, g: &mut $crate::random::Rng, cx: $crate::wire::Cx) {
-                let _ = cx;
-                $(
-                    if ($tlo..=$thi).contains(&cx.version) && g.chance(2) {
-                        self.$tfield = $crate::random::Gen::generate(g, cx);
-                    }
-                )*
-                self.unknown_tagged_fields = g.unknown_tagged_fields();
-            }
         }
-        $crate::wire::wire_struct!(@fields $module::$ty { $( $field $(as $skip)?: $flo..=$fhi, )* });
+        $crate::wire::wire_codec!(@fields $module::$ty { $( $field $(as $skip)?: $flo..=$fhi, )* });
     };
     ($module:ident :: $ty:ident [$lo:literal ..= $hi:literal] {
         $( $field:ident $(as $skip:ty)? : $flo:literal ..= $fhi:literal ),* $(,)?
@@ -257,11 +245,8 @@ macro_rules! wire_struct {
             ) -> Result<(), $crate::reader::ReadError> {
                 Ok(())
             }
-
-            #[cfg(any(test, feature = "testing"))]
-            fn generate_tagged(&mut self, _g: &mut $crate::random::Rng, _cx: $crate::wire::Cx) {}
         }
-        $crate::wire::wire_struct!(@fields $module::$ty { $( $field $(as $skip)?: $flo..=$fhi, )* });
+        $crate::wire::wire_codec!(@fields $module::$ty { $( $field $(as $skip)?: $flo..=$fhi, )* });
     };
     // A field the struct has is read into it; `name as Type` is a field only old versions
     // carry, which the struct (Kafka 4.0's) lacks: it is read as `Type` and dropped.
@@ -277,10 +262,6 @@ macro_rules! wire_struct {
     (@bytes_min $cx:ident $field:ident as $skip:ty) => {
         <$skip as $crate::wire::Wire>::bytes_min($cx)
     };
-    (@generate $s:ident $g:ident $cx:ident $field:ident) => {
-        $s.$field = $crate::random::Gen::generate($g, $cx);
-    };
-    (@generate $s:ident $g:ident $cx:ident $field:ident as $skip:ty) => {};
     (@fields $module:ident :: $ty:ident { $( $field:ident $(as $skip:ty)? : $flo:literal ..= $fhi:literal, )* }) => {
         impl $crate::wire::Wire for kafka_protocol::messages::$module::$ty {
             fn read(
@@ -290,7 +271,7 @@ macro_rules! wire_struct {
                 let mut s = Self::default();
                 $(
                     if ($flo..=$fhi).contains(&cx.version) {
-                        $crate::wire::wire_struct!(@read s r cx $field $(as $skip)?);
+                        $crate::wire::wire_codec!(@read s r cx $field $(as $skip)?);
                     }
                 )*
                 if cx.flex {
@@ -300,11 +281,12 @@ macro_rules! wire_struct {
             }
 
             fn bytes_min(cx: $crate::wire::Cx) -> usize {
+                // A struct without fields never adds to `n`.
                 #[allow(unused_mut)]
                 let mut n = usize::from(cx.flex);
                 $(
                     if ($flo..=$fhi).contains(&cx.version) {
-                        n += $crate::wire::wire_struct!(@bytes_min cx $field $(as $skip)?);
+                        n += $crate::wire::wire_codec!(@bytes_min cx $field $(as $skip)?);
                     }
                 )*
                 n
@@ -325,23 +307,7 @@ macro_rules! wire_struct {
                 1
             }
         }
-
-        #[cfg(any(test, feature = "testing"))]
-        impl $crate::random::Gen for kafka_protocol::messages::$module::$ty {
-            fn generate(g: &mut $crate::random::Rng, cx: $crate::wire::Cx) -> Self {
-                let mut s = Self::default();
-                $(
-                    if ($flo..=$fhi).contains(&cx.version) {
-                        $crate::wire::wire_struct!(@generate s g cx $field $(as $skip)?);
-                    }
-                )*
-                if cx.flex {
-                    $crate::wire::TaggedFields::generate_tagged(&mut s, g, cx);
-                }
-                s
-            }
-        }
     };
 }
 
-pub(crate) use wire_struct;
+pub(crate) use wire_codec;

@@ -187,6 +187,75 @@ struct RebalanceOutcome {
     rounds: Vec<(u64, u64)>,
 }
 
+/// The benchmark's members: per slot, the status of its current member and its task.
+struct Members {
+    config: Rc<MemberConfig>,
+    tally: Rc<RefCell<Tally>>,
+    clock: Clock,
+    controls: Vec<Rc<MemberControl>>,
+    tasks: Vec<Option<glommio::Task<Result<()>>>>,
+}
+
+impl Members {
+    /// Starts `count` members.
+    fn start(config: MemberConfig, count: usize, clock: Clock) -> Self {
+        let mut members = Members {
+            config: Rc::new(config),
+            tally: Rc::new(RefCell::new(Tally::new(Metric::Consume))),
+            clock,
+            controls: (0..count).map(|_| Rc::default()).collect(),
+            tasks: Vec::new(),
+        };
+        members.tasks = members
+            .controls
+            .iter()
+            .map(|c| Some(members.spawn(c)))
+            .collect();
+        members
+    }
+
+    fn spawn(&self, control: &Rc<MemberControl>) -> glommio::Task<Result<()>> {
+        glommio::spawn_local(crate::group::run_member(
+            self.config.clone(),
+            control.clone(),
+            self.tally.clone(),
+            self.clock,
+        ))
+    }
+
+    /// Starts a new member in `slot`, whose member has left.
+    fn restart(&mut self, slot: usize) {
+        self.controls[slot] = Rc::default();
+        self.tasks[slot] = Some(self.spawn(&self.controls[slot]));
+    }
+
+    fn statuses(controls: &[Rc<MemberControl>]) -> Vec<MemberStatus> {
+        controls.iter().map(|c| c.status.borrow().clone()).collect()
+    }
+
+    /// Stops every member and waits for all; the first failure, if any.
+    async fn stop(self) -> Option<anyhow::Error> {
+        for control in &self.controls {
+            control.stop();
+        }
+        let mut failure = None;
+        for task in self.tasks.into_iter().flatten() {
+            if let Err(e) = task.await {
+                failure.get_or_insert(e);
+            }
+        }
+        failure
+    }
+}
+
+/// Sleeps a random part of a heartbeat interval. Members heartbeat on their own timers and
+/// restart them when a rebalance completes, so their phases line up; without the pause a
+/// leave or join would always land at the same point of the heartbeat cycle.
+async fn random_pause(heartbeat_ms: u64) {
+    let phase = rand::random_range(0..heartbeat_ms.max(1));
+    glommio::timer::Timer::new(Duration::from_millis(phase)).await;
+}
+
 async fn rebalance_rounds(
     config: MemberConfig,
     members: usize,
@@ -195,21 +264,9 @@ async fn rebalance_rounds(
     clock: Clock,
 ) -> Result<RebalanceOutcome> {
     let heartbeat_ms = config.settings.heartbeat_interval.as_millis() as u64;
-    let config = Rc::new(config);
-    let tally = Rc::new(RefCell::new(Tally::new(Metric::Consume)));
-    let spawn = |control: &Rc<MemberControl>| {
-        glommio::spawn_local(crate::group::run_member(
-            config.clone(),
-            control.clone(),
-            tally.clone(),
-            clock,
-        ))
-    };
-    let mut controls: Vec<Rc<MemberControl>> = (0..members).map(|_| Rc::default()).collect();
-    let mut tasks: Vec<Option<glommio::Task<Result<()>>>> =
-        controls.iter().map(|c| Some(spawn(c))).collect();
+    let mut group = Members::start(config, members, clock);
     let outcome = async {
-        wait_for(&controls, settle, "initial join", |s| {
+        wait_for(&group.controls, settle, "initial join", |s| {
             all_consuming_after(s, 0)
         })
         .await?;
@@ -218,51 +275,11 @@ async fn rebalance_rounds(
         let mut rounds = Vec::new();
         for round in 0..repeat {
             let victim = round % members;
-            // Members heartbeat on their own timers; leaving right after the group settled
-            // would always hit the same heartbeat phase. A random pause spreads it.
-            let phase = rand::random_range(0..heartbeat_ms.max(1));
-            glommio::timer::Timer::new(Duration::from_millis(phase)).await;
-            let generation = controls[victim].status.borrow().generation;
-            controls[victim].stop();
-            let task = tasks[victim].take().expect("every slot runs a member");
-            let others: Vec<Rc<MemberControl>> = controls
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != victim)
-                .map(|(_, c)| c.clone())
-                .collect();
-            task.await.context("the leaving member")?;
-            let left = controls[victim]
-                .status
-                .borrow()
-                .leaving_at
-                .context("the leaving member did not leave")?;
-            wait_for(&others, settle, "after a leave", |s| {
-                all_consuming_after(s, generation)
-            })
-            .await?;
-            let statuses: Vec<MemberStatus> =
-                others.iter().map(|c| c.status.borrow().clone()).collect();
-            let settled = latest_consuming(&statuses).unwrap_or(left);
-            let leave_us = settled.saturating_duration_since(left).as_micros() as u64;
+            random_pause(heartbeat_ms).await;
+            let (leave_us, generation) = leave_round(&mut group, victim, settle).await?;
             record(&mut leave, leave_us, 1);
-
-            let generation = statuses.first().map_or(generation, |s| s.generation);
-            // Members restart their heartbeat timers when a rebalance completes, so their
-            // phases line up; a random pause keeps the join from always landing just after.
-            let phase = rand::random_range(0..heartbeat_ms.max(1));
-            glommio::timer::Timer::new(Duration::from_millis(phase)).await;
-            let rejoined = Instant::now();
-            controls[victim] = Rc::default();
-            tasks[victim] = Some(spawn(&controls[victim]));
-            wait_for(&controls, settle, "after a join", |s| {
-                all_consuming_after(s, generation)
-            })
-            .await?;
-            let statuses: Vec<MemberStatus> =
-                controls.iter().map(|c| c.status.borrow().clone()).collect();
-            let settled = latest_consuming(&statuses).unwrap_or(rejoined);
-            let join_us = settled.saturating_duration_since(rejoined).as_micros() as u64;
+            random_pause(heartbeat_ms).await;
+            let join_us = join_round(&mut group, victim, settle, generation).await?;
             record(&mut join, join_us, 1);
             rounds.push((leave_us, join_us));
             println!(
@@ -281,20 +298,63 @@ async fn rebalance_rounds(
         })
     }
     .await;
-    for control in &controls {
-        control.stop();
-    }
-    let mut failure = None;
-    for task in tasks.into_iter().flatten() {
-        if let Err(e) = task.await {
-            failure.get_or_insert(e);
-        }
-    }
+    let failure = group.stop().await;
     let outcome = outcome?;
     if let Some(e) = failure {
         return Err(e.context("a member failed"));
     }
     Ok(outcome)
+}
+
+/// The member in slot `victim` leaves; returns how long until the others all consume
+/// again (µs) and the generation they settled in.
+async fn leave_round(group: &mut Members, victim: usize, settle: Duration) -> Result<(u64, i32)> {
+    let generation = group.controls[victim].status.borrow().generation;
+    group.controls[victim].stop();
+    let task = group.tasks[victim]
+        .take()
+        .expect("every slot runs a member");
+    let others: Vec<Rc<MemberControl>> = group
+        .controls
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, c)| c.clone())
+        .collect();
+    task.await.context("the leaving member")?;
+    let left = group.controls[victim]
+        .status
+        .borrow()
+        .leaving_at
+        .context("the leaving member did not leave")?;
+    wait_for(&others, settle, "after a leave", |s| {
+        all_consuming_after(s, generation)
+    })
+    .await?;
+    let statuses = Members::statuses(&others);
+    let settled = latest_consuming(&statuses).unwrap_or(left);
+    let leave_us = settled.saturating_duration_since(left).as_micros() as u64;
+    let generation = statuses.first().map_or(generation, |s| s.generation);
+    Ok((leave_us, generation))
+}
+
+/// A new member joins in slot `victim`; returns how long until every member consumes in
+/// a generation after `generation` (µs).
+async fn join_round(
+    group: &mut Members,
+    victim: usize,
+    settle: Duration,
+    generation: i32,
+) -> Result<u64> {
+    let rejoined = Instant::now();
+    group.restart(victim);
+    wait_for(&group.controls, settle, "after a join", |s| {
+        all_consuming_after(s, generation)
+    })
+    .await?;
+    let statuses = Members::statuses(&group.controls);
+    let settled = latest_consuming(&statuses).unwrap_or(rejoined);
+    Ok(settled.saturating_duration_since(rejoined).as_micros() as u64)
 }
 
 fn write_outputs(

@@ -24,7 +24,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::timer::Timer;
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use sluice_net::client::admin::{self, FetchLimits};
-use sluice_net::client::group::{GroupMember, GroupSettings};
+use sluice_net::client::group::{Assignment, GroupMember, GroupSettings};
 use sluice_net::client::{Connection, ConnectionConfig, ConnectionWriter};
 
 use crate::load::{Accounting, Clock, Tally};
@@ -85,6 +85,25 @@ impl MemberControl {
             signal.signal(1);
         }
     }
+
+    /// A new assignment of `partitions` partitions in `generation` arrived at `at`.
+    fn assigned(&self, generation: i32, partitions: usize, at: Instant) {
+        let mut status = self.status.borrow_mut();
+        status.generation = generation;
+        status.partitions = partitions;
+        status.assigned_at = Some(at);
+        status.consuming_at = (partitions == 0).then_some(at);
+        status.generations += 1;
+    }
+
+    /// `records` arrived at `now`; `first` under the current assignment.
+    fn delivered(&self, records: u64, first: bool, now: Instant) {
+        let mut status = self.status.borrow_mut();
+        status.delivered += records;
+        if first {
+            status.consuming_at = Some(now);
+        }
+    }
 }
 
 type FetchAnswer = (u64, Result<FetchResponse, String>);
@@ -142,6 +161,66 @@ enum Event {
     Tick,
 }
 
+/// The member's connections to partition leaders, one per leader, each fetching the
+/// member's partitions it leads.
+struct Lanes {
+    by_leader: BTreeMap<String, FetchLane>,
+    next_id: u64,
+    answers: Rc<LocalSender<FetchAnswer>>,
+}
+
+impl Lanes {
+    /// Gives each lane the partitions of `positions` its leader leads, opening a
+    /// connection to a leader without one.
+    async fn assign(
+        &mut self,
+        positions: &[(i32, i64)],
+        leaders: &BTreeMap<i32, String>,
+    ) -> Result<()> {
+        for lane in self.by_leader.values_mut() {
+            lane.partitions.clear();
+        }
+        for (p, _) in positions {
+            let addr = leaders
+                .get(p)
+                .ok_or_else(|| anyhow!("no leader known for partition {p}"))?;
+            if !self.by_leader.contains_key(addr) {
+                self.next_id += 1;
+                self.by_leader.insert(
+                    addr.clone(),
+                    open_lane(addr, self.next_id, &self.answers).await?,
+                );
+            }
+            self.by_leader
+                .get_mut(addr)
+                .expect("just ensured")
+                .partitions
+                .push(*p);
+        }
+        Ok(())
+    }
+
+    /// Sends a Fetch from `positions` on every idle lane that has partitions.
+    async fn fetch(&mut self, positions: &[(i32, i64)], config: &MemberConfig) -> Result<()> {
+        for lane in self.by_leader.values_mut() {
+            if lane.busy || lane.partitions.is_empty() {
+                continue;
+            }
+            let wanted: Vec<(i32, i64)> = positions
+                .iter()
+                .filter(|(p, _)| lane.partitions.contains(p))
+                .copied()
+                .collect();
+            lane.writer
+                .send(&admin::fetch_request(&config.topic, &wanted, config.fetch))
+                .await
+                .map_err(|e| anyhow!("sending Fetch: {e}"))?;
+            lane.busy = true;
+        }
+        Ok(())
+    }
+}
+
 /// Runs one member until `config.end` or until `control` is stopped.
 pub async fn run_member(
     config: Rc<MemberConfig>,
@@ -156,106 +235,32 @@ pub async fn run_member(
         .with_context(|| format!("group {}", config.settings.group_id))?;
     let (answers_tx, answers_rx): (LocalSender<FetchAnswer>, LocalReceiver<FetchAnswer>) =
         local_channel::new_unbounded();
-    let answers_tx = Rc::new(answers_tx);
-    let mut lanes: BTreeMap<String, FetchLane> = BTreeMap::new();
-    let mut next_lane_id = 0u64;
+    let mut lanes = Lanes {
+        by_leader: BTreeMap::new(),
+        next_id: 0,
+        answers: Rc::new(answers_tx),
+    };
     let mut positions: Vec<(i32, i64)> = Vec::new();
 
     while !control.stop.get() && Instant::now() < config.end {
         let assignment = member.join().await?;
         let assigned_at = Instant::now();
-        let mine: Vec<i32> = assignment
-            .topic_partitions()
-            .filter(|(t, _)| *t == config.topic)
-            .map(|(_, p)| p)
-            .collect();
-        let asked: Vec<(&str, i32)> = mine.iter().map(|p| (config.topic.as_str(), *p)).collect();
-        let committed = member.committed(&asked).await?;
-        positions = mine
-            .iter()
-            .zip(committed)
-            .map(|(p, c)| {
-                let start = config.start_offsets.get(p).copied().unwrap_or(0);
-                (*p, c.unwrap_or(start))
-            })
-            .collect();
-        for lane in lanes.values_mut() {
-            lane.partitions.clear();
-        }
-        for (p, _) in &positions {
-            let addr = config
-                .leaders
-                .get(p)
-                .ok_or_else(|| anyhow!("no leader known for partition {p}"))?;
-            if !lanes.contains_key(addr) {
-                next_lane_id += 1;
-                lanes.insert(
-                    addr.clone(),
-                    open_lane(addr, next_lane_id, &answers_tx).await?,
-                );
-            }
-            lanes
-                .get_mut(addr)
-                .expect("just ensured")
-                .partitions
-                .push(*p);
-        }
-        {
-            let mut status = control.status.borrow_mut();
-            status.generation = assignment.generation_id;
-            status.partitions = positions.len();
-            status.assigned_at = Some(assigned_at);
-            status.consuming_at = positions.is_empty().then_some(assigned_at);
-            status.generations += 1;
-        }
+        positions = committed_positions(&member, &config, &assignment).await?;
+        lanes.assign(&positions, &config.leaders).await?;
+        control.assigned(assignment.generation_id, positions.len(), assigned_at);
         let mut last_commit = Instant::now();
         let mut received = false;
         loop {
             if !(config.probe && received) {
-                for lane in lanes.values_mut() {
-                    if lane.busy || lane.partitions.is_empty() {
-                        continue;
-                    }
-                    let wanted: Vec<(i32, i64)> = positions
-                        .iter()
-                        .filter(|(p, _)| lane.partitions.contains(p))
-                        .copied()
-                        .collect();
-                    lane.writer
-                        .send(&admin::fetch_request(&config.topic, &wanted, config.fetch))
-                        .await
-                        .map_err(|e| anyhow!("sending Fetch: {e}"))?;
-                    lane.busy = true;
-                }
+                lanes.fetch(&positions, &config).await?;
             }
-            let now = Instant::now();
             let mut wake = config.end;
             if let Some(interval) = config.commit_interval {
                 wake = wake.min(last_commit + interval);
             }
-            let event = or(
-                or(
-                    async { answers_rx.recv().await.map_or(Event::Stop, Event::Answer) },
-                    async {
-                        member.rebalance_signalled().await;
-                        Event::Rebalance
-                    },
-                ),
-                or(
-                    async {
-                        let _ = stop_signal.acquire(1).await;
-                        Event::Stop
-                    },
-                    async {
-                        Timer::new(wake.saturating_duration_since(now)).await;
-                        Event::Tick
-                    },
-                ),
-            )
-            .await;
-            match event {
+            match next_event(&answers_rx, &member, &stop_signal, wake).await {
                 Event::Answer((id, answer)) => {
-                    let Some(lane) = lanes.values_mut().find(|l| l.id == id) else {
+                    let Some(lane) = lanes.by_leader.values_mut().find(|l| l.id == id) else {
                         continue;
                     };
                     lane.busy = false;
@@ -274,12 +279,8 @@ pub async fn run_member(
                         now,
                     )?;
                     if delivered > 0 {
-                        let mut status = control.status.borrow_mut();
-                        status.delivered += delivered;
-                        if !received {
-                            received = true;
-                            status.consuming_at = Some(now);
-                        }
+                        control.delivered(delivered, !received, now);
+                        received = true;
                     }
                 }
                 Event::Tick => {
@@ -295,7 +296,7 @@ pub async fn run_member(
                     // Revoked: hand the positions over before rejoining. Connections with a
                     // fetch in flight carry answers for the old assignment; drop them.
                     commit(&member, &config.topic, &positions, &control).await?;
-                    lanes.retain(|_, lane| !lane.busy);
+                    lanes.by_leader.retain(|_, lane| !lane.busy);
                     break;
                 }
                 Event::Stop => break,
@@ -313,6 +314,60 @@ pub async fn run_member(
     member.leave().await?;
     control.status.borrow_mut().finished = true;
     Ok(())
+}
+
+/// Where the member starts in each partition of `assignment` of the run's topic: the
+/// group's committed offset, or the run's start offset when nothing is committed.
+async fn committed_positions(
+    member: &GroupMember,
+    config: &MemberConfig,
+    assignment: &Assignment,
+) -> Result<Vec<(i32, i64)>> {
+    let mine: Vec<i32> = assignment
+        .topic_partitions()
+        .filter(|(t, _)| *t == config.topic)
+        .map(|(_, p)| p)
+        .collect();
+    let asked: Vec<(&str, i32)> = mine.iter().map(|p| (config.topic.as_str(), *p)).collect();
+    let committed = member.committed(&asked).await?;
+    Ok(mine
+        .iter()
+        .zip(committed)
+        .map(|(p, c)| {
+            let start = config.start_offsets.get(p).copied().unwrap_or(0);
+            (*p, c.unwrap_or(start))
+        })
+        .collect())
+}
+
+/// Waits for whichever comes first: a fetch answer, a rebalance, a stop, or `wake`.
+async fn next_event(
+    answers: &LocalReceiver<FetchAnswer>,
+    member: &GroupMember,
+    stop_signal: &glommio::sync::Semaphore,
+    wake: Instant,
+) -> Event {
+    let now = Instant::now();
+    or(
+        or(
+            async { answers.recv().await.map_or(Event::Stop, Event::Answer) },
+            async {
+                member.rebalance_signalled().await;
+                Event::Rebalance
+            },
+        ),
+        or(
+            async {
+                let _ = stop_signal.acquire(1).await;
+                Event::Stop
+            },
+            async {
+                Timer::new(wake.saturating_duration_since(now)).await;
+                Event::Tick
+            },
+        ),
+    )
+    .await
 }
 
 /// Commits `positions`; a refusal that ends the generation is counted, not fatal (the

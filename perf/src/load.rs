@@ -14,12 +14,13 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
 use glommio::timer::Timer;
 use hdrhistogram::Histogram;
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProduceRequest};
 use sluice_net::client::admin::{self, FetchLimits, error_name};
 use sluice_net::client::batch::{self, Compression};
-use sluice_net::client::{Connection, ConnectionConfig};
+use sluice_net::client::{Connection, ConnectionConfig, ConnectionReader};
 
 use crate::histogram::{new_histogram, record};
 use crate::template::{BatchTemplate, RecordShape, Renderer, send_time_us};
@@ -375,6 +376,17 @@ impl Planner {
     }
 }
 
+/// Template variants per partition and size; batches rotate through them so consecutive
+/// batches differ.
+const VARIANTS: u64 = 4;
+
+/// A lane's batch templates, `[slot][size][variant]`: size `e` holds 2^e units of the
+/// cadence's records.
+type Templates = Vec<Vec<Vec<BatchTemplate>>>;
+
+/// Why the acknowledgement reader stopped, shared with the writer it stops.
+type Failure = Rc<RefCell<Option<String>>>;
+
 /// Runs one producer lane until the clock's end, then drains acknowledgements.
 pub async fn run_producer(
     lane: ProducerLane,
@@ -389,56 +401,16 @@ pub async fn run_producer(
         .versions()
         .version(ApiKey::Produce)
         .ok_or_else(|| anyhow!("broker {} shares no Produce version with us", lane.addr))?;
-    let mut producer = None;
-    if config.idempotent {
-        let response = connection
-            .call(&admin::init_producer_id_request())
-            .await
-            .context("InitProducerId")?;
-        if response.error_code != 0 {
-            bail!("InitProducerId failed: {}", error_name(response.error_code));
-        }
-        producer = Some((response.producer_id.0, response.producer_epoch));
-    }
+    let producer = if config.idempotent {
+        Some(init_producer_id(&mut connection).await?)
+    } else {
+        None
+    };
     let cadence = cadence(&config, lane.rate, lane.partitions.len());
-    let full = full_batch_records(&config);
-    let mut planner = cadence.batch_interval.map(|interval| {
-        Planner::new(
-            clock.start,
-            clock.end(),
-            interval,
-            lane.partitions.len(),
-            (full / cadence.records_per_batch.max(1)).max(1) as u64,
-        )
-    });
-    // templates[slot][size][variant]: size `e` holds 2^e units of the cadence's records.
-    let sizes = planner
-        .as_ref()
-        .map_or(1, |p| p.max_units().trailing_zeros() as usize + 1);
-    const VARIANTS: u64 = 4;
-    let templates = lane
-        .partitions
-        .iter()
-        .map(|_| {
-            (0..sizes)
-                .map(|e| {
-                    (0..VARIANTS)
-                        .map(|v| {
-                            BatchTemplate::build(
-                                config.shape,
-                                cadence.records_per_batch << e,
-                                config.compression,
-                                lane.seed * 1000 + v,
-                            )
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
-                .collect::<Result<Vec<_>>>()
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut sequences = vec![0i32; lane.partitions.len()];
+    let mut planner = planner(&config, &lane, &clock, cadence);
+    let mut source = BatchSource::new(&config, &lane, cadence, planner.as_ref(), producer)?;
 
-    let (mut writer, mut reader) = connection.split();
+    let (mut writer, reader) = connection.split();
     let max_in_flight = if config.idempotent {
         config.max_in_flight.min(5)
     } else {
@@ -456,42 +428,17 @@ pub async fn run_producer(
     ));
 
     let acks = config.acks;
-    // The reader matches acknowledgements to batches; on a broken connection it records why
-    // and closes the window, which stops the writer.
-    let failure: Rc<RefCell<Option<String>>> = Rc::default();
+    let failure: Failure = Rc::default();
     let reader_task = (acks != Acks::None).then(|| {
-        let window = window.clone();
-        let pending = pending.clone();
-        let tally = tally.clone();
-        let failure = failure.clone();
-        glommio::spawn_local(async move {
-            loop {
-                let response = match reader.recv::<ProduceRequest>().await {
-                    Ok(response) => response,
-                    Err(e) => {
-                        *failure.borrow_mut() = Some(format!("reading Produce response: {e}"));
-                        window.close();
-                        return;
-                    }
-                };
-                let now = Instant::now();
-                let sent = pending
-                    .borrow_mut()
-                    .pop_front()
-                    .expect("each response answers one pending batch");
-                let failed: Vec<i32> = response
-                    .responses
-                    .iter()
-                    .flat_map(|t| t.partition_responses.iter())
-                    .filter(|p| p.error_code != 0)
-                    .map(|p| p.index)
-                    .collect();
-                tally.borrow_mut().acknowledged(&sent.batches, now, &failed);
-                window.signal(1);
-            }
-        })
+        glommio::spawn_local(read_acknowledgements(
+            reader,
+            window.clone(),
+            pending.clone(),
+            tally.clone(),
+            failure.clone(),
+        ))
     });
-    let broken = |failure: &Rc<RefCell<Option<String>>>| {
+    let broken = |failure: &Failure| {
         anyhow!(
             "{}: {}",
             lane.addr,
@@ -502,75 +449,17 @@ pub async fn run_producer(
         )
     };
 
-    let mut renderer = Renderer::default();
-    let end = clock.end();
     let partitions = lane.partitions.len() as u64;
-    let unit_records = cadence.records_per_batch as u64;
-    let unit_bytes = templates[0][0][0].payload_bytes;
     let mut k: u64 = 0;
-    loop {
-        // When the next request is due: the earliest unsent unit at a fixed rate, now at max
-        // rate.
-        let intended = match &planner {
-            Some(planner) => match planner.next_due() {
-                Some(due) => due,
-                None => break,
-            },
-            None => Instant::now(),
-        };
-        if intended >= end {
-            break;
-        }
-        let now = Instant::now();
-        if intended > now {
-            Timer::new(intended - now).await;
-        }
+    while wait_until_due(planner.as_ref(), clock.end()).await {
         if window.acquire(1).await.is_err() {
             return Err(broken(&failure));
         }
-        // Like a Kafka producer, one request carries every partition's due batch, grown to
-        // hold what piled up while the producer was behind. At max rate it is one full
-        // batch, due when it is sent.
         let now = Instant::now();
-        let takes = match &mut planner {
-            Some(planner) => planner.take(now),
-            None => {
-                let slot = (k % partitions) as usize;
-                vec![Take {
-                    slot,
-                    first: k / partitions,
-                    units: 1,
-                }]
-            }
-        };
+        let takes = take_due(planner.as_mut(), now, k, partitions);
         k += 1;
-        let mut data = Vec::with_capacity(takes.len());
-        let mut batches = Vec::with_capacity(takes.len());
-        for take in &takes {
-            let slot = take.slot;
-            let size = take.units.trailing_zeros() as usize;
-            let template = &templates[slot][size][(take.first % VARIANTS) as usize];
-            let intended = match &planner {
-                Some(planner) => planner.due(slot, take.first),
-                None => now,
-            };
-            let stamp = producer.map(|(id, epoch)| (id, epoch, sequences[slot]));
-            sequences[slot] = sequences[slot].wrapping_add(template.records);
-            let stamp_us = clock.wall_us(intended);
-            data.push((
-                lane.partitions[slot],
-                template.render(&mut renderer, stamp_us, stamp)?,
-            ));
-            batches.push(PendingBatch {
-                partition: lane.partitions[slot],
-                intended,
-                step: planner.as_ref().map_or(Duration::ZERO, Planner::step),
-                units: take.units,
-                measured: clock.measured_wall_us(stamp_us),
-                records: unit_records,
-                bytes: unit_bytes,
-            });
-        }
+        let Rendered { data, batches } =
+            source.render(&takes, planner.as_ref(), now, &clock, &lane.partitions)?;
         let request =
             admin::produce_request(&config.topic, data, acks.wire(), config.request_timeout_ms);
         if acks != Acks::None {
@@ -589,15 +478,9 @@ pub async fn run_producer(
             window.signal(1);
         }
     }
-    // Drain: every permit back means every acknowledgement arrived. Bounded, so a broker
-    // that never answers ends the run with errors instead of hanging it.
     if let Some(task) = reader_task {
-        let drained =
-            glommio::future::timeout(Duration::from_secs(30), window.acquire(max_in_flight)).await;
-        match drained {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(broken(&failure)),
-            Err(_) => tally.borrow_mut().errors += pending.borrow().len() as u64,
+        if !drain(&window, max_in_flight, &pending, &tally).await {
+            return Err(broken(&failure));
         }
         drop(task);
     }
@@ -605,6 +488,242 @@ pub async fn run_producer(
     stop.set(true);
     reporter.await;
     Ok(())
+}
+
+/// Waits until the next request is due: the earliest unsent unit at a fixed rate, now at
+/// max rate. False once nothing more is due before `end`.
+async fn wait_until_due(planner: Option<&Planner>, end: Instant) -> bool {
+    let intended = match planner {
+        Some(planner) => match planner.next_due() {
+            Some(due) => due,
+            None => return false,
+        },
+        None => Instant::now(),
+    };
+    if intended >= end {
+        return false;
+    }
+    let now = Instant::now();
+    if intended > now {
+        Timer::new(intended - now).await;
+    }
+    true
+}
+
+/// The units request `k` carries. Like a Kafka producer, one request carries every
+/// partition's due batch, grown to hold what piled up while the producer was behind. At
+/// max rate it is one full batch of the next partition in turn, due when it is sent.
+fn take_due(planner: Option<&mut Planner>, now: Instant, k: u64, partitions: u64) -> Vec<Take> {
+    match planner {
+        Some(planner) => planner.take(now),
+        None => {
+            let slot = (k % partitions) as usize;
+            vec![Take {
+                slot,
+                first: k / partitions,
+                units: 1,
+            }]
+        }
+    }
+}
+
+/// Waits until every acknowledgement arrived (every permit of the window is back). Bounded,
+/// so a broker that never answers ends the run with the batches still pending counted as
+/// errors instead of hanging it. False when the connection broke first.
+async fn drain(
+    window: &glommio::sync::Semaphore,
+    max_in_flight: u64,
+    pending: &RefCell<VecDeque<Pending>>,
+    tally: &RefCell<Tally>,
+) -> bool {
+    let drained =
+        glommio::future::timeout(Duration::from_secs(30), window.acquire(max_in_flight)).await;
+    match drained {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tally.borrow_mut().errors += pending.borrow().len() as u64;
+            true
+        }
+    }
+}
+
+/// The producer id and epoch of an idempotent producer.
+async fn init_producer_id(connection: &mut Connection) -> Result<(i64, i16)> {
+    let response = connection
+        .call(&admin::init_producer_id_request())
+        .await
+        .context("InitProducerId")?;
+    if response.error_code != 0 {
+        bail!("InitProducerId failed: {}", error_name(response.error_code));
+    }
+    Ok((response.producer_id.0, response.producer_epoch))
+}
+
+/// At a fixed rate, the lane's planner: units of the cadence's records, merged up to a full
+/// batch. `None` at max rate.
+fn planner(
+    config: &ProduceConfig,
+    lane: &ProducerLane,
+    clock: &Clock,
+    cadence: Cadence,
+) -> Option<Planner> {
+    let full = full_batch_records(config);
+    cadence.batch_interval.map(|interval| {
+        Planner::new(
+            clock.start,
+            clock.end(),
+            interval,
+            lane.partitions.len(),
+            (full / cadence.records_per_batch.max(1)).max(1) as u64,
+        )
+    })
+}
+
+/// Every batch template a lane sends: per partition, `sizes` sizes of `VARIANTS` variants.
+fn batch_templates(
+    config: &ProduceConfig,
+    lane: &ProducerLane,
+    records_per_batch: i32,
+    sizes: usize,
+) -> Result<Templates> {
+    lane.partitions
+        .iter()
+        .map(|_| {
+            (0..sizes)
+                .map(|e| {
+                    (0..VARIANTS)
+                        .map(|v| {
+                            BatchTemplate::build(
+                                config.shape,
+                                records_per_batch << e,
+                                config.compression,
+                                lane.seed * 1000 + v,
+                            )
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect()
+}
+
+/// Matches acknowledgements to batches in flight; on a broken connection it records why
+/// in `failure` and closes the window, which stops the writer.
+async fn read_acknowledgements(
+    mut reader: ConnectionReader,
+    window: Rc<glommio::sync::Semaphore>,
+    pending: Rc<RefCell<VecDeque<Pending>>>,
+    tally: Rc<RefCell<Tally>>,
+    failure: Failure,
+) {
+    loop {
+        let response = match reader.recv::<ProduceRequest>().await {
+            Ok(response) => response,
+            Err(e) => {
+                *failure.borrow_mut() = Some(format!("reading Produce response: {e}"));
+                window.close();
+                return;
+            }
+        };
+        let now = Instant::now();
+        let sent = pending
+            .borrow_mut()
+            .pop_front()
+            .expect("each response answers one pending batch");
+        let failed: Vec<i32> = response
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter())
+            .filter(|p| p.error_code != 0)
+            .map(|p| p.index)
+            .collect();
+        tally.borrow_mut().acknowledged(&sent.batches, now, &failed);
+        window.signal(1);
+    }
+}
+
+/// Turns the units a request takes into record batches: the templates of a lane, each
+/// partition's next sequence number (idempotent producers) and the renderer that stamps
+/// them.
+struct BatchSource {
+    templates: Templates,
+    sequences: Vec<i32>,
+    /// Producer id and epoch, when idempotent.
+    producer: Option<(i64, i16)>,
+    renderer: Renderer,
+    /// Records of one unit.
+    unit_records: u64,
+}
+
+impl BatchSource {
+    /// Templates of every size `planner` may merge units into (one size at max rate).
+    fn new(
+        config: &ProduceConfig,
+        lane: &ProducerLane,
+        cadence: Cadence,
+        planner: Option<&Planner>,
+        producer: Option<(i64, i16)>,
+    ) -> Result<Self> {
+        let sizes = planner.map_or(1, |p| p.max_units().trailing_zeros() as usize + 1);
+        Ok(BatchSource {
+            templates: batch_templates(config, lane, cadence.records_per_batch, sizes)?,
+            sequences: vec![0i32; lane.partitions.len()],
+            producer,
+            renderer: Renderer::default(),
+            unit_records: cadence.records_per_batch as u64,
+        })
+    }
+
+    /// The batches of one request. A unit is due when the planner says (at max rate:
+    /// `now`).
+    fn render(
+        &mut self,
+        takes: &[Take],
+        planner: Option<&Planner>,
+        now: Instant,
+        clock: &Clock,
+        partitions: &[i32],
+    ) -> Result<Rendered> {
+        let unit_bytes = self.templates[0][0][0].payload_bytes;
+        let mut data = Vec::with_capacity(takes.len());
+        let mut batches = Vec::with_capacity(takes.len());
+        for take in takes {
+            let slot = take.slot;
+            let size = take.units.trailing_zeros() as usize;
+            let template = &self.templates[slot][size][(take.first % VARIANTS) as usize];
+            let intended = match planner {
+                Some(planner) => planner.due(slot, take.first),
+                None => now,
+            };
+            let stamp = self
+                .producer
+                .map(|(id, epoch)| (id, epoch, self.sequences[slot]));
+            self.sequences[slot] = self.sequences[slot].wrapping_add(template.records);
+            let stamp_us = clock.wall_us(intended);
+            data.push((
+                partitions[slot],
+                template.render(&mut self.renderer, stamp_us, stamp)?,
+            ));
+            batches.push(PendingBatch {
+                partition: partitions[slot],
+                intended,
+                step: planner.map_or(Duration::ZERO, Planner::step),
+                units: take.units,
+                measured: clock.measured_wall_us(stamp_us),
+                records: self.unit_records,
+                bytes: unit_bytes,
+            });
+        }
+        Ok(Rendered { data, batches })
+    }
+}
+
+/// One request's batches: what it carries and what its acknowledgement records.
+struct Rendered {
+    /// `(partition, batch)`, as `admin::produce_request` takes them.
+    data: Vec<(i32, Bytes)>,
+    batches: Vec<PendingBatch>,
 }
 
 /// Where a consumer lane starts reading.

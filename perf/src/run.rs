@@ -562,8 +562,8 @@ pub(crate) fn seconds(value: f64, what: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(value))
 }
 
-/// `produce` and `e2e`.
-pub fn load(args: LoadArgs, mode: Mode) -> Result<ExitCode> {
+/// The producer settings `args` ask for, checked before anything touches the broker.
+fn produce_config(args: &LoadArgs) -> Result<ProduceConfig> {
     if let Some(rate) = args.rate
         && (!rate.is_finite() || rate <= 0.0)
     {
@@ -586,6 +586,12 @@ pub fn load(args: LoadArgs, mode: Mode) -> Result<ExitCode> {
     };
     // Fail on bad record shapes before touching the broker.
     crate::template::BatchTemplate::build(config.shape, 1, config.compression, 0)?;
+    Ok(config)
+}
+
+/// `produce` and `e2e`.
+pub fn load(args: LoadArgs, mode: Mode) -> Result<ExitCode> {
+    let config = produce_config(&args)?;
     let topology = discover(
         &args.bootstrap,
         &args.topic,
@@ -635,41 +641,14 @@ pub fn load(args: LoadArgs, mode: Mode) -> Result<ExitCode> {
         let _ = ctx.send(clock);
     }
     for lanes in groups {
-        let tx = tx.clone();
-        let config = config.clone();
-        threads.push(std::thread::spawn(move || {
-            let failed = tx.clone();
-            let outcome = on_executor(async move {
-                let config = Rc::new(config);
-                let tasks: Vec<_> = lanes
-                    .into_iter()
-                    .map(|lane| {
-                        let config = config.clone();
-                        let tx = tx.clone();
-                        glommio::spawn_local(async move {
-                            let outcome = load::run_producer(lane, config, clock, tx.clone()).await;
-                            finish_lane(&tx, outcome);
-                        })
-                    })
-                    .collect();
-                for task in tasks {
-                    task.await;
-                }
-            });
-            if let Err(e) = outcome {
-                let _ = failed.send(Report::Failed(format!("{e:#}")));
-            }
-        }));
+        threads.push(spawn_producers(lanes, config.clone(), clock, tx.clone()));
     }
     drop(tx);
-    let mut hlog = match &args.output.hlog {
-        Some(path) => Some(HlogWriter::create(
-            path,
-            clock.start_wall,
-            &format!("sluice-perf {}", mode_name(mode)),
-        )?),
-        None => None,
-    };
+    let mut hlog = hlog_writer(
+        &args.output,
+        clock,
+        &format!("sluice-perf {}", mode_name(mode)),
+    )?;
     let progress = !args.output.quiet && std::io::stderr().is_terminal();
     let totals = aggregate(rx, lanes, clock, hlog.as_mut(), progress);
     for handle in threads {
@@ -690,6 +669,47 @@ pub fn load(args: LoadArgs, mode: Mode) -> Result<ExitCode> {
         totals,
         &order,
     )
+}
+
+/// One executor thread running producer `lanes`, each as its own task.
+fn spawn_producers(
+    lanes: Vec<ProducerLane>,
+    config: ProduceConfig,
+    clock: Clock,
+    tx: mpsc::Sender<Report>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let failed = tx.clone();
+        let outcome = on_executor(async move {
+            let config = Rc::new(config);
+            let tasks: Vec<_> = lanes
+                .into_iter()
+                .map(|lane| {
+                    let config = config.clone();
+                    let tx = tx.clone();
+                    glommio::spawn_local(async move {
+                        let outcome = load::run_producer(lane, config, clock, tx.clone()).await;
+                        finish_lane(&tx, outcome);
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await;
+            }
+        });
+        if let Err(e) = outcome {
+            let _ = failed.send(Report::Failed(format!("{e:#}")));
+        }
+    })
+}
+
+/// The `--hlog` writer, when asked for.
+fn hlog_writer(output: &OutputArgs, clock: Clock, comment: &str) -> Result<Option<HlogWriter>> {
+    output
+        .hlog
+        .as_deref()
+        .map(|path| HlogWriter::create(path, clock.start_wall, comment))
+        .transpose()
 }
 
 fn mode_name(mode: Mode) -> &'static str {
@@ -729,39 +749,10 @@ pub fn consume(args: ConsumeArgs) -> Result<ExitCode> {
     if let Some(group) = &args.group {
         // All members share one executor thread; it reports as one lane.
         let lane = lanes.first().context("the topic has no partitions")?;
-        let start_offsets = on_executor({
-            let leaders = topology.leaders.clone();
-            let topic = args.topic.clone();
-            async move { group_start_offsets(&leaders, &topic, start_at).await }
-        })??;
-        let config = crate::group::MemberConfig {
-            bootstrap: args.bootstrap.clone(),
-            topic: args.topic.clone(),
-            settings: args.members.settings(group, &args.topic),
-            leaders: topology.leaders.iter().cloned().collect(),
-            start_offsets,
-            fetch: lane.fetch,
-            accounting: load::Accounting::of(lane),
-            commit_interval: (args.members.commit_interval_ms > 0)
-                .then(|| Duration::from_millis(args.members.commit_interval_ms)),
-            probe: false,
-            end: clock.end(),
-        };
+        let config = member_config(&args, group, lane, &topology, start_at, clock)?;
         let members = args.members.members.max(1);
-        let tx = tx.clone();
         count = 1;
-        group_thread = Some(std::thread::spawn(move || {
-            let outcome = on_executor(run_group_members(config, members, clock, tx.clone()));
-            let statuses = match outcome {
-                Ok(Ok(statuses)) => statuses,
-                Ok(Err(e)) | Err(e) => {
-                    let _ = tx.send(Report::Failed(format!("{e:#}")));
-                    Vec::new()
-                }
-            };
-            let _ = tx.send(Report::Done);
-            statuses
-        }));
+        group_thread = Some(spawn_group_members(config, members, clock, tx.clone()));
     }
     for lane in lanes.into_iter().filter(|_| args.group.is_none()) {
         let tx = tx.clone();
@@ -772,14 +763,7 @@ pub fn consume(args: ConsumeArgs) -> Result<ExitCode> {
         }));
     }
     drop(tx);
-    let mut hlog = match &args.output.hlog {
-        Some(path) => Some(HlogWriter::create(
-            path,
-            clock.start_wall,
-            "sluice-perf consume",
-        )?),
-        None => None,
-    };
+    let mut hlog = hlog_writer(&args.output, clock, "sluice-perf consume")?;
     let progress = !args.output.quiet && std::io::stderr().is_terminal();
     let totals = aggregate(rx, count, clock, hlog.as_mut(), progress);
     for handle in threads {
@@ -793,16 +777,7 @@ pub fn consume(args: ConsumeArgs) -> Result<ExitCode> {
         hlog.finish()?;
     }
     if args.group.is_some() {
-        let statuses = group_members.borrow();
-        let sum = |f: fn(&crate::group::MemberStatus) -> u64| statuses.iter().map(f).sum::<u64>();
-        println!(
-            "group: {} members, {} assignments, {} commits ({} refused), {} records delivered",
-            statuses.len(),
-            sum(|s| s.generations),
-            sum(|s| s.commits),
-            sum(|s| s.commit_errors),
-            sum(|s| s.delivered)
-        );
+        print_group_summary(&group_members.borrow());
     }
     let parameters = serde_json::to_value(&args)?;
     finish(
@@ -814,6 +789,70 @@ pub fn consume(args: ConsumeArgs) -> Result<ExitCode> {
         totals,
         &[Metric::EndToEnd, Metric::Consume],
     )
+}
+
+/// What the members of `consume --group` share; their fetch limits and accounting are
+/// `lane`'s, a consumer lane of the topic.
+fn member_config(
+    args: &ConsumeArgs,
+    group: &str,
+    lane: &ConsumerLane,
+    topology: &Topology,
+    start_at: StartAt,
+    clock: Clock,
+) -> Result<crate::group::MemberConfig> {
+    let start_offsets = on_executor({
+        let leaders = topology.leaders.clone();
+        let topic = args.topic.clone();
+        async move { group_start_offsets(&leaders, &topic, start_at).await }
+    })??;
+    Ok(crate::group::MemberConfig {
+        bootstrap: args.bootstrap.clone(),
+        topic: args.topic.clone(),
+        settings: args.members.settings(group, &args.topic),
+        leaders: topology.leaders.iter().cloned().collect(),
+        start_offsets,
+        fetch: lane.fetch,
+        accounting: load::Accounting::of(lane),
+        commit_interval: (args.members.commit_interval_ms > 0)
+            .then(|| Duration::from_millis(args.members.commit_interval_ms)),
+        probe: false,
+        end: clock.end(),
+    })
+}
+
+/// One executor thread running `members` group members, reporting as one lane; it returns
+/// their final statuses.
+fn spawn_group_members(
+    config: crate::group::MemberConfig,
+    members: usize,
+    clock: Clock,
+    tx: mpsc::Sender<Report>,
+) -> std::thread::JoinHandle<Vec<crate::group::MemberStatus>> {
+    std::thread::spawn(move || {
+        let outcome = on_executor(run_group_members(config, members, clock, tx.clone()));
+        let statuses = match outcome {
+            Ok(Ok(statuses)) => statuses,
+            Ok(Err(e)) | Err(e) => {
+                let _ = tx.send(Report::Failed(format!("{e:#}")));
+                Vec::new()
+            }
+        };
+        let _ = tx.send(Report::Done);
+        statuses
+    })
+}
+
+fn print_group_summary(statuses: &[crate::group::MemberStatus]) {
+    let sum = |f: fn(&crate::group::MemberStatus) -> u64| statuses.iter().map(f).sum::<u64>();
+    println!(
+        "group: {} members, {} assignments, {} commits ({} refused), {} records delivered",
+        statuses.len(),
+        sum(|s| s.generations),
+        sum(|s| s.commits),
+        sum(|s| s.commit_errors),
+        sum(|s| s.delivered)
+    );
 }
 
 /// Where each partition starts for group members that find no committed offset.

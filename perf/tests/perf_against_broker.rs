@@ -213,8 +213,10 @@ fn a_paused_broker_shows_in_the_tail_of_a_fixed_rate_run() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(2000));
     let pid = broker.pid();
+    // SAFETY: kill(2) on the PID of the broker the guard started and has not reaped.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
     let out = child.wait_with_output().unwrap();
     assert!(

@@ -5,42 +5,23 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Broker, sluice_bin};
+use common::{Broker, BrokerOptions};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use sluice_testkit::Exit;
 
 /// How long a refused second broker may take to exit.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Runs a second broker to its exit (killed after `REFUSE_TIMEOUT`), returning its output
-/// and whether it exited by itself.
-fn run_second(data_dir: &Path, listen: &str) -> (Output, bool) {
-    let mut child = Command::new(sluice_bin())
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--listen")
-        .arg(listen)
-        .arg("--cores")
-        .arg("2")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start second sluice");
-    let deadline = Instant::now() + REFUSE_TIMEOUT;
-    let mut by_itself = true;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            by_itself = false;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child.wait_with_output().expect("second output"), by_itself)
+/// The second broker exited by itself, and not with status 0.
+fn assert_refused_by_itself(out: &Exit) {
+    let stderr = &out.log;
+    assert!(
+        out.status.is_some(),
+        "second broker kept running:\n{stderr}"
+    );
+    assert!(!out.success(), "second broker exited 0:\n{stderr}");
 }
 
 fn assert_serves(broker: &Broker) {
@@ -57,11 +38,11 @@ fn assert_serves(broker: &Broker) {
 #[test]
 fn second_broker_on_the_same_port_refuses_to_start() {
     let broker = Broker::start();
-    let other = tempfile::tempdir().unwrap();
-    let (out, by_itself) = run_second(&other.path().join("data"), &broker.bootstrap());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(by_itself, "second broker kept running:\n{stderr}");
-    assert!(!out.status.success(), "second broker exited 0:\n{stderr}");
+    let out = BrokerOptions::default()
+        .listen(&broker.bootstrap())
+        .spawn_expecting_exit(REFUSE_TIMEOUT);
+    let stderr = &out.log;
+    assert_refused_by_itself(&out);
     assert!(
         stderr.contains("address in use"),
         "no 'address in use' in:\n{stderr}"
@@ -79,11 +60,11 @@ fn second_broker_on_the_same_port_refuses_to_start() {
 #[test]
 fn second_broker_on_the_same_data_dir_refuses_to_start() {
     let broker = Broker::start();
-    let listen = format!("127.0.0.1:{}", common::free_port());
-    let (out, by_itself) = run_second(&broker.data_dir(), &listen);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(by_itself, "second broker kept running:\n{stderr}");
-    assert!(!out.status.success(), "second broker exited 0:\n{stderr}");
+    let out = BrokerOptions::default()
+        .data_dir(broker.data_dir())
+        .spawn_expecting_exit(REFUSE_TIMEOUT);
+    let stderr = &out.log;
+    assert_refused_by_itself(&out);
     assert!(
         stderr.contains(&broker.data_dir().display().to_string()),
         "data directory not named:\n{stderr}"

@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, sluice_bin};
+use common::BrokerOptions;
 
 /// How long the broker may take from start to its exit after the panic.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -16,35 +15,10 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Starts a 2-shard broker whose shard `shard` panics after start; returns its exit code
 /// (None if it was still running after `EXIT_TIMEOUT` and had to be killed) and its log.
 fn run_with_panicking_shard(shard: u16) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("broker.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(sluice_bin())
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("--cores")
-        .arg("2")
-        .env("RUST_LOG", "info")
-        .env("SLUICE_TEST_PANIC_SHARD", shard.to_string())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start sluice");
-    let deadline = Instant::now() + EXIT_TIMEOUT;
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (code, std::fs::read_to_string(&log_path).unwrap_or_default())
+    let exit = BrokerOptions::default()
+        .env(&[("SLUICE_TEST_PANIC_SHARD", &shard.to_string())])
+        .spawn_expecting_exit(EXIT_TIMEOUT);
+    (exit.code(), exit.log)
 }
 
 // Proves a panic on shard 1 and on shard 0 each end the whole process within seconds with

@@ -5,52 +5,25 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Conn, free_port, sluice_bin};
+use common::{Broker, BrokerOptions};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use sluice_testkit::Exit;
 
-/// How long a broker that must refuse to start may take to exit, or one that must start
-/// may take to become ready.
+/// How long a broker that must refuse to start may take to exit.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn sluice(data_dir: &Path, listen: &str) -> Command {
-    let mut cmd = Command::new(sluice_bin());
-    cmd.arg("--data-dir")
-        .arg(data_dir)
-        .arg("--listen")
-        .arg(listen)
-        .arg("--cores")
-        .arg("2")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// Waits for a broker that should fail to start; panics if it is still running after
-/// `START_TIMEOUT`.
-fn refused(mut child: Child) -> Output {
-    let deadline = Instant::now() + START_TIMEOUT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "broker did not refuse to start:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+/// Runs a broker that should fail to start; panics if it is still running after
+/// `START_TIMEOUT` or exits 0.
+fn refused(options: BrokerOptions) -> Exit {
+    let out = options.spawn_expecting_exit(START_TIMEOUT);
     assert!(
-        !out.status.success(),
-        "exited 0:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        out.status.is_some(),
+        "broker did not refuse to start:\n{}",
+        out.log
     );
+    assert!(!out.success(), "exited 0:\n{}", out.log);
     out
 }
 
@@ -62,10 +35,9 @@ fn data_dir_that_is_a_file_names_the_path() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let out = refused(sluice(&file, &listen).spawn().unwrap());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let out = refused(BrokerOptions::default().data_dir(&file));
+    let stderr = &out.log;
+    assert_eq!(out.code(), Some(1), "{stderr}");
     let line = stderr
         .lines()
         .find(|l| l.contains("ERROR"))
@@ -80,23 +52,8 @@ fn data_dir_that_is_a_file_names_the_path() {
 // failed shard with no hint.
 #[test]
 fn low_memlock_limit_says_what_to_raise() {
-    let tmp = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("ulimit -l 64 && exec \"$0\" \"$@\"")
-        .arg(sluice_bin())
-        .arg("--data-dir")
-        .arg(tmp.path().join("data"))
-        .arg("--listen")
-        .arg(&listen)
-        .arg("--cores")
-        .arg("2")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let out = refused(cmd.spawn().unwrap());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = refused(BrokerOptions::default().memlock_limit_kib(64));
+    let stderr = &out.log;
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("ulimit -l"), "{}", errors[0]);
@@ -109,52 +66,12 @@ fn low_memlock_limit_says_what_to_raise() {
 // it with status 0.
 #[test]
 fn listen_on_localhost_resolves_and_serves() {
-    let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let log_path = tmp.path().join("broker.log");
-    let mut child = sluice(&tmp.path().join("data"), &format!("localhost:{port}"))
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if log.contains(sluice_testkit::READY_LINE) {
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("exited with {status}:\n{log}");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("not ready:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut conn = Conn::connect(([127, 0, 0, 1], port).into());
+    let mut broker = Broker::launch(BrokerOptions::default().host("localhost"));
+    let mut conn = broker.connect();
     let resp: ApiVersionsResponse =
         conn.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert_eq!(resp.error_code, 0);
     drop(conn);
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on the PID of the child this test started and has not reaped.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + START_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("SIGTERM did not stop it");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(
-        status.success(),
-        "{status}\n{}",
-        std::fs::read_to_string(&log_path).unwrap_or_default()
-    );
+    let status = broker.stop();
+    assert!(status.success(), "{status}\n{}", broker.log());
 }

@@ -11,6 +11,7 @@
 //! use" and the harness starts it again on another port.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -93,12 +94,23 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// How to start a broker: `--cores`, extra command-line arguments, environment.
+/// How to start a broker: `--cores`, extra command-line arguments, environment, the host
+/// part of `--listen`, a locked-memory limit; and, for a broker expected to exit
+/// (`spawn_expecting_exit`), an exact data directory and `--listen` value.
 #[derive(Clone, Debug)]
 pub struct BrokerOptions {
     pub cores: u16,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The host of `--listen`; the harness draws the port. Clients connect to 127.0.0.1,
+    /// so any other host must resolve there.
+    pub host: String,
+    /// RLIMIT_MEMLOCK (soft and hard) of the broker process, in KiB.
+    pub memlock_limit_kib: Option<u64>,
+    /// `--data-dir` instead of a fresh temporary one (`spawn_expecting_exit` only).
+    pub data_dir: Option<PathBuf>,
+    /// The whole `--listen` value instead of a drawn port (`spawn_expecting_exit` only).
+    pub listen: Option<String>,
 }
 
 impl Default for BrokerOptions {
@@ -107,6 +119,10 @@ impl Default for BrokerOptions {
             cores: 2,
             args: Vec::new(),
             env: Vec::new(),
+            host: "127.0.0.1".into(),
+            memlock_limit_kib: None,
+            data_dir: None,
+            listen: None,
         }
     }
 }
@@ -126,6 +142,87 @@ impl BrokerOptions {
         self.env
             .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         self
+    }
+
+    pub fn host(mut self, host: &str) -> Self {
+        self.host = host.to_string();
+        self
+    }
+
+    pub fn memlock_limit_kib(mut self, kib: u64) -> Self {
+        self.memlock_limit_kib = Some(kib);
+        self
+    }
+
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    pub fn listen(mut self, listen: &str) -> Self {
+        self.listen = Some(listen.to_string());
+        self
+    }
+
+    /// Starts a broker that is expected to stop by itself (a refused start, a panic) and
+    /// waits up to `timeout` for its exit, killing it after that. Its stderr goes to a
+    /// file, not a pipe, so a chatty broker never blocks on a full pipe.
+    pub fn spawn_expecting_exit(self, timeout: Duration) -> Exit {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
+        let listen = self
+            .listen
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.host, free_port()));
+        let mut child = command(dir.path(), &data_dir, &listen, &self)
+            .spawn()
+            .expect("start sluice");
+        let status = wait_or_kill(&mut child, timeout);
+        Exit {
+            status,
+            log: broker_log_since(dir.path(), 0),
+        }
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit; past it, kills it (SIGKILL to its PID only),
+/// reaps it and returns `None`.
+pub fn wait_or_kill(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child process") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How a broker started with `BrokerOptions::spawn_expecting_exit` ended.
+#[derive(Debug)]
+pub struct Exit {
+    /// Its exit status, or `None` when it was still running at the deadline and was killed.
+    pub status: Option<ExitStatus>,
+    /// Everything it wrote to stderr (its log).
+    pub log: String,
+}
+
+impl Exit {
+    /// The exit code, or `None` when it was killed (by a signal or at the deadline).
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
+    /// Whether it exited by itself with status 0.
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
     }
 }
 
@@ -154,28 +251,52 @@ fn broker_log_since(dir: &Path, from: u64) -> String {
     String::from_utf8_lossy(&log[from..]).into_owned()
 }
 
-/// Starts the broker and waits for its ready line.
-fn spawn(dir: &Path, addr: SocketAddr, options: &BrokerOptions) -> Result<Child, StartError> {
-    let log_from = broker_log_len(dir);
-    // Appended, so a restarted broker's log follows the previous run's.
+/// The `sluice` command for `options`, logging to `dir/broker.log` (appended, so a
+/// restarted broker's log follows the previous run's).
+fn command(dir: &Path, data_dir: &Path, listen: &str, options: &BrokerOptions) -> Command {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("broker.log"))
         .expect("open broker.log");
     let filter = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into());
-    let mut child = Command::new(sluice_bin())
-        .arg("--data-dir")
-        .arg(dir.join("data"))
+    let mut cmd = Command::new(sluice_bin());
+    cmd.arg("--data-dir")
+        .arg(data_dir)
         .arg("--listen")
-        .arg(addr.to_string())
+        .arg(listen)
         .arg("--cores")
         .arg(options.cores.to_string())
         .args(&options.args)
         .envs(options.env.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", format!("{filter},{READY_TARGET}=info"))
         .stdout(Stdio::null())
-        .stderr(log)
+        .stderr(log);
+    if let Some(kib) = options.memlock_limit_kib {
+        let limit = libc::rlimit {
+            rlim_cur: kib * 1024,
+            rlim_max: kib * 1024,
+        };
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // setrlimit(2), which is async-signal-safe; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    cmd
+}
+
+/// Starts the broker and waits for its ready line.
+fn spawn(dir: &Path, addr: SocketAddr, options: &BrokerOptions) -> Result<Child, StartError> {
+    let log_from = broker_log_len(dir);
+    let listen = format!("{}:{}", options.host, addr.port());
+    let mut child = command(dir, &dir.join("data"), &listen, options)
         .spawn()
         .expect("start sluice");
     let deadline = Instant::now() + START_TIMEOUT;
@@ -222,6 +343,10 @@ impl Broker {
     }
 
     pub fn launch(options: BrokerOptions) -> Broker {
+        assert!(
+            options.data_dir.is_none() && options.listen.is_none(),
+            "a fixed data directory or listen address is for spawn_expecting_exit only"
+        );
         let dir = tempfile::tempdir().expect("temporary directory");
         for _ in 0..START_ATTEMPTS {
             let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));

@@ -158,120 +158,146 @@ pub fn topic(broker: BrokerArgs, command: TopicCommand) -> Result<()> {
                 configs,
             } => {
                 let topic = NewTopic {
-                    name: name.clone(),
+                    name,
                     partitions,
                     replication_factor,
                     configs,
                 };
-                let response = connection.create_topics(&[topic], false).await?;
-                for t in &response.topics {
-                    if t.error_code != 0 {
-                        let message = t.error_message.as_deref().unwrap_or("");
-                        bail!("creating {name}: {} {message}", error_name(t.error_code));
-                    }
-                }
-                println!("created {name} with {partitions} partitions");
+                create_topic(&mut connection, topic).await
             }
-            TopicCommand::List => {
-                let metadata = connection.metadata(None, false).await?;
-                let mut names: Vec<String> = metadata
-                    .topics
-                    .iter()
-                    .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
-                    .collect();
-                names.sort();
-                for name in names {
-                    println!("{name}");
-                }
-            }
-            TopicCommand::Describe { name } => {
-                let metadata = connection.metadata(Some(&[name.as_str()]), false).await?;
-                let topic = metadata
-                    .topics
-                    .iter()
-                    .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == name))
-                    .with_context(|| format!("broker did not describe {name}"))?;
-                if topic.error_code != 0 {
-                    bail!("topic {name}: {}", error_name(topic.error_code));
-                }
-                println!("topic {name} partitions {}", topic.partitions.len());
-                let mut partitions = topic.partitions.clone();
-                partitions.sort_by_key(|p| p.partition_index);
-                for p in &partitions {
-                    let ids = |v: &Vec<kafka_protocol::messages::BrokerId>| {
-                        v.iter()
-                            .map(|b| b.0.to_string())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    };
-                    println!(
-                        "  partition {} leader {} epoch {} replicas [{}] isr [{}]",
-                        p.partition_index,
-                        p.leader_id.0,
-                        p.leader_epoch,
-                        ids(&p.replica_nodes),
-                        ids(&p.isr_nodes)
-                    );
-                }
-                let response = connection
-                    .call::<DescribeConfigsRequest>(&admin::describe_topic_configs_request(
-                        &name, None,
-                    ))
-                    .await?;
-                for result in &response.results {
-                    if result.error_code != 0 {
-                        bail!("configs of {name}: {}", error_name(result.error_code));
-                    }
-                    let mut configs: Vec<_> = result
-                        .configs
-                        .iter()
-                        .map(|c| {
-                            (
-                                c.name.to_string(),
-                                c.value.as_deref().unwrap_or("").to_string(),
-                            )
-                        })
-                        .collect();
-                    configs.sort();
-                    for (key, value) in configs {
-                        println!("  config {key}={value}");
-                    }
-                }
-            }
-            TopicCommand::Delete { name } => {
-                let response = connection.delete_topics(&[name.as_str()]).await?;
-                for r in &response.responses {
-                    if r.error_code != 0 {
-                        bail!("deleting {name}: {}", error_name(r.error_code));
-                    }
-                }
-                println!("deleted {name}");
-            }
+            TopicCommand::List => list_topics(&mut connection).await,
+            TopicCommand::Describe { name } => describe_topic(&mut connection, &name).await,
+            TopicCommand::Delete { name } => delete_topic(&mut connection, &name).await,
             TopicCommand::AlterConfig { name, set, delete } => {
-                let changes: Vec<(String, Option<String>)> = set
-                    .into_iter()
-                    .map(|(k, v)| (k, Some(v)))
-                    .chain(delete.into_iter().map(|k| (k, None)))
-                    .collect();
-                if changes.is_empty() {
-                    bail!("nothing to change: pass --set key=value or --delete key");
-                }
-                let response = connection
-                    .call::<IncrementalAlterConfigsRequest>(&admin::alter_topic_configs_request(
-                        &name, &changes,
-                    ))
-                    .await?;
-                for r in &response.responses {
-                    if r.error_code != 0 {
-                        let message = r.error_message.as_deref().unwrap_or("");
-                        bail!("altering {name}: {} {message}", error_name(r.error_code));
-                    }
-                }
-                println!("altered {name}");
+                alter_topic_config(&mut connection, &name, set, delete).await
             }
         }
-        Ok(())
     })
+}
+
+async fn create_topic(connection: &mut Connection, topic: NewTopic) -> Result<()> {
+    let name = topic.name.clone();
+    let partitions = topic.partitions;
+    let response = connection.create_topics(&[topic], false).await?;
+    for t in &response.topics {
+        if t.error_code != 0 {
+            let message = t.error_message.as_deref().unwrap_or("");
+            bail!("creating {name}: {} {message}", error_name(t.error_code));
+        }
+    }
+    println!("created {name} with {partitions} partitions");
+    Ok(())
+}
+
+async fn list_topics(connection: &mut Connection) -> Result<()> {
+    let metadata = connection.metadata(None, false).await?;
+    let mut names: Vec<String> = metadata
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .collect();
+    names.sort();
+    for name in names {
+        println!("{name}");
+    }
+    Ok(())
+}
+
+/// Prints the topic's partitions (leader, epoch, replicas, ISR), then its configs.
+async fn describe_topic(connection: &mut Connection, name: &str) -> Result<()> {
+    let metadata = connection.metadata(Some(&[name]), false).await?;
+    let topic = metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == name))
+        .with_context(|| format!("broker did not describe {name}"))?;
+    if topic.error_code != 0 {
+        bail!("topic {name}: {}", error_name(topic.error_code));
+    }
+    println!("topic {name} partitions {}", topic.partitions.len());
+    let mut partitions = topic.partitions.clone();
+    partitions.sort_by_key(|p| p.partition_index);
+    for p in &partitions {
+        let ids = |v: &Vec<kafka_protocol::messages::BrokerId>| {
+            v.iter()
+                .map(|b| b.0.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        println!(
+            "  partition {} leader {} epoch {} replicas [{}] isr [{}]",
+            p.partition_index,
+            p.leader_id.0,
+            p.leader_epoch,
+            ids(&p.replica_nodes),
+            ids(&p.isr_nodes)
+        );
+    }
+    print_topic_configs(connection, name).await
+}
+
+async fn print_topic_configs(connection: &mut Connection, name: &str) -> Result<()> {
+    let response = connection
+        .call::<DescribeConfigsRequest>(&admin::describe_topic_configs_request(name, None))
+        .await?;
+    for result in &response.results {
+        if result.error_code != 0 {
+            bail!("configs of {name}: {}", error_name(result.error_code));
+        }
+        let mut configs: Vec<_> = result
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.value.as_deref().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        configs.sort();
+        for (key, value) in configs {
+            println!("  config {key}={value}");
+        }
+    }
+    Ok(())
+}
+
+async fn delete_topic(connection: &mut Connection, name: &str) -> Result<()> {
+    let response = connection.delete_topics(&[name]).await?;
+    for r in &response.responses {
+        if r.error_code != 0 {
+            bail!("deleting {name}: {}", error_name(r.error_code));
+        }
+    }
+    println!("deleted {name}");
+    Ok(())
+}
+
+async fn alter_topic_config(
+    connection: &mut Connection,
+    name: &str,
+    set: Vec<(String, String)>,
+    delete: Vec<String>,
+) -> Result<()> {
+    let changes: Vec<(String, Option<String>)> = set
+        .into_iter()
+        .map(|(k, v)| (k, Some(v)))
+        .chain(delete.into_iter().map(|k| (k, None)))
+        .collect();
+    if changes.is_empty() {
+        bail!("nothing to change: pass --set key=value or --delete key");
+    }
+    let response = connection
+        .call::<IncrementalAlterConfigsRequest>(&admin::alter_topic_configs_request(name, &changes))
+        .await?;
+    for r in &response.responses {
+        if r.error_code != 0 {
+            let message = r.error_message.as_deref().unwrap_or("");
+            bail!("altering {name}: {} {message}", error_name(r.error_code));
+        }
+    }
+    println!("altered {name}");
+    Ok(())
 }
 
 /// Kafka's default partitioner hash (murmur2 with Kafka's seed), so keyed records land where
@@ -349,58 +375,11 @@ pub fn produce(broker: BrokerArgs, args: ProduceArgs) -> Result<()> {
         let mut produced = 0u64;
         let mut round_robin = 0usize;
         loop {
-            // Collect up to batch_records lines, grouped by partition.
-            let mut groups: Vec<Vec<(Option<Bytes>, Bytes)>> = vec![Vec::new(); partitions.len()];
-            let mut taken = 0;
-            for line in lines.by_ref() {
-                let line = line.context("reading stdin")?;
-                let (key, value) = match &args.key_separator {
-                    Some(sep) => match line.split_once(sep.as_str()) {
-                        Some((k, v)) => {
-                            (Some(Bytes::from(k.to_string())), Bytes::from(v.to_string()))
-                        }
-                        None => (None, Bytes::from(line)),
-                    },
-                    None => (None, Bytes::from(line)),
-                };
-                let slot = match (args.partition, &key) {
-                    (Some(p), _) => partitions
-                        .iter()
-                        .position(|x| *x == p)
-                        .expect("checked above"),
-                    (None, Some(k)) => partition_for_key(k, partitions.len()),
-                    (None, None) => {
-                        round_robin += 1;
-                        round_robin % partitions.len()
-                    }
-                };
-                groups[slot].push((key, value));
-                taken += 1;
-                if taken >= args.batch_records.max(1) {
-                    break;
-                }
-            }
+            let (groups, taken) = read_records(&mut lines, &args, &partitions, &mut round_robin)?;
             if taken == 0 {
                 break;
             }
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            let mut batches = Vec::new();
-            for (slot, records) in groups.into_iter().enumerate() {
-                if records.is_empty() {
-                    continue;
-                }
-                let records: Vec<_> = records
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, (key, value))| {
-                        batch::plain_record(i as i64, now_ms, key, Some(value))
-                    })
-                    .collect();
-                let encoded = batch::encode_batch(&records, compression)?;
-                batches.push((partitions[slot], encoded.freeze()));
-            }
+            let batches = encode_groups(groups, &partitions, compression)?;
             let request = admin::produce_request(&args.topic, batches, acks, 30_000);
             if acks == 0 {
                 connection.send_unanswered(&request).await?;
@@ -426,6 +405,74 @@ pub fn produce(broker: BrokerArgs, args: ProduceArgs) -> Result<()> {
     })
 }
 
+/// A key and value read from one line of input.
+type KeyValue = (Option<Bytes>, Bytes);
+
+/// Reads up to `batch_records` lines, grouped by partition slot (the slot of `partitions`
+/// each record goes to: `--partition`, the key's hash, or round robin); returns the groups
+/// and how many lines were read, 0 at the end of input.
+fn read_records(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    args: &ProduceArgs,
+    partitions: &[i32],
+    round_robin: &mut usize,
+) -> Result<(Vec<Vec<KeyValue>>, usize)> {
+    let mut groups: Vec<Vec<KeyValue>> = vec![Vec::new(); partitions.len()];
+    let mut taken = 0;
+    for line in lines.by_ref() {
+        let line = line.context("reading stdin")?;
+        let (key, value) = match &args.key_separator {
+            Some(sep) => match line.split_once(sep.as_str()) {
+                Some((k, v)) => (Some(Bytes::from(k.to_string())), Bytes::from(v.to_string())),
+                None => (None, Bytes::from(line)),
+            },
+            None => (None, Bytes::from(line)),
+        };
+        let slot = match (args.partition, &key) {
+            (Some(p), _) => partitions
+                .iter()
+                .position(|x| *x == p)
+                .expect("checked above"),
+            (None, Some(k)) => partition_for_key(k, partitions.len()),
+            (None, None) => {
+                *round_robin += 1;
+                *round_robin % partitions.len()
+            }
+        };
+        groups[slot].push((key, value));
+        taken += 1;
+        if taken >= args.batch_records.max(1) {
+            break;
+        }
+    }
+    Ok((groups, taken))
+}
+
+/// One batch per non-empty group, stamped with the current time, as `(partition, batch)`.
+fn encode_groups(
+    groups: Vec<Vec<KeyValue>>,
+    partitions: &[i32],
+    compression: Compression,
+) -> Result<Vec<(i32, Bytes)>> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut batches = Vec::new();
+    for (slot, records) in groups.into_iter().enumerate() {
+        if records.is_empty() {
+            continue;
+        }
+        let records: Vec<_> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, (key, value))| batch::plain_record(i as i64, now_ms, key, Some(value)))
+            .collect();
+        let encoded = batch::encode_batch(&records, compression)?;
+        batches.push((partitions[slot], encoded.freeze()));
+    }
+    Ok(batches)
+}
+
 pub fn consume(broker: BrokerArgs, args: ConsumeArgs) -> Result<()> {
     on_executor(async move {
         let mut connection = connect(&broker).await?;
@@ -439,30 +486,7 @@ pub fn consume(broker: BrokerArgs, args: ConsumeArgs) -> Result<()> {
             }
             partitions = vec![p];
         }
-        let starts = match args.offset.as_str() {
-            "earliest" => {
-                list_offsets(
-                    &mut connection,
-                    &args.topic,
-                    &partitions,
-                    admin::EARLIEST_TIMESTAMP,
-                )
-                .await?
-            }
-            "latest" => {
-                list_offsets(
-                    &mut connection,
-                    &args.topic,
-                    &partitions,
-                    admin::LATEST_TIMESTAMP,
-                )
-                .await?
-            }
-            n => {
-                let offset: i64 = n.parse().with_context(|| format!("--offset {n:?}"))?;
-                vec![offset; partitions.len()]
-            }
-        };
+        let starts = start_offsets(&mut connection, &args, &partitions).await?;
         let ends = list_offsets(
             &mut connection,
             &args.topic,
@@ -517,30 +541,10 @@ pub fn consume(broker: BrokerArgs, args: ConsumeArgs) -> Result<()> {
                 let Some(records) = data.records.clone() else {
                     continue;
                 };
-                for set in batch::decode_batches(records, 64 * 1024 * 1024)? {
-                    for record in set.records {
-                        if record.offset < position.1 {
-                            continue;
-                        }
-                        position.1 = record.offset + 1;
-                        last_progress = Instant::now();
-                        if record.control {
-                            continue;
-                        }
-                        if args.count.is_some_and(|c| printed >= c) {
-                            continue;
-                        }
-                        if args.show_offsets {
-                            write!(out, "{}:{}\t", position.0, record.offset)?;
-                        }
-                        if let Some(sep) = &args.key_separator {
-                            out.write_all(record.key.as_deref().unwrap_or(b""))?;
-                            out.write_all(sep.as_bytes())?;
-                        }
-                        out.write_all(record.value.as_deref().unwrap_or(b""))?;
-                        out.write_all(b"\n")?;
-                        printed += 1;
-                    }
+                let before = position.1;
+                printed += print_records(&mut out, records, position, &args, printed)?;
+                if position.1 != before {
+                    last_progress = Instant::now();
                 }
             }
             out.flush()?;
@@ -548,6 +552,70 @@ pub fn consume(broker: BrokerArgs, args: ConsumeArgs) -> Result<()> {
         out.flush()?;
         Ok(())
     })
+}
+
+/// Where `--offset` starts reading each of `partitions`.
+async fn start_offsets(
+    connection: &mut Connection,
+    args: &ConsumeArgs,
+    partitions: &[i32],
+) -> Result<Vec<i64>> {
+    match args.offset.as_str() {
+        "earliest" => {
+            list_offsets(
+                connection,
+                &args.topic,
+                partitions,
+                admin::EARLIEST_TIMESTAMP,
+            )
+            .await
+        }
+        "latest" => {
+            list_offsets(connection, &args.topic, partitions, admin::LATEST_TIMESTAMP).await
+        }
+        n => {
+            let offset: i64 = n.parse().with_context(|| format!("--offset {n:?}"))?;
+            Ok(vec![offset; partitions.len()])
+        }
+    }
+}
+
+/// Prints the records of one partition's fetched `records` from `position` on (up to
+/// `--count`, `printed` so far) and moves `position` past every record read, printed or
+/// not; returns how many it printed.
+fn print_records(
+    out: &mut impl Write,
+    records: Bytes,
+    position: &mut (i32, i64),
+    args: &ConsumeArgs,
+    printed: u64,
+) -> Result<u64> {
+    let mut printed_now = 0;
+    for set in batch::decode_batches(records, 64 * 1024 * 1024)? {
+        for record in set.records {
+            if record.offset < position.1 {
+                continue;
+            }
+            position.1 = record.offset + 1;
+            if record.control {
+                continue;
+            }
+            if args.count.is_some_and(|c| printed + printed_now >= c) {
+                continue;
+            }
+            if args.show_offsets {
+                write!(out, "{}:{}\t", position.0, record.offset)?;
+            }
+            if let Some(sep) = &args.key_separator {
+                out.write_all(record.key.as_deref().unwrap_or(b""))?;
+                out.write_all(sep.as_bytes())?;
+            }
+            out.write_all(record.value.as_deref().unwrap_or(b""))?;
+            out.write_all(b"\n")?;
+            printed_now += 1;
+        }
+    }
+    Ok(printed_now)
 }
 
 pub(crate) async fn list_offsets(

@@ -438,18 +438,19 @@ fn parse_datetime_ms(text: &str) -> Result<i64> {
     Ok(zoned.timestamp().as_millisecond())
 }
 
-async fn reset_offsets(broker: &BrokerArgs, args: ResetArgs) -> Result<()> {
+/// The partitions `--all-topics` or `--topic` name: every partition the group committed
+/// for, or the named topics' partitions (all, or those listed), each checked to exist.
+async fn partitions_to_reset(
+    coordinator: &mut Connection,
+    data: &mut Connection,
+    args: &ResetArgs,
+) -> Result<BTreeSet<(String, i32)>> {
     let group = args.group.as_str();
-    let mut c = coordinator(broker, group).await?;
-    // A group that does not exist yet may be given offsets, as Kafka allows.
-    let state = match describe_group(&mut c, group).await {
-        Ok(g) => g.group_state.to_string(),
-        Err(_) => "Dead".to_string(),
-    };
-    let active = !matches!(state.as_str(), "Empty" | "Dead");
-    let mut data = connect(broker).await?;
     let partitions: BTreeSet<(String, i32)> = if args.all_topics {
-        committed(&mut c, group, None).await?.into_keys().collect()
+        committed(coordinator, group, None)
+            .await?
+            .into_keys()
+            .collect()
     } else {
         let mut out = BTreeSet::new();
         for spec in &args.topics {
@@ -469,17 +470,25 @@ async fn reset_offsets(broker: &BrokerArgs, args: ResetArgs) -> Result<()> {
     if partitions.is_empty() {
         bail!("no partitions to reset for group {group}");
     }
-    let list: Vec<(String, i32)> = partitions.iter().cloned().collect();
-    let current = committed(&mut c, group, Some(&list)).await?;
-    let t = &args.target;
-    let new: BTreeMap<(String, i32), i64> = if t.to_earliest {
-        offsets_at(&mut data, &partitions, admin::EARLIEST_TIMESTAMP).await?
-    } else if t.to_latest {
-        offsets_at(&mut data, &partitions, admin::LATEST_TIMESTAMP).await?
-    } else if let Some(offset) = t.to_offset {
-        let starts = offsets_at(&mut data, &partitions, admin::EARLIEST_TIMESTAMP).await?;
-        let ends = offsets_at(&mut data, &partitions, admin::LATEST_TIMESTAMP).await?;
-        partitions
+    Ok(partitions)
+}
+
+/// The offset each partition is reset to under `--to-*`.
+async fn target_offsets(
+    data: &mut Connection,
+    partitions: &BTreeSet<(String, i32)>,
+    t: &ResetTarget,
+) -> Result<BTreeMap<(String, i32), i64>> {
+    if t.to_earliest {
+        return offsets_at(data, partitions, admin::EARLIEST_TIMESTAMP).await;
+    }
+    if t.to_latest {
+        return offsets_at(data, partitions, admin::LATEST_TIMESTAMP).await;
+    }
+    if let Some(offset) = t.to_offset {
+        let starts = offsets_at(data, partitions, admin::EARLIEST_TIMESTAMP).await?;
+        let ends = offsets_at(data, partitions, admin::LATEST_TIMESTAMP).await?;
+        return Ok(partitions
             .iter()
             .map(|tp| {
                 (
@@ -487,28 +496,35 @@ async fn reset_offsets(broker: &BrokerArgs, args: ResetArgs) -> Result<()> {
                     offset.clamp(starts[tp], ends[tp].max(starts[tp])),
                 )
             })
-            .collect()
-    } else {
-        let ms = match (&t.to_datetime, t.to_timestamp) {
-            (Some(text), _) => parse_datetime_ms(text)?,
-            (None, Some(ms)) => ms,
-            (None, None) => bail!("choose a --to-* target"),
-        };
-        let at = offsets_at(&mut data, &partitions, ms).await?;
-        let ends = offsets_at(&mut data, &partitions, admin::LATEST_TIMESTAMP).await?;
-        // No record at or after the time: the log end, as Kafka's tool does.
-        at.into_iter()
-            .map(|(tp, o)| {
-                let o = if o < 0 { ends[&tp] } else { o };
-                (tp, o)
-            })
-            .collect()
+            .collect());
+    }
+    let ms = match (&t.to_datetime, t.to_timestamp) {
+        (Some(text), _) => parse_datetime_ms(text)?,
+        (None, Some(ms)) => ms,
+        (None, None) => bail!("choose a --to-* target"),
     };
+    let at = offsets_at(data, partitions, ms).await?;
+    let ends = offsets_at(data, partitions, admin::LATEST_TIMESTAMP).await?;
+    // No record at or after the time: the log end, as Kafka's tool does.
+    Ok(at
+        .into_iter()
+        .map(|(tp, o)| {
+            let o = if o < 0 { ends[&tp] } else { o };
+            (tp, o)
+        })
+        .collect())
+}
+
+fn print_reset_plan(
+    group: &str,
+    current: &BTreeMap<(String, i32), i64>,
+    new: &BTreeMap<(String, i32), i64>,
+) {
     println!(
         "{:<24} {:<24} {:>9} {:>15} {:>15}",
         "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"
     );
-    for (tp, o) in &new {
+    for (tp, o) in new {
         println!(
             "{group:<24} {:<24} {:>9} {:>15} {:>15}",
             tp.0,
@@ -517,6 +533,23 @@ async fn reset_offsets(broker: &BrokerArgs, args: ResetArgs) -> Result<()> {
             o
         );
     }
+}
+
+async fn reset_offsets(broker: &BrokerArgs, args: ResetArgs) -> Result<()> {
+    let group = args.group.as_str();
+    let mut c = coordinator(broker, group).await?;
+    // A group that does not exist yet may be given offsets, as Kafka allows.
+    let state = match describe_group(&mut c, group).await {
+        Ok(g) => g.group_state.to_string(),
+        Err(_) => "Dead".to_string(),
+    };
+    let active = !matches!(state.as_str(), "Empty" | "Dead");
+    let mut data = connect(broker).await?;
+    let partitions = partitions_to_reset(&mut c, &mut data, &args).await?;
+    let list: Vec<(String, i32)> = partitions.iter().cloned().collect();
+    let current = committed(&mut c, group, Some(&list)).await?;
+    let new = target_offsets(&mut data, &partitions, &args.target).await?;
+    print_reset_plan(group, &current, &new);
     if !args.execute {
         if active {
             eprintln!(

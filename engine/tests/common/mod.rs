@@ -1,5 +1,6 @@
 //! Helpers shared by the engine's integration tests: running a future on a glommio
 //! executor and building batches.
+// Compiled into every test binary of this crate, each using only some of it.
 #![allow(dead_code)]
 
 use std::future::Future;

@@ -10,7 +10,7 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -237,19 +237,7 @@ pub fn run_bounded(command: &mut Command, input: &[u8], timeout: Duration) -> Ra
     let mut stdin = child.stdin.take().expect("piped stdin");
     let _ = stdin.write_all(input);
     drop(stdin);
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the program") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            // Child::kill sends SIGKILL to this child's PID only.
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = sluice_testkit::wait_or_kill(&mut child, timeout);
     Ran {
         status,
         out: out.join().unwrap_or_default(),

@@ -4,6 +4,7 @@
 //! once its commit succeeded. A failed commit seeks back to the record, so the record is
 //! read again by whoever owns its partition next: across the whole group every record must
 //! then be committed exactly once, which is what the tests check.
+// Compiled into every test binary of this crate, each using only some of it.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

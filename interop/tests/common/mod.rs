@@ -2,6 +2,7 @@
 //! `cargo test --workspace` run, found next to this test executable) started on a free
 //! 127.0.0.1 port with `--cores 2` and stopped by PID through `sluice-testkit`, and
 //! librdkafka clients for it.
+// Compiled into every test binary of this crate, each using only some of it.
 #![allow(dead_code, unused_imports)]
 
 pub mod client;

@@ -34,8 +34,8 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
-    JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest,
-    TopicName,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetFetchRequest, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -647,17 +647,6 @@ impl GroupMember {
         let sync_version = version_of(&connection, ApiKey::SyncGroup)?;
         let metadata = encode_subscription(&settings.topics);
         let started = Instant::now();
-        let retry = |code: i16, started: Instant| {
-            if started.elapsed() >= settings.coordinator_wait {
-                Err(GroupError::CoordinatorUnavailable {
-                    group: settings.group_id.clone(),
-                    waited: settings.coordinator_wait,
-                    code,
-                })
-            } else {
-                Ok(())
-            }
-        };
         for _ in 0..JOIN_ATTEMPTS_MAX {
             let member_id = shared.identity.borrow().member_id.clone();
             let request = join_group_request(
@@ -667,34 +656,9 @@ impl GroupMember {
                 &[(RANGE_ASSIGNOR, metadata.clone())],
                 join_version,
             );
-            let joined = connection
-                .call(&request)
-                .await
-                .map_err(call_error(ApiKey::JoinGroup))?;
-            match joined.error_code {
-                codes::NONE => {}
-                codes::MEMBER_ID_REQUIRED => {
-                    shared.identity.borrow_mut().member_id = joined.member_id.to_string();
-                    continue;
-                }
-                codes::UNKNOWN_MEMBER_ID => {
-                    shared.identity.borrow_mut().member_id.clear();
-                    continue;
-                }
-                code @ (codes::COORDINATOR_LOAD_IN_PROGRESS
-                | codes::COORDINATOR_NOT_AVAILABLE
-                | codes::REBALANCE_IN_PROGRESS) => {
-                    retry(code, started)?;
-                    Timer::new(RETRY_PAUSE).await;
-                    continue;
-                }
-                code => {
-                    return Err(GroupError::Refused {
-                        api: ApiKey::JoinGroup,
-                        code,
-                    });
-                }
-            }
+            let Some(joined) = join_group(shared, &mut connection, &request, started).await? else {
+                continue;
+            };
             let member_id = joined.member_id.to_string();
             let generation_id = joined.generation_id;
             let protocol_name = joined
@@ -709,16 +673,7 @@ impl GroupMember {
             }
             let leader = joined.leader.as_str() == member_id;
             let assignments = if leader {
-                let subscriptions = joined
-                    .members
-                    .iter()
-                    .map(|m| Ok((m.member_id.to_string(), decode_subscription(&m.metadata)?)))
-                    .collect::<Result<Vec<_>, GroupError>>()?;
-                let counts = partition_counts(&mut connection, &subscriptions).await?;
-                range_assign(&subscriptions, &counts)
-                    .into_iter()
-                    .map(|(member, partitions)| (member, encode_assignment(&partitions)))
-                    .collect()
+                leader_assignments(&mut connection, &joined).await?
             } else {
                 Vec::new()
             };
@@ -730,29 +685,9 @@ impl GroupMember {
                 assignments,
                 sync_version,
             );
-            let synced = connection
-                .call(&request)
-                .await
-                .map_err(call_error(ApiKey::SyncGroup))?;
-            match synced.error_code {
-                codes::NONE => {}
-                codes::REBALANCE_IN_PROGRESS | codes::ILLEGAL_GENERATION => continue,
-                codes::UNKNOWN_MEMBER_ID => {
-                    shared.identity.borrow_mut().member_id.clear();
-                    continue;
-                }
-                code @ (codes::COORDINATOR_LOAD_IN_PROGRESS | codes::COORDINATOR_NOT_AVAILABLE) => {
-                    retry(code, started)?;
-                    Timer::new(RETRY_PAUSE).await;
-                    continue;
-                }
-                code => {
-                    return Err(GroupError::Refused {
-                        api: ApiKey::SyncGroup,
-                        code,
-                    });
-                }
-            }
+            let Some(synced) = sync_group(shared, &mut connection, &request, started).await? else {
+                continue;
+            };
             let partitions = decode_assignment(&synced.assignment)?;
             shared.identity.borrow_mut().stable = true;
             shared.rejoin_needed.set(false);
@@ -900,6 +835,109 @@ impl Drop for GroupMember {
     fn drop(&mut self) {
         self.shared.rebalance.close();
     }
+}
+
+/// Sends one JoinGroup. `None` when the join round must start again: the coordinator
+/// handed out or forgot the member id, or is busy (after a pause, while
+/// `coordinator_wait` since `started` allows).
+async fn join_group(
+    shared: &Shared,
+    connection: &mut Connection,
+    request: &JoinGroupRequest,
+    started: Instant,
+) -> Result<Option<JoinGroupResponse>, GroupError> {
+    let joined = connection
+        .call(request)
+        .await
+        .map_err(call_error(ApiKey::JoinGroup))?;
+    match joined.error_code {
+        codes::NONE => Ok(Some(joined)),
+        codes::MEMBER_ID_REQUIRED => {
+            shared.identity.borrow_mut().member_id = joined.member_id.to_string();
+            Ok(None)
+        }
+        codes::UNKNOWN_MEMBER_ID => {
+            shared.identity.borrow_mut().member_id.clear();
+            Ok(None)
+        }
+        code @ (codes::COORDINATOR_LOAD_IN_PROGRESS
+        | codes::COORDINATOR_NOT_AVAILABLE
+        | codes::REBALANCE_IN_PROGRESS) => {
+            pause_for_coordinator(&shared.settings, code, started).await?;
+            Ok(None)
+        }
+        code => Err(GroupError::Refused {
+            api: ApiKey::JoinGroup,
+            code,
+        }),
+    }
+}
+
+/// Sends one SyncGroup. `None` when the join round must start again: the generation moved
+/// on, the member id is unknown, or the coordinator is busy (after a pause, while
+/// `coordinator_wait` since `started` allows).
+async fn sync_group(
+    shared: &Shared,
+    connection: &mut Connection,
+    request: &SyncGroupRequest,
+    started: Instant,
+) -> Result<Option<SyncGroupResponse>, GroupError> {
+    let synced = connection
+        .call(request)
+        .await
+        .map_err(call_error(ApiKey::SyncGroup))?;
+    match synced.error_code {
+        codes::NONE => Ok(Some(synced)),
+        codes::REBALANCE_IN_PROGRESS | codes::ILLEGAL_GENERATION => Ok(None),
+        codes::UNKNOWN_MEMBER_ID => {
+            shared.identity.borrow_mut().member_id.clear();
+            Ok(None)
+        }
+        code @ (codes::COORDINATOR_LOAD_IN_PROGRESS | codes::COORDINATOR_NOT_AVAILABLE) => {
+            pause_for_coordinator(&shared.settings, code, started).await?;
+            Ok(None)
+        }
+        code => Err(GroupError::Refused {
+            api: ApiKey::SyncGroup,
+            code,
+        }),
+    }
+}
+
+/// Waits `RETRY_PAUSE` before asking a busy coordinator again, or gives up with `code` once
+/// `coordinator_wait` has passed since `started`.
+async fn pause_for_coordinator(
+    settings: &GroupSettings,
+    code: i16,
+    started: Instant,
+) -> Result<(), GroupError> {
+    if started.elapsed() >= settings.coordinator_wait {
+        return Err(GroupError::CoordinatorUnavailable {
+            group: settings.group_id.clone(),
+            waited: settings.coordinator_wait,
+            code,
+        });
+    }
+    Timer::new(RETRY_PAUSE).await;
+    Ok(())
+}
+
+/// The leader's assignments for SyncGroup: a range assignment of the members' subscribed
+/// partitions, encoded per member.
+async fn leader_assignments(
+    connection: &mut Connection,
+    joined: &JoinGroupResponse,
+) -> Result<Vec<(String, Bytes)>, GroupError> {
+    let subscriptions = joined
+        .members
+        .iter()
+        .map(|m| Ok((m.member_id.to_string(), decode_subscription(&m.metadata)?)))
+        .collect::<Result<Vec<_>, GroupError>>()?;
+    let counts = partition_counts(connection, &subscriptions).await?;
+    Ok(range_assign(&subscriptions, &counts)
+        .into_iter()
+        .map(|(member, partitions)| (member, encode_assignment(&partitions)))
+        .collect())
 }
 
 /// Partition counts of every topic some member subscribed to, from Metadata.
