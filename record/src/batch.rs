@@ -242,27 +242,77 @@ pub fn validate_stored(batch: &[u8]) -> Result<BatchHeader<'_>, BatchError> {
     Ok(header)
 }
 
+/// The fields of a new batch header, for code that writes a batch from scratch; the
+/// magic, the length of a header-only batch and the CRC over it are filled in by `write`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewHeader {
+    pub base_offset: i64,
+    pub partition_leader_epoch: i32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+impl NewHeader {
+    /// A header with no producer (id, epoch and sequence -1), no codec, CreateTime,
+    /// leader epoch -1 (not yet stamped), for `records_count` records at one timestamp.
+    pub fn without_producer(base_offset: i64, timestamp_ms: i64, records_count: i32) -> Self {
+        NewHeader {
+            base_offset,
+            partition_leader_epoch: -1,
+            attributes: 0,
+            last_offset_delta: records_count.saturating_sub(1),
+            base_timestamp: timestamp_ms,
+            max_timestamp: timestamp_ms,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records_count,
+        }
+    }
+
+    /// The 61 header bytes of a batch holding no record bytes yet, CRC included.
+    pub fn write(&self) -> Vec<u8> {
+        let mut out = vec![0u8; HEADER_BYTES];
+        out[0..8].copy_from_slice(&self.base_offset.to_be_bytes());
+        let length = (HEADER_BYTES - LOG_OVERHEAD) as i32;
+        out[8..12].copy_from_slice(&length.to_be_bytes());
+        out[12..16].copy_from_slice(&self.partition_leader_epoch.to_be_bytes());
+        out[16] = MAGIC_V2 as u8;
+        out[21..23].copy_from_slice(&self.attributes.to_be_bytes());
+        out[23..27].copy_from_slice(&self.last_offset_delta.to_be_bytes());
+        out[27..35].copy_from_slice(&self.base_timestamp.to_be_bytes());
+        out[35..43].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        out[43..51].copy_from_slice(&self.producer_id.to_be_bytes());
+        out[51..53].copy_from_slice(&self.producer_epoch.to_be_bytes());
+        out[53..57].copy_from_slice(&self.base_sequence.to_be_bytes());
+        out[57..61].copy_from_slice(&self.records_count.to_be_bytes());
+        update_crc(&mut out);
+        out
+    }
+}
+
 /// A batch with no records keeping `original`'s offsets, timestamps and producer fields,
 /// uncompressed (as Kafka writes a retained empty batch).
 pub fn empty_batch(original: &BatchHeader<'_>) -> Vec<u8> {
-    let mut out = vec![0u8; HEADER_BYTES];
-    out[0..8].copy_from_slice(&original.base_offset().0.to_be_bytes());
-    let length = (HEADER_BYTES - LOG_OVERHEAD) as i32;
-    out[8..12].copy_from_slice(&length.to_be_bytes());
-    out[12..16].copy_from_slice(&original.partition_leader_epoch().to_be_bytes());
-    out[16] = MAGIC_V2 as u8;
-    let attributes = original.attributes() & !0x7;
-    out[21..23].copy_from_slice(&attributes.to_be_bytes());
-    out[23..27].copy_from_slice(&original.last_offset_delta().to_be_bytes());
-    out[27..35].copy_from_slice(&original.base_timestamp().to_be_bytes());
-    out[35..43].copy_from_slice(&original.max_timestamp().to_be_bytes());
-    out[43..51].copy_from_slice(&original.producer_id().to_be_bytes());
-    out[51..53].copy_from_slice(&original.producer_epoch().to_be_bytes());
-    out[53..57].copy_from_slice(&original.base_sequence().to_be_bytes());
-    out[57..61].copy_from_slice(&0i32.to_be_bytes());
-    let crc = compute_crc(&out);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out
+    NewHeader {
+        base_offset: original.base_offset().0,
+        partition_leader_epoch: original.partition_leader_epoch(),
+        attributes: original.attributes() & !0x7,
+        last_offset_delta: original.last_offset_delta(),
+        base_timestamp: original.base_timestamp(),
+        max_timestamp: original.max_timestamp(),
+        producer_id: original.producer_id(),
+        producer_epoch: original.producer_epoch(),
+        base_sequence: original.base_sequence(),
+        records_count: 0,
+    }
+    .write()
 }
 
 /// Recomputes the CRC32C over attributes..end after header fields were patched.

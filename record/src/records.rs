@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use crate::batch::{self, BatchHeader, Codec, HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2};
+use crate::batch::{self, BatchHeader, Codec, HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2, NewHeader};
 use crate::compression::{compress, decompress};
 pub use crate::error::RecordError;
 use crate::{Offset, TimestampOffset, TimestampType};
@@ -407,17 +407,12 @@ pub fn build_batch(
     records: &[KeyValue<'_>],
 ) -> Vec<u8> {
     assert!(!records.is_empty());
-    let mut header = vec![0u8; HEADER_BYTES];
-    header[0..8].copy_from_slice(&base_offset.to_be_bytes());
-    header[8..12].copy_from_slice(&((HEADER_BYTES - LOG_OVERHEAD) as i32).to_be_bytes());
-    header[16] = MAGIC_V2 as u8;
-    header[21..23].copy_from_slice(&attributes.to_be_bytes());
-    header[23..27].copy_from_slice(&(records.len() as i32 - 1).to_be_bytes());
-    header[27..35].copy_from_slice(&timestamp_ms.to_be_bytes());
-    header[35..43].copy_from_slice(&timestamp_ms.to_be_bytes());
-    header[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-    header[51..53].copy_from_slice(&(-1i16).to_be_bytes());
-    header[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    let header = NewHeader {
+        attributes,
+        partition_leader_epoch: 0,
+        ..NewHeader::without_producer(base_offset, timestamp_ms, records.len() as i32)
+    }
+    .write();
     let view = BatchHeader::new(&header).expect("61 bytes");
     let recs: Vec<Record> = records
         .iter()
@@ -442,15 +437,13 @@ pub fn build_timed_batch(base_offset: i64, attributes: i16, timestamps_ms: &[i64
     assert!(!timestamps_ms.is_empty());
     let base_timestamp = timestamps_ms[0];
     let max_timestamp = *timestamps_ms.iter().max().expect("non-empty");
-    let mut header = build_batch(
-        base_offset,
-        base_timestamp,
+    let header = NewHeader {
         attributes,
-        &[(None, Some(b"x"))],
-    );
-    header.truncate(HEADER_BYTES);
-    header[23..27].copy_from_slice(&(timestamps_ms.len() as i32 - 1).to_be_bytes());
-    header[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+        max_timestamp,
+        partition_leader_epoch: 0,
+        ..NewHeader::without_producer(base_offset, base_timestamp, timestamps_ms.len() as i32)
+    }
+    .write();
     let view = BatchHeader::new(&header).expect("61 bytes");
     let recs: Vec<Record> = timestamps_ms
         .iter()

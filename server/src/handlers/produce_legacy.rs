@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use sluice_engine::batch::{BatchHeader, Codec, HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2};
+use sluice_engine::batch::{BatchHeader, Codec, NewHeader};
 use sluice_engine::record::{Record, RecordError, decompress, encode_batch};
 use tracing::debug;
 
@@ -166,17 +166,11 @@ fn up_convert_capped(set: &Bytes, decompressed_bytes_max: usize) -> Result<Bytes
 /// The header `encode_batch` copies from: base offset 0, no codec, CreateTime, no
 /// producer id, with the given last offset delta and timestamps.
 fn batch_header(last_offset_delta: i32, base_timestamp: i64, max_timestamp: i64) -> Vec<u8> {
-    let mut h = vec![0u8; HEADER_BYTES];
-    h[8..12].copy_from_slice(&((HEADER_BYTES - LOG_OVERHEAD) as i32).to_be_bytes());
-    h[12..16].copy_from_slice(&(-1i32).to_be_bytes());
-    h[16] = MAGIC_V2 as u8;
-    h[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
-    h[27..35].copy_from_slice(&base_timestamp.to_be_bytes());
-    h[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
-    h[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-    h[51..53].copy_from_slice(&(-1i16).to_be_bytes());
-    h[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-    h
+    NewHeader {
+        max_timestamp,
+        ..NewHeader::without_producer(0, base_timestamp, last_offset_delta.saturating_add(1))
+    }
+    .write()
 }
 
 /// Reads every message of a message set: offset, size, then crc, magic, attributes,
