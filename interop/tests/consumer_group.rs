@@ -54,7 +54,7 @@ fn three_members_consume_every_record_once_and_commits_persist() {
     let assignments: Vec<Vec<i32>> = members.iter().map(Member::assignment).collect();
     let start = Instant::now();
     produce_values(&bootstrap, "shared", 1, RECORDS);
-    let took = start.elapsed() + wait_consumed(&ledger, RECORDS, Duration::from_secs(300), &broker);
+    let took = start.elapsed() + wait_consumed(&ledger, RECORDS, Duration::from_secs(60), &broker);
     eprintln!(
         "{RECORDS} records produced and committed one by one in {took:?} ({:.0} records/s, {} failed commits)",
         RECORDS as f64 / took.as_secs_f64(),

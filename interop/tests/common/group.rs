@@ -313,21 +313,29 @@ pub fn produce_values(bootstrap: &str, topic: &str, from: usize, to: usize) {
     assert_eq!(d.ok.load(Ordering::SeqCst), to - from);
 }
 
-/// Waits until the ledger holds `count` records, panicking with the report after `timeout`.
-/// Returns how long it took.
+/// Waits until the ledger holds `count` records, panicking with the report when no record
+/// was committed for `stall_max` (a stalled group, not a slow machine). Returns how long
+/// it took.
 pub fn wait_consumed(
     ledger: &Ledger,
     count: usize,
-    timeout: Duration,
+    stall_max: Duration,
     report: impl Report,
 ) -> Duration {
     let start = Instant::now();
+    let mut seen = ledger.len();
+    let mut progress_at = Instant::now();
     while ledger.len() < count {
         report.check();
+        let now_seen = ledger.len();
+        if now_seen > seen {
+            seen = now_seen;
+            progress_at = Instant::now();
+        }
         assert!(
-            start.elapsed() < timeout,
-            "only {} of {count} records committed within {timeout:?}; {}",
-            ledger.len(),
+            progress_at.elapsed() < stall_max,
+            "only {seen} of {count} records committed, none for {stall_max:?} ({:?} in all); {}",
+            start.elapsed(),
             report.report()
         );
         std::thread::sleep(Duration::from_millis(50));
