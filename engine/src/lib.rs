@@ -27,9 +27,14 @@ pub mod segment;
 pub mod sim_disk;
 pub mod time_index;
 
-pub use error::{AppendError, DeleteRecordsError, FlushError, LogIoError, OpenError, ReadError};
+pub use error::{
+    AppendError, AppendReplicatedError, AssignEpochError, DeleteRecordsError, FlushError,
+    LogIoError, OpenError, ReadError,
+};
 pub use event::{Event, EventListener};
-pub use log::{AppendInfo, CompactOutcome, Log, ReadResult, RetentionOutcome};
+pub use log::{
+    AppendInfo, CompactOutcome, Log, ReadResult, ReplicatedAppendInfo, RetentionOutcome,
+};
 pub use read_cache::ReadCache;
 pub use sluice_record::{LeaderEpoch, Offset, TimestampOffset, TimestampType};
 

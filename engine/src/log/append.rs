@@ -183,7 +183,7 @@ impl Log {
     /// Puts the stamped batch at the log end: in the active segment (rolled first when
     /// the batch does not fit), the producer state, the leader epochs and the max
     /// timestamp.
-    fn push_locked(
+    pub(super) fn push_locked(
         &self,
         st: &mut State,
         bytes: &Bytes,
@@ -356,14 +356,18 @@ impl Log {
             if let Some(reason) = &st.failed {
                 return Err(FlushError::LogFailed(reason.clone()));
             }
+            let before = st.durable_offset;
             if st.durable_offset < ticket.target {
                 st.durable_offset = ticket.target.min(st.log_end_offset);
             }
-            Ok(())
+            Ok(st.durable_offset != before)
         });
         self.syncs_done.set(ticket.seq);
         self.sync_done_event.notify();
-        result
+        if matches!(result, Ok(true)) {
+            self.durable_moved.notify();
+        }
+        result.map(|_| ())
     }
 
     /// Writes everything appended so far (sealed segments also synced, trimmed and

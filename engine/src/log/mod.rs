@@ -47,12 +47,14 @@ use crate::{LogConfig, Offset, TimestampOffset};
 
 mod append;
 mod cleaner;
+mod follower;
 mod load;
 mod read;
 mod retention;
 
 pub use append::AppendInfo;
 pub use cleaner::CompactOutcome;
+pub use follower::ReplicatedAppendInfo;
 pub use read::ReadResult;
 pub use retention::RetentionOutcome;
 
@@ -161,6 +163,9 @@ pub struct Log {
     syncs_started: Cell<u64>,
     syncs_done: Cell<u64>,
     sync_done_event: Event,
+    /// Notified whenever the durable offset changes: up after an fsync, down after a
+    /// truncation.
+    durable_moved: Event,
     /// This log's own `Rc`, for tasks that must outlive a caller's future.
     me: RefCell<std::rc::Weak<Log>>,
     appended: Event,
@@ -282,9 +287,19 @@ impl Log {
         self.state.borrow().log_end_offset
     }
 
-    /// Everything below this offset is fdatasync'ed.
+    /// The durable end: everything below this offset is fdatasync'ed. A replica reports
+    /// this offset to its leader (the high watermark is the smallest one over the ISR).
     pub fn durable_offset(&self) -> Offset {
         self.state.borrow().durable_offset
+    }
+
+    /// The durability event: a future resolving at the next change of `durable_offset`
+    /// (it moves up after each fsync that covered new batches, down after a truncation).
+    /// Take the listener before reading the offset, so no move is missed:
+    /// `let moved = log.durable_moved(); report(log.durable_offset()); moved.await;`.
+    /// Also resolves when the log closes.
+    pub fn durable_moved(&self) -> EventListener {
+        self.durable_moved.listen()
     }
 
     /// Set once a write or fsync failed; the log then refuses writes for good.
@@ -385,6 +400,7 @@ impl Log {
         self.cache.remove_log(self.cache_id);
         self.appended.notify();
         self.flush_wanted.notify();
+        self.durable_moved.notify();
         info!(dir = %self.dir.display(), log_end_offset = leo.0, "closed log");
         Ok(())
     }
