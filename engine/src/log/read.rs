@@ -194,9 +194,15 @@ impl Log {
             &seg.offset_index,
             seg.relative(cursor),
         ));
-        // Past the last batch of a compacted segment: go on with the next one. (A
-        // sealed segment with nothing pending has all its batches in the file.)
-        let skip_to = (seg.sealed && seg.pending.is_empty()).then_some(seg.next_offset);
+        // Where to go on when the file holds nothing at or after `cursor`: the first
+        // pending batch past it (after a gap, which a follower copies from a compacted
+        // leader), else the next segment when this one is closed (past the last batch of
+        // a compacted segment), else nowhere.
+        let first_pending = seg.pending.partition_point(|p| p.last_offset < cursor);
+        let skip_to = match seg.pending.get(first_pending) {
+            Some(p) => (p.base_offset > cursor).then_some(p.base_offset),
+            None => seg.sealed.then_some(seg.next_offset),
+        };
         match &seg.file {
             Some(f) if position < seg.written => ReadStep::File(FileRead {
                 file: f.clone(),
