@@ -189,14 +189,9 @@ pub enum AppendReplicatedError {
         size: usize,
         max: usize,
     },
-    /// KAFKA_STORAGE_ERROR: an earlier write or fsync failed; the log takes no writes.
-    #[error("log failed: {0}")]
-    LogFailed(String),
-    /// KAFKA_STORAGE_ERROR: a write found the disk full; appends wait for a retry.
-    #[error("log out of space: {0}")]
-    OutOfSpace(String),
-    #[error("log is closed")]
-    Closed,
+    /// The log takes no appends: failed, out of space or closed.
+    #[error(transparent)]
+    Log(#[from] FlushError),
 }
 
 /// Errors of `Log::assign_epoch`.

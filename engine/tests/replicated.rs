@@ -39,9 +39,16 @@ fn seeds(fixed: u64) -> Vec<u64> {
 
 fn config(rng: &mut SmallRng) -> LogConfig {
     LogConfig {
-        segment_bytes_max: rng.random_range(2048..8192),
-        index_interval_bytes: rng.random_range(128..1024),
         retention_ms: -1,
+        ..fixed_config(rng.random_range(2048..8192), rng.random_range(128..1024))
+    }
+}
+
+/// Small segments and no background flush (tests flush when they mean to).
+fn fixed_config(segment_bytes_max: u64, index_interval_bytes: u32) -> LogConfig {
+    LogConfig {
+        segment_bytes_max,
+        index_interval_bytes,
         flush_interval_ms: 1_000_000,
         ..LogConfig::default()
     }
@@ -384,12 +391,7 @@ fn stamped(count: i32, base: i64, epoch: i32) -> Bytes {
 fn gaps_accepted_and_bad_input_refused() {
     run(|| async {
         let disk = SimDisk::new();
-        let cfg = LogConfig {
-            segment_bytes_max: 300,
-            index_interval_bytes: 64,
-            flush_interval_ms: 1_000_000,
-            ..LogConfig::default()
-        };
+        let cfg = fixed_config(300, 64);
         let log = open(FOLLOWER, cfg, &disk).await;
         let batches = [
             stamped(2, 3, 0),
@@ -458,17 +460,16 @@ async fn check_gapped(log: &Log, batches: &[Bytes]) {
 }
 
 // Proves assign_epoch starts the epoch at the log end offset and persists it with a
-// flush (which fires the durability event), refuses a lower epoch, and that the retention, DeleteRecords and compaction
-// bounds hold: nothing at or above the given high watermark is deleted.
+// flush (which fires the durability event), refuses a lower epoch, and that the
+// retention and DeleteRecords bounds hold: nothing at or above the given high watermark
+// is deleted.
 #[test]
 fn assign_epoch_and_high_watermark_bounds() {
     run(|| async {
         let disk = SimDisk::new();
         let cfg = LogConfig {
-            segment_bytes_max: 1024,
-            flush_interval_ms: 1_000_000,
             retention_bytes: 0,
-            ..LogConfig::default()
+            ..fixed_config(1024, 4096)
         };
         let log = open(LEADER, cfg, &disk).await;
         for _ in 0..20 {

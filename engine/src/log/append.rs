@@ -159,18 +159,12 @@ impl Log {
         let unflushed = st.unflushed_bytes;
         let log_start_offset = st.log_start_offset;
         drop(st);
-        self.cache.insert(
-            self.cache_id,
-            CachedBatch {
-                base_offset,
-                last_offset,
-                bytes,
-            },
-        );
-        self.appended.notify();
-        if unflushed >= config.flush_bytes_pending_max {
-            self.flush_wanted.notify();
-        }
+        let cached = CachedBatch {
+            base_offset,
+            last_offset,
+            bytes,
+        };
+        self.announce_appended([cached], unflushed, &config);
         Ok(AppendInfo {
             base_offset,
             last_offset,
@@ -178,6 +172,23 @@ impl Log {
             log_start_offset,
             duplicate: false,
         })
+    }
+
+    /// After batches were pushed: the read cache takes them, Fetch long-polls wake, and
+    /// the flusher starts once `unflushed` bytes reach `flush_bytes_pending_max`.
+    pub(super) fn announce_appended(
+        &self,
+        batches: impl IntoIterator<Item = CachedBatch>,
+        unflushed: u64,
+        config: &LogConfig,
+    ) {
+        for b in batches {
+            self.cache.insert(self.cache_id, b);
+        }
+        self.appended.notify();
+        if unflushed >= config.flush_bytes_pending_max {
+            self.flush_wanted.notify();
+        }
     }
 
     /// Puts the stamped batch at the log end: in the active segment (rolled first when

@@ -11,7 +11,7 @@
 use bytes::Bytes;
 
 use crate::batch::{self, BatchHeader};
-use crate::error::{AppendReplicatedError, AssignEpochError, FlushError, LogIoError};
+use crate::error::{AppendReplicatedError, AssignEpochError, LogIoError};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::read_cache::CachedBatch;
 use crate::segment::SCAN_BATCH_BYTES_MAX;
@@ -58,7 +58,7 @@ impl Log {
     ) -> Result<ReplicatedAppendInfo, AppendReplicatedError> {
         let config = *self.config.borrow();
         let mut st = self.state.borrow_mut();
-        st.check_writable().map_err(replicated_log_error)?;
+        st.check_writable()?;
         let checked = split_checked(&batches)?;
         let (Some(first), Some(last)) = (checked.first(), checked.last()) else {
             return Ok(ReplicatedAppendInfo {
@@ -89,20 +89,12 @@ impl Log {
         assert_eq!(st.log_end_offset, Offset(last_offset.0 + 1));
         let unflushed = st.unflushed_bytes;
         drop(st);
-        for b in checked {
-            self.cache.insert(
-                self.cache_id,
-                CachedBatch {
-                    base_offset: b.base_offset,
-                    last_offset: b.last_offset,
-                    bytes: b.bytes,
-                },
-            );
-        }
-        self.appended.notify();
-        if unflushed >= config.flush_bytes_pending_max {
-            self.flush_wanted.notify();
-        }
+        let cached = checked.into_iter().map(|b| CachedBatch {
+            base_offset: b.base_offset,
+            last_offset: b.last_offset,
+            bytes: b.bytes,
+        });
+        self.announce_appended(cached, unflushed, &config);
         Ok(ReplicatedAppendInfo {
             first_offset,
             last_offset,
@@ -135,14 +127,6 @@ impl Log {
         }
         self.flush_locked().await.map_err(LogIoError::from)?;
         Ok(())
-    }
-}
-
-fn replicated_log_error(e: FlushError) -> AppendReplicatedError {
-    match e {
-        FlushError::LogFailed(reason) => AppendReplicatedError::LogFailed(reason),
-        FlushError::OutOfSpace(reason) => AppendReplicatedError::OutOfSpace(reason),
-        FlushError::Closed => AppendReplicatedError::Closed,
     }
 }
 
