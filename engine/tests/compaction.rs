@@ -778,12 +778,14 @@ fn append_versions(log: &Log, key: &str, other: &str, tag: &str, n: usize, ts: i
 
 /// Compacts at `now_ms` until a call starts no pass. Returns the passes finished.
 async fn compact_until_idle(log: &Log, now_ms: i64) -> u32 {
+    compact_until_idle_below(log, now_ms, log.log_end_offset()).await
+}
+
+/// `compact_until_idle` with `high_watermark` as the compaction bound.
+async fn compact_until_idle_below(log: &Log, now_ms: i64, high_watermark: Offset) -> u32 {
     let mut passes = 0;
     loop {
-        let o = log
-            .compact(now_ms, 1 << 20, log.log_end_offset())
-            .await
-            .unwrap();
+        let o = log.compact(now_ms, 1 << 20, high_watermark).await.unwrap();
         if o.pass_finished {
             passes += 1;
         } else if o.idle {
@@ -802,6 +804,44 @@ async fn key_values(log: &Log) -> Vec<(String, String)> {
 
 fn kv(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
+}
+
+// Proves compaction stays below the high watermark it is given: with the high watermark
+// inside the first closed segment nothing is compacted; inside the second, the first is
+// compacted on its own keys while the second keeps every record (and the first's values
+// that it supersedes); at the log end both are compacted.
+#[test]
+fn compaction_stays_below_high_watermark() {
+    run(|| async {
+        let disk = SimDisk::new();
+        let log = open_sim_with(Path::new("/sim/hw-0"), &disk, config()).await;
+        append_versions(&log, "k", "a", "old", 20, T0);
+        let rolled = log.enforce_retention(T0 + 1, log.log_end_offset()).await;
+        assert!(rolled.unwrap().rolled);
+        append_versions(&log, "k", "b", "new", 20, T0 + 1);
+        let rolled = log.enforce_retention(T0 + 2, log.log_end_offset()).await;
+        assert!(rolled.unwrap().rolled);
+        log.flush().await.unwrap();
+        let bases = log.segment_base_offsets();
+        assert_eq!(bases.len(), 3);
+        let all = key_values(&log).await;
+
+        let inside_first = Offset(bases[1].0 - 1);
+        assert_eq!(compact_until_idle_below(&log, T0, inside_first).await, 0);
+        assert_eq!(key_values(&log).await, all);
+
+        let inside_second = Offset(bases[2].0 - 1);
+        assert_eq!(compact_until_idle_below(&log, T0, inside_second).await, 1);
+        let mut want = vec![kv("k", "old-19"), kv("a", "old-19")];
+        want.extend(all[40..].iter().cloned());
+        assert_eq!(key_values(&log).await, want);
+
+        assert_eq!(compact_until_idle(&log, T0).await, 1);
+        assert_eq!(
+            key_values(&log).await,
+            vec![kv("a", "old-19"), kv("k", "new-19"), kv("b", "new-19")]
+        );
+    });
 }
 
 const MIN_LAG_MS: i64 = 10_000;
