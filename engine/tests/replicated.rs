@@ -61,6 +61,34 @@ async fn open(dir: &str, cfg: LogConfig, disk: &SimDisk) -> Rc<Log> {
         .unwrap()
 }
 
+/// A leader and a follower log of one seed's random config on one `SimDisk`, and the
+/// seed's PRNG.
+struct Pair {
+    rng: SmallRng,
+    cfg: LogConfig,
+    disk: SimDisk,
+    leader: Rc<Log>,
+    follower: Rc<Log>,
+}
+
+impl Pair {
+    async fn new(test: &str, seed: u64) -> Pair {
+        println!("{test} seed {seed}");
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let cfg = config(&mut rng);
+        let disk = SimDisk::new();
+        let leader = open(LEADER, cfg, &disk).await;
+        let follower = open(FOLLOWER, cfg, &disk).await;
+        Pair {
+            rng,
+            cfg,
+            disk,
+            leader,
+            follower,
+        }
+    }
+}
+
 /// A leader append of a random batch: idempotent-producer batches from two producers
 /// or plain ones, random sizes, now and then a new leader epoch.
 #[derive(Default)]
@@ -200,33 +228,28 @@ async fn assert_same_log(disk: &SimDisk, a: (&Log, &str), b: (&Log, &str), ctx: 
 fn follower_segments_equal_leader() {
     run(|| async {
         for seed in seeds(6) {
-            println!("follower_segments_equal_leader seed {seed}");
-            let mut rng = SmallRng::seed_from_u64(seed);
-            let cfg = config(&mut rng);
-            let disk = SimDisk::new();
-            let leader = open(LEADER, cfg, &disk).await;
-            let follower = open(FOLLOWER, cfg, &disk).await;
+            let mut p = Pair::new("follower_segments_equal_leader", seed).await;
             let mut writer = Leader::default();
             for _ in 0..300 {
-                match rng.random_range(0..10) {
-                    0..6 => writer.append(&leader, &mut rng),
+                match p.rng.random_range(0..10) {
+                    0..6 => writer.append(&p.leader, &mut p.rng),
                     6..8 => {
-                        fetch_once(&leader, &follower, &mut rng).await;
+                        fetch_once(&p.leader, &p.follower, &mut p.rng).await;
                     }
-                    8 => leader.flush().await.unwrap(),
-                    _ => follower.flush().await.unwrap(),
+                    8 => p.leader.flush().await.unwrap(),
+                    _ => p.follower.flush().await.unwrap(),
                 }
             }
-            catch_up(&leader, &follower, &mut rng).await;
+            catch_up(&p.leader, &p.follower, &mut p.rng).await;
             let ctx = format!("seed {seed}");
-            leader.flush().await.unwrap();
-            follower.flush().await.unwrap();
-            assert_same_log(&disk, (&leader, LEADER), (&follower, FOLLOWER), &ctx).await;
-            leader.close().await.unwrap();
-            follower.close().await.unwrap();
-            let leader = open(LEADER, cfg, &disk).await;
-            let follower = open(FOLLOWER, cfg, &disk).await;
-            assert_same_log(&disk, (&leader, LEADER), (&follower, FOLLOWER), &ctx).await;
+            p.leader.flush().await.unwrap();
+            p.follower.flush().await.unwrap();
+            assert_same_log(&p.disk, (&p.leader, LEADER), (&p.follower, FOLLOWER), &ctx).await;
+            p.leader.close().await.unwrap();
+            p.follower.close().await.unwrap();
+            p.leader = open(LEADER, p.cfg, &p.disk).await;
+            p.follower = open(FOLLOWER, p.cfg, &p.disk).await;
+            assert_same_log(&p.disk, (&p.leader, LEADER), (&p.follower, FOLLOWER), &ctx).await;
         }
     });
 }
@@ -240,49 +263,44 @@ fn follower_segments_equal_leader() {
 fn truncate_then_reappend_equals_direct() {
     run(|| async {
         for seed in seeds(6) {
-            println!("truncate_then_reappend_equals_direct seed {seed}");
-            let mut rng = SmallRng::seed_from_u64(seed);
-            let cfg = config(&mut rng);
-            let disk = SimDisk::new();
-            let leader = open(LEADER, cfg, &disk).await;
-            let follower = open(FOLLOWER, cfg, &disk).await;
-            let direct = open(DIRECT, cfg, &disk).await;
+            let mut p = Pair::new("truncate_then_reappend_equals_direct", seed).await;
+            let direct = open(DIRECT, p.cfg, &p.disk).await;
             let mut writer = Leader::default();
-            for _ in 0..rng.random_range(20..120) {
-                writer.append(&leader, &mut rng);
+            for _ in 0..p.rng.random_range(20..120) {
+                writer.append(&p.leader, &mut p.rng);
             }
-            catch_up(&leader, &follower, &mut rng).await;
-            let diverged_at = follower.log_end_offset();
-            // The follower led epoch 1000 for a while; nobody copied those batches.
-            follower.assign_epoch(LeaderEpoch(1000)).await.unwrap();
-            for _ in 0..rng.random_range(0..40) {
-                let b = batch(rng.random_range(1..4), rng.random_range(0..300), 5);
-                follower.append(b, LeaderEpoch(1000), 0).unwrap();
+            catch_up(&p.leader, &p.follower, &mut p.rng).await;
+            let diverged_at = p.follower.log_end_offset();
+            // The p.follower led epoch 1000 for a while; nobody copied those batches.
+            p.follower.assign_epoch(LeaderEpoch(1000)).await.unwrap();
+            for _ in 0..p.rng.random_range(0..40) {
+                let b = batch(p.rng.random_range(1..4), p.rng.random_range(0..300), 5);
+                p.follower.append(b, LeaderEpoch(1000), 0).unwrap();
             }
-            if rng.random_bool(0.5) {
-                follower.flush().await.unwrap();
+            if p.rng.random_bool(0.5) {
+                p.follower.flush().await.unwrap();
             }
-            for _ in 0..rng.random_range(1..120) {
-                writer.append(&leader, &mut rng);
+            for _ in 0..p.rng.random_range(1..120) {
+                writer.append(&p.leader, &mut p.rng);
             }
-            let cut = if rng.random_bool(0.5) {
+            let cut = if p.rng.random_bool(0.5) {
                 diverged_at
             } else {
-                Offset(rng.random_range(1..=diverged_at.0.max(1)))
+                Offset(p.rng.random_range(1..=diverged_at.0.max(1)))
             };
-            follower.truncate_to(cut).await.unwrap();
-            assert!(follower.log_end_offset() <= cut);
-            assert!(follower.durable_offset() <= follower.log_end_offset());
-            catch_up(&leader, &follower, &mut rng).await;
-            // Epoch 1000 is gone: cut off, or (never written) replaced by the leader's.
-            assert_eq!(follower.latest_epoch(), leader.latest_epoch());
-            catch_up(&leader, &direct, &mut rng).await;
-            leader.flush().await.unwrap();
-            follower.flush().await.unwrap();
+            p.follower.truncate_to(cut).await.unwrap();
+            assert!(p.follower.log_end_offset() <= cut);
+            assert!(p.follower.durable_offset() <= p.follower.log_end_offset());
+            catch_up(&p.leader, &p.follower, &mut p.rng).await;
+            // Epoch 1000 is gone: cut off, or (never written) replaced by the p.leader's.
+            assert_eq!(p.follower.latest_epoch(), p.leader.latest_epoch());
+            catch_up(&p.leader, &direct, &mut p.rng).await;
+            p.leader.flush().await.unwrap();
+            p.follower.flush().await.unwrap();
             direct.flush().await.unwrap();
             let ctx = format!("seed {seed} cut {cut:?}");
-            assert_same_log(&disk, (&direct, DIRECT), (&follower, FOLLOWER), &ctx).await;
-            assert_same_log(&disk, (&leader, LEADER), (&follower, FOLLOWER), &ctx).await;
+            assert_same_log(&p.disk, (&direct, DIRECT), (&p.follower, FOLLOWER), &ctx).await;
+            assert_same_log(&p.disk, (&p.leader, LEADER), (&p.follower, FOLLOWER), &ctx).await;
         }
     });
 }
@@ -297,38 +315,33 @@ fn follower_crash_images_keep_durable_batches() {
     run(|| async {
         let (mut images, mut tails_lost) = (0, 0);
         for seed in seeds(8) {
-            println!("follower_crash_images_keep_durable_batches seed {seed}");
-            let mut rng = SmallRng::seed_from_u64(seed);
-            let cfg = config(&mut rng);
-            let disk = SimDisk::new();
-            let leader = open(LEADER, cfg, &disk).await;
-            let follower = open(FOLLOWER, cfg, &disk).await;
+            let mut p = Pair::new("follower_crash_images_keep_durable_batches", seed).await;
             let mut writer = Leader::default();
             let mut copied: BTreeMap<i64, Bytes> = BTreeMap::new();
             for step in 0..200 {
-                match rng.random_range(0..10) {
-                    0..5 => writer.append(&leader, &mut rng),
+                match p.rng.random_range(0..10) {
+                    0..5 => writer.append(&p.leader, &mut p.rng),
                     5..8 => {
-                        for b in fetch_once(&leader, &follower, &mut rng).await {
+                        for b in fetch_once(&p.leader, &p.follower, &mut p.rng).await {
                             copied.insert(base(&b).0, b);
                         }
                     }
                     8 => {
                         // A flush that may still be syncing when the image is taken.
-                        let f = follower.clone();
+                        let f = p.follower.clone();
                         glommio::spawn_local(async move {
                             let _ = f.flush().await;
                         })
                         .detach();
                     }
                     _ => {
-                        let durable = follower.durable_offset();
-                        let image = disk.crash_image(&mut SimRng::new(rng.random::<u64>()));
+                        let durable = p.follower.durable_offset();
+                        let image = p.disk.crash_image(&mut SimRng::new(p.rng.random::<u64>()));
                         let ctx = format!("seed {seed} step {step} durable {durable:?}");
                         let recovered =
-                            check_crash_image(&image, cfg, durable, &copied, &ctx).await;
+                            check_crash_image(&image, p.cfg, durable, &copied, &ctx).await;
                         images += 1;
-                        tails_lost += usize::from(recovered < follower.log_end_offset());
+                        tails_lost += usize::from(recovered < p.follower.log_end_offset());
                     }
                 }
             }
