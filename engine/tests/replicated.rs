@@ -529,3 +529,32 @@ fn assign_epoch_and_high_watermark_bounds() {
         assert!(log.log_start_offset() > hw);
     });
 }
+
+// Proves the durability event fires when an fsync moves the durable end, when a
+// truncation lowers it, and when a failed fsync means it will never move again.
+#[test]
+fn durable_moved_on_sync_truncation_and_failure() {
+    run(|| async {
+        let disk = SimDisk::new();
+        let log = open(FOLLOWER, fixed_config(4096, 4096), &disk).await;
+        let two = joined(&[stamped(2, 0, 0), stamped(3, 2, 0)]);
+        log.append_replicated(two, 0).unwrap();
+        let moved = log.durable_moved();
+        log.flush().await.unwrap();
+        assert!(poll_once(moved).await.is_some());
+        assert_eq!(log.durable_offset(), Offset(5));
+
+        let moved = log.durable_moved();
+        log.truncate_to(Offset(2)).await.unwrap();
+        assert!(poll_once(moved).await.is_some());
+        assert_eq!(log.durable_offset(), Offset(2));
+
+        log.append_replicated(stamped(1, 2, 0), 0).unwrap();
+        disk.set_fail_fsync(true);
+        let moved = log.durable_moved();
+        assert!(log.flush().await.is_err());
+        assert!(poll_once(moved).await.is_some());
+        assert!(log.failure().is_some());
+        assert_eq!(log.durable_offset(), Offset(2));
+    });
+}

@@ -7,8 +7,11 @@
 //! This file holds the `Log` and its state, the two locks, failure marking, the
 //! accessors and close/delete. The rest, split as Kafka splits it: `load.rs` (open and
 //! recovery, Kafka's LogLoader), `append.rs` (append, roll and group commit),
+//! `follower.rs` (`append_replicated`, Kafka's appendAsFollower, and `assign_epoch`),
 //! `read.rs` (reads, timestamp and leader-epoch lookups), `retention.rs` (retention,
 //! DeleteRecords, `truncate_to`) and `cleaner.rs` (compaction of closed segments).
+//! Retention, DeleteRecords and compaction stay below the high watermark their caller
+//! passes (and the durable end).
 //!
 //! Two locks, always taken in this order: `segments_busy` is held by whatever replaces or
 //! removes closed segments (compaction's swap, retention, delete-records, truncation,
@@ -252,8 +255,9 @@ impl Log {
     fn fail(&self, what: &str, e: std::io::Error) -> FlushError {
         let reason = format!("{what}: {e}");
         error!(dir = %self.dir.display(), reason = %reason, "log failed; refusing further writes");
-        let mut st = self.state.borrow_mut();
-        st.failed.get_or_insert(reason.clone());
+        self.state.borrow_mut().failed.get_or_insert(reason.clone());
+        // A replica waiting for its durable end to move learns it never will.
+        self.durable_moved.notify();
         FlushError::LogFailed(reason)
     }
 
@@ -297,7 +301,7 @@ impl Log {
     /// (it moves up after each fsync that covered new batches, down after a truncation).
     /// Take the listener before reading the offset, so no move is missed:
     /// `let moved = log.durable_moved(); report(log.durable_offset()); moved.await;`.
-    /// Also resolves when the log closes.
+    /// Also resolves when the log closes or fails (`failure()` is then set).
     pub fn durable_moved(&self) -> EventListener {
         self.durable_moved.listen()
     }

@@ -49,8 +49,9 @@ impl Log {
         self.read_up_to(from, bytes_max, Offset(i64::MAX)).await
     }
 
-    /// `read`, serving only batches that end below `max_offset` (a consumer's high
-    /// watermark): a batch straddling it is not served. Empty at or past `max_offset`.
+    /// `read`, serving only batches that end below `max_offset`: a consumer reads up to
+    /// the high watermark, a follower's fetch up to the log end offset. A batch
+    /// straddling it is not served. Empty at or past `max_offset`.
     /// A batch that fails its checks ends the read: the batches before it are returned,
     /// and a read starting at it gets the error.
     pub async fn read_up_to(
