@@ -132,7 +132,9 @@ async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
         .await
         .unwrap();
     append_keyed(&log, records, codec, |o| o % keys);
-    log.enforce_retention(T0 + 1000).await.unwrap();
+    log.enforce_retention(T0 + 1000, log.log_end_offset())
+        .await
+        .unwrap();
     log.flush().await.unwrap();
     let bytes_before = log.size_bytes();
     let idle = probes(&log, |n| n < u64::from(PROBES_IDLE)).await;
@@ -159,7 +161,10 @@ async fn run_one(dir: PathBuf, records: i64, keys: i64, codec: i16) {
     let (mut calls, mut read) = (0u32, 0u64);
     loop {
         let t = Instant::now();
-        let o = log.compact(T0, SLICE_BYTES).await.unwrap();
+        let o = log
+            .compact(T0, SLICE_BYTES, log.log_end_offset())
+            .await
+            .unwrap();
         slice_max = slice_max.max(t.elapsed());
         if std::env::var_os("SLUICE_BENCH_VERBOSE").is_some() {
             println!("slice {calls}: {:?} {o:?}", t.elapsed());
@@ -240,7 +245,9 @@ async fn run_swaps(dir: PathBuf, records: i64) {
         .await
         .unwrap();
     append_keyed(&log, records, 0, |o| o / 2);
-    log.enforce_retention(T0 + 1000).await.unwrap();
+    log.enforce_retention(T0 + 1000, log.log_end_offset())
+        .await
+        .unwrap();
     log.flush().await.unwrap();
     let segments = log.segment_count();
     let idle = probes(&log, |n| n < u64::from(PROBES_IDLE)).await;
@@ -252,7 +259,10 @@ async fn run_swaps(dir: PathBuf, records: i64) {
     let started = Instant::now();
     let mut swapped = 0u32;
     loop {
-        let o = log.compact(T0, SWAP_SLICE_BYTES).await.unwrap();
+        let o = log
+            .compact(T0, SWAP_SLICE_BYTES, log.log_end_offset())
+            .await
+            .unwrap();
         swapped += o.segments_cleaned;
         if o.idle && !o.pass_finished {
             break;
@@ -311,9 +321,16 @@ async fn restart_log(dir: &std::path::Path, records: i64) {
         .unwrap();
     let keys = records / 2;
     append_keyed(&log, records, 0, |o| o % keys);
-    log.enforce_retention(T0 + 1000).await.unwrap();
+    log.enforce_retention(T0 + 1000, log.log_end_offset())
+        .await
+        .unwrap();
     log.flush().await.unwrap();
-    while !log.compact(T0, 64 << 20).await.unwrap().idle {}
+    while !log
+        .compact(T0, 64 << 20, log.log_end_offset())
+        .await
+        .unwrap()
+        .idle
+    {}
     let base = log.log_end_offset().0;
     let newer = records / 20;
     for b in 0..newer / RECORDS_PER_BATCH {
@@ -337,7 +354,9 @@ async fn restart_log(dir: &std::path::Path, records: i64) {
         )
         .unwrap();
     }
-    log.enforce_retention(T0 + 1000).await.unwrap();
+    log.enforce_retention(T0 + 1000, log.log_end_offset())
+        .await
+        .unwrap();
     let tail = build_batch(
         0,
         T0,
@@ -367,7 +386,10 @@ async fn run_restart(dir: PathBuf, records: i64) {
         let mut calls = 0u32;
         loop {
             calls += 1;
-            let o = log.compact(T0, SLICE_BYTES).await.unwrap();
+            let o = log
+                .compact(T0, SLICE_BYTES, log.log_end_offset())
+                .await
+                .unwrap();
             sum.add(&o);
             if o.idle && !o.pass_finished {
                 break;

@@ -5,9 +5,9 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::Offset;
 use crate::batch::BatchError;
 use crate::record::{AppendCheckError, RecordError, RecordRejection, rejections_summary};
+use crate::{LeaderEpoch, Offset};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -148,9 +148,61 @@ pub enum LogIoError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeleteRecordsError {
-    /// OFFSET_OUT_OF_RANGE: beyond the log end offset.
-    #[error("offset {requested:?} beyond log end offset {log_end:?}")]
-    OffsetOutOfRange { requested: Offset, log_end: Offset },
+    /// OFFSET_OUT_OF_RANGE: beyond the high watermark the caller gave (or the log end
+    /// offset, when that is lower), as Kafka's deleteRecords.
+    #[error("offset {requested:?} beyond high watermark {high_watermark:?}")]
+    OffsetOutOfRange {
+        requested: Offset,
+        high_watermark: Offset,
+    },
+    #[error(transparent)]
+    Log(#[from] LogIoError),
+}
+
+/// Errors of `Log::append_replicated` (a follower's append of a leader's batches). The
+/// batches come from the network: every variant but the log's own state is bad input,
+/// and nothing of a refused call is appended.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendReplicatedError {
+    /// The first batch starts below the log end offset: the fetch position or the log
+    /// diverged from the leader's (truncate first).
+    #[error("first batch at {got:?}, below the log end offset {expected:?}")]
+    OffsetMismatch { expected: Offset, got: Offset },
+    /// A batch does not start after the previous batch's last offset.
+    #[error("batch at {got:?} does not start after offset {previous_last:?}")]
+    OffsetsNotIncreasing { previous_last: Offset, got: Offset },
+    /// A batch's leader epoch is below an epoch that already holds data before it: the
+    /// leader's log cannot look like that.
+    #[error("batch at {offset:?} has leader epoch {got:?}, below {latest:?}")]
+    EpochRegression {
+        offset: Offset,
+        latest: LeaderEpoch,
+        got: LeaderEpoch,
+    },
+    /// The bytes are not whole batches, or a batch fails its length, magic or CRC check.
+    #[error("corrupt batch at byte {position}: {source}")]
+    Corrupt { position: usize, source: BatchError },
+    /// A batch larger than recovery accepts.
+    #[error("batch of {size} bytes at byte {position} exceeds {max}")]
+    BatchTooLarge {
+        position: usize,
+        size: usize,
+        max: usize,
+    },
+    /// The log takes no appends: failed, out of space or closed.
+    #[error(transparent)]
+    Log(#[from] FlushError),
+}
+
+/// Errors of `Log::assign_epoch`.
+#[derive(Debug, thiserror::Error)]
+pub enum AssignEpochError {
+    /// The log already holds a later epoch: a stale leader.
+    #[error("leader epoch {got:?} is below the latest epoch {latest:?}")]
+    StaleEpoch {
+        latest: LeaderEpoch,
+        got: LeaderEpoch,
+    },
     #[error(transparent)]
     Log(#[from] LogIoError),
 }

@@ -6,8 +6,10 @@
 //!
 //! Start reading at `log/mod.rs` (`Log`: its state, locks and lifecycle), then its
 //! parts: `log/load.rs` (open and recovery), `log/append.rs` (append, flush, group
-//! commit), `log/read.rs` (reads and offset lookups), `log/retention.rs` (retention,
-//! DeleteRecords, truncation) and `log/cleaner.rs` (compaction of closed segments);
+//! commit), `log/follower.rs` (a follower's append of its leader's batches, a new
+//! leader's epoch), `log/read.rs` (reads and offset lookups), `log/retention.rs`
+//! (retention, DeleteRecords, truncation) and `log/cleaner.rs` (compaction of closed
+//! segments);
 //! then `batch.rs` (the 61-byte header view, from sluice-record) and `disk.rs` (the only door to files).
 //! Byte layouts of every file are in `FORMAT.md`.
 
@@ -27,9 +29,14 @@ pub mod segment;
 pub mod sim_disk;
 pub mod time_index;
 
-pub use error::{AppendError, DeleteRecordsError, FlushError, LogIoError, OpenError, ReadError};
+pub use error::{
+    AppendError, AppendReplicatedError, AssignEpochError, DeleteRecordsError, FlushError,
+    LogIoError, OpenError, ReadError,
+};
 pub use event::{Event, EventListener};
-pub use log::{AppendInfo, CompactOutcome, Log, ReadResult, RetentionOutcome};
+pub use log::{
+    AppendInfo, CompactOutcome, Log, ReadResult, ReplicatedAppendInfo, RetentionOutcome,
+};
 pub use read_cache::ReadCache;
 pub use sluice_record::{LeaderEpoch, Offset, TimestampOffset, TimestampType};
 

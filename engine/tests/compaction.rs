@@ -133,12 +133,17 @@ async fn read_all(log: &Log) -> (Vec<Rec>, Vec<Bytes>) {
 /// Rolls the active segment (segment.ms = 1), flushes, and compacts in slices of
 /// `slice_bytes` until a call finds nothing to do. Returns the number of calls.
 async fn roll_and_compact(log: &Log, now_ms: i64, slice_bytes: u64) -> u32 {
-    log.enforce_retention(now_ms + 1000).await.unwrap();
+    log.enforce_retention(now_ms + 1000, log.log_end_offset())
+        .await
+        .unwrap();
     log.flush().await.unwrap();
     let mut calls = 0;
     loop {
         calls += 1;
-        let o = log.compact(now_ms, slice_bytes).await.unwrap();
+        let o = log
+            .compact(now_ms, slice_bytes, log.log_end_offset())
+            .await
+            .unwrap();
         if o.idle && !o.pass_finished {
             return calls;
         }
@@ -211,7 +216,9 @@ fn model_newest_value_per_key() {
             log.flush().await.unwrap();
             // A few slices only: the pass is left unfinished while appends go on.
             for _ in 0..3 {
-                log.compact(T0, 16 << 10).await.unwrap();
+                log.compact(T0, 16 << 10, log.log_end_offset())
+                    .await
+                    .unwrap();
             }
         }
         let (before, _) = read_all(&log).await;
@@ -220,7 +227,12 @@ fn model_newest_value_per_key() {
         let calls = roll_and_compact(&log, T0, 32 << 10).await;
         assert!(calls > 1, "bounded slices take several calls");
         // A second pass with nothing dirty changes nothing.
-        assert!(log.compact(T0, 1 << 30).await.unwrap().idle);
+        assert!(
+            log.compact(T0, 1 << 30, log.log_end_offset())
+                .await
+                .unwrap()
+                .idle
+        );
         let (after, _) = read_all(&log).await;
         let want = expected(&model, T0);
         assert!(want.len() * 3 < model.len());
@@ -289,10 +301,16 @@ fn tombstones_expire_after_delete_retention() {
             ]
         );
         // Not yet expired: nothing is due, nothing changes.
-        let o = log.compact(T0 + RETENTION_MS - 1, 1 << 20).await.unwrap();
+        let o = log
+            .compact(T0 + RETENTION_MS - 1, 1 << 20, log.log_end_offset())
+            .await
+            .unwrap();
         assert!(o.idle && !o.pass_finished);
         // Expired: a pass is due by the tombstone alone and removes it.
-        let o = log.compact(T0 + RETENTION_MS, 1 << 20).await.unwrap();
+        let o = log
+            .compact(T0 + RETENTION_MS, 1 << 20, log.log_end_offset())
+            .await
+            .unwrap();
         assert!(o.pass_finished, "{o:?}");
         assert_eq!(o.segments_cleaned, 1);
         let (recs, _) = read_all(&log).await;
@@ -489,7 +507,9 @@ fn reads_during_compaction_are_consistent() {
         let disk = SimDisk::new();
         let log = open_sim(Path::new("/sim/t-0"), &disk).await;
         let model = Rc::new(RefCell::new(fill(&log, 400, 1)));
-        log.enforce_retention(T0 + 1000).await.unwrap();
+        log.enforce_retention(T0 + 1000, log.log_end_offset())
+            .await
+            .unwrap();
         log.flush().await.unwrap();
         let done = Rc::new(std::cell::Cell::new(false));
         let reads = Rc::new(std::cell::Cell::new(0u32));
@@ -530,7 +550,7 @@ fn reads_during_compaction_are_consistent() {
         let mut calls = 0u64;
         let mut cleaned = 0;
         loop {
-            let o = log.compact(T0, 1024).await.unwrap();
+            let o = log.compact(T0, 1024, log.log_end_offset()).await.unwrap();
             calls += 1;
             cleaned += o.segments_cleaned;
             // Appends go on between slices (into the active segment).
@@ -568,7 +588,9 @@ fn reopen_after_crash_mid_swap() {
         let disk = SimDisk::new();
         let log = open_sim(dir, &disk).await;
         let model = fill(&log, 300, 2);
-        log.enforce_retention(T0 + 1000).await.unwrap();
+        log.enforce_retention(T0 + 1000, log.log_end_offset())
+            .await
+            .unwrap();
         log.flush().await.unwrap();
         let leo = log.log_end_offset();
         let before = disk.crash_image(&mut SimRng::new(0));
@@ -578,7 +600,12 @@ fn reopen_after_crash_mid_swap() {
             let log = log.clone();
             glommio::spawn_local(async move {
                 loop {
-                    if log.compact(T0, 1 << 20).await.unwrap().idle {
+                    if log
+                        .compact(T0, 1 << 20, log.log_end_offset())
+                        .await
+                        .unwrap()
+                        .idle
+                    {
                         break;
                     }
                 }
@@ -684,7 +711,9 @@ fn truncation_during_compaction_keeps_older_values() {
                 )
                 .unwrap();
             }
-            log.enforce_retention(T0 + 1000).await.unwrap();
+            log.enforce_retention(T0 + 1000, log.log_end_offset())
+                .await
+                .unwrap();
         }
         assert_eq!(
             log.segment_base_offsets(),
@@ -693,9 +722,14 @@ fn truncation_during_compaction_keeps_older_values() {
         disk.set_hold_fsync(true);
         let compactor = {
             let log = log.clone();
-            glommio::spawn_local(
-                async move { while !log.compact(T0, 1 << 20).await.unwrap().idle {} },
-            )
+            glommio::spawn_local(async move {
+                while !log
+                    .compact(T0, 1 << 20, log.log_end_offset())
+                    .await
+                    .unwrap()
+                    .idle
+                {}
+            })
         };
         glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
         let truncation = {
@@ -744,9 +778,14 @@ fn append_versions(log: &Log, key: &str, other: &str, tag: &str, n: usize, ts: i
 
 /// Compacts at `now_ms` until a call starts no pass. Returns the passes finished.
 async fn compact_until_idle(log: &Log, now_ms: i64) -> u32 {
+    compact_until_idle_below(log, now_ms, log.log_end_offset()).await
+}
+
+/// `compact_until_idle` with `high_watermark` as the compaction bound.
+async fn compact_until_idle_below(log: &Log, now_ms: i64, high_watermark: Offset) -> u32 {
     let mut passes = 0;
     loop {
-        let o = log.compact(now_ms, 1 << 20).await.unwrap();
+        let o = log.compact(now_ms, 1 << 20, high_watermark).await.unwrap();
         if o.pass_finished {
             passes += 1;
         } else if o.idle {
@@ -767,6 +806,44 @@ fn kv(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }
 
+// Proves compaction stays below the high watermark it is given: with the high watermark
+// inside the first closed segment nothing is compacted; inside the second, the first is
+// compacted on its own keys while the second keeps every record (and the first's values
+// that it supersedes); at the log end both are compacted.
+#[test]
+fn compaction_stays_below_high_watermark() {
+    run(|| async {
+        let disk = SimDisk::new();
+        let log = open_sim_with(Path::new("/sim/hw-0"), &disk, config()).await;
+        append_versions(&log, "k", "a", "old", 20, T0);
+        let rolled = log.enforce_retention(T0 + 1, log.log_end_offset()).await;
+        assert!(rolled.unwrap().rolled);
+        append_versions(&log, "k", "b", "new", 20, T0 + 1);
+        let rolled = log.enforce_retention(T0 + 2, log.log_end_offset()).await;
+        assert!(rolled.unwrap().rolled);
+        log.flush().await.unwrap();
+        let bases = log.segment_base_offsets();
+        assert_eq!(bases.len(), 3);
+        let all = key_values(&log).await;
+
+        let inside_first = Offset(bases[1].0 - 1);
+        assert_eq!(compact_until_idle_below(&log, T0, inside_first).await, 0);
+        assert_eq!(key_values(&log).await, all);
+
+        let inside_second = Offset(bases[2].0 - 1);
+        assert_eq!(compact_until_idle_below(&log, T0, inside_second).await, 1);
+        let mut want = vec![kv("k", "old-19"), kv("a", "old-19")];
+        want.extend(all[40..].iter().cloned());
+        assert_eq!(key_values(&log).await, want);
+
+        assert_eq!(compact_until_idle(&log, T0).await, 1);
+        assert_eq!(
+            key_values(&log).await,
+            vec![kv("a", "old-19"), kv("k", "new-19"), kv("b", "new-19")]
+        );
+    });
+}
+
 const MIN_LAG_MS: i64 = 10_000;
 const MAX_LAG_MS: i64 = 30_000;
 
@@ -784,9 +861,19 @@ fn min_compaction_lag_holds_back_recent_segments() {
         };
         let log = open_sim_with(Path::new("/sim/lag-0"), &disk, cfg).await;
         append_versions(&log, "k", "a", "old", 20, T0 - 2 * MIN_LAG_MS);
-        assert!(log.enforce_retention(T0).await.unwrap().rolled);
+        assert!(
+            log.enforce_retention(T0, log.log_end_offset())
+                .await
+                .unwrap()
+                .rolled
+        );
         append_versions(&log, "k", "b", "new", 20, T0);
-        assert!(log.enforce_retention(T0 + 1).await.unwrap().rolled);
+        assert!(
+            log.enforce_retention(T0 + 1, log.log_end_offset())
+                .await
+                .unwrap()
+                .rolled
+        );
         log.flush().await.unwrap();
         let recent: Vec<(String, String)> = (0..20)
             .flat_map(|i| [kv("k", &format!("new-{i}")), kv("b", &format!("new-{i}"))])
@@ -817,12 +904,17 @@ async fn max_lag_log(disk: &SimDisk) -> Rc<Log> {
     append_versions(&log, "k", "a", "old", 20, T0);
     // The active segment rolls at the max lag, not at segment.ms.
     assert!(
-        !log.enforce_retention(T0 + MAX_LAG_MS - 1)
+        !log.enforce_retention(T0 + MAX_LAG_MS - 1, log.log_end_offset())
             .await
             .unwrap()
             .rolled
     );
-    assert!(log.enforce_retention(T0 + MAX_LAG_MS).await.unwrap().rolled);
+    assert!(
+        log.enforce_retention(T0 + MAX_LAG_MS, log.log_end_offset())
+            .await
+            .unwrap()
+            .rolled
+    );
     log.flush().await.unwrap();
     // All dirty: due by the ratio.
     assert_eq!(compact_until_idle(&log, T0 + 1).await, 1);
@@ -853,7 +945,12 @@ fn max_compaction_lag_forces_a_pass() {
         let log = max_lag_log(&disk).await;
         let t1 = T0 + MAX_LAG_MS;
         append_versions(&log, "k", "b", "new", 20, t1);
-        assert!(log.enforce_retention(t1 + MAX_LAG_MS).await.unwrap().rolled);
+        assert!(
+            log.enforce_retention(t1 + MAX_LAG_MS, log.log_end_offset())
+                .await
+                .unwrap()
+                .rolled
+        );
         log.flush().await.unwrap();
         for _ in 0..3 {
             assert_eq!(compact_until_idle(&log, t1 + MAX_LAG_MS).await, 0);
@@ -887,7 +984,12 @@ fn max_compaction_lag_after_reopen() {
         assert_eq!(key_values(&log).await.len(), 2 + 40);
         let t2 = t1 + 5_000;
         append_versions(&log, "k", "c", "late", 1, t2);
-        assert!(log.enforce_retention(t2 + MAX_LAG_MS).await.unwrap().rolled);
+        assert!(
+            log.enforce_retention(t2 + MAX_LAG_MS, log.log_end_offset())
+                .await
+                .unwrap()
+                .rolled
+        );
         log.flush().await.unwrap();
 
         assert_eq!(compact_until_idle(&log, t1 + MAX_LAG_MS).await, 0);
@@ -950,7 +1052,12 @@ async fn step_through_held_dir_ops(
 
 /// Compacts `log` at `T0` in 1 MiB slices until a call starts no pass.
 async fn compact_to_idle(log: Rc<Log>) {
-    while !log.compact(T0, 1 << 20).await.unwrap().idle {}
+    while !log
+        .compact(T0, 1 << 20, log.log_end_offset())
+        .await
+        .unwrap()
+        .idle
+    {}
 }
 
 /// Appends one record for `key` and waits until it is durable; false if that took more
@@ -993,7 +1100,12 @@ async fn swap_log(disk: &SimDisk, cfg: LogConfig, old_ts: i64) -> Rc<Log> {
             .unwrap();
         }
     }
-    assert!(log.enforce_retention(old_ts + 1000).await.unwrap().rolled);
+    assert!(
+        log.enforce_retention(old_ts + 1000, log.log_end_offset())
+            .await
+            .unwrap()
+            .rolled
+    );
     for i in 0..20 {
         let key = format!("k{i}");
         log.append(
@@ -1003,7 +1115,12 @@ async fn swap_log(disk: &SimDisk, cfg: LogConfig, old_ts: i64) -> Rc<Log> {
         )
         .unwrap();
     }
-    assert!(log.enforce_retention(T0 + 1000).await.unwrap().rolled);
+    assert!(
+        log.enforce_retention(T0 + 1000, log.log_end_offset())
+            .await
+            .unwrap()
+            .rolled
+    );
     assert!(durable_append(&log, "x", "x").await);
     assert_eq!(
         log.segment_base_offsets(),
@@ -1121,7 +1238,11 @@ fn retention_waits_for_swap() {
         let retention = {
             let (log, retained) = (log.clone(), retained.clone());
             glommio::spawn_local(async move {
-                retained.set(Some(log.enforce_retention(T0 + 1000).await.unwrap()));
+                retained.set(Some(
+                    log.enforce_retention(T0 + 1000, log.log_end_offset())
+                        .await
+                        .unwrap(),
+                ));
             })
         };
         glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
@@ -1166,7 +1287,9 @@ fn crash_at_every_swap_step() {
         let disk = SimDisk::new();
         let log = open_sim(dir, &disk).await;
         let model = fill(&log, 300, 2);
-        log.enforce_retention(T0 + 1000).await.unwrap();
+        log.enforce_retention(T0 + 1000, log.log_end_offset())
+            .await
+            .unwrap();
         log.flush().await.unwrap();
         let leo = log.log_end_offset();
         let name = |p: &std::path::PathBuf| p.file_name().unwrap().to_string_lossy().to_string();
@@ -1223,7 +1346,10 @@ fn checkpoint_of(disk: &SimDisk, dir: &Path) -> Option<CleanerCheckpoint> {
 async fn compact_sum(log: &Log, now_ms: i64, slice_bytes: u64) -> CompactOutcome {
     let mut sum = CompactOutcome::default();
     loop {
-        let o = log.compact(now_ms, slice_bytes).await.unwrap();
+        let o = log
+            .compact(now_ms, slice_bytes, log.log_end_offset())
+            .await
+            .unwrap();
         sum.add(&o);
         if o.idle && !o.pass_finished {
             return sum;
@@ -1310,7 +1436,9 @@ fn reopen_resumes_from_cleaner_checkpoint() {
         for d in [&disk, &control] {
             let log = open_sim(dir, d).await;
             let rows = append_new_keys(&log, 40, "a");
-            log.enforce_retention(T0 + 1000).await.unwrap();
+            log.enforce_retention(T0 + 1000, log.log_end_offset())
+                .await
+                .unwrap();
             log.flush().await.unwrap();
             let dirty_bytes = log.size_bytes() - clean_bytes;
             let before = segment_files(d);
@@ -1364,12 +1492,16 @@ fn dirty_ratio_after_reopen_counts_only_the_dirty_part() {
 
         let log = open_sim_with(dir, &control, cfg).await;
         append_new_keys(&log, 10, "a");
-        log.enforce_retention(T0 + 1000).await.unwrap();
+        log.enforce_retention(T0 + 1000, log.log_end_offset())
+            .await
+            .unwrap();
         assert!(compact_sum(&log, T0, 1 << 20).await.pass_finished);
 
         let log = open_sim_with(dir, &disk, cfg).await;
         append_new_keys(&log, 10, "a");
-        log.enforce_retention(T0 + 1000).await.unwrap();
+        log.enforce_retention(T0 + 1000, log.log_end_offset())
+            .await
+            .unwrap();
         assert!(log.size_bytes() - clean_bytes < clean_bytes);
         let o = compact_sum(&log, T0, 1 << 20).await;
         assert!(!o.pass_finished && o.bytes_read == 0, "{o:?}");
@@ -1377,7 +1509,9 @@ fn dirty_ratio_after_reopen_counts_only_the_dirty_part() {
         while log.size_bytes() - clean_bytes < clean_bytes {
             n += 1;
             append_new_keys(&log, 10, &format!("b{n}"));
-            log.enforce_retention(T0 + 1000).await.unwrap();
+            log.enforce_retention(T0 + 1000, log.log_end_offset())
+                .await
+                .unwrap();
         }
         let dirty_bytes = log.size_bytes() - clean_bytes;
         let o = compact_sum(&log, T0, 1 << 20).await;
@@ -1423,7 +1557,9 @@ fn bad_cleaner_checkpoint_is_ignored() {
             assert_eq!(log.log_end_offset(), leo);
             assert_eq!(read_all(&log).await.0, expected(&model, T0), "{case}");
             let rows = append_new_keys(&log, 5, "a");
-            log.enforce_retention(T0 + 1000).await.unwrap();
+            log.enforce_retention(T0 + 1000, log.log_end_offset())
+                .await
+                .unwrap();
             let size = log.size_bytes();
             let o = compact_sum(&log, T0, 1 << 20).await;
             assert_eq!(o.bytes_mapped, size, "{case}: everything mapped");
@@ -1439,7 +1575,9 @@ fn bad_cleaner_checkpoint_is_ignored() {
         // at 0.
         let log = open_sim(dir, &disk).await;
         let second = log.segment_base_offsets()[1];
-        log.delete_records_before(second).await.unwrap();
+        log.delete_records_before(second, log.log_end_offset())
+            .await
+            .unwrap();
         model.retain(|r| r.0 >= second.0);
         log.close().await.unwrap();
         let zero = CleanerCheckpoint {
@@ -1452,7 +1590,9 @@ fn bad_cleaner_checkpoint_is_ignored() {
         let log = open_sim(dir, &disk).await;
         assert_eq!(log.log_start_offset(), second);
         model.extend(append_new_keys(&log, 5, "b"));
-        log.enforce_retention(T0 + 1000).await.unwrap();
+        log.enforce_retention(T0 + 1000, log.log_end_offset())
+            .await
+            .unwrap();
         let kept = log.size_bytes();
         let o = compact_sum(&log, T0, 1 << 20).await;
         assert_eq!(o.bytes_mapped, kept, "mapped from the log start");
@@ -1476,7 +1616,9 @@ fn truncation_below_checkpoint_lowers_it() {
         let log = open_sim(dir, &disk).await;
         let mut model = fill(&log, 200, 3);
         let cut = log.log_end_offset();
-        log.enforce_retention(T0 + 1000).await.unwrap();
+        log.enforce_retention(T0 + 1000, log.log_end_offset())
+            .await
+            .unwrap();
         // Keys of their own after the cut, so nothing below it was superseded by them.
         model.extend(append_new_keys(&log, 120, "t"));
         model.retain(|r| r.0 < cut.0 || r.1.as_deref() != Some("k0"));
@@ -1537,13 +1679,17 @@ fn truncation_below_checkpoint_lowers_it() {
             T0 - 10 * RETENTION_MS,
         ));
         model.extend(append_new_keys(&log, 150, "u"));
-        log.enforce_retention(T0 + 1000).await.unwrap();
+        log.enforce_retention(T0 + 1000, log.log_end_offset())
+            .await
+            .unwrap();
         assert!(log.log_end_offset() > old);
         log.close().await.unwrap();
         let log = open_sim(dir, &disk).await;
         // Reopened, the last segment is active again: one more append lets it roll.
         model.extend(append_new_keys(&log, 1, "z"));
-        log.enforce_retention(T0 + 1000).await.unwrap();
+        log.enforce_retention(T0 + 1000, log.log_end_offset())
+            .await
+            .unwrap();
         let o = compact_sum(&log, T0, 1 << 20).await;
         assert!(o.pass_finished);
         let read = read_all(&log).await.0;
@@ -1571,7 +1717,9 @@ fn crash_around_checkpoint_write() {
         roll_and_compact(&log, T0, 1 << 20).await;
         let first = checkpoint_of(&disk, dir).unwrap().first_dirty;
         model.extend(fill(&log, 100, 5));
-        log.enforce_retention(T0 + 1000).await.unwrap();
+        log.enforce_retention(T0 + 1000, log.log_end_offset())
+            .await
+            .unwrap();
         log.flush().await.unwrap();
         let leo = log.log_end_offset();
         let mut stops = 0;
@@ -1648,7 +1796,9 @@ fn model_compact_reopen_cycles() {
                         model.push((info.base_offset.0 + i as i64, k, v, ts));
                     }
                 }
-                log.enforce_retention(T0 + 1000).await.unwrap();
+                log.enforce_retention(T0 + 1000, log.log_end_offset())
+                    .await
+                    .unwrap();
             }
             log.flush().await.unwrap();
             if rng.random_bool(0.6) {
@@ -1661,7 +1811,7 @@ fn model_compact_reopen_cycles() {
                 );
             } else {
                 for _ in 0..rng.random_range(1..4) {
-                    log.compact(T0, 2048).await.unwrap();
+                    log.compact(T0, 2048, log.log_end_offset()).await.unwrap();
                 }
                 check_consistent(&model, &read_all(&log).await.0);
             }

@@ -207,14 +207,20 @@ fn retention_and_delete_records_work_while_out_of_space() {
         }
         assert!(matches!(log.flush().await, Err(FlushError::OutOfSpace(_))));
 
-        let lso = log.delete_records_before(Offset(10)).await.unwrap();
+        let lso = log
+            .delete_records_before(Offset(10), log.log_end_offset())
+            .await
+            .unwrap();
         assert_eq!(lso, Offset(10));
         let segments = log.segment_count();
         log.set_config(LogConfig {
             retention_bytes: 9 << 10,
             ..cfg()
         });
-        let o = log.enforce_retention(0).await.unwrap();
+        let o = log
+            .enforce_retention(0, log.log_end_offset())
+            .await
+            .unwrap();
         assert!(o.segments_deleted >= 2, "{o:?}");
         assert_eq!(log.segment_count(), segments - o.segments_deleted);
         assert!(

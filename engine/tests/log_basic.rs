@@ -355,7 +355,9 @@ fn timestamp_lookup_inside_compressed_batches() {
         assert_eq!(log.offset_for_max_timestamp().await.unwrap(), max);
         // Below the log start offset a record no longer answers, even though its batch
         // remains: 10_005 was offset 1 (ts 10_010), now it is offset 5 (ts 10_050).
-        log.delete_records_before(Offset(5)).await.unwrap();
+        log.delete_records_before(Offset(5), log.log_end_offset())
+            .await
+            .unwrap();
         assert_eq!(
             log.offset_for_timestamp(10_005).await.unwrap(),
             Some(TimestampOffset {
@@ -385,7 +387,10 @@ fn retention_and_delete_records() {
             log.append(batch(1, 400, i), LeaderEpoch(0), 0).unwrap();
         }
         let segs = log.segment_count();
-        let out = log.enforce_retention(0).await.unwrap();
+        let out = log
+            .enforce_retention(0, log.log_end_offset())
+            .await
+            .unwrap();
         assert!(out.segments_deleted > 0);
         assert_eq!(log.segment_count(), segs - out.segments_deleted);
         assert!(log.size_bytes() <= (40 << 10) + (16 << 10));
@@ -396,7 +401,10 @@ fn retention_and_delete_records() {
             Err(ReadError::OffsetOutOfRange { .. })
         ));
         assert_eq!(ranges(&log.read(lso, 1).await.unwrap().batches)[0].0, lso.0);
-        let new_lso = log.delete_records_before(Offset(lso.0 + 40)).await.unwrap();
+        let new_lso = log
+            .delete_records_before(Offset(lso.0 + 40), log.log_end_offset())
+            .await
+            .unwrap();
         assert_eq!(new_lso, Offset(lso.0 + 40));
         assert_eq!(
             ranges(&log.read(new_lso, 1).await.unwrap().batches)[0].0,
@@ -408,7 +416,10 @@ fn retention_and_delete_records() {
             retention_bytes: -1,
             ..small_config()
         });
-        let out = log.enforce_retention(1_000_000).await.unwrap();
+        let out = log
+            .enforce_retention(1_000_000, log.log_end_offset())
+            .await
+            .unwrap();
         assert!(out.rolled);
         assert_eq!(log.segment_count(), 1);
         assert_eq!(log.log_start_offset(), Offset(300));

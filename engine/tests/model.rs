@@ -160,7 +160,10 @@ async fn run_seed(seed: u64) {
             65..=67 => {
                 let to = model.log_start
                     + rng.below((model.log_end - model.log_start + 1) as u64) as i64;
-                let lso = log.delete_records_before(Offset(to)).await.unwrap();
+                let lso = log
+                    .delete_records_before(Offset(to), log.log_end_offset())
+                    .await
+                    .unwrap();
                 model.log_start = model.log_start.max(to);
                 assert_eq!(lso.0, model.log_start, "{ctx}");
                 model.drop_below(model.log_start);
@@ -169,7 +172,9 @@ async fn run_seed(seed: u64) {
                 let mut c = cfg;
                 c.retention_bytes = rng.below(20_000) as i64;
                 log.set_config(c);
-                log.enforce_retention(0).await.unwrap();
+                log.enforce_retention(0, log.log_end_offset())
+                    .await
+                    .unwrap();
                 log.set_config(cfg);
                 let lso = log.log_start_offset().0;
                 assert!(lso >= model.log_start, "{ctx}");

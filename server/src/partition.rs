@@ -42,6 +42,13 @@ pub fn high_watermark(log: &Log) -> Offset {
     log.durable_offset()
 }
 
+/// The offset retention and compaction stay below. On a single node that is the durable
+/// end: the engine never passes its own durable end, and retention flushes first, so the
+/// log end offset now is the durable end when they act.
+fn removal_bound(log: &Log) -> Offset {
+    log.log_end_offset()
+}
+
 /// ListOffsets' answer when no record matches.
 const NOT_FOUND: FoundOffset = FoundOffset {
     timestamp_ms: -1,
@@ -294,7 +301,7 @@ impl PartitionSet {
             .collect();
         let now = now_ms();
         for (tp, log) in logs {
-            match log.enforce_retention(now).await {
+            match log.enforce_retention(now, removal_bound(&log)).await {
                 Ok(o) if o.segments_deleted > 0 => {
                     info!(partition = %tp, segments = o.segments_deleted, bytes = o.bytes_deleted, log_start_offset = o.log_start_offset.0, "retention deleted segments");
                 }
@@ -317,7 +324,10 @@ impl PartitionSet {
         for (tp, log) in logs {
             let (mut before, mut after, mut segments) = (0u64, 0u64, 0u32);
             loop {
-                match log.compact(now_ms(), COMPACTION_SLICE_BYTES).await {
+                match log
+                    .compact(now_ms(), COMPACTION_SLICE_BYTES, removal_bound(&log))
+                    .await
+                {
                     Ok(o) => {
                         before += o.bytes_before;
                         after += o.bytes_after;
@@ -560,7 +570,7 @@ impl PartitionSet {
         if !(Offset(0)..=high_watermark).contains(&offset) {
             return Err(PartitionError::OffsetOutOfRange(offset));
         }
-        log.delete_records_before(offset)
+        log.delete_records_before(offset, high_watermark)
             .await
             .map_err(|e| PartitionError::DeleteRecords(Arc::new(e)))
     }

@@ -159,18 +159,12 @@ impl Log {
         let unflushed = st.unflushed_bytes;
         let log_start_offset = st.log_start_offset;
         drop(st);
-        self.cache.insert(
-            self.cache_id,
-            CachedBatch {
-                base_offset,
-                last_offset,
-                bytes,
-            },
-        );
-        self.appended.notify();
-        if unflushed >= config.flush_bytes_pending_max {
-            self.flush_wanted.notify();
-        }
+        let cached = CachedBatch {
+            base_offset,
+            last_offset,
+            bytes,
+        };
+        self.announce_appended([cached], unflushed, &config);
         Ok(AppendInfo {
             base_offset,
             last_offset,
@@ -180,10 +174,27 @@ impl Log {
         })
     }
 
+    /// After batches were pushed: the read cache takes them, Fetch long-polls wake, and
+    /// the flusher starts once `unflushed` bytes reach `flush_bytes_pending_max`.
+    pub(super) fn announce_appended(
+        &self,
+        batches: impl IntoIterator<Item = CachedBatch>,
+        unflushed: u64,
+        config: &LogConfig,
+    ) {
+        for b in batches {
+            self.cache.insert(self.cache_id, b);
+        }
+        self.appended.notify();
+        if unflushed >= config.flush_bytes_pending_max {
+            self.flush_wanted.notify();
+        }
+    }
+
     /// Puts the stamped batch at the log end: in the active segment (rolled first when
     /// the batch does not fit), the producer state, the leader epochs and the max
     /// timestamp.
-    fn push_locked(
+    pub(super) fn push_locked(
         &self,
         st: &mut State,
         bytes: &Bytes,
@@ -356,14 +367,18 @@ impl Log {
             if let Some(reason) = &st.failed {
                 return Err(FlushError::LogFailed(reason.clone()));
             }
+            let before = st.durable_offset;
             if st.durable_offset < ticket.target {
                 st.durable_offset = ticket.target.min(st.log_end_offset);
             }
-            Ok(())
+            Ok(st.durable_offset != before)
         });
         self.syncs_done.set(ticket.seq);
         self.sync_done_event.notify();
-        result
+        if matches!(result, Ok(true)) {
+            self.durable_moved.notify();
+        }
+        result.map(|_| ())
     }
 
     /// Writes everything appended so far (sealed segments also synced, trimmed and

@@ -287,9 +287,16 @@ impl Log {
     /// caller can let appends and reads run before calling again (while `idle` is
     /// false). A new pass starts only when one is due (`min_cleanable_dirty_permille`,
     /// `max_compaction_lag_ms`, or a kept tombstone expired) and cleans up to the first
-    /// segment `min_compaction_lag_ms` holds back. Does nothing for
-    /// `cleanup.policy=delete`.
-    pub async fn compact(&self, now_ms: i64, bytes_max: u64) -> Result<CompactOutcome, LogIoError> {
+    /// segment `min_compaction_lag_ms` holds back, and before the first segment that
+    /// reaches `high_watermark` (or the durable end): nothing at or above the high
+    /// watermark is compacted. A pass in progress whose end is above the `high_watermark`
+    /// of a later call is dropped. Does nothing for `cleanup.policy=delete`.
+    pub async fn compact(
+        &self,
+        now_ms: i64,
+        bytes_max: u64,
+        high_watermark: Offset,
+    ) -> Result<CompactOutcome, LogIoError> {
         let mut outcome = CompactOutcome::default();
         if self.cleaning.replace(true) {
             return Ok(outcome);
@@ -313,14 +320,20 @@ impl Log {
             outcome.idle = true;
             return result.map(|()| outcome);
         }
+        let bound = high_watermark.min(self.durable_offset());
         let pass = self.cleaner.borrow_mut().pass.take();
         let pass = match pass {
-            Some(p) => Some(p),
-            None => {
+            Some(p) if p.end <= bound => Some(p),
+            dropped => {
+                if let Some(mut p) = dropped {
+                    debug!(dir = %self.dir.display(), end = p.end.0, high_watermark = bound.0,
+                        "compaction pass above the high watermark dropped");
+                    self.discard_current(&mut p);
+                }
                 if config.max_compaction_lag_ms != i64::MAX {
                     self.load_first_batch_timestamps().await?;
                 }
-                self.start_pass(now_ms, &config)
+                self.start_pass(now_ms, &config, bound)
             }
         };
         let Some(mut pass) = pass else {
@@ -435,8 +448,15 @@ impl Log {
 
     /// End of the cleanable part: the first segment that is not closed and finalized, or
     /// (`min.compaction.lag.ms`) the first one not cleaned yet holding a record newer
-    /// than `now_ms` minus the lag (Kafka's first uncleanable offset).
-    fn cleanable_end(st: &State, first_dirty: Offset, now_ms: i64, config: &LogConfig) -> Offset {
+    /// than `now_ms` minus the lag, or the first one reaching `bound` (the high
+    /// watermark) (Kafka's first uncleanable offset).
+    fn cleanable_end(
+        st: &State,
+        first_dirty: Offset,
+        now_ms: i64,
+        config: &LogConfig,
+        bound: Offset,
+    ) -> Offset {
         let lag_ms = config.min_compaction_lag_ms;
         let horizon_ms = now_ms.saturating_sub(lag_ms);
         st.segments
@@ -444,6 +464,7 @@ impl Log {
             .find(|s| {
                 !s.finalized
                     || !s.sealed
+                    || s.next_offset > bound
                     || (lag_ms > 0 && s.next_offset > first_dirty && s.max_timestamp > horizon_ms)
             })
             .map_or(st.log_end_offset, |s| s.base_offset)
@@ -505,14 +526,14 @@ impl Log {
         Ok(())
     }
 
-    fn start_pass(&self, now_ms: i64, config: &LogConfig) -> Option<Pass> {
+    fn start_pass(&self, now_ms: i64, config: &LogConfig, bound: Offset) -> Option<Pass> {
         let st = self.state.borrow();
         let c = self.cleaner.borrow();
         // A truncation lowered `first_dirty` to its cut (`truncate_cleaner_checkpoint`):
         // what is below is unchanged and stays clean.
         let first_base = *st.segments.keys().next().expect("active segment");
         let first_unmapped = c.first_dirty.unwrap_or(first_base).max(first_base);
-        let end = Self::cleanable_end(&st, first_unmapped, now_ms, config);
+        let end = Self::cleanable_end(&st, first_unmapped, now_ms, config, bound);
         if end <= first_base {
             return None;
         }

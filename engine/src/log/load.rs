@@ -153,6 +153,7 @@ impl Log {
             syncs_started: Cell::new(0),
             syncs_done: Cell::new(0),
             sync_done_event: Event::new(),
+            durable_moved: Event::new(),
             me: RefCell::new(std::rc::Weak::new()),
             appended: Event::new(),
             flush_wanted: Event::new(),

@@ -7,8 +7,11 @@
 //! This file holds the `Log` and its state, the two locks, failure marking, the
 //! accessors and close/delete. The rest, split as Kafka splits it: `load.rs` (open and
 //! recovery, Kafka's LogLoader), `append.rs` (append, roll and group commit),
+//! `follower.rs` (`append_replicated`, Kafka's appendAsFollower, and `assign_epoch`),
 //! `read.rs` (reads, timestamp and leader-epoch lookups), `retention.rs` (retention,
 //! DeleteRecords, `truncate_to`) and `cleaner.rs` (compaction of closed segments).
+//! Retention, DeleteRecords and compaction stay below the high watermark their caller
+//! passes (and the durable end).
 //!
 //! Two locks, always taken in this order: `segments_busy` is held by whatever replaces or
 //! removes closed segments (compaction's swap, retention, delete-records, truncation,
@@ -47,12 +50,14 @@ use crate::{LogConfig, Offset, TimestampOffset};
 
 mod append;
 mod cleaner;
+mod follower;
 mod load;
 mod read;
 mod retention;
 
 pub use append::AppendInfo;
 pub use cleaner::CompactOutcome;
+pub use follower::ReplicatedAppendInfo;
 pub use read::ReadResult;
 pub use retention::RetentionOutcome;
 
@@ -161,6 +166,9 @@ pub struct Log {
     syncs_started: Cell<u64>,
     syncs_done: Cell<u64>,
     sync_done_event: Event,
+    /// Notified whenever the durable offset changes: up after an fsync, down after a
+    /// truncation.
+    durable_moved: Event,
     /// This log's own `Rc`, for tasks that must outlive a caller's future.
     me: RefCell<std::rc::Weak<Log>>,
     appended: Event,
@@ -247,8 +255,9 @@ impl Log {
     fn fail(&self, what: &str, e: std::io::Error) -> FlushError {
         let reason = format!("{what}: {e}");
         error!(dir = %self.dir.display(), reason = %reason, "log failed; refusing further writes");
-        let mut st = self.state.borrow_mut();
-        st.failed.get_or_insert(reason.clone());
+        self.state.borrow_mut().failed.get_or_insert(reason.clone());
+        // A replica waiting for its durable end to move learns it never will.
+        self.durable_moved.notify();
         FlushError::LogFailed(reason)
     }
 
@@ -282,9 +291,19 @@ impl Log {
         self.state.borrow().log_end_offset
     }
 
-    /// Everything below this offset is fdatasync'ed.
+    /// The durable end: everything below this offset is fdatasync'ed. A replica reports
+    /// this offset to its leader (the high watermark is the smallest one over the ISR).
     pub fn durable_offset(&self) -> Offset {
         self.state.borrow().durable_offset
+    }
+
+    /// The durability event: a future resolving at the next change of `durable_offset`
+    /// (it moves up after each fsync that covered new batches, down after a truncation).
+    /// Take the listener before reading the offset, so no move is missed:
+    /// `let moved = log.durable_moved(); report(log.durable_offset()); moved.await;`.
+    /// Also resolves when the log closes or fails (`failure()` is then set).
+    pub fn durable_moved(&self) -> EventListener {
+        self.durable_moved.listen()
     }
 
     /// Set once a write or fsync failed; the log then refuses writes for good.
@@ -385,6 +404,7 @@ impl Log {
         self.cache.remove_log(self.cache_id);
         self.appended.notify();
         self.flush_wanted.notify();
+        self.durable_moved.notify();
         info!(dir = %self.dir.display(), log_end_offset = leo.0, "closed log");
         Ok(())
     }

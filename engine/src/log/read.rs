@@ -49,8 +49,9 @@ impl Log {
         self.read_up_to(from, bytes_max, Offset(i64::MAX)).await
     }
 
-    /// `read`, serving only batches that end below `max_offset` (a consumer's high
-    /// watermark): a batch straddling it is not served. Empty at or past `max_offset`.
+    /// `read`, serving only batches that end below `max_offset`: a consumer reads up to
+    /// the high watermark, a follower's fetch up to the log end offset. A batch
+    /// straddling it is not served. Empty at or past `max_offset`.
     /// A batch that fails its checks ends the read: the batches before it are returned,
     /// and a read starting at it gets the error.
     pub async fn read_up_to(
@@ -194,9 +195,15 @@ impl Log {
             &seg.offset_index,
             seg.relative(cursor),
         ));
-        // Past the last batch of a compacted segment: go on with the next one. (A
-        // sealed segment with nothing pending has all its batches in the file.)
-        let skip_to = (seg.sealed && seg.pending.is_empty()).then_some(seg.next_offset);
+        // Where to go on when the file holds nothing at or after `cursor`: the first
+        // pending batch past it (after a gap, which a follower copies from a compacted
+        // leader), else the next segment when this one is closed (past the last batch of
+        // a compacted segment), else nowhere.
+        let first_pending = seg.pending.partition_point(|p| p.last_offset < cursor);
+        let skip_to = match seg.pending.get(first_pending) {
+            Some(p) => (p.base_offset > cursor).then_some(p.base_offset),
+            None => seg.sealed.then_some(seg.next_offset),
+        };
         match &seg.file {
             Some(f) if position < seg.written => ReadStep::File(FileRead {
                 file: f.clone(),

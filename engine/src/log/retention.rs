@@ -46,19 +46,23 @@ fn roll_ms(config: &LogConfig) -> i64 {
 
 impl Log {
     /// DeleteRecords: moves the log start offset to `offset` and deletes segments wholly
-    /// below it. Returns the new log start offset.
+    /// below it. `offset` may not pass `high_watermark` (nor the log end offset), so
+    /// nothing at or above the high watermark goes; the log is flushed first. Returns the
+    /// new log start offset.
     pub async fn delete_records_before(
         &self,
         offset: Offset,
+        high_watermark: Offset,
     ) -> Result<Offset, DeleteRecordsError> {
         let _guard = self.lock_exclusive().await;
         {
             let st = self.state.borrow();
             st.check_not_failed().map_err(LogIoError::from)?;
-            if offset > st.log_end_offset {
+            let bound = high_watermark.min(st.log_end_offset);
+            if offset > bound {
                 return Err(DeleteRecordsError::OffsetOutOfRange {
                     requested: offset,
-                    log_end: st.log_end_offset,
+                    high_watermark: bound,
                 });
             }
             if offset <= st.log_start_offset {
@@ -169,8 +173,14 @@ impl Log {
     /// Rolls by `segment.ms` (or the shorter `max.compaction.lag.ms` of a compacted log),
     /// then deletes whole segments past `retention.ms` or
     /// `retention.bytes`, or below the log start offset. The active segment is rolled
-    /// first when it alone is past retention, as Kafka does.
-    pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome, LogIoError> {
+    /// first when it alone is past retention, as Kafka does. Only segments that end at
+    /// or below both `high_watermark` and the durable end (after this call's flush) are
+    /// deleted, so the log start offset never passes the high watermark.
+    pub async fn enforce_retention(
+        &self,
+        now_ms: i64,
+        high_watermark: Offset,
+    ) -> Result<RetentionOutcome, LogIoError> {
         let _guard = self.lock_exclusive().await;
         let config = *self.config.borrow();
         let deletes = config.cleanup_policy != CleanupPolicy::Compact;
@@ -200,7 +210,11 @@ impl Log {
                 ..Default::default()
             });
         }
+        let bound = high_watermark.min(self.durable_offset());
         let removed = self.remove_prefix(|total, s, lso| {
+            if s.next_offset > bound {
+                return false;
+            }
             let by_time = config.retention_ms >= 0
                 && s.max_timestamp < now_ms.saturating_sub(config.retention_ms);
             let by_size = config.retention_bytes >= 0
@@ -460,6 +474,8 @@ impl Log {
         snaps.sort();
         self.load_producer_state(&snaps, None).await?;
         self.appended.notify();
+        // The durable offset may have dropped to the cut.
+        self.durable_moved.notify();
         Ok(())
     }
 }
