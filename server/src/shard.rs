@@ -175,6 +175,11 @@ impl Shard {
         self.shutdown_reply.borrow_mut().take()
     }
 
+    /// See `Outbox::serve_locally_with`.
+    pub fn serve_locally_with(&self, inbox: Box<dyn crate::mesh::LocalServe>) {
+        self.mesh.serve_locally_with(inbox);
+    }
+
     /// Sends a request to shard `to` (this shard included) and waits for its reply.
     pub async fn ask<T: Send + 'static>(
         &self,

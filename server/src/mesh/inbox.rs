@@ -8,7 +8,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,10 +17,31 @@ use tracing::debug;
 
 use crate::controller::Controller;
 use crate::mesh::{
-    DATA_HANDLERS_MAX, InboxReceivers, LONG_POLLS_MAX, PartitionError, ShardRequest,
+    DATA_HANDLERS_MAX, InboxReceivers, LONG_POLLS_MAX, LocalServe, PartitionError, ShardRequest,
 };
 use crate::shard::Shard;
 use crate::topic_table::TopicPartition;
+
+/// The door a shard's outbox uses to start a local data handler at once when one is free;
+/// `Outbox` knocks only while the local queue is empty, so order is kept. Weak: the inbox
+/// owns the shard, which owns the outbox.
+struct LocalDoor(Weak<Inbox>);
+
+impl LocalServe for LocalDoor {
+    #[allow(clippy::result_large_err)] // see `LocalServe::try_serve_now`
+    fn try_serve_now(&self, req: ShardRequest) -> Result<(), ShardRequest> {
+        let Some(inbox) = self.0.upgrade() else {
+            return Err(req);
+        };
+        match inbox.data_permits.try_acquire_static_permit(1) {
+            Ok(permit) => {
+                inbox.spawn_data((req, permit));
+                Ok(())
+            }
+            Err(_) => Err(req),
+        }
+    }
+}
 
 /// Counts one waiting fetch until dropped.
 struct LongPoll<'a> {
@@ -59,6 +80,8 @@ impl Inbox {
     /// most `DATA_HANDLERS_MAX` data handlers run and a busy shard's inboxes fill; a
     /// control receiver handles every message at once (see the mesh doc for why).
     pub fn start(self: &Rc<Self>, mut receivers: InboxReceivers) {
+        self.shard
+            .serve_locally_with(Box::new(LocalDoor(Rc::downgrade(self))));
         for (peer, rx) in receivers.data.streams() {
             let inbox = self.clone();
             glommio::spawn_local(async move {
