@@ -1,3 +1,20 @@
-//! sluice-replication owns replica state: leader epochs, high watermark, truncation and
-//! the consensus for cluster metadata. Peers are reached through a `Transport` and time
-//! through a `Clock`, so the whole crate runs in a deterministic simulator.
+//! sluice-replication owns partition replication: the replica state machine (leader and
+//! follower), leader epochs, the ISR, the high watermark, truncation, the peer messages,
+//! and a deterministic simulator that checks them.
+//!
+//! Everything here is sans-I/O: inputs are method calls carrying `now_ms`, outputs are
+//! `Action`s the caller performs. No code here reads the clock, spawns tasks or draws
+//! unseeded randomness, so the server and the simulator drive the same code.
+//!
+//! Where to start reading: `replica.rs` (the rules), then `message.rs` (what crosses the
+//! network), `log.rs` (what the replica needs from a log) and `sim/` (how it is tested).
+
+mod batch;
+mod error;
+mod log;
+mod model_log;
+
+pub use batch::{Batch, BrokerId, EpochEnd};
+pub use error::{AckError, AlterPartitionError, FetchError, LogFailed, ProduceError};
+pub use log::{ReplicaLog, end_offset_for_epoch};
+pub use model_log::ModelLog;
