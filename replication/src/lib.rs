@@ -12,9 +12,16 @@
 mod batch;
 mod error;
 mod log;
+mod message;
 mod model_log;
+mod replica;
 
 pub use batch::{Batch, BrokerId, EpochEnd};
 pub use error::{AckError, AlterPartitionError, FetchError, LogFailed, ProduceError};
 pub use log::{ReplicaLog, end_offset_for_epoch};
+pub use message::{
+    AlterPartitionRequest, AlterPartitionResponse, FetchData, FetchRequest, FetchResponse,
+    PartitionEpoch, PartitionState,
+};
 pub use model_log::ModelLog;
+pub use replica::{Acks, Action, OffsetRange, ProduceId, Replica, ReplicaConfig};
