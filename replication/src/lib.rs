@@ -15,6 +15,7 @@ mod log;
 mod message;
 mod model_log;
 mod replica;
+pub mod sim;
 
 pub use batch::{Batch, BrokerId, EpochEnd};
 pub use error::{AckError, AlterPartitionError, FetchError, LogFailed, ProduceError};
