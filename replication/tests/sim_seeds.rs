@@ -20,18 +20,20 @@ fn two_hundred_seeds_keep_every_invariant() {
     let mut acked = 0;
     let mut crashes = 0;
     let mut epochs = 0;
+    let mut truncations = 0;
     for seed in &seeds {
         match run_seed(*seed, &config) {
             Ok(report) => {
                 acked += report.acked_batches;
                 crashes += report.crashes;
                 epochs += i64::from(report.leader_epochs);
+                truncations += report.truncations;
             }
             Err(failure) => panic!("{failure}"),
         }
     }
     eprintln!(
-        "{} seeds in {:.1} s: {acked} batches acknowledged, {crashes} crashes, {epochs} leader epochs",
+        "{} seeds in {:.1} s: {acked} batches acknowledged, {crashes} crashes, {epochs} leader epochs, {truncations} divergent tails cut",
         seeds.len(),
         started.elapsed().as_secs_f64()
     );

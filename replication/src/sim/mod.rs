@@ -84,6 +84,8 @@ pub struct SimReport {
     pub acked_batches: u64,
     pub produce_refused: u64,
     pub crashes: u64,
+    /// Divergent tails a running follower cut off.
+    pub truncations: u64,
     pub partitions: u64,
     pub leader_epochs: i32,
     pub high_watermark: i64,
@@ -696,11 +698,12 @@ impl Sim {
 
     fn check(&mut self) -> Result<(), Violation> {
         for (id, broker) in &mut self.brokers {
-            let log = match &mut broker.node {
-                Node::Up(replica) => replica.log_mut(),
-                Node::Down(log) => log,
+            let (log, running) = match &mut broker.node {
+                Node::Up(replica) => (replica.log_mut(), true),
+                Node::Down(log) => (log, false),
             };
             if let Some(from) = log.take_removed_from() {
+                self.report.truncations += u64::from(running);
                 self.checker.on_removed(*id, from);
             }
         }
