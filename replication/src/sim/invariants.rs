@@ -1,6 +1,8 @@
 //! The invariants the simulator checks after every step:
 //! 1. No acknowledged record is lost: every controller ISR member holds every acknowledged
 //!    record, with the same content, in its durable prefix.
+//!    And every leader's high watermark (stale leaders' too) is at or below the durable
+//!    end of every controller ISR member (checked in `Sim::check`).
 //! 2. Replicas agree below the high watermark: every live replica's log below its own
 //!    high watermark matches what every other replica and consumer saw at those offsets.
 //! 3. The high watermark never moves back: per replica while it runs, and as clients see

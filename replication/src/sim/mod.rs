@@ -722,9 +722,31 @@ impl Sim {
                     .on_shown(replica.leader_epoch(), high_watermark)?;
             }
         }
-        for member in &self.controller.state().isr {
+        let isr = &self.controller.state().isr;
+        for member in isr {
             self.checker
                 .check_isr_member(*member, self.brokers[member].log())?;
+        }
+        let isr_durable = isr
+            .iter()
+            .map(|member| (*member, self.brokers[member].log().durable_end()));
+        let Some((member, durable)) = isr_durable.min_by_key(|(_, durable)| *durable) else {
+            return Ok(());
+        };
+        for (id, broker) in &self.brokers {
+            if let Node::Up(replica) = &broker.node
+                && replica.is_leader()
+                && replica.high_watermark() > durable
+            {
+                return Err(format!(
+                    "leader {} (epoch {}) has high watermark {} past ISR member {}'s durable end {}",
+                    id.0,
+                    replica.leader_epoch().0,
+                    replica.high_watermark().0,
+                    member.0,
+                    durable.0
+                ));
+            }
         }
         Ok(())
     }
