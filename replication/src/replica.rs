@@ -807,6 +807,17 @@ mod tests {
         )
     }
 
+    /// Replica 1 leads epoch 1; one batch of two records copied to 2 and 3, not flushed.
+    fn replicated_batch() -> (Vec<R>, Vec<Action>) {
+        let mut replicas = cluster(B1, 1);
+        let mut out = Vec::new();
+        let (leader, f2, f3) = split(&mut replicas);
+        produce(leader, 1, 1, &mut out).unwrap();
+        fetch_rounds(leader, f2, 2);
+        fetch_rounds(leader, f3, 2);
+        (replicas, out)
+    }
+
     fn flush(replica: &mut R, now_ms: u64, out: &mut Vec<Action>) {
         replica.log_mut().flush();
         replica.on_durable(now_ms, out);
@@ -968,16 +979,9 @@ mod tests {
     fn follower_truncates_a_divergent_tail_from_the_diverging_epoch() {
         // Proves a follower holding batches of an epoch the new leader never saw cuts
         // them off (and only them) on its first fetch, then copies the leader's batches.
-        let mut replicas = cluster(B1, 1);
-        let mut out = Vec::new();
-        {
-            let (leader, f2, f3) = split(&mut replicas);
-            produce(leader, 1, 1, &mut out).unwrap();
-            fetch_rounds(leader, f2, 2);
-            fetch_rounds(leader, f3, 2);
-            // Only the old leader gets the second batch.
-            produce(leader, 2, 3, &mut out).unwrap();
-        }
+        let (mut replicas, mut out) = replicated_batch();
+        // Only the old leader gets the second batch.
+        produce(&mut replicas[0], 2, 3, &mut out).unwrap();
         assert_eq!(replicas[0].log().log_end(), Offset(4));
         for replica in &mut replicas {
             replica.on_partition_state(state(B2, 2, 1, &[B2, B3]), 10, &mut out);
@@ -1006,14 +1010,7 @@ mod tests {
     fn new_leader_hides_its_high_watermark_until_it_reaches_the_epoch_start() {
         // Proves OffsetNotAvailable: a new leader whose high watermark lags its epoch
         // start offset does not show it, since it may be below the previous leader's.
-        let mut replicas = cluster(B1, 1);
-        let mut out = Vec::new();
-        {
-            let (leader, f2, f3) = split(&mut replicas);
-            produce(leader, 1, 1, &mut out).unwrap();
-            fetch_rounds(leader, f2, 2);
-            fetch_rounds(leader, f3, 2);
-        }
+        let (mut replicas, mut out) = replicated_batch();
         for replica in &mut replicas {
             replica.on_partition_state(state(B2, 2, 1, &[B1, B2, B3]), 10, &mut out);
         }

@@ -523,19 +523,23 @@ impl Sim {
         Ok(())
     }
 
+    /// The broker if it still runs as `incarnation` (timers of a crashed one are void).
+    fn running(&mut self, id: BrokerId, incarnation: u64) -> Option<&mut Broker> {
+        let broker = self.brokers.get_mut(&id).expect("known broker");
+        (broker.incarnation == incarnation && matches!(broker.node, Node::Up(_))).then_some(broker)
+    }
+
     fn broker_tick(&mut self, id: BrokerId, incarnation: u64) -> Result<(), Violation> {
         let now_ms = self.now_ms;
-        let broker = self.brokers.get_mut(&id).expect("known broker");
-        if broker.incarnation != incarnation {
-            return Ok(());
-        }
-        let Node::Up(replica) = &mut broker.node else {
+        let heartbeat_every = (self.config.heartbeat_ms / self.config.tick_ms).max(1);
+        let Some(broker) = self.running(id, incarnation) else {
             return Ok(());
         };
         broker.ticks += 1;
-        let heartbeat = broker
-            .ticks
-            .is_multiple_of((self.config.heartbeat_ms / self.config.tick_ms).max(1));
+        let Node::Up(replica) = &mut broker.node else {
+            unreachable!("running")
+        };
+        let heartbeat = broker.ticks.is_multiple_of(heartbeat_every);
         let mut out = Vec::new();
         replica.tick(now_ms, &mut out);
         if heartbeat {
@@ -553,11 +557,11 @@ impl Sim {
 
     fn flush_done(&mut self, id: BrokerId, incarnation: u64) -> Result<(), Violation> {
         let now_ms = self.now_ms;
-        let broker = self.brokers.get_mut(&id).expect("known broker");
-        if broker.incarnation != incarnation {
-            return Ok(());
-        }
-        let Node::Up(replica) = &mut broker.node else {
+        let Some(Broker {
+            node: Node::Up(replica),
+            ..
+        }) = self.running(id, incarnation)
+        else {
             return Ok(());
         };
         replica.log_mut().flush();
