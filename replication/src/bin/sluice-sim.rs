@@ -1,6 +1,6 @@
 //! `sluice-sim`: runs the replication simulator over many seeds.
 //!
-//! `sluice-sim --seeds 100000 [--start 0] [--planted-bug]`; `SIM_SEED=<seed> sluice-sim`
+//! `sluice-sim --seeds 100000 [--start 0] [--brokers 3] [--planted-bug]`; `SIM_SEED=<seed> sluice-sim`
 //! replays one seed. Stops at the first failure, prints it with its seed and exits 1.
 
 use std::process::ExitCode;
@@ -11,6 +11,7 @@ use sluice_replication::sim::{SimConfig, SimReport, run_seed, seed_from_env};
 struct Args {
     start: u64,
     seeds: u64,
+    brokers: i32,
     planted_bug: bool,
 }
 
@@ -18,6 +19,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         start: 0,
         seeds: 1_000,
+        brokers: 3,
         planted_bug: false,
     };
     let mut words = std::env::args().skip(1);
@@ -31,10 +33,17 @@ fn parse_args() -> Result<Args, String> {
         match word.as_str() {
             "--seeds" => args.seeds = number("--seeds")?,
             "--start" => args.start = number("--start")?,
+            "--brokers" => {
+                args.brokers = number("--brokers")?
+                    .try_into()
+                    .ok()
+                    .filter(|brokers| (1..=9).contains(brokers))
+                    .ok_or("--brokers takes 1 to 9")?;
+            }
             "--planted-bug" => args.planted_bug = true,
             other => {
                 return Err(format!(
-                    "unknown argument {other}; use --seeds N [--start S] [--planted-bug]"
+                    "unknown argument {other}; use --seeds N [--start S] [--brokers N] [--planted-bug]"
                 ));
             }
         }
@@ -54,8 +63,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut config = SimConfig::default();
+    let mut config = SimConfig {
+        brokers: args.brokers,
+        ..SimConfig::default()
+    };
     config.replica.hw_on_log_end = args.planted_bug;
+    // min.insync.replicas 2 unless there are fewer brokers.
+    let brokers = usize::try_from(args.brokers).expect("checked 1 to 9");
+    config.replica.min_insync_replicas = config.replica.min_insync_replicas.min(brokers);
     let started = Instant::now();
     let mut total = SimReport::default();
     for seed in args.start..args.start + args.seeds {
