@@ -319,6 +319,9 @@ impl<L: ReplicaLog> Replica<L> {
             None => Role::Idle,
         };
         self.state = state;
+        // A new leader alone in its ISR knows its high watermark at once: no fetch or
+        // flush may come to recompute it.
+        self.update_high_watermark(now_ms, out);
         self.tick(now_ms, out);
     }
 
@@ -1087,6 +1090,38 @@ mod tests {
         );
         leader.on_partition_state(state(B1, 1, 2, &[B1, B2, B3]), 410, &mut out);
         assert_eq!(leader.state().isr, vec![B1, B2, B3]);
+    }
+
+    #[test]
+    fn single_replica_leader_knows_its_high_watermark_after_a_restart() {
+        // Proves a restarted single-node leader shows its durable end as the high
+        // watermark without waiting for a produce (found by the simulator with one
+        // broker: the high watermark stayed unknown forever once traffic stopped).
+        let single = |epoch: i32| PartitionState {
+            leader: Some(B1),
+            leader_epoch: LeaderEpoch(epoch),
+            partition_epoch: PartitionEpoch(epoch),
+            isr: vec![B1],
+            replicas: vec![B1],
+        };
+        let mut out = Vec::new();
+        let mut leader: R = Replica::new(B1, config(), ModelLog::new());
+        leader.on_partition_state(single(1), 0, &mut out);
+        leader
+            .produce(
+                ProduceId(1),
+                3,
+                Bytes::from_static(b"v"),
+                Acks::Leader,
+                1,
+                &mut out,
+            )
+            .unwrap();
+        flush(&mut leader, 2, &mut out);
+        assert_eq!(leader.client_high_watermark(), Ok(Offset(3)));
+        let mut restarted = Replica::new(B1, config(), leader.into_log());
+        restarted.on_partition_state(single(2), 3, &mut out);
+        assert_eq!(restarted.client_high_watermark(), Ok(Offset(3)));
     }
 
     #[test]
