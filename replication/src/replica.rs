@@ -285,7 +285,7 @@ impl<L: ReplicaLog> Replica<L> {
             // batches under the same epoch; wait for a newer one.
             return;
         }
-        self.step_down(now_ms, out);
+        self.step_down(out);
         self.role = match state.leader {
             Some(leader) if leader == self.id => {
                 self.log.assign_epoch(state.leader_epoch);
@@ -321,7 +321,7 @@ impl<L: ReplicaLog> Replica<L> {
         self.state = state;
         // A new leader alone in its ISR knows its high watermark at once: no fetch or
         // flush may come to recompute it.
-        self.update_high_watermark(now_ms, out);
+        self.update_high_watermark(out);
         self.tick(now_ms, out);
     }
 
@@ -332,7 +332,7 @@ impl<L: ReplicaLog> Replica<L> {
         record_count: u32,
         payload: Bytes,
         acks: Acks,
-        now_ms: u64,
+        _now_ms: u64,
         out: &mut Vec<Action>,
     ) -> Result<OffsetRange, ProduceError> {
         let Role::Leader(_) = &self.role else {
@@ -358,18 +358,18 @@ impl<L: ReplicaLog> Replica<L> {
         };
         leader.waiters.push_back(Waiter { id, range, acks });
         self.request_flush(out);
-        self.update_high_watermark(now_ms, out);
+        self.update_high_watermark(out);
         Ok(range)
     }
 
     /// An fsync finished; `log().durable_end()` says how far.
-    pub fn on_durable(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+    pub fn on_durable(&mut self, _now_ms: u64, out: &mut Vec<Action>) {
         self.flush_requested = false;
         if self.log.durable_end() < self.log.log_end() {
             self.request_flush(out);
         }
         if self.is_leader() {
-            self.update_high_watermark(now_ms, out);
+            self.update_high_watermark(out);
         }
     }
 
@@ -473,7 +473,7 @@ impl<L: ReplicaLog> Replica<L> {
         let batches = self
             .log
             .read(request.fetch_offset, log_end, self.config.fetch_batches_max);
-        self.update_high_watermark(now_ms, out);
+        self.update_high_watermark(out);
         self.maybe_propose_isr(now_ms, out);
         Ok(FetchData {
             high_watermark: self.high_watermark,
@@ -616,7 +616,7 @@ impl<L: ReplicaLog> Replica<L> {
     }
 
     /// Leaves the leader role: every waiter is answered NotLeaderOrFollower.
-    fn step_down(&mut self, _now_ms: u64, out: &mut Vec<Action>) {
+    fn step_down(&mut self, out: &mut Vec<Action>) {
         if let Role::Leader(leader) = &mut self.role {
             for waiter in leader.waiters.drain(..) {
                 out.push(Action::Produced {
@@ -640,11 +640,11 @@ impl<L: ReplicaLog> Replica<L> {
         {
             leader.pending_isr = None;
         }
-        self.update_high_watermark(now_ms, out);
+        self.update_high_watermark(out);
         self.maybe_propose_isr(now_ms, out);
     }
 
-    fn update_high_watermark(&mut self, _now_ms: u64, out: &mut Vec<Action>) {
+    fn update_high_watermark(&mut self, out: &mut Vec<Action>) {
         let isr = self.maximal_isr();
         let own = if self.config.hw_on_log_end {
             self.log.log_end()

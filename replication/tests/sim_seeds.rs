@@ -44,6 +44,25 @@ fn two_hundred_seeds_keep_every_invariant() {
 }
 
 #[test]
+fn other_cluster_sizes_keep_every_invariant() {
+    // Proves the same invariants with one broker (the high watermark is the leader's
+    // durable end), two, and five, 50 seeds each.
+    for brokers in [1, 2, 5] {
+        let mut config = SimConfig {
+            brokers,
+            ..SimConfig::default()
+        };
+        config.replica.min_insync_replicas =
+            config.replica.min_insync_replicas.min(brokers as usize);
+        for seed in 0..50 {
+            if let Err(failure) = run_seed(seed, &config) {
+                panic!("{brokers} brokers: {failure}");
+            }
+        }
+    }
+}
+
+#[test]
 fn planted_bug_is_found() {
     // Proves the simulator is not vacuous: with the high watermark built from log end
     // offsets instead of durable offsets (`hw_on_log_end`), a crash loses acknowledged
