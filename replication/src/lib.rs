@@ -7,7 +7,12 @@
 //! unseeded randomness, so the server and the simulator drive the same code.
 //!
 //! Where to start reading: `replica.rs` (the rules), then `message.rs` (what crosses the
-//! network), `log.rs` (what the replica needs from a log) and `sim/` (how it is tested).
+//! network), `log.rs` (what the replica needs from a log; `ModelLog` implements it in
+//! memory, the engine `Log` will through an adapter) and `sim/` (how it is tested; the
+//! README says how to run `cargo test` and the long-run `sluice-sim` binary).
+//!
+//! Not here yet: the Raft controller (the simulator has a model of it), the engine
+//! adapter, and the server's wiring of `Action`s to the network and the disk.
 
 mod batch;
 mod error;
