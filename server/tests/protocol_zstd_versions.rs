@@ -9,17 +9,9 @@ mod common;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::{Broker, Conn, create_topic_with};
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use sluice_engine::batch::{BatchHeader, Codec};
 use sluice_engine::record::build_batch;
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
 
 /// A 3-record batch with the codec in `attributes`.
 fn batch(attributes: i16) -> Bytes {
@@ -34,64 +26,22 @@ fn batch(attributes: i16) -> Bytes {
 
 /// Produce at `version`, acks=all, of one batch to partition 0: (error, base offset).
 fn produce(conn: &mut Conn, version: i16, topic: &str, records: Bytes) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(s(topic)))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ]),
-        ]);
-    let resp: ProduceResponse = conn.call(ApiKey::Produce, version, &req);
-    let p = &resp.responses[0].partition_responses[0];
+    let p = common::produce_to(conn, version, topic, 0, records);
     (p.error_code, p.base_offset)
 }
 
 /// The log end offset of partition 0 (ListOffsets v7, latest).
 fn log_end_offset(conn: &mut Conn, topic: &str) -> i64 {
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(TopicName(s(topic)))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-1),
-                ]),
-        ]);
-    let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &req);
-    resp.topics[0].partitions[0].offset
+    common::list_offsets_at(conn, topic, 0, -1).offset
 }
 
 /// Fetch at `version` of partition 0 from offset 0: (error, high watermark, records).
 fn fetch(conn: &mut Conn, version: i16, topic: &str) -> (i16, i64, Bytes) {
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(TopicName(s(topic)))
-                .with_partitions(vec![
-                    FetchPartition::default()
-                        .with_partition(0)
-                        .with_fetch_offset(0)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ]);
-    let resp: FetchResponse = conn.call(ApiKey::Fetch, version, &req);
-    let p = &resp.responses[0].partitions[0];
+    let p = common::fetch_partition(conn, version, topic, 0, 0, 0, 1 << 20);
     (
         p.error_code,
         p.high_watermark,
-        p.records.clone().unwrap_or_default(),
+        p.records.unwrap_or_default(),
     )
 }
 

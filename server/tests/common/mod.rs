@@ -112,10 +112,22 @@ pub fn produce_to(
     partition: i32,
     records: Bytes,
 ) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+    produce_with(conn, version, -1, topic, partition, records)
+}
+
+/// Produce (`version`, `acks`) of `records` to one partition: that partition's answer.
+pub fn produce_with(
+    conn: &mut Conn,
+    version: i16,
+    acks: i16,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
     let req = ProduceRequest::default()
-        .with_acks(-1)
+        .with_acks(acks)
         .with_timeout_ms(10_000)
         .with_topic_data(vec![
             TopicProduceData::default()
@@ -174,22 +186,24 @@ pub fn produce_keyed(
     assert_eq!(p.error_code, 0, "{p:?}");
 }
 
-/// One Fetch (v12, no wait) of one partition from `offset`, at most
-/// `partition_max_bytes` of it: that partition's answer.
-pub fn fetch_from(
+/// One Fetch of one partition from `offset` at `version`, waiting up to `max_wait_ms` for
+/// one byte: that partition's answer. Asserts nothing.
+pub fn fetch_partition(
     conn: &mut Conn,
+    version: i16,
     topic: &str,
     partition: i32,
     offset: i64,
+    max_wait_ms: i32,
     partition_max_bytes: i32,
 ) -> kafka_protocol::messages::fetch_response::PartitionData {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
     let req = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(0)
+        .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
+        .with_max_bytes(8 << 20)
         .with_session_epoch(-1)
         .with_topics(vec![
             FetchTopic::default()
@@ -201,8 +215,19 @@ pub fn fetch_from(
                         .with_partition_max_bytes(partition_max_bytes),
                 ]),
         ]);
-    let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &req);
+    let resp: FetchResponse = conn.call(ApiKey::Fetch, version, &req);
     resp.responses[0].partitions[0].clone()
+}
+
+/// One Fetch (v12) of `partition` from `offset`, not waiting: that partition's answer.
+pub fn fetch_from(
+    conn: &mut Conn,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    partition_max_bytes: i32,
+) -> kafka_protocol::messages::fetch_response::PartitionData {
+    fetch_partition(conn, 12, topic, partition, offset, 0, partition_max_bytes)
 }
 
 /// One small Fetch (v12, 3000 bytes) from `offset`: (record batches as served, high
@@ -251,73 +276,23 @@ pub fn fetch_at(
     max_wait_ms: i32,
     partition_max_bytes: i32,
 ) -> (i16, i64, Bytes) {
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(8 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(TopicName(s(topic)))
-                .with_partitions(vec![
-                    FetchPartition::default()
-                        .with_partition(0)
-                        .with_fetch_offset(offset)
-                        .with_partition_max_bytes(partition_max_bytes),
-                ]),
-        ]);
-    let resp: FetchResponse = conn.call(ApiKey::Fetch, 12, &req);
-    let p = &resp.responses[0].partitions[0];
+    let p = fetch_partition(conn, 12, topic, 0, offset, max_wait_ms, partition_max_bytes);
     (
         p.error_code,
         p.high_watermark,
-        p.records.clone().unwrap_or_default(),
+        p.records.unwrap_or_default(),
     )
 }
 
 /// Produce (v9) of `records` to partition 0 with `acks`: (error code, base offset).
 pub fn produce_acks(conn: &mut Conn, topic: &str, records: Bytes, acks: i16) -> (i16, i64) {
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-    let req = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(s(topic)))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ]),
-        ]);
-    let resp: ProduceResponse = conn.call(ApiKey::Produce, 9, &req);
-    let r = &resp.responses[0].partition_responses[0];
+    let r = produce_with(conn, 9, acks, topic, 0, records);
     (r.error_code, r.base_offset)
 }
 
 /// ListOffsets (v7) of partition 0 at `timestamp` (-1 latest, -2 earliest): the offset.
 pub fn list_offset(conn: &mut Conn, topic: &str, timestamp: i64) -> i64 {
-    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-    use kafka_protocol::messages::{
-        ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName,
-    };
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(TopicName(s(topic)))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(timestamp),
-                ]),
-        ]);
-    let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &req);
-    let p = &resp.topics[0].partitions[0];
+    let p = list_offsets_at(conn, topic, 0, timestamp);
     assert_eq!(p.error_code, 0, "{p:?}");
     p.offset
 }
